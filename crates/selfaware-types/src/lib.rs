@@ -1,0 +1,10 @@
+//! Records that go to disk, shared by every crate of the pipeline.
+//!
+//! Everything here is plain data with serde: conversations in OpenAI chat format and the
+//! provenance block every result file carries. No ML, no network, no I/O.
+
+mod conversation;
+mod provenance;
+
+pub use conversation::{Conversation, Message, Role};
+pub use provenance::{sha256_hex, Provenance, TOOL_VERSION};
