@@ -1,10 +1,13 @@
 """Write goldens.json: reference numbers from numpy and scipy for selfaware-stats' tests.
 
-Run from the repository root:
+Run from the repository root (`.venv` is git-ignored; any venv with numpy and scipy works,
+the versions used are recorded under "generator" in the output):
 
-    python3 -m venv .venv-stats
-    .venv-stats/bin/pip install numpy scipy
-    .venv-stats/bin/python crates/selfaware-stats/tests/golden/make_goldens.py
+    python3 -m venv .venv
+    .venv/bin/pip install numpy scipy
+    .venv/bin/python crates/selfaware-stats/tests/golden/make_goldens.py
+
+The script is deterministic: rerunning it with the same numpy/scipy rewrites the same file.
 
 The output is committed; `tests/golden.rs` reads it. Deterministic quantities (means,
 quantiles, t and Fisher-z intervals, Pearson r and p, exact permutation p-values, OLS lines)
