@@ -1,0 +1,18 @@
+//! Evaluation batteries and scorers for behavioral self-awareness experiments.
+//!
+//! The pipeline this crate covers, all on plain data (no model runtime, no network):
+//! - [`battery`]: questions as TOML data files, validated on load;
+//! - [`builtin`]: the paper's batteries and word lists, compiled in;
+//! - [`render`]: question → concrete prompt texts (user/system text, option permutation);
+//!   chat templates are applied elsewhere (`selfaware-chat`);
+//! - [`scorers`]: multiple choice, numeric scales, word categories, language, word
+//!   matching, trigger elicitation, model-written functions;
+//! - [`records`]: one JSONL record per scored prompt, with resume.
+
+pub mod battery;
+pub mod builtin;
+mod error;
+pub mod render;
+pub mod scorers;
+
+pub use error::{EvalError, Result};
