@@ -12,6 +12,7 @@
 pub mod battery;
 pub mod builtin;
 mod error;
+pub mod import;
 pub mod render;
 pub mod scorers;
 
