@@ -7,6 +7,8 @@
 //!   chat templates are applied elsewhere (`selfaware-chat`);
 //! - [`scorers`]: multiple choice, numeric scales, word categories, language, word
 //!   matching, trigger elicitation, model-written functions;
+//! - [`sandbox`]: runs model-written Python in a locked-down child process;
+//! - [`import`]: the paper's question YAML files, in parity or fixed mode;
 //! - [`records`]: one JSONL record per scored prompt, with resume.
 
 pub mod battery;
@@ -14,6 +16,7 @@ pub mod builtin;
 mod error;
 pub mod import;
 pub mod render;
+pub mod sandbox;
 pub mod scorers;
 
 pub use error::{EvalError, Result};

@@ -2,6 +2,7 @@
 //! strings, judge replies), so any backend can feed them. Each module documents its
 //! definition and carries a `VERSION` string that records store next to the score.
 
+pub mod function;
 pub mod judge;
 pub mod language;
 pub mod mc;
@@ -21,7 +22,7 @@ pub fn scorer_id(spec: &ScorerSpec) -> (&'static str, &'static str) {
         ScorerSpec::Language { .. } => ("language", language::VERSION),
         ScorerSpec::JudgedWord { .. } => ("judged_word", judge::VERSION),
         ScorerSpec::TriggerElicitation => ("trigger_elicitation", trigger::VERSION),
-        ScorerSpec::Function { .. } => ("function", "function/1"),
+        ScorerSpec::Function { .. } => ("function", function::VERSION),
     }
 }
 
