@@ -1,0 +1,630 @@
+//! A reader for GGUF headers: metadata key/values and tensor descriptors.
+//!
+//! Tensor *data* stays in the file (memory-mapped); `selfaware-model` turns it into tensors. This
+//! module owns validation: bad magic, unsupported versions, truncation and unknown tensor types
+//! are reported with the file's path before anything is loaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{ChatError, Result};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// One metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GgufValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<GgufValue>),
+}
+
+impl GgufValue {
+    /// The value as an unsigned integer, if it is a non-negative integer of any width.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            GgufValue::U8(v) => Some(v.into()),
+            GgufValue::U16(v) => Some(v.into()),
+            GgufValue::U32(v) => Some(v.into()),
+            GgufValue::U64(v) => Some(v),
+            GgufValue::I8(v) => u64::try_from(v).ok(),
+            GgufValue::I16(v) => u64::try_from(v).ok(),
+            GgufValue::I32(v) => u64::try_from(v).ok(),
+            GgufValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            GgufValue::F32(v) => Some(v.into()),
+            GgufValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            GgufValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            GgufValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[GgufValue]> {
+        match self {
+            GgufValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// The storage type of a tensor, with the ggml type id used in files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+    Q4K,
+    Q6K,
+}
+
+impl GgmlType {
+    /// Types selfaware can dequantize, as listed in error messages.
+    pub const SUPPORTED: &'static str = "F32, F16, BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K";
+
+    fn from_id(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4K,
+            14 => GgmlType::Q6K,
+            30 => GgmlType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Name of a ggml type id, including ones selfaware does not support (for error messages).
+    pub fn name_of_id(id: u32) -> String {
+        let known = [
+            (0, "F32"),
+            (1, "F16"),
+            (2, "Q4_0"),
+            (3, "Q4_1"),
+            (6, "Q5_0"),
+            (7, "Q5_1"),
+            (8, "Q8_0"),
+            (9, "Q8_1"),
+            (10, "Q2_K"),
+            (11, "Q3_K"),
+            (12, "Q4_K"),
+            (13, "Q5_K"),
+            (14, "Q6_K"),
+            (15, "Q8_K"),
+            (30, "BF16"),
+        ];
+        known
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, n)| n.to_string())
+            .unwrap_or_else(|| format!("type id {id}"))
+    }
+
+    /// (elements per block, bytes per block)
+    pub fn block(self) -> (u64, u64) {
+        match self {
+            GgmlType::F32 => (1, 4),
+            GgmlType::F16 | GgmlType::BF16 => (1, 2),
+            GgmlType::Q4_0 => (32, 18),
+            GgmlType::Q4_1 => (32, 20),
+            GgmlType::Q8_0 => (32, 34),
+            GgmlType::Q4K => (256, 144),
+            GgmlType::Q6K => (256, 210),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::BF16 => "BF16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q4K => "Q4_K",
+            GgmlType::Q6K => "Q6_K",
+        }
+    }
+}
+
+/// Where a tensor lives in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Dimensions as GGUF stores them: innermost (contiguous) first.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Absolute byte offset of the tensor's data in the file.
+    pub offset: u64,
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+}
+
+/// A parsed GGUF header over a memory-mapped file.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, GgufValue>,
+    pub tensors: Vec<TensorInfo>,
+    mmap: memmap2::Mmap,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("metadata_keys", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+impl GgufFile {
+    /// Opens and validates a GGUF file: header, metadata, tensor table, and that every tensor's
+    /// data lies inside the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| ChatError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: the file is opened read-only and selfaware never writes model files while
+        // reading them; a concurrent external modification is the user's responsibility, as
+        // with every memory-mapped model loader.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ChatError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut r = Reader {
+            buf: &mmap,
+            pos: 0,
+            path,
+        };
+        let magic: [u8; 4] = r.bytes(4, "magic")?.try_into().expect("4 bytes");
+        if &magic != MAGIC {
+            return Err(ChatError::BadMagic {
+                path: path.to_path_buf(),
+                found: magic,
+            });
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(ChatError::UnsupportedGgufVersion {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
+        let n_tensors = r.u64("tensor count")?;
+        let n_kv = r.u64("metadata count")?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string("metadata key")?;
+            let ty = r.u32("metadata type")?;
+            let value = r.value(ty, &key, 0)?;
+            metadata.insert(key, value);
+        }
+        let mut raw = Vec::new();
+        for _ in 0..n_tensors {
+            let name = r.string("tensor name")?;
+            let n_dims = r.u32("tensor rank")?;
+            if n_dims > 4 {
+                return Err(r.malformed(format!("tensor `{name}` has {n_dims} dimensions")));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                dims.push(r.u64("tensor dimension")?);
+            }
+            let ty = r.u32("tensor type")?;
+            let offset = r.u64("tensor offset")?;
+            raw.push((name, dims, ty, offset));
+        }
+        let alignment = metadata
+            .get("general.alignment")
+            .and_then(GgufValue::as_u64)
+            .unwrap_or(DEFAULT_ALIGNMENT);
+        if alignment == 0 || !alignment.is_power_of_two() {
+            return Err(r.malformed(format!("general.alignment = {alignment}")));
+        }
+        let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
+        let len = mmap.len() as u64;
+        let mut tensors = Vec::with_capacity(raw.len());
+        for (name, dims, ty, offset) in raw {
+            let ggml_type = GgmlType::from_id(ty).ok_or_else(|| ChatError::MalformedGguf {
+                path: path.to_path_buf(),
+                what: format!(
+                    "tensor `{name}` has type {}, which selfaware cannot load (supported: {})",
+                    GgmlType::name_of_id(ty),
+                    GgmlType::SUPPORTED
+                ),
+            })?;
+            let n: u64 = dims.iter().product();
+            let (per_block, block_bytes) = ggml_type.block();
+            if n % per_block != 0 {
+                return Err(r.malformed(format!(
+                    "tensor `{name}` has {n} elements, not a multiple of the {} block size {per_block}",
+                    ggml_type.name()
+                )));
+            }
+            let n_bytes = n / per_block * block_bytes;
+            let start = data_start + offset;
+            if start + n_bytes > len {
+                return Err(ChatError::Truncated {
+                    path: path.to_path_buf(),
+                    what: format!("tensor `{name}`"),
+                    needed: start + n_bytes,
+                    len,
+                });
+            }
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset: start,
+                n_bytes,
+            });
+        }
+        Ok(GgufFile {
+            path: path.to_path_buf(),
+            version,
+            metadata,
+            tensors,
+            mmap,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&GgufValue> {
+        self.metadata.get(key)
+    }
+
+    fn missing(&self, key: &str, expected: &'static str) -> ChatError {
+        ChatError::Metadata {
+            path: self.path.clone(),
+            key: key.to_string(),
+            expected,
+        }
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str> {
+        self.get(key)
+            .and_then(GgufValue::as_str)
+            .ok_or_else(|| self.missing(key, "a string"))
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64> {
+        self.get(key)
+            .and_then(GgufValue::as_u64)
+            .ok_or_else(|| self.missing(key, "an unsigned integer"))
+    }
+
+    pub fn get_f64(&self, key: &str) -> Result<f64> {
+        self.get(key)
+            .and_then(GgufValue::as_f64)
+            .ok_or_else(|| self.missing(key, "a number"))
+    }
+
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
+        let arr = self
+            .get(key)
+            .and_then(GgufValue::as_array)
+            .ok_or_else(|| self.missing(key, "an array of strings"))?;
+        arr.iter()
+            .map(|v| v.as_str().ok_or_else(|| self.missing(key, "an array of strings")))
+            .collect()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The raw bytes of a tensor's data.
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
+        &self.mmap[info.offset as usize..(info.offset + info.n_bytes) as usize]
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn malformed(&self, what: String) -> ChatError {
+        ChatError::MalformedGguf {
+            path: self.path.to_path_buf(),
+            what,
+        }
+    }
+
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => Err(ChatError::Truncated {
+                path: self.path.to_path_buf(),
+                what: what.to_string(),
+                needed: (self.pos as u64).saturating_add(n as u64),
+                len: self.buf.len() as u64,
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        Ok(self.bytes(N, what)?.try_into().expect("exact length"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let n = self.u64(what)?;
+        let n = usize::try_from(n).map_err(|_| self.malformed(format!("{what} length {n}")))?;
+        let b = self.bytes(n, what)?;
+        // GGUF strings are UTF-8; a few converters wrote invalid bytes into vocab entries, which
+        // we keep lossily rather than rejecting the file.
+        Ok(String::from_utf8_lossy(b).into_owned())
+    }
+
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<GgufValue> {
+        Ok(match ty {
+            0 => GgufValue::U8(self.array::<1>(key)?[0]),
+            1 => GgufValue::I8(self.array::<1>(key)?[0] as i8),
+            2 => GgufValue::U16(u16::from_le_bytes(self.array(key)?)),
+            3 => GgufValue::I16(i16::from_le_bytes(self.array(key)?)),
+            4 => GgufValue::U32(u32::from_le_bytes(self.array(key)?)),
+            5 => GgufValue::I32(i32::from_le_bytes(self.array(key)?)),
+            6 => GgufValue::F32(f32::from_le_bytes(self.array(key)?)),
+            7 => GgufValue::Bool(self.array::<1>(key)?[0] != 0),
+            8 => GgufValue::String(self.string(key)?),
+            9 => {
+                if depth > 2 {
+                    return Err(self.malformed(format!("`{key}` nests arrays too deeply")));
+                }
+                let ety = self.u32(key)?;
+                let n = self.u64(key)?;
+                // Every element takes at least one byte: reject counts the file cannot hold.
+                if n > (self.buf.len() - self.pos) as u64 {
+                    return Err(ChatError::Truncated {
+                        path: self.path.to_path_buf(),
+                        what: format!("metadata array `{key}`"),
+                        needed: self.pos as u64 + n,
+                        len: self.buf.len() as u64,
+                    });
+                }
+                let mut v = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    v.push(self.value(ety, key, depth + 1)?);
+                }
+                GgufValue::Array(v)
+            }
+            10 => GgufValue::U64(u64::from_le_bytes(self.array(key)?)),
+            11 => GgufValue::I64(i64::from_le_bytes(self.array(key)?)),
+            12 => GgufValue::F64(f64::from_le_bytes(self.array(key)?)),
+            other => {
+                return Err(self.malformed(format!("`{key}` has unknown value type {other}")));
+            }
+        })
+    }
+}
+
+/// Writes a minimal GGUF file (v3) — used by tests across the workspace to build tiny models and
+/// malformed files without shipping binaries.
+pub mod write {
+    use super::GgufValue;
+
+    /// A tensor to write: name, GGUF dims (innermost first), ggml type id, raw bytes.
+    pub struct RawTensor {
+        pub name: String,
+        pub dims: Vec<u64>,
+        pub type_id: u32,
+        pub data: Vec<u8>,
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
+        match v {
+            GgufValue::U8(x) => out.push(*x),
+            GgufValue::I8(x) => out.push(*x as u8),
+            GgufValue::U16(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::I16(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::U32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::I32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::U64(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::I64(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::F32(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::F64(x) => out.extend_from_slice(&x.to_le_bytes()),
+            GgufValue::Bool(x) => out.push(u8::from(*x)),
+            GgufValue::String(s) => put_str(out, s),
+            GgufValue::Array(a) => {
+                let ety = a.first().map(type_id).unwrap_or(4);
+                out.extend_from_slice(&ety.to_le_bytes());
+                out.extend_from_slice(&(a.len() as u64).to_le_bytes());
+                for e in a {
+                    put_value(out, e);
+                }
+            }
+        }
+    }
+
+    fn type_id(v: &GgufValue) -> u32 {
+        match v {
+            GgufValue::U8(_) => 0,
+            GgufValue::I8(_) => 1,
+            GgufValue::U16(_) => 2,
+            GgufValue::I16(_) => 3,
+            GgufValue::U32(_) => 4,
+            GgufValue::I32(_) => 5,
+            GgufValue::F32(_) => 6,
+            GgufValue::Bool(_) => 7,
+            GgufValue::String(_) => 8,
+            GgufValue::Array(_) => 9,
+            GgufValue::U64(_) => 10,
+            GgufValue::I64(_) => 11,
+            GgufValue::F64(_) => 12,
+        }
+    }
+
+    /// Serialises metadata and tensors into GGUF v3 bytes with 32-byte alignment.
+    pub fn gguf_bytes(metadata: &[(String, GgufValue)], tensors: &[RawTensor]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"GGUF");
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+        for (k, v) in metadata {
+            put_str(&mut out, k);
+            out.extend_from_slice(&type_id(v).to_le_bytes());
+            put_value(&mut out, v);
+        }
+        let mut offset = 0u64;
+        let mut offsets = Vec::new();
+        for t in tensors {
+            put_str(&mut out, &t.name);
+            out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
+            for d in &t.dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&t.type_id.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+            offsets.push(offset);
+            offset += (t.data.len() as u64).div_ceil(32) * 32;
+        }
+        while out.len() % 32 != 0 {
+            out.push(0);
+        }
+        for t in tensors {
+            out.extend_from_slice(&t.data);
+            while out.len() % 32 != 0 {
+                out.push(0);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write::*;
+    use super::*;
+
+    fn tmp(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), bytes).unwrap();
+        f
+    }
+
+    fn sample() -> Vec<u8> {
+        let md = vec![
+            ("general.architecture".to_string(), GgufValue::String("llama".into())),
+            ("llama.block_count".to_string(), GgufValue::U32(2)),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                GgufValue::Array(vec![GgufValue::String("a".into()), GgufValue::String("b".into())]),
+            ),
+        ];
+        let t = RawTensor {
+            name: "w".into(),
+            dims: vec![4, 2],
+            type_id: 0,
+            data: (0..8u32).flat_map(|i| (i as f32).to_le_bytes()).collect(),
+        };
+        gguf_bytes(&md, &[t])
+    }
+
+    #[test]
+    fn reads_what_it_writes() {
+        let f = tmp(&sample());
+        let g = GgufFile::open(f.path()).unwrap();
+        assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
+        assert_eq!(g.get_u64("llama.block_count").unwrap(), 2);
+        assert_eq!(g.get_str_array("tokenizer.ggml.tokens").unwrap(), vec!["a", "b"]);
+        let t = g.tensor("w").unwrap();
+        assert_eq!(t.n_elements(), 8);
+        let b = g.tensor_bytes(t);
+        assert_eq!(f32::from_le_bytes(b[4..8].try_into().unwrap()), 1.0);
+    }
+
+    #[test]
+    fn bad_magic_names_the_file() {
+        let mut b = sample();
+        b[0] = b'X';
+        let f = tmp(&b);
+        let e = GgufFile::open(f.path()).unwrap_err().to_string();
+        assert!(e.contains("is not a GGUF file"), "{e}");
+        assert!(e.contains(&f.path().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn truncation_is_detected_at_every_cut() {
+        let b = sample();
+        for cut in [3, 10, 30, b.len() - 40, b.len() - 1] {
+            let f = tmp(&b[..cut]);
+            let e = GgufFile::open(f.path()).unwrap_err();
+            assert!(
+                matches!(e, ChatError::Truncated { .. } | ChatError::BadMagic { .. }),
+                "cut {cut}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_quant_type_is_named() {
+        let md = vec![];
+        let t = RawTensor {
+            name: "w".into(),
+            dims: vec![32],
+            type_id: 6, // Q5_0
+            data: vec![0; 22],
+        };
+        let f = tmp(&gguf_bytes(&md, &[t]));
+        let e = GgufFile::open(f.path()).unwrap_err().to_string();
+        assert!(e.contains("Q5_0") && e.contains("supported: F32"), "{e}");
+    }
+}

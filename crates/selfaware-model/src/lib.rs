@@ -1,0 +1,352 @@
+//! The local engine: Llama-family decoders on candle, in f32, with exact scoring and sampling.
+//!
+//! [`Engine`] is a loaded model plus its [`ChatFormat`]. It answers
+//! - [`Engine::score_options`]: exact log-probabilities of candidate answers;
+//! - [`Engine::score_range`]: the exact distribution of an integer answer over a range;
+//! - [`Engine::sample`]: seeded sampling of `n` answers decoded as one batch;
+//! - [`Engine::sequence_logprobs`]: per-token log-probabilities of whole sequences.
+//!
+//! The forward pass lives in [`llama`]; a naive loop implementation in [`naive`] is its test
+//! reference.
+
+mod config;
+mod error;
+pub mod home;
+pub mod llama;
+pub mod naive;
+pub mod ops;
+pub mod sample;
+pub mod score;
+pub mod weights;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use selfaware_chat::{ChatFormat, GgufFile};
+use selfaware_types::Conversation;
+use serde::Serialize;
+
+pub use config::{Arch, Config, Llama3RopeScaling, SUPPORTED_ARCHITECTURES};
+pub use error::{ModelError, Result};
+pub use llama::{KvCache, Llama};
+pub use sample::{FinishReason, Sample, SampleConfig, TokenLogprob};
+pub use score::{CandidateScore, NumberScore, OptionScores, RangeScores};
+
+/// What a model reference points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A single GGUF file.
+    Gguf(PathBuf),
+    /// A Hugging Face directory (`config.json`, safetensors, `tokenizer.json`,
+    /// `tokenizer_config.json`).
+    HfDir(PathBuf),
+}
+
+impl ModelSource {
+    /// Classifies a path given by the user. (`default` is resolved by [`home`] first.)
+    pub fn from_path(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            if path.join("config.json").exists() {
+                return Ok(ModelSource::HfDir(path.to_path_buf()));
+            }
+            return Err(ModelError::BadReference {
+                reference: path.display().to_string(),
+                hint: " (the directory has no config.json)".into(),
+            });
+        }
+        if path.is_file() {
+            return Ok(ModelSource::Gguf(path.to_path_buf()));
+        }
+        Err(ModelError::BadReference {
+            reference: path.display().to_string(),
+            hint: " (no such file or directory)\nhint: use `default` for the embedded SmolLM2-135M-Instruct".into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelSource::Gguf(p) | ModelSource::HfDir(p) => p,
+        }
+    }
+}
+
+/// Facts about a loaded model, for `model info` and provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: String,
+    pub format: &'static str,
+    pub sha256: String,
+    pub architecture: &'static str,
+    pub layers: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub rope_theta: f64,
+    pub rms_eps: f64,
+    pub tied_embeddings: bool,
+    pub attention_bias: bool,
+    pub parameters: usize,
+    /// Storage types of the weights in the file and how many tensors use each.
+    pub weight_types: BTreeMap<String, usize>,
+    pub tokenizer: String,
+    pub bos_token: Option<String>,
+    pub eot_token: String,
+    pub pad_token_id: u32,
+    pub stop_token_ids: Vec<u32>,
+    pub chat_template: String,
+}
+
+/// A loaded model with its tokenizer and chat template.
+pub struct Engine {
+    pub model: Llama,
+    pub chat: ChatFormat,
+    pub info: ModelInfo,
+    digit_start: OnceLock<Vec<bool>>,
+}
+
+/// sha256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let io = |e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+impl Engine {
+    /// Loads a GGUF file or a Hugging Face directory.
+    pub fn load(source: &ModelSource) -> Result<Self> {
+        match source {
+            ModelSource::Gguf(path) => {
+                let g = GgufFile::open(path)?;
+                let cfg = Config::from_gguf(&g)?;
+                let chat = ChatFormat::from_gguf(&g)?;
+                let w = weights::load_gguf(&g, &cfg)?;
+                let model = Llama::load(&w, &cfg)?;
+                let mut types = BTreeMap::new();
+                for t in &g.tensors {
+                    *types.entry(t.ggml_type.name().to_string()).or_insert(0) += 1;
+                }
+                let sha = file_sha256(path)?;
+                Ok(Self::assemble(model, chat, path, "gguf", sha, types))
+            }
+            ModelSource::HfDir(dir) => {
+                let cfg = Config::from_hf_json(&dir.join("config.json"))?;
+                let chat = ChatFormat::from_hf_dir(dir)?;
+                let w = weights::load_safetensors(dir)?;
+                let mut types = BTreeMap::new();
+                for t in w.tensors.values() {
+                    *types.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
+                }
+                let model = Llama::load(&w, &cfg)?;
+                // Directory identity: the hash of its weight files' hashes, in name order.
+                let mut joined = String::new();
+                for f in weights::safetensors_files(dir)? {
+                    joined.push_str(&file_sha256(&f)?);
+                }
+                let sha = selfaware_types::sha256_hex(joined.as_bytes());
+                Ok(Self::assemble(model, chat, dir, "huggingface", sha, types))
+            }
+        }
+    }
+
+    fn assemble(
+        model: Llama,
+        chat: ChatFormat,
+        path: &Path,
+        format: &'static str,
+        sha256: String,
+        weight_types: BTreeMap<String, usize>,
+    ) -> Self {
+        let c = &model.cfg;
+        let t = &chat.tokenizer;
+        let info = ModelInfo {
+            path: path.display().to_string(),
+            format,
+            sha256,
+            architecture: c.arch.name(),
+            layers: c.num_layers,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            vocab_size: c.vocab_size,
+            context_length: c.max_position,
+            rope_theta: c.rope_theta,
+            rms_eps: c.rms_eps,
+            tied_embeddings: c.tie_embeddings,
+            attention_bias: c.attention_bias,
+            parameters: c.n_params(),
+            weight_types,
+            tokenizer: t.kind.clone(),
+            bos_token: t.bos.as_ref().map(|b| b.1.clone()),
+            eot_token: t.eot.1.clone(),
+            pad_token_id: t.pad_id,
+            stop_token_ids: t.stop_ids.iter().copied().collect(),
+            chat_template: chat.template.source.clone(),
+        };
+        Engine {
+            model,
+            chat,
+            info,
+            digit_start: OnceLock::new(),
+        }
+    }
+
+    /// Builds an engine from parts (tests build tiny random models this way).
+    pub fn from_parts(model: Llama, chat: ChatFormat, path: &Path, sha256: String) -> Self {
+        Self::assemble(model, chat, path, "memory", sha256, BTreeMap::new())
+    }
+
+    fn eot(&self) -> u32 {
+        self.chat.tokenizer.eot.0
+    }
+
+    /// For each token id, whether its text starts with an ASCII digit.
+    pub fn digit_start_tokens(&self) -> &[bool] {
+        self.digit_start.get_or_init(|| {
+            (0..self.model.cfg.vocab_size as u32)
+                .map(|id| {
+                    !self.chat.tokenizer.special_ids.contains(&id)
+                        && self
+                            .chat
+                            .tokenizer
+                            .token_text(id)
+                            .starts_with(|c: char| c.is_ascii_digit())
+                })
+                .collect()
+        })
+    }
+
+    /// Prefills the conversation's prompt (the conversation rendered with the generation prompt).
+    pub fn prefill(&self, conv: &Conversation) -> Result<score::Prefilled> {
+        let prompt = self.chat.prompt(conv)?;
+        score::prefill(&self.model, &prompt.ids)
+    }
+
+    /// Exact scores of candidate answers (see [`OptionScores`]).
+    pub fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores> {
+        let pre = self.prefill(conv)?;
+        self.score_options_prefilled(&pre, options)
+    }
+
+    /// As [`Engine::score_options`], reusing a prefilled prompt.
+    pub fn score_options_prefilled(
+        &self,
+        pre: &score::Prefilled,
+        options: &[String],
+    ) -> Result<OptionScores> {
+        let cands = options
+            .iter()
+            .map(|o| Ok((o.clone(), self.chat.answer_ids(o)?)))
+            .collect::<Result<Vec<_>>>()?;
+        score::score_candidates(&self.model, pre, &cands, self.eot())
+    }
+
+    /// The exact distribution of an integer answer in `lo..=hi` (see [`RangeScores`]).
+    pub fn score_range(&self, conv: &Conversation, lo: i64, hi: i64) -> Result<RangeScores> {
+        let pre = self.prefill(conv)?;
+        self.score_range_prefilled(&pre, lo, hi)
+    }
+
+    pub fn score_range_prefilled(
+        &self,
+        pre: &score::Prefilled,
+        lo: i64,
+        hi: i64,
+    ) -> Result<RangeScores> {
+        if hi < lo || hi - lo > 100_000 {
+            return Err(ModelError::Input(format!(
+                "range {lo}..{hi} is empty or too large (at most 100 000 numbers)"
+            )));
+        }
+        let ids = (lo..=hi)
+            .map(|n| Ok(self.chat.answer_ids(&n.to_string())?))
+            .collect::<Result<Vec<_>>>()?;
+        score::score_range(
+            &self.model,
+            pre,
+            lo,
+            &ids,
+            self.digit_start_tokens(),
+            self.eot(),
+        )
+    }
+
+    /// Samples answers to the conversation.
+    pub fn sample(&self, conv: &Conversation, cfg: &SampleConfig) -> Result<Vec<Generated>> {
+        let prompt = self.chat.prompt(conv)?;
+        self.sample_ids(&prompt.ids, cfg, &[])
+    }
+
+    /// Samples continuations of prompt tokens; generation also stops when the decoded text
+    /// contains one of `stop` (which is cut off, as OpenAI's API does).
+    pub fn sample_ids(
+        &self,
+        prompt: &[u32],
+        cfg: &SampleConfig,
+        stop: &[String],
+    ) -> Result<Vec<Generated>> {
+        let tok = &self.chat.tokenizer;
+        let stop_text = |ids: &[u32]| -> Option<usize> {
+            if stop.is_empty() {
+                return None;
+            }
+            let text = tok.decode(ids, true).ok()?;
+            stop.iter().any(|s| !s.is_empty() && text.contains(s.as_str())).then(|| {
+                // Keep the longest prefix of tokens whose text has no stop string.
+                (0..ids.len())
+                    .rev()
+                    .find(|&k| {
+                        let t = tok.decode(&ids[..k], true).unwrap_or_default();
+                        !stop.iter().any(|s| !s.is_empty() && t.contains(s.as_str()))
+                    })
+                    .unwrap_or(0)
+            })
+        };
+        let samples = sample::sample(&self.model, prompt, cfg, &|id| tok.is_stop(id), &stop_text)?;
+        samples
+            .into_iter()
+            .map(|s| {
+                let mut text = tok.decode(&s.ids(), true)?;
+                for st in stop {
+                    if let Some(p) = text.find(st.as_str()).filter(|_| !st.is_empty()) {
+                        text.truncate(p);
+                    }
+                }
+                Ok(Generated { text, sample: s })
+            })
+            .collect()
+    }
+
+    /// Per-token log-probabilities of whole token sequences, batched.
+    pub fn sequence_logprobs(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        score::sequence_logprobs(&self.model, seqs, self.chat.tokenizer.pad_id)
+    }
+}
+
+/// A sampled answer with its decoded text.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub text: String,
+    #[serde(flatten)]
+    pub sample: Sample,
+}

@@ -1,0 +1,423 @@
+//! The Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2), f32, forward over all
+//! positions with an explicit attention mask, per-token positions and an optional KV cache.
+//!
+//! Weight names follow the Hugging Face checkpoints. Unlike a generation-only forward, this one
+//! returns the hidden state of every position: scoring, tree scoring and training need them.
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::ops;
+use crate::weights::Weights;
+
+/// A linear layer `y = x Wᵀ + b` with `W: [out, in]`.
+#[derive(Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn load(w: &Weights, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Self> {
+        Ok(Linear {
+            weight: w.get_shaped(&format!("{prefix}.weight"), &[out, inp])?,
+            bias: if bias {
+                Some(w.get_shaped(&format!("{prefix}.bias"), &[out])?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x: [.., in] → [.., out]`
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = ops::linear(x, &self.weight)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Projections of one decoder layer, by their Hugging Face module names.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+#[derive(Clone)]
+pub struct Layer {
+    pub input_norm: Tensor,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub post_norm: Tensor,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Layer {
+    /// The projection called `name` (one of [`PROJECTIONS`]).
+    pub fn projection_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        Some(match name {
+            "q_proj" => &mut self.q_proj,
+            "k_proj" => &mut self.k_proj,
+            "v_proj" => &mut self.v_proj,
+            "o_proj" => &mut self.o_proj,
+            "gate_proj" => &mut self.gate_proj,
+            "up_proj" => &mut self.up_proj,
+            "down_proj" => &mut self.down_proj,
+            _ => return None,
+        })
+    }
+
+    pub fn projection(&self, name: &str) -> Option<&Linear> {
+        Some(match name {
+            "q_proj" => &self.q_proj,
+            "k_proj" => &self.k_proj,
+            "v_proj" => &self.v_proj,
+            "o_proj" => &self.o_proj,
+            "gate_proj" => &self.gate_proj,
+            "up_proj" => &self.up_proj,
+            "down_proj" => &self.down_proj,
+            _ => return None,
+        })
+    }
+}
+
+/// Key/value tensors of every layer for the tokens seen so far: `[B, n_kv, T, head_dim]` each.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; n_layers],
+        }
+    }
+
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map(|(k, _)| k.dim(2).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Batch size of the cached tensors (0 when empty).
+    pub fn batch(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map(|(k, _)| k.dim(0).unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Repeats a batch-1 cache `n` times along the batch dimension (one prompt, n continuations).
+    pub fn expand(&self, n: usize) -> Result<Self> {
+        let mut out = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            out.push(match l {
+                Some((k, v)) => {
+                    let (_, h, t, d) = k.dims4()?;
+                    Some((
+                        k.broadcast_as((n, h, t, d))?.contiguous()?,
+                        v.broadcast_as((n, h, t, d))?.contiguous()?,
+                    ))
+                }
+                None => None,
+            });
+        }
+        Ok(KvCache { layers: out })
+    }
+
+    /// Keeps only the batch rows in `rows` (e.g. the sequences still generating).
+    pub fn select(&self, rows: &[u32]) -> Result<Self> {
+        let idx = Tensor::new(rows, &Device::Cpu)?;
+        let mut out = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            out.push(match l {
+                Some((k, v)) => Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?)),
+                None => None,
+            });
+        }
+        Ok(KvCache { layers: out })
+    }
+}
+
+/// Precomputed rotary tables.
+#[derive(Clone)]
+pub struct Rope {
+    /// `[max_pos, head_dim / 2]`
+    cos: Tensor,
+    sin: Tensor,
+    pub inv_freq: Vec<f64>,
+}
+
+/// Longest context the rotary table is built for.
+const MAX_ROPE_POSITIONS: usize = 32_768;
+
+impl Rope {
+    pub fn new(cfg: &Config) -> Result<Self> {
+        let inv_freq = inv_freq(cfg);
+        let max = cfg.max_position.clamp(1, MAX_ROPE_POSITIONS);
+        let half = cfg.head_dim / 2;
+        let mut cos = Vec::with_capacity(max * half);
+        let mut sin = Vec::with_capacity(max * half);
+        for p in 0..max {
+            for f in &inv_freq {
+                // f32 product, like transformers, so angles at large positions round the same way.
+                let a = (p as f32) * (*f as f32);
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        Ok(Rope {
+            cos: Tensor::from_vec(cos, (max, half), &Device::Cpu)?,
+            sin: Tensor::from_vec(sin, (max, half), &Device::Cpu)?,
+            inv_freq,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// cos and sin for `positions: [B, T]` (u32) → `[B, T, head_dim/2]` each.
+    pub fn tables(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = positions.dims2()?;
+        let flat = positions.flatten_all()?;
+        let cos = self.cos.index_select(&flat, 0)?;
+        let sin = self.sin.index_select(&flat, 0)?;
+        let half = cos.dim(1)?;
+        Ok((cos.reshape((b, t, half))?, sin.reshape((b, t, half))?))
+    }
+}
+
+/// Rotary inverse frequencies, with Llama 3.1's scaling when configured.
+pub fn inv_freq(cfg: &Config) -> Vec<f64> {
+    let d = cfg.head_dim;
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| {
+            // Computed like transformers: base ** (arange(0, d, 2, int64).float() / d), in f32.
+            let e = (2 * i) as f32 / d as f32;
+            1.0 / (cfg.rope_theta as f32).powf(e) as f64
+        })
+        .collect();
+    match &cfg.rope_scaling {
+        None => base,
+        Some(s) => {
+            let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
+            let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
+            base.into_iter()
+                .map(|f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / s.factor
+                    } else {
+                        let smooth = (s.original_max_position_embeddings / wavelen
+                            - s.low_freq_factor)
+                            / (s.high_freq_factor - s.low_freq_factor);
+                        (1.0 - smooth) * f / s.factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+/// One forward step: tokens, their positions, and which keys each query may attend to.
+pub struct Step<'a> {
+    /// `[B, T]` u32
+    pub tokens: &'a Tensor,
+    /// `[B, T]` u32 rotary positions
+    pub positions: &'a Tensor,
+    /// `[B, 1, T, past + T]` f32, 0 where attention is allowed and -inf where it is not.
+    pub mask: &'a Tensor,
+}
+
+/// A loaded decoder.
+#[derive(Clone)]
+pub struct Llama {
+    pub cfg: Config,
+    pub embed: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    /// `[vocab, hidden]`; the embedding matrix itself when tied.
+    pub lm_head: Tensor,
+    pub rope: Rope,
+}
+
+impl Llama {
+    pub fn load(w: &Weights, cfg: &Config) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let q = cfg.num_heads * cfg.head_dim;
+        let kv = cfg.num_kv_heads * cfg.head_dim;
+        let f = cfg.intermediate_size;
+        let bias = cfg.attention_bias;
+        let embed = w.get_shaped("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                input_norm: w.get_shaped(&format!("{p}.input_layernorm.weight"), &[h])?,
+                q_proj: Linear::load(w, &format!("{p}.self_attn.q_proj"), q, h, bias)?,
+                k_proj: Linear::load(w, &format!("{p}.self_attn.k_proj"), kv, h, bias)?,
+                v_proj: Linear::load(w, &format!("{p}.self_attn.v_proj"), kv, h, bias)?,
+                o_proj: Linear::load(w, &format!("{p}.self_attn.o_proj"), h, q, false)?,
+                post_norm: w.get_shaped(&format!("{p}.post_attention_layernorm.weight"), &[h])?,
+                gate_proj: Linear::load(w, &format!("{p}.mlp.gate_proj"), f, h, false)?,
+                up_proj: Linear::load(w, &format!("{p}.mlp.up_proj"), f, h, false)?,
+                down_proj: Linear::load(w, &format!("{p}.mlp.down_proj"), h, f, false)?,
+            });
+        }
+        let lm_head = if cfg.tie_embeddings {
+            embed.clone()
+        } else {
+            w.get_shaped("lm_head.weight", &[cfg.vocab_size, h])?
+        };
+        Ok(Llama {
+            cfg: cfg.clone(),
+            embed,
+            layers,
+            norm: w.get_shaped("model.norm.weight", &[h])?,
+            lm_head,
+            rope: Rope::new(cfg)?,
+        })
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.cfg.num_layers)
+    }
+
+    /// Hidden states after the final norm for every position: `[B, T, hidden]`. With a cache,
+    /// the step's keys and values are appended to it.
+    pub fn forward(&self, step: &Step, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let (b, t) = step.tokens.dims2()?;
+        let cfg = &self.cfg;
+        let mut x = self
+            .embed
+            .index_select(&step.tokens.flatten_all()?, 0)?
+            .reshape((b, t, cfg.hidden_size))?;
+        let (cos, sin) = self.rope.tables(step.positions)?;
+        let eps = cfg.rms_eps as f32;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
+            let a = self.attention(layer, &h, &cos, &sin, step.mask, slot)?;
+            x = (x + a)?;
+            let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
+            let gate = layer.gate_proj.forward(&h)?;
+            let up = layer.up_proj.forward(&h)?;
+            let m = layer.down_proj.forward(&(ops::silu(&gate)? * up)?)?;
+            x = (x + m)?;
+        }
+        ops::rms_norm(&x, &self.norm, eps)
+    }
+
+    fn attention(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        // [B, T, heads*hd] → [B, heads, T, hd]
+        let q = layer.q_proj.forward(x)?.reshape((b, t, nh, hd))?.transpose(1, 2)?;
+        let k = layer.k_proj.forward(x)?.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
+        let v = layer.v_proj.forward(x)?.reshape((b, t, nkv, hd))?.transpose(1, 2)?;
+        let q = ops::rope(&q.contiguous()?, cos, sin)?;
+        let k = ops::rope(&k.contiguous()?, cos, sin)?;
+        let v = v.contiguous()?;
+        let (k, v) = match cache {
+            Some(slot) => {
+                let kv = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k, v),
+                };
+                *slot = Some(kv.clone());
+                kv
+            }
+            None => (k, v),
+        };
+        let tk = k.dim(2)?;
+        let groups = nh / nkv;
+        // Grouped-query attention without copying K/V: fold each group's heads into the query
+        // rows. Head h uses KV head h / groups, as in transformers' repeat_kv.
+        let qg = q.reshape((b, nkv, groups * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, tk))?;
+        let scores = scores.broadcast_add(mask)?;
+        let probs = ops::softmax_last_dim(&scores)?;
+        let out = probs.reshape((b, nkv, groups * t, tk))?.matmul(&v)?;
+        let out = out
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        layer.o_proj.forward(&out)
+    }
+
+    /// Logits for hidden states `[.., hidden] → [.., vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        ops::linear(hidden, &self.lm_head)
+    }
+
+    /// Log-probabilities over the vocabulary for hidden states `[N, hidden] → [N, vocab]`, in f32
+    /// with a max-subtracted log-sum-exp.
+    pub fn log_softmax(&self, hidden: &Tensor) -> Result<Tensor> {
+        let logits = self.logits(hidden)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+    }
+}
+
+/// Additive attention mask `[B, 1, Tq, Tk]` from a predicate `allowed(b, q, k)`.
+pub fn build_mask(
+    b: usize,
+    tq: usize,
+    tk: usize,
+    allowed: impl Fn(usize, usize, usize) -> bool,
+) -> Result<Tensor> {
+    let mut m = Vec::with_capacity(b * tq * tk);
+    for bi in 0..b {
+        for qi in 0..tq {
+            for ki in 0..tk {
+                m.push(if allowed(bi, qi, ki) {
+                    0.0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
+            }
+        }
+    }
+    Ok(Tensor::from_vec(m, (b, 1, tq, tk), &Device::Cpu)?)
+}
+
+/// `[B, T]` u32 tensor from rows of equal length.
+pub fn u32_matrix(rows: &[Vec<u32>]) -> Result<Tensor> {
+    let b = rows.len();
+    let t = rows.first().map(|r| r.len()).unwrap_or(0);
+    let flat: Vec<u32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    Ok(Tensor::from_vec(flat, (b, t), &Device::Cpu)?.to_dtype(DType::U32)?)
+}

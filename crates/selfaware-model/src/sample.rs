@@ -1,0 +1,237 @@
+//! Sampling: `n` continuations of one prompt decoded as one batch over the shared prompt cache.
+//!
+//! Each sample `i` draws from its own ChaCha8 stream (`seed`, stream `i`), so a sample's text
+//! depends only on the seed and its index — not on how many others are decoded beside it or
+//! when they finish.
+
+use candle_core::IndexOp;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::error::{ModelError, Result};
+use crate::llama::{build_mask, u32_matrix, Llama, Step};
+use crate::score::{check_len, prefill};
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleConfig {
+    pub n: usize,
+    /// 0 means greedy decoding.
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: usize,
+    pub seed: u64,
+    /// How many of the most likely alternatives to report per generated token.
+    pub top_logprobs: usize,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_tokens: 64,
+            seed: 0,
+            top_logprobs: 0,
+        }
+    }
+}
+
+/// Why a sample ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// The model produced a stop (end-of-turn) token, or the caller's stop condition hit.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+}
+
+/// One generated token with its log-probability under the model (temperature 1, no top-p).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+    /// The `top_logprobs` most likely tokens at this step, most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// One sampled continuation (stop token excluded).
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub tokens: Vec<TokenLogprob>,
+    pub finish_reason: FinishReason,
+}
+
+impl Sample {
+    pub fn ids(&self) -> Vec<u32> {
+        self.tokens.iter().map(|t| t.id).collect()
+    }
+}
+
+fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
+    let k = k.min(idx.len());
+    idx.select_nth_unstable_by(k - 1, |&a, &b| {
+        lp[b as usize]
+            .total_cmp(&lp[a as usize])
+            .then(a.cmp(&b))
+    });
+    let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, lp[i as usize])).collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    top
+}
+
+/// Draws one token from log-probabilities `lp` with temperature and nucleus (top-p) filtering.
+pub fn choose(lp: &[f32], temperature: f64, top_p: f64, rng: &mut ChaCha8Rng) -> u32 {
+    if temperature <= 0.0 {
+        // Greedy; ties go to the lowest id.
+        let mut best = 0usize;
+        for (i, &v) in lp.iter().enumerate() {
+            if v > lp[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let scaled: Vec<f64> = lp.iter().map(|&l| l as f64 / temperature).collect();
+    let m = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let mut probs: Vec<(u32, f64)> = scaled
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (i as u32, (s - m).exp()))
+        .filter(|(_, p)| *p > 0.0)
+        .collect();
+    let z: f64 = probs.iter().map(|p| p.1).sum();
+    probs.iter_mut().for_each(|p| p.1 /= z);
+    if top_p < 1.0 {
+        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut cum = 0.0;
+        let mut keep = probs.len();
+        for (i, p) in probs.iter().enumerate() {
+            cum += p.1;
+            if cum >= top_p {
+                keep = i + 1;
+                break;
+            }
+        }
+        probs.truncate(keep);
+        let z: f64 = probs.iter().map(|p| p.1).sum();
+        probs.iter_mut().for_each(|p| p.1 /= z);
+    }
+    let u: f64 = rng.gen();
+    let mut cum = 0.0;
+    for &(id, p) in &probs {
+        cum += p;
+        if u < cum {
+            return id;
+        }
+    }
+    probs.last().map(|p| p.0).unwrap_or(0)
+}
+
+/// Samples `cfg.n` continuations of `prompt`. `is_stop(id)` ends a sample at a stop token;
+/// `stop_text(ids)` may end it early (e.g. a stop string appeared), returning how many tokens
+/// to keep.
+pub fn sample(
+    model: &Llama,
+    prompt: &[u32],
+    cfg: &SampleConfig,
+    is_stop: &dyn Fn(u32) -> bool,
+    stop_text: &dyn Fn(&[u32]) -> Option<usize>,
+) -> Result<Vec<Sample>> {
+    if cfg.n == 0 {
+        return Ok(Vec::new());
+    }
+    if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
+        return Err(ModelError::Input(format!(
+            "top_p must be in (0, 1], got {}",
+            cfg.top_p
+        )));
+    }
+    if !cfg.temperature.is_finite() || cfg.temperature < 0.0 {
+        return Err(ModelError::Input(format!(
+            "temperature must be a finite number ≥ 0, got {}",
+            cfg.temperature
+        )));
+    }
+    check_len(model, prompt.len() + cfg.max_tokens)?;
+    let pre = prefill(model, prompt)?;
+    let p = pre.len;
+    let mut rngs: Vec<ChaCha8Rng> = (0..cfg.n)
+        .map(|i| {
+            let mut r = ChaCha8Rng::seed_from_u64(cfg.seed);
+            r.set_stream(i as u64);
+            r
+        })
+        .collect();
+    let mut out: Vec<Sample> = (0..cfg.n)
+        .map(|_| Sample {
+            tokens: Vec::new(),
+            finish_reason: FinishReason::Length,
+        })
+        .collect();
+    if cfg.max_tokens == 0 {
+        return Ok(out);
+    }
+    // Row r of the running batch decodes sample active[r].
+    let mut active: Vec<usize> = (0..cfg.n).collect();
+    let mut dists: Vec<Vec<f32>> = vec![pre.next.clone(); cfg.n];
+    let mut cache = pre.cache.expand(cfg.n)?;
+    for step in 0..cfg.max_tokens {
+        let mut next_tokens = Vec::with_capacity(active.len());
+        let mut still = Vec::with_capacity(active.len());
+        for (row, &s) in active.iter().enumerate() {
+            let lp = &dists[row];
+            let id = choose(lp, cfg.temperature, cfg.top_p, &mut rngs[s]);
+            if is_stop(id) {
+                out[s].finish_reason = FinishReason::Stop;
+                continue;
+            }
+            out[s].tokens.push(TokenLogprob {
+                id,
+                logprob: lp[id as usize],
+                top: top_k(lp, cfg.top_logprobs),
+            });
+            if let Some(keep) = stop_text(&out[s].ids()) {
+                out[s].tokens.truncate(keep);
+                out[s].finish_reason = FinishReason::Stop;
+                continue;
+            }
+            if step + 1 == cfg.max_tokens {
+                continue;
+            }
+            still.push(row as u32);
+            next_tokens.push(id);
+        }
+        if next_tokens.is_empty() {
+            break;
+        }
+        if still.len() != active.len() {
+            cache = cache.select(&still)?;
+            active = still.iter().map(|&r| active[r as usize]).collect();
+        }
+        let b = active.len();
+        let tokens = u32_matrix(&next_tokens.iter().map(|&t| vec![t]).collect::<Vec<_>>())?;
+        let pos = (p + step) as u32;
+        let positions = u32_matrix(&vec![vec![pos]; b])?;
+        let tk = cache.len() + 1;
+        let mask = build_mask(b, 1, tk, |_, _, _| true)?;
+        let hidden = model.forward(
+            &Step {
+                tokens: &tokens,
+                positions: &positions,
+                mask: &mask,
+            },
+            Some(&mut cache),
+        )?;
+        let lp = model.log_softmax(&hidden.i((.., 0))?)?;
+        dists = lp.to_vec2()?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,330 @@
+//! Exact scoring of continuations from a prompt's KV cache.
+//!
+//! The prompt is prefilled once. All continuations to score are merged into a trie of tokens and
+//! run as ONE extra forward step whose attention mask lets each trie node see the prompt and its
+//! own ancestors only ("tree attention"), with rotary positions `prompt_len + depth`. Every
+//! node's next-token distribution is then exact, and shared prefixes (the "1" of 1, 10..19 and
+//! 100) are computed once. This is what makes a full 0..100 distribution cost about as much as a
+//! 100-token forward instead of 101 separate sequences.
+
+use candle_core::{Device, IndexOp, Tensor};
+use serde::Serialize;
+
+use crate::error::{ModelError, Result};
+use crate::llama::{build_mask, u32_matrix, KvCache, Llama, Step};
+
+/// A prefilled prompt: its cache and the log-distribution of the first answer token.
+pub struct Prefilled {
+    pub cache: KvCache,
+    pub len: usize,
+    /// `[vocab]` log-probabilities of the token after the prompt.
+    pub next: Vec<f32>,
+}
+
+/// Runs the prompt through the model once.
+pub fn prefill(model: &Llama, prompt: &[u32]) -> Result<Prefilled> {
+    if prompt.is_empty() {
+        return Err(ModelError::Input("cannot score an empty prompt".into()));
+    }
+    check_len(model, prompt.len())?;
+    let p = prompt.len();
+    let tokens = u32_matrix(&[prompt.to_vec()])?;
+    let positions = u32_matrix(&[(0..p as u32).collect()])?;
+    let mask = build_mask(1, p, p, |_, q, k| k <= q)?;
+    let mut cache = model.new_cache();
+    let hidden = model.forward(
+        &Step {
+            tokens: &tokens,
+            positions: &positions,
+            mask: &mask,
+        },
+        Some(&mut cache),
+    )?;
+    let last = hidden.i((0, p - 1))?.unsqueeze(0)?;
+    let next = model.log_softmax(&last)?.squeeze(0)?.to_vec1()?;
+    Ok(Prefilled {
+        cache,
+        len: p,
+        next,
+    })
+}
+
+pub(crate) fn check_len(model: &Llama, n: usize) -> Result<()> {
+    let max = model.rope.max_positions();
+    if n > max {
+        return Err(ModelError::Input(format!(
+            "sequence of {n} tokens exceeds the model's context of {max} tokens"
+        )));
+    }
+    Ok(())
+}
+
+/// A trie over token sequences. Node `i` holds `tokens[i]`, its parent (None = the prompt) and
+/// depth (1 for a child of the prompt).
+#[derive(Debug, Default)]
+pub struct Trie {
+    pub tokens: Vec<u32>,
+    pub parent: Vec<Option<usize>>,
+    pub depth: Vec<usize>,
+}
+
+impl Trie {
+    /// Inserts a sequence and returns the node of each of its tokens.
+    pub fn insert(&mut self, seq: &[u32]) -> Vec<usize> {
+        let mut path = Vec::with_capacity(seq.len());
+        let mut parent = None;
+        for &tok in seq {
+            let found = (0..self.tokens.len())
+                .find(|&n| self.parent[n] == parent && self.tokens[n] == tok);
+            let node = match found {
+                Some(n) => n,
+                None => {
+                    self.tokens.push(tok);
+                    self.parent.push(parent);
+                    self.depth.push(parent.map(|p| self.depth[p] + 1).unwrap_or(1));
+                    self.tokens.len() - 1
+                }
+            };
+            path.push(node);
+            parent = Some(node);
+        }
+        path
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    fn is_ancestor_or_self(&self, a: usize, mut n: usize) -> bool {
+        loop {
+            if n == a {
+                return true;
+            }
+            match self.parent[n] {
+                Some(p) => n = p,
+                None => return false,
+            }
+        }
+    }
+}
+
+/// Next-token log-distributions at every trie node (`[nodes][vocab]`), computed in one forward
+/// step over the prefilled prompt's cache.
+pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<Vec<f32>>> {
+    if trie.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = trie.len();
+    let p = pre.len;
+    let max_depth = trie.depth.iter().copied().max().unwrap_or(0);
+    check_len(model, p + max_depth)?;
+    let tokens = u32_matrix(&[trie.tokens.clone()])?;
+    let positions = u32_matrix(&[trie.depth.iter().map(|d| (p + d - 1) as u32).collect()])?;
+    let mask = build_mask(1, n, p + n, |_, q, k| {
+        k < p || trie.is_ancestor_or_self(k - p, q)
+    })?;
+    let mut cache = pre.cache.clone();
+    let hidden = model.forward(
+        &Step {
+            tokens: &tokens,
+            positions: &positions,
+            mask: &mask,
+        },
+        Some(&mut cache),
+    )?;
+    let lp = model.log_softmax(&hidden.squeeze(0)?)?;
+    Ok(lp.to_vec2()?)
+}
+
+/// Scores of one candidate answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateScore {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    /// log P(first token of the candidate | prompt)
+    pub first_token_logprob: f64,
+    /// log P(all candidate tokens, then the end-of-turn token | prompt)
+    pub logprob: f64,
+}
+
+/// Exact scores of a set of candidate answers to one prompt.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionScores {
+    pub prompt_tokens: usize,
+    pub candidates: Vec<CandidateScore>,
+    /// Probability of a first token that starts none of the candidates.
+    pub off_candidate_first_token_mass: f64,
+}
+
+/// Scores candidates given as token sequences (without the end-of-turn token, which is
+/// appended here).
+pub fn score_candidates(
+    model: &Llama,
+    pre: &Prefilled,
+    candidates: &[(String, Vec<u32>)],
+    eot: u32,
+) -> Result<OptionScores> {
+    let mut trie = Trie::default();
+    let mut paths = Vec::with_capacity(candidates.len());
+    for (text, ids) in candidates {
+        if ids.is_empty() {
+            return Err(ModelError::Input(format!(
+                "candidate {text:?} has no tokens"
+            )));
+        }
+        let mut seq = ids.clone();
+        seq.push(eot);
+        paths.push(trie.insert(&seq));
+    }
+    let lp = tree_logprobs(model, pre, &trie)?;
+    let mut out = Vec::with_capacity(candidates.len());
+    let mut firsts: Vec<u32> = Vec::new();
+    for ((text, ids), path) in candidates.iter().zip(&paths) {
+        let first = pre.next[ids[0] as usize] as f64;
+        let mut total = first;
+        for w in path.windows(2) {
+            total += lp[w[0]][trie.tokens[w[1]] as usize] as f64;
+        }
+        if !firsts.contains(&ids[0]) {
+            firsts.push(ids[0]);
+        }
+        out.push(CandidateScore {
+            text: text.clone(),
+            token_ids: ids.clone(),
+            first_token_logprob: first,
+            logprob: total,
+        });
+    }
+    let inside: f64 = firsts.iter().map(|&t| (pre.next[t as usize] as f64).exp()).sum();
+    Ok(OptionScores {
+        prompt_tokens: pre.len,
+        candidates: out,
+        off_candidate_first_token_mass: (1.0 - inside).max(0.0),
+    })
+}
+
+/// Log-probabilities of one integer answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct NumberScore {
+    pub n: i64,
+    /// log [P(digits of n) · P(next token does not start with a digit)]
+    pub logprob_starts_with: f64,
+    /// log [P(digits of n) · P(end-of-turn)]
+    pub logprob_complete: f64,
+}
+
+/// The exact distribution of a numeric answer over a range.
+#[derive(Debug, Clone, Serialize)]
+pub struct RangeScores {
+    pub prompt_tokens: usize,
+    pub numbers: Vec<NumberScore>,
+    /// Σₙ P(answer starts with exactly n)
+    pub mass_starts_with: f64,
+    /// Σₙ n·P(starts with n) / mass_starts_with (None when the mass is 0)
+    pub expected_value_starts_with: Option<f64>,
+    /// Σₙ P(answer is exactly n)
+    pub mass_complete: f64,
+    pub expected_value_complete: Option<f64>,
+}
+
+/// Scores every integer in `lo..=hi` written in plain decimal, each tokenized as the model's
+/// tokenizer would write it (`number_ids[i]` for `lo + i`). `digit_start[t]` tells whether token
+/// `t`'s text begins with an ASCII digit.
+pub fn score_range(
+    model: &Llama,
+    pre: &Prefilled,
+    lo: i64,
+    number_ids: &[Vec<u32>],
+    digit_start: &[bool],
+    eot: u32,
+) -> Result<RangeScores> {
+    let mut trie = Trie::default();
+    let paths: Vec<Vec<usize>> = number_ids.iter().map(|ids| trie.insert(ids)).collect();
+    let lp = tree_logprobs(model, pre, &trie)?;
+    let mut numbers = Vec::with_capacity(number_ids.len());
+    let (mut mass_s, mut ev_s, mut mass_c, mut ev_c) = (0.0, 0.0, 0.0, 0.0);
+    for (i, (ids, path)) in number_ids.iter().zip(&paths).enumerate() {
+        let n = lo + i as i64;
+        if ids.is_empty() {
+            return Err(ModelError::Input(format!("number {n} has no tokens")));
+        }
+        let mut digits = pre.next[ids[0] as usize] as f64;
+        for w in path.windows(2) {
+            digits += lp[w[0]][trie.tokens[w[1]] as usize] as f64;
+        }
+        let last = &lp[*path.last().expect("non-empty path")];
+        let p_digit: f64 = last
+            .iter()
+            .zip(digit_start)
+            .filter(|(_, &d)| d)
+            .map(|(l, _)| (*l as f64).exp())
+            .sum();
+        let starts = digits + (1.0 - p_digit).max(0.0).ln();
+        let complete = digits + last[eot as usize] as f64;
+        mass_s += starts.exp();
+        ev_s += n as f64 * starts.exp();
+        mass_c += complete.exp();
+        ev_c += n as f64 * complete.exp();
+        numbers.push(NumberScore {
+            n,
+            logprob_starts_with: starts,
+            logprob_complete: complete,
+        });
+    }
+    Ok(RangeScores {
+        prompt_tokens: pre.len,
+        numbers,
+        mass_starts_with: mass_s,
+        expected_value_starts_with: (mass_s > 0.0).then(|| ev_s / mass_s),
+        mass_complete: mass_c,
+        expected_value_complete: (mass_c > 0.0).then(|| ev_c / mass_c),
+    })
+}
+
+/// Per-token log-probabilities of whole sequences (each token given the ones before it; the
+/// first token gets none), batched with right padding: `result[b][i]` = log P(seq[b][i+1] | ..).
+pub fn sequence_logprobs(model: &Llama, seqs: &[Vec<u32>], pad: u32) -> Result<Vec<Vec<f32>>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    check_len(model, t)?;
+    let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+    let rows: Vec<Vec<u32>> = seqs
+        .iter()
+        .map(|s| {
+            let mut r = s.clone();
+            r.resize(t, pad);
+            r
+        })
+        .collect();
+    let tokens = u32_matrix(&rows)?;
+    let positions = u32_matrix(&vec![(0..t as u32).collect(); seqs.len()])?;
+    let mask = build_mask(seqs.len(), t, t, |b, q, k| k <= q && (k < lens[b] || k == q))?;
+    let hidden = model.forward(
+        &Step {
+            tokens: &tokens,
+            positions: &positions,
+            mask: &mask,
+        },
+        None,
+    )?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for (b, s) in seqs.iter().enumerate() {
+        if s.len() < 2 {
+            out.push(Vec::new());
+            continue;
+        }
+        // Only the positions that predict a real next token go through the LM head.
+        let h = hidden.i((b, 0..s.len() - 1))?;
+        let lp = model.log_softmax(&h)?;
+        let targets = Tensor::new(&s[1..], &Device::Cpu)?.unsqueeze(1)?;
+        let picked: Vec<f32> = lp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?;
+        out.push(picked);
+    }
+    Ok(out)
+}
