@@ -9,12 +9,16 @@
 //!   matching, trigger elicitation, model-written functions;
 //! - [`sandbox`]: runs model-written Python in a locked-down child process;
 //! - [`import`]: the paper's question YAML files, in parity or fixed mode;
+//! - [`probes`]: seeded behaviour probes (the paper's lottery pairs, myopia and apples
+//!   analogues);
 //! - [`records`]: one JSONL record per scored prompt, with resume.
 
 pub mod battery;
 pub mod builtin;
 mod error;
 pub mod import;
+pub mod probes;
+pub mod records;
 pub mod render;
 pub mod sandbox;
 pub mod scorers;
