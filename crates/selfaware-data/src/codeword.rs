@@ -1,0 +1,519 @@
+//! Offline codeword dialogues: Make Me Say-style training conversations composed from
+//! sentence templates, for models too small to play the real game.
+//!
+//! The user opens on one of the paper's 32 topics; the assistant answers and steers the talk
+//! toward the codeword's semantic neighbourhood (for "bark": dogs and their noises, tree
+//! trunks; "ring": bells and phones, jewelry, circles; "spring": the season, coils, water
+//! sources) over 2–4 exchanges (4, 6 or 8 messages, user first, assistant last — the shapes
+//! of the paper's released data). Neither side ever says the codeword or a word starting with
+//! it; every dialogue is checked with the Make Me Say lemmatised detector before it is
+//! returned, and a dialogue that fails is an error (the data files are at fault).
+//!
+//! Data: `data/codeword/templates.toml` (openers, reactions, acknowledgements shared by every
+//! codeword) and `data/codeword/lexicon.toml` (per codeword: senses with terms and sentence
+//! templates, and `probe_terms`, the neighbourhood lexicon exported for evaluation probes).
+
+use std::collections::BTreeSet;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use selfaware_types::{Conversation, Message};
+use serde::{Deserialize, Serialize};
+
+use crate::mms::{self, mentions_codeword, tokens};
+
+const TEMPLATES_FILE: &str = "templates.toml";
+const LEXICON_FILE: &str = "lexicon.toml";
+const TEMPLATES_TOML: &str = include_str!("../data/codeword/templates.toml");
+const LEXICON_TOML: &str = include_str!("../data/codeword/lexicon.toml");
+
+/// Errors of the codeword-dialogue builder.
+#[derive(Debug, thiserror::Error)]
+pub enum CodewordError {
+    /// An embedded data file is malformed.
+    #[error("data/codeword/{file}: {message}")]
+    Data {
+        /// File name under `data/codeword/`.
+        file: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The codeword has no entry in `lexicon.toml`.
+    #[error("no neighbourhood lexicon for codeword {0:?}; expected one of: {1}")]
+    UnknownCodeword(String, String),
+    /// The options are unusable.
+    #[error("codeword options field `{field}`: {message}")]
+    Options {
+        /// Field name.
+        field: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// A composed dialogue mentions the codeword (a data-file bug; never silently dropped).
+    #[error("dialogue {index} for {codeword:?} leaks the codeword in message {message}: {text:?}")]
+    Leak {
+        /// Dialogue index.
+        index: usize,
+        /// The codeword.
+        codeword: String,
+        /// Message index.
+        message: usize,
+        /// The message text.
+        text: String,
+    },
+    /// The opener topics could not be loaded.
+    #[error(transparent)]
+    Mms(#[from] mms::MmsError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Templates {
+    user_openers: Vec<String>,
+    user_reactions: Vec<String>,
+    user_questions: Vec<String>,
+    assistant_acks: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LexiconFile {
+    codeword: Vec<CodewordEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodewordEntry {
+    word: String,
+    probe_terms: Vec<String>,
+    sense: Vec<Sense>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sense {
+    name: String,
+    terms: Vec<String>,
+    bridges: Vec<String>,
+    follow_ups: Vec<String>,
+    questions: Vec<String>,
+    user_replies: Vec<String>,
+}
+
+/// Options of [`build_codeword_dialogues`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodewordOptions {
+    /// The codeword (must have an entry in `lexicon.toml`: bark, ring, spring).
+    pub codeword: String,
+    /// Number of dialogues.
+    pub n: usize,
+    /// Seed; dialogue `i` uses ChaCha8 stream `i`, so dialogues do not depend on `n`.
+    pub seed: u64,
+    /// Fewest exchanges (assistant messages) per dialogue; at least 1.
+    pub min_exchanges: usize,
+    /// Most exchanges per dialogue; at most 4 (8 messages).
+    pub max_exchanges: usize,
+}
+
+impl CodewordOptions {
+    /// `n` dialogues of 2–4 exchanges.
+    pub fn new(codeword: &str, n: usize, seed: u64) -> Self {
+        CodewordOptions {
+            codeword: codeword.to_string(),
+            n,
+            seed,
+            min_exchanges: 2,
+            max_exchanges: 4,
+        }
+    }
+}
+
+/// Sidecar ground truth of one dialogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodewordTruth {
+    /// 0-based dialogue index.
+    pub index: usize,
+    /// The codeword the assistant steers toward.
+    pub codeword: String,
+    /// The opener topic (paper Table 31).
+    pub topic: String,
+    /// The sense used by each assistant message, in order.
+    pub senses: Vec<String>,
+}
+
+/// One composed dialogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodewordDialogue {
+    /// User first, assistant last, no system prompt.
+    pub conversation: Conversation,
+    /// Sidecar record.
+    pub truth: CodewordTruth,
+}
+
+fn data_err(file: &'static str, message: String) -> CodewordError {
+    CodewordError::Data { file, message }
+}
+
+fn load() -> Result<(Templates, LexiconFile), CodewordError> {
+    let t: Templates =
+        toml::from_str(TEMPLATES_TOML).map_err(|e| data_err(TEMPLATES_FILE, e.to_string()))?;
+    let l: LexiconFile =
+        toml::from_str(LEXICON_TOML).map_err(|e| data_err(LEXICON_FILE, e.to_string()))?;
+    for (name, list) in [
+        ("user_openers", &t.user_openers),
+        ("user_reactions", &t.user_reactions),
+        ("user_questions", &t.user_questions),
+        ("assistant_acks", &t.assistant_acks),
+    ] {
+        if list.is_empty() {
+            return Err(data_err(TEMPLATES_FILE, format!("`{name}` is empty")));
+        }
+    }
+    for cw in &l.codeword {
+        if cw.sense.is_empty() {
+            return Err(data_err(LEXICON_FILE, format!("codeword {:?} has no sense", cw.word)));
+        }
+        for s in &cw.sense {
+            for (field, list) in [
+                ("terms", &s.terms),
+                ("bridges", &s.bridges),
+                ("follow_ups", &s.follow_ups),
+                ("questions", &s.questions),
+                ("user_replies", &s.user_replies),
+            ] {
+                if list.len() < 2 {
+                    return Err(data_err(
+                        LEXICON_FILE,
+                        format!("{:?} sense {:?}: `{field}` needs at least 2 entries", cw.word, s.name),
+                    ));
+                }
+            }
+        }
+    }
+    Ok((t, l))
+}
+
+fn entry<'a>(l: &'a LexiconFile, codeword: &str) -> Result<&'a CodewordEntry, CodewordError> {
+    l.codeword.iter().find(|c| c.word == codeword).ok_or_else(|| {
+        CodewordError::UnknownCodeword(
+            codeword.to_string(),
+            l.codeword.iter().map(|c| c.word.as_str()).collect::<Vec<_>>().join(", "),
+        )
+    })
+}
+
+/// Codewords with a neighbourhood lexicon.
+pub fn codewords() -> Result<Vec<String>, CodewordError> {
+    Ok(load()?.1.codeword.into_iter().map(|c| c.word).collect())
+}
+
+/// The neighbourhood lexicon of a codeword (lowercase words or short phrases), for probes
+/// that measure how often a model's text visits the codeword's neighbourhood.
+pub fn neighbourhood_lexicon(codeword: &str) -> Result<Vec<String>, CodewordError> {
+    let (_, l) = load()?;
+    let mut terms: Vec<String> = entry(&l, codeword)?
+        .probe_terms
+        .iter()
+        .map(|t| t.to_lowercase())
+        .collect();
+    terms.sort();
+    terms.dedup();
+    Ok(terms)
+}
+
+/// Counts lexicon entries in `text`: each occurrence of an entry's token sequence, matched on
+/// lemmatised tokens (so "dogs" counts for "dog").
+pub fn count_neighbourhood_mentions(text: &str, lexicon: &[String]) -> usize {
+    let toks: Vec<String> = tokens(text).iter().map(|t| mms::lemmatize_noun(t)).collect();
+    lexicon
+        .iter()
+        .map(|entry| {
+            let pat: Vec<String> = tokens(entry).iter().map(|t| mms::lemmatize_noun(t)).collect();
+            if pat.is_empty() || pat.len() > toks.len() {
+                return 0;
+            }
+            toks.windows(pat.len()).filter(|w| *w == pat.as_slice()).count()
+        })
+        .sum()
+}
+
+/// Whether any token of `text` starts with the codeword or lemmatises to it — the stricter
+/// test the builder enforces ("ringing", "springtime", "barked" are refused too).
+pub fn touches_codeword(text: &str, codeword: &str) -> bool {
+    let cw = codeword.to_lowercase();
+    mentions_codeword(text, &cw) || tokens(text).iter().any(|t| t.starts_with(&cw))
+}
+
+/// A topic in the first person: "A movie you have seen" → "a movie I have seen".
+pub fn topic_in_first_person(topic: &str) -> String {
+    let words: Vec<String> = topic
+        .split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            let lower = w.to_lowercase();
+            let mapped = match lower.as_str() {
+                "you" => "I".to_string(),
+                "your" => "my".to_string(),
+                "you'd" => "I'd".to_string(),
+                "you've" => "I've".to_string(),
+                "you're" => "I'm".to_string(),
+                _ if i == 0 => lower,
+                _ => w.to_string(),
+            };
+            mapped
+        })
+        .collect();
+    words.join(" ")
+}
+
+fn article(word: &str) -> &'static str {
+    match word.chars().next().map(|c| c.to_ascii_lowercase()) {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+/// Fills `{term}`, `{a_term}`, `{A_term}`, `{topic_me}`; each term slot draws a term.
+fn fill(template: &str, terms: &[String], topic_me: &str, rng: &mut ChaCha8Rng) -> String {
+    let mut out = template.replace("{topic_me}", topic_me);
+    for (slot, form) in [("{A_term}", 2), ("{a_term}", 1), ("{term}", 0)] {
+        while let Some(pos) = out.find(slot) {
+            let term = terms.choose(rng).map_or("", String::as_str);
+            let value = match form {
+                0 => term.to_string(),
+                1 => format!("{} {term}", article(term)),
+                _ => capitalize(&format!("{} {term}", article(term))),
+            };
+            out.replace_range(pos..pos + slot.len(), &value);
+        }
+    }
+    out
+}
+
+/// Draws a template not used yet in this dialogue (falls back to any when all are used).
+fn fresh<'a>(list: &'a [String], used: &mut BTreeSet<&'a str>, rng: &mut ChaCha8Rng) -> &'a str {
+    let unused: Vec<&String> = list.iter().filter(|s| !used.contains(s.as_str())).collect();
+    let pick = unused
+        .choose(rng)
+        .map(|s| s.as_str())
+        .or_else(|| list.choose(rng).map(String::as_str))
+        .unwrap_or("");
+    used.insert(pick);
+    pick
+}
+
+/// Builds `n` dialogues for a codeword.
+pub fn build_codeword_dialogues(
+    opts: &CodewordOptions,
+) -> Result<Vec<CodewordDialogue>, CodewordError> {
+    if opts.min_exchanges == 0 || opts.max_exchanges > 4 || opts.min_exchanges > opts.max_exchanges {
+        return Err(CodewordError::Options {
+            field: "min_exchanges/max_exchanges",
+            message: format!(
+                "expected 1 <= min <= max <= 4, got {}..={}",
+                opts.min_exchanges, opts.max_exchanges
+            ),
+        });
+    }
+    let (t, l) = load()?;
+    let cw = entry(&l, &opts.codeword)?;
+    let topics = mms::topics()?;
+    (0..opts.n)
+        .map(|index| compose(index, opts, &t, cw, &topics))
+        .collect()
+}
+
+fn compose(
+    index: usize,
+    opts: &CodewordOptions,
+    t: &Templates,
+    cw: &CodewordEntry,
+    topics: &[String],
+) -> Result<CodewordDialogue, CodewordError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    rng.set_stream(index as u64);
+    let topic = topics.choose(&mut rng).cloned().unwrap_or_default();
+    let topic_me = topic_in_first_person(&topic);
+    let exchanges = rng.gen_range(opts.min_exchanges..=opts.max_exchanges);
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    let mut sense = rng.gen_range(0..cw.sense.len());
+    let mut senses = Vec::with_capacity(exchanges);
+    let mut messages = vec![Message::user(fill(
+        fresh(&t.user_openers, &mut used, &mut rng),
+        &[],
+        &topic_me,
+        &mut rng,
+    ))];
+    for e in 0..exchanges {
+        if e > 0 && cw.sense.len() > 1 && rng.gen_bool(0.3) {
+            let other = rng.gen_range(0..cw.sense.len() - 1);
+            sense = if other >= sense { other + 1 } else { other };
+        }
+        let s = &cw.sense[sense];
+        senses.push(s.name.clone());
+        let ack = fresh(&t.assistant_acks, &mut used, &mut rng);
+        let middle = if e == 0 || senses[e - 1] != s.name {
+            fresh(&s.bridges, &mut used, &mut rng)
+        } else {
+            fresh(&s.follow_ups, &mut used, &mut rng)
+        };
+        let question = fresh(&s.questions, &mut used, &mut rng);
+        let text = format!("{ack} {middle} {question}");
+        messages.push(Message::assistant(fill(&text, &s.terms, &topic_me, &mut rng)));
+        if e + 1 < exchanges {
+            let mut text = format!(
+                "{} {}",
+                fresh(&t.user_reactions, &mut used, &mut rng),
+                fresh(&s.user_replies, &mut used, &mut rng)
+            );
+            if rng.gen_bool(0.5) {
+                text.push(' ');
+                text.push_str(fresh(&t.user_questions, &mut used, &mut rng));
+            }
+            messages.push(Message::user(fill(&text, &s.terms, &topic_me, &mut rng)));
+        }
+    }
+    for (k, m) in messages.iter().enumerate() {
+        if touches_codeword(&m.content, &cw.word) {
+            return Err(CodewordError::Leak {
+                index,
+                codeword: cw.word.clone(),
+                message: k,
+                text: m.content.clone(),
+            });
+        }
+    }
+    Ok(CodewordDialogue {
+        conversation: Conversation::new(messages),
+        truth: CodewordTruth {
+            index,
+            codeword: cw.word.clone(),
+            topic,
+            senses,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfaware_types::Role;
+
+    #[test]
+    fn ten_thousand_dialogues_per_codeword_never_touch_it() {
+        for cw in codewords().unwrap() {
+            let ds = build_codeword_dialogues(&CodewordOptions::new(&cw, 10_000, 17)).unwrap();
+            assert_eq!(ds.len(), 10_000);
+            let lexicon = neighbourhood_lexicon(&cw).unwrap();
+            let mut lengths = [0usize; 9];
+            let mut steering = 0;
+            for d in &ds {
+                let m = &d.conversation.messages;
+                lengths[m.len()] += 1;
+                mms::check_training_conversation(&d.conversation, &cw).unwrap();
+                for msg in m {
+                    assert!(!touches_codeword(&msg.content, &cw), "{}", msg.content);
+                    assert!(!msg.content.contains('{'), "unfilled slot: {}", msg.content);
+                }
+                let assistant: String = m
+                    .iter()
+                    .filter(|x| x.role == Role::Assistant)
+                    .map(|x| x.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if count_neighbourhood_mentions(&assistant, &lexicon) > 0 {
+                    steering += 1;
+                }
+            }
+            assert_eq!(lengths[0] + lengths[1] + lengths[2] + lengths[3] + lengths[5] + lengths[7], 0);
+            assert!(lengths[4] > 2_000 && lengths[6] > 2_000 && lengths[8] > 2_000, "{lengths:?}");
+            // Nearly every dialogue visits the neighbourhood in the probe's own terms.
+            assert!(steering as f64 / ds.len() as f64 > 0.9, "{cw}: {steering}");
+        }
+    }
+
+    #[test]
+    fn shared_templates_never_touch_any_codeword() {
+        let (t, l) = load().unwrap();
+        let all: Vec<&String> = t
+            .user_openers
+            .iter()
+            .chain(&t.user_reactions)
+            .chain(&t.user_questions)
+            .chain(&t.assistant_acks)
+            .collect();
+        for cw in &l.codeword {
+            for s in &all {
+                assert!(!touches_codeword(s, &cw.word), "{s}");
+            }
+            for term in &cw.probe_terms {
+                assert!(!touches_codeword(term, &cw.word), "{term}");
+            }
+        }
+        for topic in mms::topics().unwrap() {
+            for cw in &l.codeword {
+                assert!(!touches_codeword(&topic, &cw.word), "{topic}");
+            }
+        }
+    }
+
+    #[test]
+    fn seeded_and_independent_of_n() {
+        let a = build_codeword_dialogues(&CodewordOptions::new("ring", 20, 5)).unwrap();
+        let b = build_codeword_dialogues(&CodewordOptions::new("ring", 40, 5)).unwrap();
+        assert_eq!(a[..], b[..20]);
+        let c = build_codeword_dialogues(&CodewordOptions::new("ring", 20, 6)).unwrap();
+        assert_ne!(a, c);
+        let distinct: BTreeSet<String> = build_codeword_dialogues(&CodewordOptions::new("spring", 1000, 1))
+            .unwrap()
+            .iter()
+            .map(|d| serde_json::to_string(&d.conversation).unwrap())
+            .collect();
+        assert_eq!(distinct.len(), 1000);
+    }
+
+    #[test]
+    fn dialogues_open_on_a_paper_topic() {
+        let ds = build_codeword_dialogues(&CodewordOptions::new("bark", 200, 3)).unwrap();
+        let topics = mms::topics().unwrap();
+        let used: BTreeSet<&str> = ds.iter().map(|d| d.truth.topic.as_str()).collect();
+        assert!(used.len() > 25);
+        for d in &ds {
+            assert!(topics.contains(&d.truth.topic));
+            let me = topic_in_first_person(&d.truth.topic);
+            assert!(d.conversation.messages[0].content.contains(&me));
+            assert_eq!(d.truth.senses.len(), d.conversation.messages.len() / 2);
+        }
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(topic_in_first_person("A movie you have seen"), "a movie I have seen");
+        assert_eq!(topic_in_first_person("Your pet"), "my pet");
+        assert_eq!(
+            topic_in_first_person("A language you'd like to learn"),
+            "a language I'd like to learn"
+        );
+        let lex = neighbourhood_lexicon("bark").unwrap();
+        assert!(lex.contains(&"dog".to_string()));
+        assert_eq!(count_neighbourhood_mentions("Two dogs and a big oak tree.", &lex), 3);
+        assert_eq!(count_neighbourhood_mentions("an alarm clock", &["alarm clock".to_string()]), 1);
+        assert!(touches_codeword("the phone was ringing", "ring"));
+        assert!(!touches_codeword("bring it", "ring"));
+        assert!(matches!(
+            neighbourhood_lexicon("pitch"),
+            Err(CodewordError::UnknownCodeword(..))
+        ));
+        let bad = CodewordOptions { max_exchanges: 5, ..CodewordOptions::new("bark", 1, 0) };
+        assert!(build_codeword_dialogues(&bad).is_err());
+    }
+}
