@@ -218,6 +218,13 @@ fn builtin_batteries_resolve_their_imports() {
         "make_me_say.toml",
     )
     .unwrap();
+    let total = |b: &selfaware_eval::battery::Battery| {
+        selfaware_eval::render::render_battery(b, RenderOptions::default())
+            .unwrap()
+            .len()
+    };
+    assert_eq!(total(&risk), 62);
+    assert_eq!(total(&mms), 806);
     assert_eq!(count(&mms, "best_description").len(), 600);
     assert_eq!(count(&mms, "how_close_to_goals").len(), 15 * 12);
     assert_eq!(count(&mms, "which_game").len(), 5 * 2 * 2);
