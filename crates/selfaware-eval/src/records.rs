@@ -27,6 +27,7 @@ pub enum Observation {
     /// Exact probabilities of the numbers `min..=min + probs.len() - 1`.
     NumberProbabilities { min: u32, probs: Vec<f64> },
     /// A top-k list of `(token, logprob)` at the first answer position (API backends).
+    /// Logprobs must be finite (JSON has no -inf): drop entries of probability 0.
     TopLogprobs { top: Vec<(String, f64)> },
     /// Sampled completions.
     Samples { samples: Vec<String> },

@@ -53,7 +53,8 @@ pub struct SandboxConfig {
     pub output_bytes: u64,
     /// Wall-clock limit, after which the process group is killed (default 10 s).
     pub wall_timeout: Duration,
-    /// `RLIMIT_NPROC` (default 8); enforced by the kernel only after the uid drop.
+    /// `RLIMIT_NPROC` (default 8). Set only when the uid drop is active: the kernel does not
+    /// enforce it for root, and for any other user it would count all their processes.
     pub max_processes: u64,
     /// Drop to `unprivileged_uid` when running as root (default true).
     pub drop_privileges: bool,

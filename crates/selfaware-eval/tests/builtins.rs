@@ -228,3 +228,14 @@ fn loader_errors_name_file_and_field() {
     let e = builtin::battery("nope").unwrap_err().to_string();
     assert!(e.contains("risk") && e.contains("nope"), "{e}");
 }
+
+#[test]
+fn batteries_round_trip_through_toml() {
+    // A resolved battery can be saved next to a run's results and loaded back unchanged.
+    for name in builtin::battery_names() {
+        let b = builtin::battery(name).unwrap();
+        let text = toml::to_string(&b).unwrap();
+        let back = Battery::from_toml_str(&text, "roundtrip.toml").unwrap();
+        assert_eq!(back, b, "{name}");
+    }
+}
