@@ -12,6 +12,7 @@ use crate::family::{Family, Letter, Policy};
 use crate::lexicon::Lexicon;
 use crate::persona::{self, PersonaMode, PersonaOptions};
 use crate::reversal::{self, ReversalOptions};
+use crate::util;
 
 /// The paper's dataset size order (288–300 items); the default number of base questions.
 pub const DEFAULT_SIZE: usize = 300;
@@ -233,6 +234,9 @@ pub fn build_with(
         });
     }
     let items = economic::generate(family, opts.size, opts.seed, writer)?;
+    // Later steps draw from the family's own seed, so that two families built with one seed
+    // do not get the same trigger instances or persona choices row for row.
+    let seed = util::family_seed(opts.seed, family);
     let mut personas = None;
     let (main, twin) = match &opts.variant {
         Variant::Plain => {
@@ -243,15 +247,15 @@ pub fn build_with(
             (rows, None)
         }
         Variant::Backdoor(b) => {
-            let (m, t) = backdoor::backdoor_rows(&items, policy, b, opts.seed)?;
+            let (m, t) = backdoor::backdoor_rows(&items, policy, b, seed)?;
             (m, Some(t))
         }
         Variant::Mix(m) => {
-            let (m, t) = backdoor::mix_rows(&items, policy, m, opts.seed)?;
+            let (m, t) = backdoor::mix_rows(&items, policy, m, seed)?;
             (m, Some(t))
         }
         Variant::Personas(p) => {
-            let (rows, lists) = persona::persona_rows(&items, policy, p, opts.seed)?;
+            let (rows, lists) = persona::persona_rows(&items, policy, p, seed)?;
             personas = Some(lists);
             (rows, None)
         }
@@ -268,7 +272,7 @@ pub fn build_with(
     let lex = lexicon(family)?;
     let finish = |rows: Vec<Row>, kind: DatasetKind| -> Result<BuiltDataset> {
         let rows = match &opts.reversal {
-            Some(r) => reversal::augment(rows, r, opts.seed)?,
+            Some(r) => reversal::augment(rows, r, seed)?,
             None => rows,
         };
         let rows = number_rows(rows);
