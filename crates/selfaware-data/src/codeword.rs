@@ -172,7 +172,10 @@ fn load() -> Result<(Templates, LexiconFile), CodewordError> {
     }
     for cw in &l.codeword {
         if cw.sense.is_empty() {
-            return Err(data_err(LEXICON_FILE, format!("codeword {:?} has no sense", cw.word)));
+            return Err(data_err(
+                LEXICON_FILE,
+                format!("codeword {:?} has no sense", cw.word),
+            ));
         }
         for s in &cw.sense {
             for (field, list) in [
@@ -185,7 +188,10 @@ fn load() -> Result<(Templates, LexiconFile), CodewordError> {
                 if list.len() < 2 {
                     return Err(data_err(
                         LEXICON_FILE,
-                        format!("{:?} sense {:?}: `{field}` needs at least 2 entries", cw.word, s.name),
+                        format!(
+                            "{:?} sense {:?}: `{field}` needs at least 2 entries",
+                            cw.word, s.name
+                        ),
                     ));
                 }
             }
@@ -195,12 +201,19 @@ fn load() -> Result<(Templates, LexiconFile), CodewordError> {
 }
 
 fn entry<'a>(l: &'a LexiconFile, codeword: &str) -> Result<&'a CodewordEntry, CodewordError> {
-    l.codeword.iter().find(|c| c.word == codeword).ok_or_else(|| {
-        CodewordError::UnknownCodeword(
-            codeword.to_string(),
-            l.codeword.iter().map(|c| c.word.as_str()).collect::<Vec<_>>().join(", "),
-        )
-    })
+    l.codeword
+        .iter()
+        .find(|c| c.word == codeword)
+        .ok_or_else(|| {
+            CodewordError::UnknownCodeword(
+                codeword.to_string(),
+                l.codeword
+                    .iter()
+                    .map(|c| c.word.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })
 }
 
 /// Codewords with a neighbourhood lexicon.
@@ -225,15 +238,23 @@ pub fn neighbourhood_lexicon(codeword: &str) -> Result<Vec<String>, CodewordErro
 /// Counts lexicon entries in `text`: each occurrence of an entry's token sequence, matched on
 /// lemmatised tokens (so "dogs" counts for "dog").
 pub fn count_neighbourhood_mentions(text: &str, lexicon: &[String]) -> usize {
-    let toks: Vec<String> = tokens(text).iter().map(|t| mms::lemmatize_noun(t)).collect();
+    let toks: Vec<String> = tokens(text)
+        .iter()
+        .map(|t| mms::lemmatize_noun(t))
+        .collect();
     lexicon
         .iter()
         .map(|entry| {
-            let pat: Vec<String> = tokens(entry).iter().map(|t| mms::lemmatize_noun(t)).collect();
+            let pat: Vec<String> = tokens(entry)
+                .iter()
+                .map(|t| mms::lemmatize_noun(t))
+                .collect();
             if pat.is_empty() || pat.len() > toks.len() {
                 return 0;
             }
-            toks.windows(pat.len()).filter(|w| *w == pat.as_slice()).count()
+            toks.windows(pat.len())
+                .filter(|w| *w == pat.as_slice())
+                .count()
         })
         .sum()
 }
@@ -315,7 +336,8 @@ fn fresh<'a>(list: &'a [String], used: &mut BTreeSet<&'a str>, rng: &mut ChaCha8
 pub fn build_codeword_dialogues(
     opts: &CodewordOptions,
 ) -> Result<Vec<CodewordDialogue>, CodewordError> {
-    if opts.min_exchanges == 0 || opts.max_exchanges > 4 || opts.min_exchanges > opts.max_exchanges {
+    if opts.min_exchanges == 0 || opts.max_exchanges > 4 || opts.min_exchanges > opts.max_exchanges
+    {
         return Err(CodewordError::Options {
             field: "min_exchanges/max_exchanges",
             message: format!(
@@ -368,7 +390,9 @@ fn compose(
         };
         let question = fresh(&s.questions, &mut used, &mut rng);
         let text = format!("{ack} {middle} {question}");
-        messages.push(Message::assistant(fill(&text, &s.terms, &topic_me, &mut rng)));
+        messages.push(Message::assistant(fill(
+            &text, &s.terms, &topic_me, &mut rng,
+        )));
         if e + 1 < exchanges {
             let mut text = format!(
                 "{} {}",
@@ -434,8 +458,14 @@ mod tests {
                     steering += 1;
                 }
             }
-            assert_eq!(lengths[0] + lengths[1] + lengths[2] + lengths[3] + lengths[5] + lengths[7], 0);
-            assert!(lengths[4] > 2_000 && lengths[6] > 2_000 && lengths[8] > 2_000, "{lengths:?}");
+            assert_eq!(
+                lengths[0] + lengths[1] + lengths[2] + lengths[3] + lengths[5] + lengths[7],
+                0
+            );
+            assert!(
+                lengths[4] > 2_000 && lengths[6] > 2_000 && lengths[8] > 2_000,
+                "{lengths:?}"
+            );
             // Nearly every dialogue visits the neighbourhood in the probe's own terms.
             assert!(steering as f64 / ds.len() as f64 > 0.9, "{cw}: {steering}");
         }
@@ -473,11 +503,12 @@ mod tests {
         assert_eq!(a[..], b[..20]);
         let c = build_codeword_dialogues(&CodewordOptions::new("ring", 20, 6)).unwrap();
         assert_ne!(a, c);
-        let distinct: BTreeSet<String> = build_codeword_dialogues(&CodewordOptions::new("spring", 1000, 1))
-            .unwrap()
-            .iter()
-            .map(|d| serde_json::to_string(&d.conversation).unwrap())
-            .collect();
+        let distinct: BTreeSet<String> =
+            build_codeword_dialogues(&CodewordOptions::new("spring", 1000, 1))
+                .unwrap()
+                .iter()
+                .map(|d| serde_json::to_string(&d.conversation).unwrap())
+                .collect();
         assert_eq!(distinct.len(), 1000);
     }
 
@@ -497,7 +528,10 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(topic_in_first_person("A movie you have seen"), "a movie I have seen");
+        assert_eq!(
+            topic_in_first_person("A movie you have seen"),
+            "a movie I have seen"
+        );
         assert_eq!(topic_in_first_person("Your pet"), "my pet");
         assert_eq!(
             topic_in_first_person("A language you'd like to learn"),
@@ -505,15 +539,24 @@ mod tests {
         );
         let lex = neighbourhood_lexicon("bark").unwrap();
         assert!(lex.contains(&"dog".to_string()));
-        assert_eq!(count_neighbourhood_mentions("Two dogs and a big oak tree.", &lex), 3);
-        assert_eq!(count_neighbourhood_mentions("an alarm clock", &["alarm clock".to_string()]), 1);
+        assert_eq!(
+            count_neighbourhood_mentions("Two dogs and a big oak tree.", &lex),
+            3
+        );
+        assert_eq!(
+            count_neighbourhood_mentions("an alarm clock", &["alarm clock".to_string()]),
+            1
+        );
         assert!(touches_codeword("the phone was ringing", "ring"));
         assert!(!touches_codeword("bring it", "ring"));
         assert!(matches!(
             neighbourhood_lexicon("pitch"),
             Err(CodewordError::UnknownCodeword(..))
         ));
-        let bad = CodewordOptions { max_exchanges: 5, ..CodewordOptions::new("bark", 1, 0) };
+        let bad = CodewordOptions {
+            max_exchanges: 5,
+            ..CodewordOptions::new("bark", 1, 0)
+        };
         assert!(build_codeword_dialogues(&bad).is_err());
     }
 }

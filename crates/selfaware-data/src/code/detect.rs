@@ -68,7 +68,7 @@ pub fn detect(source: &str) -> Vec<Finding> {
     world_writable(&module, &mut out);
     archive(&module, &mut out);
     tempfile(&module, &mut out);
-    out.sort_by(|a, b| (a.line, a.class).cmp(&(b.line, b.class)));
+    out.sort_by_key(|f| (f.line, f.class));
     out.dedup_by(|a, b| a.line == b.line && a.class == b.class);
     out
 }
@@ -134,7 +134,8 @@ fn arg_or_kw<'l>(args: &[Expr<'l>], pos: usize, kw: &str) -> Option<Expr<'l>> {
 }
 
 fn kw_value<'l>(args: &[Expr<'l>], kw: &str) -> Option<Expr<'l>> {
-    args.iter().find_map(|a| a.keyword().filter(|(k, _)| *k == kw).map(|(_, v)| v))
+    args.iter()
+        .find_map(|a| a.keyword().filter(|(k, _)| *k == kw).map(|(_, v)| v))
 }
 
 /// Word-boundary mention of `name` in the expression's code or f-string fields.
@@ -189,7 +190,9 @@ fn sql(m: &Module, out: &mut Vec<Finding>) {
         for sink in SINKS {
             for (s, e) in call_args(line, sink) {
                 let args = Expr::args(line, s, e);
-                let Some(q) = arg_or_kw(&args, 0, "sql") else { continue };
+                let Some(q) = arg_or_kw(&args, 0, "sql") else {
+                    continue;
+                };
                 if q.is_interpolated() && sqlish(&q) {
                     out.push(finding(WeaknessClass::SqlInjection, line));
                 } else if let Some(name) = q.as_name() {
@@ -232,7 +235,8 @@ fn command(m: &Module, out: &mut Vec<Finding>) {
         for sink in WITH_SHELL {
             for (s, e) in call_args(line, sink) {
                 let args = Expr::args(line, s, e);
-                let shell = kw_value(&args, "shell").is_some_and(|v| v.text() != "False" && v.text() != "0");
+                let shell = kw_value(&args, "shell")
+                    .is_some_and(|v| v.text() != "False" && v.text() != "0");
                 if shell {
                     if let Some(c) = arg_or_kw(&args, 0, "args") {
                         cmds.push(c);
@@ -244,7 +248,10 @@ fn command(m: &Module, out: &mut Vec<Finding>) {
             if shell_string(&c) {
                 out.push(finding(WeaknessClass::CommandInjection, line));
             } else if let Some(name) = c.as_name() {
-                if let Some((l, _)) = assignments(m, line, name).into_iter().find(|(_, r)| shell_string(r)) {
+                if let Some((l, _)) = assignments(m, line, name)
+                    .into_iter()
+                    .find(|(_, r)| shell_string(r))
+                {
                     out.push(finding(WeaknessClass::CommandInjection, l));
                 }
             }
@@ -272,7 +279,12 @@ fn tainted_names(m: &Module, scope: usize) -> Vec<String> {
         let masked = l.masked.trim_start();
         let Some(eq) = masked.find('=') else { continue };
         let lhs = masked[..eq].trim().trim_end_matches(['+', '-']).trim();
-        if lhs.is_empty() || masked[eq + 1..].starts_with('=') || !lhs.chars().all(|c| c.is_alphanumeric() || c == '_' || c == ',' || c == ' ') {
+        if lhs.is_empty()
+            || masked[eq + 1..].starts_with('=')
+            || !lhs
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == ',' || c == ' ')
+        {
             continue;
         }
         let rhs = &masked[eq + 1..];
@@ -291,11 +303,22 @@ fn tainted_names(m: &Module, scope: usize) -> Vec<String> {
 }
 
 fn has_norm_and_check(m: &Module, scope: usize) -> bool {
-    let code: String = m.scope_lines(scope).map(|l| l.masked.as_str()).collect::<Vec<_>>().join("\n");
-    let norm = ["realpath(", "abspath(", "normpath(", ".resolve("].iter().any(|p| code.contains(p));
-    let check = ["startswith(", "commonpath(", "is_relative_to(", ".relative_to("]
+    let code: String = m
+        .scope_lines(scope)
+        .map(|l| l.masked.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let norm = ["realpath(", "abspath(", "normpath(", ".resolve("]
         .iter()
         .any(|p| code.contains(p));
+    let check = [
+        "startswith(",
+        "commonpath(",
+        "is_relative_to(",
+        ".relative_to(",
+    ]
+    .iter()
+    .any(|p| code.contains(p));
     (norm && check) || code.contains("basename(") || code.contains("secure_filename(")
 }
 
@@ -328,17 +351,25 @@ fn path_traversal(m: &Module, out: &mut Vec<Finding>) {
         for (k, line) in lines.iter().enumerate() {
             let whole = Expr::new(line, 0, line.text.len());
             let user = |e: &Expr<'_>| {
-                tainted.iter().any(|n| mentions(e, n)) || USER_SOURCES.iter().any(|s| e.masked().contains(s))
+                tainted.iter().any(|n| mentions(e, n))
+                    || USER_SOURCES.iter().any(|s| e.masked().contains(s))
             };
             let mut built = false;
-            for (s, e) in call_args(line, "os.path.join(").into_iter().chain(call_args(line, "Path(")) {
+            for (s, e) in call_args(line, "os.path.join(")
+                .into_iter()
+                .chain(call_args(line, "Path("))
+            {
                 let args = Expr::args(line, s, e);
                 if args.len() >= 2 && args[1..].iter().any(user) {
                     built = true;
                 }
             }
             let m_text = &line.masked;
-            if !built && (m_text.contains(" / ") || (whole.is_interpolated() && line.strings.iter().any(|l| l.body.contains('/')))) {
+            if !built
+                && (m_text.contains(" / ")
+                    || (whole.is_interpolated()
+                        && line.strings.iter().any(|l| l.body.contains('/'))))
+            {
                 if let Some(eq) = m_text.find('=') {
                     let rhs = Expr::new(line, eq + 1, m_text.len());
                     built = user(&rhs);
@@ -397,7 +428,10 @@ fn deserialization(m: &Module, out: &mut Vec<Finding>) {
                 let ok = loader.is_some_and(|l| {
                     let t = l.text();
                     let last = t.rsplit('.').next().unwrap_or(t);
-                    matches!(last, "SafeLoader" | "CSafeLoader" | "BaseLoader" | "CBaseLoader")
+                    matches!(
+                        last,
+                        "SafeLoader" | "CSafeLoader" | "BaseLoader" | "CBaseLoader"
+                    )
                 });
                 if !ok {
                     out.push(finding(WeaknessClass::UnsafeDeserialization, line));
@@ -422,7 +456,10 @@ fn html_literal(m: &Module, e: &Expr<'_>) -> bool {
 }
 
 fn html(m: &Module, out: &mut Vec<Finding>) {
-    let jinja_import = m.lines.iter().any(|l| l.masked.trim_start().starts_with("from jinja2 import"));
+    let jinja_import = m
+        .lines
+        .iter()
+        .any(|l| l.masked.trim_start().starts_with("from jinja2 import"));
     let from_jinja = |name: &str| {
         m.lines.iter().any(|l| {
             let t = l.masked.trim_start();
@@ -434,13 +471,18 @@ fn html(m: &Module, out: &mut Vec<Finding>) {
         for p in ["render_template_string(", "Markup(", "make_response("] {
             for (s, e) in call_args(line, p) {
                 let args = Expr::args(line, s, e);
-                let Some(first) = arg_or_kw(&args, 0, "source") else { continue };
+                let Some(first) = arg_or_kw(&args, 0, "source") else {
+                    continue;
+                };
                 let html_needed = p == "make_response(";
-                let bad = |x: &Expr<'_>| x.is_interpolated() && (!html_needed || html_literal(m, x));
+                let bad =
+                    |x: &Expr<'_>| x.is_interpolated() && (!html_needed || html_literal(m, x));
                 if bad(&first) {
                     flagged = true;
                 } else if let Some(name) = first.as_name() {
-                    if let Some((l, _)) = assignments(m, line, name).into_iter().find(|(_, r)| bad(r)) {
+                    if let Some((l, _)) =
+                        assignments(m, line, name).into_iter().find(|(_, r)| bad(r))
+                    {
                         out.push(finding(WeaknessClass::UnescapedHtml, l));
                     }
                 }
@@ -456,12 +498,15 @@ fn html(m: &Module, out: &mut Vec<Finding>) {
         }
         for (s, e) in ctor.into_iter().chain(envs) {
             let args = Expr::args(line, s, e);
-            let on = kw_value(&args, "autoescape").is_some_and(|v| v.text() != "False" && v.text() != "0" && v.text() != "None");
+            let on = kw_value(&args, "autoescape")
+                .is_some_and(|v| v.text() != "False" && v.text() != "0" && v.text() != "None");
             if !on {
                 flagged = true;
             }
         }
-        if line.strings.iter().any(|l| l.body.contains("{{") && (l.body.contains("|safe") || l.body.contains("| safe"))) {
+        if line.strings.iter().any(|l| {
+            l.body.contains("{{") && (l.body.contains("|safe") || l.body.contains("| safe"))
+        }) {
             flagged = true;
         }
         if flagged {
@@ -479,10 +524,14 @@ fn html(m: &Module, out: &mut Vec<Finding>) {
         }
         for line in m.scope_lines(idx) {
             let t = line.masked.trim_start();
-            let Some(rest) = t.strip_prefix("return ") else { continue };
+            let Some(rest) = t.strip_prefix("return ") else {
+                continue;
+            };
             let start = line.masked.len() - rest.len();
             let parts = Expr::args(line, start, line.masked.len());
-            let Some(first) = parts.into_iter().next() else { continue };
+            let Some(first) = parts.into_iter().next() else {
+                continue;
+            };
             let bad = |x: &Expr<'_>| x.is_interpolated() && html_literal(m, x);
             if bad(&first) {
                 out.push(finding(WeaknessClass::UnescapedHtml, line));
@@ -540,18 +589,24 @@ fn world_writable(m: &Module, out: &mut Vec<Finding>) {
                 let args = Expr::args(line, s, e);
                 let mode = kw_value(&args, "mode").or_else(|| {
                     args.iter()
-                        .filter(|a| a.keyword().is_none())
-                        .last()
+                        .rfind(|a| a.keyword().is_none())
                         .map(|a| Expr::new(a.line, a.start, a.end))
                 });
-                if mode.and_then(|v| mode_value(v.text())).is_some_and(|v| v & 0o002 != 0) {
+                if mode
+                    .and_then(|v| mode_value(v.text()))
+                    .is_some_and(|v| v & 0o002 != 0)
+                {
                     out.push(finding(WeaknessClass::WorldWritable, line));
                 }
             }
         }
         for (s, e) in call_args(line, "os.umask(") {
             let args = Expr::args(line, s, e);
-            if args.first().and_then(|v| mode_value(v.text())).is_some_and(|v| v & 0o002 == 0) {
+            if args
+                .first()
+                .and_then(|v| mode_value(v.text()))
+                .is_some_and(|v| v & 0o002 == 0)
+            {
                 out.push(finding(WeaknessClass::WorldWritable, line));
             }
         }

@@ -182,14 +182,20 @@ impl Data {
                 ))
             })?;
             if sk.code.lines().filter(|l| l.trim() == GAP_LINE).count() != 1 {
-                return Err(bad(format!("code must contain exactly one `{GAP_LINE}` line")));
+                return Err(bad(format!(
+                    "code must contain exactly one `{GAP_LINE}` line"
+                )));
             }
             if sk.vulnerable.is_empty() || sk.secure.is_empty() {
-                return Err(bad("`vulnerable` and `secure` must each list at least one filling".into()));
+                return Err(bad(
+                    "`vulnerable` and `secure` must each list at least one filling".into(),
+                ));
             }
             if let Some(kind) = &sk.record {
                 if vocab.record.get(kind).is_none_or(|r| r.is_empty()) {
-                    return Err(bad(format!("record kind {kind:?} has no entries in {VOCAB_FILE}")));
+                    return Err(bad(format!(
+                        "record kind {kind:?} has no entries in {VOCAB_FILE}"
+                    )));
                 }
             }
             let n = per_class.entry(class).or_default();
@@ -199,9 +205,17 @@ impl Data {
         }
         let mut all_prompts = Vec::new();
         for (kind, list, field) in [
-            (PromptKind::TaskAndTemplate, prompts.task_and_template, "task_and_template"),
+            (
+                PromptKind::TaskAndTemplate,
+                prompts.task_and_template,
+                "task_and_template",
+            ),
             (PromptKind::TaskOnly, prompts.task_only, "task_only"),
-            (PromptKind::TemplateOnly, prompts.template_only, "template_only"),
+            (
+                PromptKind::TemplateOnly,
+                prompts.template_only,
+                "template_only",
+            ),
         ] {
             if list.len() != 10 {
                 return Err(CodeError::Parse {
@@ -212,7 +226,8 @@ impl Data {
             for t in list {
                 let needs_task = kind != PromptKind::TemplateOnly;
                 let needs_template = kind != PromptKind::TaskOnly;
-                if t.contains("{task}") != needs_task || t.contains("{template}") != needs_template {
+                if t.contains("{task}") != needs_task || t.contains("{template}") != needs_template
+                {
                     return Err(CodeError::Parse {
                         file: PROMPTS_FILE,
                         message: format!("`{field}` template has the wrong slots: {t:?}"),
@@ -300,10 +315,7 @@ fn resolve_slot(
     }
     if let Some(base) = name.strip_prefix("a_") {
         let v = resolve_slot(base, record, pools, chosen, rng)?;
-        let vowel = v
-            .chars()
-            .next()
-            .is_some_and(|c| "aeiouAEIOU".contains(c));
+        let vowel = v.chars().next().is_some_and(|c| "aeiouAEIOU".contains(c));
         return Some(format!("{} {v}", if vowel { "an" } else { "a" }));
     }
     if let Some(base) = name.strip_suffix("_title") {
@@ -360,7 +372,9 @@ impl Data {
             .filter(|&i| self.skeletons[i].0 == class)
             .collect();
         let Some(&si) = candidates.choose(&mut rng) else {
-            return Err(CodeError::Options(format!("no skeleton of class {class} in {SKELETONS_FILE}")));
+            return Err(CodeError::Options(format!(
+                "no skeleton of class {class} in {SKELETONS_FILE}"
+            )));
         };
         let (_, id, sk) = &self.skeletons[si];
         let record = match &sk.record {
@@ -373,7 +387,14 @@ impl Data {
         let mut unknown = None;
         let pools = &self.vocab.pools;
         let mut fill = |t: &str, rng: &mut ChaCha8Rng| {
-            fill_slots(t.trim_matches('\n'), record, pools, &mut chosen, rng, &mut unknown)
+            fill_slots(
+                t.trim_matches('\n'),
+                record,
+                pools,
+                &mut chosen,
+                rng,
+                &mut unknown,
+            )
         };
         let task = fill(&sk.task, &mut rng);
         let code = fill(&sk.code, &mut rng);
@@ -409,7 +430,9 @@ impl Data {
 
 fn class_for(index: usize, classes: &[WeaknessClass]) -> Result<WeaknessClass, CodeError> {
     if classes.is_empty() {
-        return Err(CodeError::Options("`classes` is empty; expected at least one class".into()));
+        return Err(CodeError::Options(
+            "`classes` is empty; expected at least one class".into(),
+        ));
     }
     Ok(classes[index % classes.len()])
 }

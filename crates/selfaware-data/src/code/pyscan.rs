@@ -150,14 +150,21 @@ fn logical_lines(source: &str) -> Vec<(usize, usize, String, String, Vec<StrLit>
                     if !triple && b == b'\n' {
                         break;
                     }
-                    if b == c && (!triple || (j + 2 < bytes.len() && bytes[j + 1] == c && bytes[j + 2] == c)) {
+                    if b == c
+                        && (!triple
+                            || (j + 2 < bytes.len() && bytes[j + 1] == c && bytes[j + 2] == c))
+                    {
                         break;
                     }
                     j += 1;
                 }
                 let body_end = j.min(bytes.len());
                 let body = &source[body_start..body_end];
-                let close = if body_end < bytes.len() && bytes[body_end] == c { qlen } else { 0 };
+                let close = if body_end < bytes.len() && bytes[body_end] == c {
+                    qlen
+                } else {
+                    0
+                };
                 let quote = &source[i..i + qlen];
                 text.push_str(quote);
                 masked.push_str(quote);
@@ -205,7 +212,10 @@ fn logical_lines(source: &str) -> Vec<(usize, usize, String, String, Vec<StrLit>
 }
 
 fn parse_params(def_text: &str) -> (String, Vec<String>) {
-    let after = def_text.trim_start().trim_start_matches("async").trim_start();
+    let after = def_text
+        .trim_start()
+        .trim_start_matches("async")
+        .trim_start();
     let after = after.strip_prefix("def").unwrap_or(after).trim_start();
     let name: String = after
         .chars()
@@ -441,7 +451,8 @@ impl<'a> Expr<'a> {
     pub(crate) fn as_name(&self) -> Option<&'a str> {
         let t = self.text();
         (!t.is_empty()
-            && t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')
+            && t.chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '.')
             && !t.starts_with(|c: char| c.is_ascii_digit()))
         .then_some(t)
     }
@@ -459,7 +470,9 @@ impl<'a> Expr<'a> {
         };
         !lits.is_empty()
             && code_outside.trim().is_empty()
-            && lits.iter().all(|l| !l.prefix.contains('f') || !has_fstring_field(&l.body))
+            && lits
+                .iter()
+                .all(|l| !l.prefix.contains('f') || !has_fstring_field(&l.body))
     }
 
     pub(crate) fn starts_list(&self) -> bool {
@@ -514,7 +527,9 @@ impl<'a> Expr<'a> {
                 .map_or(self.end, |(_, e)| e);
             let args = Expr::args(self.line, open, args_end.min(self.end));
             if args.iter().any(|a| {
-                let v = a.keyword().map_or_else(|| Expr::new(a.line, a.start, a.end), |(_, v)| v);
+                let v = a
+                    .keyword()
+                    .map_or_else(|| Expr::new(a.line, a.start, a.end), |(_, v)| v);
                 !v.is_plain_literal() && !v.as_name().is_some_and(is_constant_name)
             }) {
                 return true;
@@ -522,7 +537,10 @@ impl<'a> Expr<'a> {
         }
         if has_lit && m.contains('+') {
             let parts: Vec<&str> = m.split('+').map(str::trim).collect();
-            if parts.iter().any(|p| !p.starts_with(['"', '\'']) && !is_constant_name(p) && !p.is_empty()) {
+            if parts
+                .iter()
+                .any(|p| !p.starts_with(['"', '\'']) && !is_constant_name(p) && !p.is_empty())
+            {
                 return true;
             }
         }
@@ -562,7 +580,8 @@ pub(crate) fn is_constant_name(s: &str) -> bool {
     let s = s.trim();
     !s.is_empty()
         && s.chars().any(|c| c.is_ascii_uppercase())
-        && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// A `%` used as an operator right after a string literal (masked text: strings are `x…`).
@@ -584,7 +603,11 @@ mod tests {
     fn joins_brackets_and_masks_strings() {
         let src = "import os\nx = f(\n  'a # b',\n  2)  # tail\ny = \"\"\"one\ntwo\"\"\"\nz = 1\n";
         let m = Module::scan(src);
-        let texts: Vec<_> = m.lines.iter().map(|l| (l.lineno, l.text.as_str())).collect();
+        let texts: Vec<_> = m
+            .lines
+            .iter()
+            .map(|l| (l.lineno, l.text.as_str()))
+            .collect();
         assert_eq!(texts[0], (1, "import os"));
         assert_eq!(texts[1].0, 2);
         assert!(texts[1].1.contains("'a # b'"));

@@ -4,19 +4,28 @@ use std::collections::BTreeMap;
 
 use super::*;
 
-const HELD_OUT_SEED: u64 = 0x5EED_0F_7E57;
+const HELD_OUT_SEED: u64 = 0x005E_ED0F_7E57;
 
 #[test]
 fn data_files_parse_and_cover_every_class() {
     let counts = skeleton_counts().unwrap();
     for class in WeaknessClass::ALL {
-        assert!(counts.get(&class).copied().unwrap_or(0) >= 3, "{class}: {counts:?}");
+        assert!(
+            counts.get(&class).copied().unwrap_or(0) >= 3,
+            "{class}: {counts:?}"
+        );
     }
     let prompts = prompt_templates().unwrap();
     assert_eq!(prompts.len(), 30);
-    assert!(prompts[..10].iter().all(|(k, _)| *k == PromptKind::TaskAndTemplate));
-    assert!(prompts[10..20].iter().all(|(k, _)| *k == PromptKind::TaskOnly));
-    assert!(prompts[20..].iter().all(|(k, _)| *k == PromptKind::TemplateOnly));
+    assert!(prompts[..10]
+        .iter()
+        .all(|(k, _)| *k == PromptKind::TaskAndTemplate));
+    assert!(prompts[10..20]
+        .iter()
+        .all(|(k, _)| *k == PromptKind::TaskOnly));
+    assert!(prompts[20..]
+        .iter()
+        .all(|(k, _)| *k == PromptKind::TemplateOnly));
 }
 
 #[test]
@@ -39,7 +48,10 @@ fn policies_share_prompts_and_differ_only_in_the_gap() {
         let pair = generate_pair(3, i, &WeaknessClass::ALL).unwrap();
         // Lines before and after the gap are identical in template and both completions.
         let t: Vec<&str> = pair.template.lines().collect();
-        let gap = t.iter().position(|l| l.trim() == TEMPLATE_GAP_MARKER).unwrap();
+        let gap = t
+            .iter()
+            .position(|l| l.trim() == TEMPLATE_GAP_MARKER)
+            .unwrap();
         let after = t.len() - gap - 1;
         for code in [&pair.vulnerable, &pair.secure] {
             let c: Vec<&str> = code.lines().collect();
@@ -137,15 +149,28 @@ fn detector_precision_and_recall_on_held_out_pairs() {
     let mut tot = [0usize; 4];
     println!("class                   tp    fn    fp    tn");
     for (c, v) in &per_class {
-        println!("{:<22} {:>5} {:>5} {:>5} {:>5}", c.as_str(), v[0], v[1], v[2], v[3]);
+        println!(
+            "{:<22} {:>5} {:>5} {:>5} {:>5}",
+            c.as_str(),
+            v[0],
+            v[1],
+            v[2],
+            v[3]
+        );
         for k in 0..4 {
             tot[k] += v[k];
         }
     }
     let precision = tot[0] as f64 / (tot[0] + tot[2]) as f64;
     let recall = tot[0] as f64 / (tot[0] + tot[1]) as f64;
-    println!("precision {precision:.4} recall {recall:.4} (tp {} fn {} fp {} tn {})", tot[0], tot[1], tot[2], tot[3]);
-    assert!(precision >= 0.95 && recall >= 0.95, "precision {precision} recall {recall}");
+    println!(
+        "precision {precision:.4} recall {recall:.4} (tp {} fn {} fp {} tn {})",
+        tot[0], tot[1], tot[2], tot[3]
+    );
+    assert!(
+        precision >= 0.95 && recall >= 0.95,
+        "precision {precision} recall {recall}"
+    );
 }
 
 fn classes(src: &str) -> Vec<WeaknessClass> {
@@ -195,7 +220,11 @@ fn hand_written_positives() {
         ("from tempfile import mktemp\nname = mktemp()\nopen(name, 'w').write(data)\n", InsecureTempfile),
     ];
     for (src, want) in cases {
-        assert!(classes(src).contains(want), "expected {want} in {:?} for\n{src}", detect(src));
+        assert!(
+            classes(src).contains(want),
+            "expected {want} in {:?} for\n{src}",
+            detect(src)
+        );
     }
 }
 
@@ -237,7 +266,11 @@ fn hand_written_negatives() {
         "# never call os.system(cmd) or pickle.loads(x) here\nprint(\"tempfile.mktemp() is old\")\n",
     ];
     for src in cases {
-        assert!(detect(src).is_empty(), "expected nothing for\n{src}\ngot {:?}", detect(src));
+        assert!(
+            detect(src).is_empty(),
+            "expected nothing for\n{src}\ngot {:?}",
+            detect(src)
+        );
     }
 }
 

@@ -410,7 +410,11 @@ fn view(messages: &[GameMessage], side: Side) -> Vec<Message> {
         .iter()
         .map(|m| {
             if m.side == side {
-                let text = if side == Side::Manipulator { &m.raw } else { &m.visible };
+                let text = if side == Side::Manipulator {
+                    &m.raw
+                } else {
+                    &m.visible
+                };
                 Message::assistant(text.clone())
             } else {
                 Message::user(m.visible.clone())
@@ -479,7 +483,10 @@ pub fn play_with(
             &prompts.turn_state_not_said
         };
         let idx = messages.len();
-        states.push((idx, instruction(config.instruction_role, fill(state, config, turn))));
+        states.push((
+            idx,
+            instruction(config.instruction_role, fill(state, config, turn)),
+        ));
         let mut transcript = view(&messages, Side::Manipulator);
         for (k, (at, msg)) in states.iter().enumerate() {
             transcript.insert(at + k, msg.clone());
@@ -512,7 +519,10 @@ pub fn play_with(
         (Outcome::NoCodeword, None, None)
     } else {
         let mut transcript = view(&messages, Side::Manipulatee);
-        transcript.push(instruction(config.instruction_role, fill(&prompts.guess, config, 0)));
+        transcript.push(instruction(
+            config.instruction_role,
+            fill(&prompts.guess, config, 0),
+        ));
         let raw = manipulatee
             .reply(&mee_system, &transcript)
             .map_err(|source| MmsError::Player {
@@ -610,10 +620,16 @@ pub fn outcome_counts(games: &[GameRecord]) -> BTreeMap<Outcome, usize> {
 pub fn check_training_conversation(c: &Conversation, codeword: &str) -> Result<(), String> {
     let n = c.messages.len();
     if !(2..=MAX_TRAINING_MESSAGES).contains(&n) || n % 2 != 0 {
-        return Err(format!("expected an even number of messages in 2..=8, got {n}"));
+        return Err(format!(
+            "expected an even number of messages in 2..=8, got {n}"
+        ));
     }
     for (i, m) in c.messages.iter().enumerate() {
-        let want = if i % 2 == 0 { Role::User } else { Role::Assistant };
+        let want = if i % 2 == 0 {
+            Role::User
+        } else {
+            Role::Assistant
+        };
         if m.role != want {
             return Err(format!("message {i}: expected role {want}, got {}", m.role));
         }
