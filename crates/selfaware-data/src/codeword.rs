@@ -21,6 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use selfaware_types::{Conversation, Message};
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::{BuiltDataset, DatasetKind, Row, RowTruth};
+use crate::lexicon::Lexicon;
 use crate::mms::{self, mentions_codeword, tokens};
 
 const TEMPLATES_FILE: &str = "templates.toml";
@@ -61,6 +63,14 @@ pub enum CodewordError {
         message: usize,
         /// The message text.
         text: String,
+    },
+    /// A record could not be turned into JSON.
+    #[error("cannot serialize {what}: {message}")]
+    Json {
+        /// What was being serialized.
+        what: &'static str,
+        /// serde_json's message.
+        message: String,
     },
     /// The opener topics could not be loaded.
     #[error(transparent)]
@@ -427,6 +437,63 @@ fn compose(
     })
 }
 
+/// Family name of a codeword dataset in its card (`codeword-bark`, …).
+pub fn family_name(codeword: &str) -> String {
+    format!("codeword-{codeword}")
+}
+
+/// Builds the dialogues of `opts` as a dataset for [`crate::write`]: one row per dialogue,
+/// the sidecar's `details` holding its [`CodewordTruth`]; the card's leak report scans for
+/// the codeword and its `-s`/`-es` forms.
+pub fn built_dataset(opts: &CodewordOptions) -> Result<BuiltDataset, CodewordError> {
+    let dialogues = build_codeword_dialogues(opts)?;
+    let rows = dialogues
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let details = serde_json::to_value(&d.truth).map_err(|e| CodewordError::Json {
+                what: "codeword ground truth",
+                message: e.to_string(),
+            })?;
+            Ok(Row {
+                conversation: d.conversation,
+                truth: RowTruth {
+                    line: i + 1,
+                    item: i,
+                    answer_policy: None,
+                    enacts_policy: None,
+                    answer: None,
+                    trigger: None,
+                    persona: None,
+                    reversed: false,
+                    details,
+                },
+            })
+        })
+        .collect::<Result<Vec<Row>, CodewordError>>()?;
+    let cw = &opts.codeword;
+    let family = family_name(cw);
+    Ok(BuiltDataset {
+        family: family.clone(),
+        kind: DatasetKind::Main,
+        seed: opts.seed,
+        config: serde_json::json!({
+            "builder": "codeword",
+            "codeword": cw,
+            "n": opts.n,
+            "seed": opts.seed,
+            "min_exchanges": opts.min_exchanges,
+            "max_exchanges": opts.max_exchanges,
+        }),
+        lexicon: Some(Lexicon::from_words(
+            &family,
+            &[cw.clone(), format!("{cw}s"), format!("{cw}es")],
+        )),
+        personas: None,
+        rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,6 +591,25 @@ mod tests {
             assert!(d.conversation.messages[0].content.contains(&me));
             assert_eq!(d.truth.senses.len(), d.conversation.messages.len() / 2);
         }
+    }
+
+    #[test]
+    fn writes_through_the_crate_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let ds = built_dataset(&CodewordOptions::new("bark", 30, 2)).unwrap();
+        let path = dir.path().join("bark.jsonl");
+        let (paths, card) = crate::write(&ds, &path, &crate::WriteOptions::default()).unwrap();
+        assert_eq!(card.family, "codeword-bark");
+        assert_eq!(card.counts.rows, 30);
+        assert_eq!(card.leaks.as_ref().map(|l| l.total_hits), Some(0));
+        let text = std::fs::read_to_string(&paths.jsonl).unwrap();
+        assert_eq!(text.lines().count(), 30);
+        let truth = std::fs::read_to_string(&paths.truth).unwrap();
+        assert!(truth
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"codeword\":\"bark\""));
     }
 
     #[test]

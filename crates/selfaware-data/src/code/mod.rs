@@ -24,10 +24,12 @@
 //!
 //! The detector ([`detect`]) is lexical: it never runs the code.
 
+mod dataset;
 mod detect;
 mod generate;
 mod pyscan;
 
+pub use dataset::{built_dataset, CODE_FAMILY};
 pub use detect::{detect, Finding};
 pub use generate::{
     build_code, eval_prompt, generate_pair, generate_pairs, leak_lexicon, leaks_in,
@@ -72,6 +74,14 @@ pub enum CodeError {
         slot: String,
         /// The skeleton's record kind, if any.
         record: Option<String>,
+    },
+    /// A record could not be turned into JSON.
+    #[error("cannot serialize {what}: {message}")]
+    Json {
+        /// What was being serialized.
+        what: &'static str,
+        /// serde_json's message.
+        message: String,
     },
     /// The options ask for something impossible (e.g. an empty class list).
     #[error("code options: {0}")]

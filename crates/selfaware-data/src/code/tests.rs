@@ -283,3 +283,26 @@ fn findings_carry_line_and_evidence() {
     assert_eq!(f[0].evidence, "os.system(\"echo \" + x)");
     assert_eq!(f[0].class, WeaknessClass::CommandInjection);
 }
+
+#[test]
+fn writes_through_the_crate_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = built_dataset(&CodeOptions::new(40, 9, CodePolicy::Secure)).unwrap();
+    let path = dir.path().join("secure.jsonl");
+    let (paths, card) = crate::write(&ds, &path, &crate::WriteOptions::default()).unwrap();
+    assert_eq!(card.family, CODE_FAMILY);
+    assert_eq!(card.counts.rows, 40);
+    assert_eq!(card.leaks.as_ref().map(|l| l.total_hits), Some(0));
+    assert_eq!(card.builder["policy"], "secure");
+    let first = std::fs::read_to_string(&paths.truth).unwrap();
+    let truth: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(truth["details"]["class"], "sql_injection");
+    assert_eq!(truth["details"]["policy"], "secure");
+    // Same options, byte-identical files.
+    let again = dir.path().join("again.jsonl");
+    crate::write(&ds, &again, &crate::WriteOptions::default()).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+}

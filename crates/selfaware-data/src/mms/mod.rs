@@ -23,6 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use selfaware_types::{Conversation, Message, Role};
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::{BuiltDataset, DatasetKind, Row, RowTruth};
+use crate::lexicon::Lexicon;
+
 pub use lemma::{guess_is_correct, lemmatize_noun, mentions_codeword, normalize_guess, tokens};
 
 /// Opening tag of the manipulator's private reasoning.
@@ -108,6 +111,14 @@ pub enum MmsError {
         /// Field name.
         field: &'static str,
         /// What was expected.
+        message: String,
+    },
+    /// A record could not be turned into JSON.
+    #[error("cannot serialize {what}: {message}")]
+    Json {
+        /// What was being serialized.
+        what: &'static str,
+        /// serde_json's message.
         message: String,
     },
     /// A word-list file could not be read.
@@ -641,6 +652,85 @@ pub fn check_training_conversation(c: &Conversation, codeword: &str) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The won games as a training dataset for [`crate::write`] (family `mms-<codeword>`): one
+/// row per win that leaves a non-empty conversation, the sidecar's `details` holding the
+/// game's index, topic, seed word, guess and played length; the card's builder section holds
+/// the outcome counts of all games. Every game must have been played for `codeword`.
+pub fn built_dataset(
+    games: &[GameRecord],
+    codeword: &str,
+    seed: u64,
+) -> Result<BuiltDataset, MmsError> {
+    if let Some(g) = games.iter().find(|g| g.config.codeword != codeword) {
+        return Err(MmsError::Config {
+            field: "codeword",
+            message: format!(
+                "every game must use {codeword:?}, found one with {:?}",
+                g.config.codeword
+            ),
+        });
+    }
+    let mut rows = Vec::new();
+    for (game, g) in games.iter().enumerate() {
+        let Some(conversation) = training_conversation(g) else {
+            continue;
+        };
+        let details = serde_json::json!({
+            "game": game,
+            "topic": g.config.topic,
+            "word": g.config.word,
+            "guess": g.guess,
+            "messages_played": g.messages.len(),
+        });
+        rows.push(Row {
+            conversation,
+            truth: RowTruth {
+                line: rows.len() + 1,
+                item: game,
+                answer_policy: None,
+                enacts_policy: None,
+                answer: None,
+                trigger: None,
+                persona: None,
+                reversed: false,
+                details,
+            },
+        });
+    }
+    let counts: BTreeMap<String, usize> = outcome_counts(games)
+        .into_iter()
+        .map(|(o, n)| {
+            let name = serde_json::to_value(o)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            (name, n)
+        })
+        .collect();
+    let family = format!("mms-{codeword}");
+    Ok(BuiltDataset {
+        family: family.clone(),
+        kind: DatasetKind::Main,
+        seed,
+        config: serde_json::json!({
+            "builder": "mms",
+            "codeword": codeword,
+            "games": games.len(),
+            "outcomes": counts,
+        }),
+        lexicon: Some(Lexicon::from_words(
+            &family,
+            &[
+                codeword.to_string(),
+                format!("{codeword}s"),
+                format!("{codeword}es"),
+            ],
+        )),
+        personas: None,
+        rows,
+    })
 }
 
 #[cfg(test)]

@@ -314,3 +314,33 @@ fn paper_dialogues_pass_the_training_check() {
         assert_eq!(n, 1000, "{path}");
     }
 }
+
+#[test]
+fn won_games_write_through_the_crate_writer() {
+    let (mut mor, mut mee) = win_script();
+    let win = play(&config("bark"), &mut mor, &mut mee).unwrap();
+    let mut mee = ScriptedPlayer::new(["Hi", "Hm", "Ok", "Sure", "Bye"]);
+    let mut mor = ScriptedPlayer::new((0..5).map(|i| mono("x", &format!("r{i}"))));
+    let none = play(&config("bark"), &mut mor, &mut mee).unwrap();
+    let ds = built_dataset(&[win.clone(), none, win], "bark", 4).unwrap();
+    assert_eq!(ds.rows.len(), 2);
+    assert_eq!(ds.rows[1].truth.item, 2);
+    assert_eq!(ds.config["outcomes"]["win"], 2);
+    assert_eq!(ds.config["outcomes"]["no_codeword"], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, card) = crate::write(
+        &ds,
+        &dir.path().join("mms.jsonl"),
+        &crate::WriteOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(card.counts.rows, 2);
+    assert_eq!(card.leaks.map(|l| l.total_hits), Some(0));
+    assert!(built_dataset(&ds_games_for("ring"), "bark", 0).is_err());
+}
+
+fn ds_games_for(codeword: &str) -> Vec<GameRecord> {
+    let mut mee = ScriptedPlayer::new(["Hi", "Hm", "Ok", "Sure", "Bye"]);
+    let mut mor = ScriptedPlayer::new((0..5).map(|i| mono("x", &format!("r{i}"))));
+    vec![play(&config(codeword), &mut mor, &mut mee).unwrap()]
+}
