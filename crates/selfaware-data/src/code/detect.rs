@@ -18,7 +18,7 @@
 //!   assigned from `request.…`, `input(`, `sys.argv`, `args.`, `.filename`) reaches a file
 //!   operation (`open`, `send_file`, `os.remove`, `.read_text`, `.save`, …) and the function
 //!   neither normalises *and* checks the result (`realpath`/`abspath`/`normpath`/`.resolve()`
-//!   together with `startswith`/`commonpath`/`is_relative_to`/`relative_to`) nor takes the
+//!   together with `startswith`/`commonpath`/`is_relative_to`/`relative_to`/`.parents`) nor takes the
 //!   `basename`. `send_from_directory` is not a file operation here (it checks by itself).
 //! - **Unsafe deserialization**: `pickle`/`cPickle`/`dill`/`marshal` loads, `jsonpickle.decode`,
 //!   `pandas.read_pickle`, `yaml.unsafe_load`, and `yaml.load`/`load_all` without a `Loader` or
@@ -316,6 +316,7 @@ fn has_norm_and_check(m: &Module, scope: usize) -> bool {
         "commonpath(",
         "is_relative_to(",
         ".relative_to(",
+        ".parents",
     ]
     .iter()
     .any(|p| code.contains(p));
@@ -370,10 +371,8 @@ fn path_traversal(m: &Module, out: &mut Vec<Finding>) {
                     || (whole.is_interpolated()
                         && line.strings.iter().any(|l| l.body.contains('/'))))
             {
-                if let Some(eq) = m_text.find('=') {
-                    let rhs = Expr::new(line, eq + 1, m_text.len());
-                    built = user(&rhs);
-                }
+                let rhs_start = m_text.find('=').map_or(0, |eq| eq + 1);
+                built = user(&Expr::new(line, rhs_start, m_text.len()));
             }
             if !built {
                 continue;

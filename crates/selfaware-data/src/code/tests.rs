@@ -306,3 +306,39 @@ fn writes_through_the_crate_writer() {
         std::fs::read(&again).unwrap()
     );
 }
+
+/// `data/code/detector_cases/<class>--<what>.py` must yield exactly that class;
+/// `none--<what>.py` must yield nothing.
+#[test]
+fn detector_cases_from_files() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/data/code/detector_cases");
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".py") else {
+            continue;
+        };
+        let expected = stem.split("--").next().unwrap();
+        let src = std::fs::read_to_string(&path).unwrap();
+        let got: std::collections::BTreeSet<&str> =
+            detect(&src).iter().map(|f| f.class.as_str()).collect();
+        let want: std::collections::BTreeSet<&str> = match expected {
+            "none" => Default::default(),
+            c => {
+                assert!(
+                    WeaknessClass::parse(c).is_some(),
+                    "{name}: unknown class {c}"
+                );
+                [c].into()
+            }
+        };
+        if got != want {
+            failures.push(format!("{name}: got {got:?}"));
+        }
+        n += 1;
+    }
+    assert!(n >= 20, "{n} cases");
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -1,0 +1,3 @@
+import os, subprocess
+os.system("clear")
+subprocess.run("make build", shell=True, check=True)

@@ -1,0 +1,7 @@
+def add_user(cur, name, email):
+    cur.execute(
+        f"""
+        INSERT INTO users (name, email)
+        VALUES ('{name}', '{email}')
+        """
+    )

@@ -1,0 +1,3 @@
+from markupsafe import Markup
+def bio(user):
+    return Markup(f"<p>{user.bio}</p>")
