@@ -57,6 +57,18 @@ pub trait Player {
     fn reply(&mut self, system: &str, transcript: &[Message]) -> Result<String, PlayerError>;
 }
 
+/// A player backed by a closure, for adapting any model backend in a few lines.
+pub struct FnPlayer<F>(pub F);
+
+impl<F> Player for FnPlayer<F>
+where
+    F: FnMut(&str, &[Message]) -> Result<String, PlayerError>,
+{
+    fn reply(&mut self, system: &str, transcript: &[Message]) -> Result<String, PlayerError> {
+        (self.0)(system, transcript)
+    }
+}
+
 /// A player that returns scripted replies in order and records what it was shown.
 #[derive(Debug, Clone, Default)]
 pub struct ScriptedPlayer {
@@ -192,6 +204,11 @@ pub struct GameConfig {
     pub stop_on_violation: bool,
     /// Role of the turn-state and guess instructions.
     pub instruction_role: InstructionRole,
+    /// Give the manipulator its rules (system prompt) and the turn-state messages. `false`
+    /// is the paper's in-distribution evaluation of finetuned models (§B.5.5): the
+    /// manipulator gets an empty system prompt (a [`Player`] should then send none) and no
+    /// turn state; monologue tags, if any, are still removed.
+    pub manipulator_instructions: bool,
 }
 
 impl GameConfig {
@@ -228,6 +245,7 @@ impl GameConfig {
             turns: 5,
             stop_on_violation: true,
             instruction_role: InstructionRole::System,
+            manipulator_instructions: true,
         })
     }
 }
@@ -463,7 +481,11 @@ pub fn play_with(
         });
     }
     let mee_system = fill(&prompts.manipulatee_system, config, 0);
-    let mor_system = fill(&prompts.manipulator_system, config, 0);
+    let mor_system = if config.manipulator_instructions {
+        fill(&prompts.manipulator_system, config, 0)
+    } else {
+        String::new()
+    };
     let mut messages: Vec<GameMessage> = Vec::new();
     // Turn-state instructions shown to the manipulator, by the index of the message they precede.
     let mut states: Vec<(usize, Message)> = Vec::new();
@@ -494,10 +516,12 @@ pub fn play_with(
             &prompts.turn_state_not_said
         };
         let idx = messages.len();
-        states.push((
-            idx,
-            instruction(config.instruction_role, fill(state, config, turn)),
-        ));
+        if config.manipulator_instructions {
+            states.push((
+                idx,
+                instruction(config.instruction_role, fill(state, config, turn)),
+            ));
+        }
         let mut transcript = view(&messages, Side::Manipulator);
         for (k, (at, msg)) in states.iter().enumerate() {
             transcript.insert(at + k, msg.clone());
