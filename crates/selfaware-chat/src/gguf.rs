@@ -273,7 +273,7 @@ impl GgufFile {
             })?;
             let n: u64 = dims.iter().product();
             let (per_block, block_bytes) = ggml_type.block();
-            if n % per_block != 0 {
+            if !n.is_multiple_of(per_block) {
                 return Err(r.malformed(format!(
                     "tensor `{name}` has {n} elements, not a multiple of the {} block size {per_block}",
                     ggml_type.name()
@@ -342,7 +342,10 @@ impl GgufFile {
             .and_then(GgufValue::as_array)
             .ok_or_else(|| self.missing(key, "an array of strings"))?;
         arr.iter()
-            .map(|v| v.as_str().ok_or_else(|| self.missing(key, "an array of strings")))
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| self.missing(key, "an array of strings"))
+            })
             .collect()
     }
 
@@ -562,11 +565,17 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let md = vec![
-            ("general.architecture".to_string(), GgufValue::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                GgufValue::String("llama".into()),
+            ),
             ("llama.block_count".to_string(), GgufValue::U32(2)),
             (
                 "tokenizer.ggml.tokens".to_string(),
-                GgufValue::Array(vec![GgufValue::String("a".into()), GgufValue::String("b".into())]),
+                GgufValue::Array(vec![
+                    GgufValue::String("a".into()),
+                    GgufValue::String("b".into()),
+                ]),
             ),
         ];
         let t = RawTensor {
@@ -584,7 +593,10 @@ mod tests {
         let g = GgufFile::open(f.path()).unwrap();
         assert_eq!(g.get_str("general.architecture").unwrap(), "llama");
         assert_eq!(g.get_u64("llama.block_count").unwrap(), 2);
-        assert_eq!(g.get_str_array("tokenizer.ggml.tokens").unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            g.get_str_array("tokenizer.ggml.tokens").unwrap(),
+            vec!["a", "b"]
+        );
         let t = g.tensor("w").unwrap();
         assert_eq!(t.n_elements(), 8);
         let b = g.tensor_bytes(t);

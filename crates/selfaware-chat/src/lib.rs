@@ -41,12 +41,11 @@ impl HfTokenizerConfig {
             path: path.clone(),
             source: e,
         })?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ChatError::Config {
-                path: path.clone(),
-                field: "(file)".into(),
-                message: format!("is not valid JSON: {e}"),
-            })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ChatError::Config {
+            path: path.clone(),
+            field: "(file)".into(),
+            message: format!("is not valid JSON: {e}"),
+        })?;
         // Special tokens are written either as strings or as {"content": "..."} objects.
         let tok = |field: &str| -> Option<String> {
             match v.get(field)? {
@@ -170,7 +169,11 @@ impl ChatFormat {
             .ok_or_else(|| ChatError::NoChatTemplate {
                 origin: origin.clone(),
             })?;
-        let bos = tokenizer.bos.as_ref().map(|b| b.1.clone()).unwrap_or_default();
+        let bos = tokenizer
+            .bos
+            .as_ref()
+            .map(|b| b.1.clone())
+            .unwrap_or_default();
         let eos = tokenizer.eot.1.clone();
         let template = ChatTemplate::new(source, &origin, &bos, &eos)?;
         Ok(ChatFormat {

@@ -109,8 +109,10 @@ impl Tokenizer {
             // token_type 3 = control, 4 = user-defined: both are matched as whole tokens.
             let ty = types.get(id).copied().unwrap_or(1);
             if ty == 3 || ty == 4 {
-                added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": false, "special": ty == 3}));
+                added.push(
+                    json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": ty == 3}),
+                );
             }
         }
         let spec = json!({
@@ -133,7 +135,10 @@ impl Tokenizer {
                 message: e.to_string(),
             })?;
         let name = |id: u64| tokens.get(id as usize).map(|s| s.to_string());
-        let bos = match g.get("tokenizer.ggml.bos_token_id").and_then(|v| v.as_u64()) {
+        let bos = match g
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(|v| v.as_u64())
+        {
             Some(id) => name(id).map(|s| (id as u32, s)),
             None => None,
         };
@@ -145,7 +150,10 @@ impl Tokenizer {
         })?;
         let mut stop_ids = BTreeSet::from([eos_id as u32]);
         // Llama 3 instruct files name `<|eot_id|>` as EOT separately from EOS.
-        let eot = match g.get("tokenizer.ggml.eot_token_id").and_then(|v| v.as_u64()) {
+        let eot = match g
+            .get("tokenizer.ggml.eot_token_id")
+            .and_then(|v| v.as_u64())
+        {
             Some(id) => {
                 stop_ids.insert(id as u32);
                 (id as u32, name(id).unwrap_or_default())
@@ -224,19 +232,11 @@ impl Tokenizer {
     /// Token ids of `text`, with special-token strings in the text recognised as such and no
     /// BOS/EOS added (chat templates write those themselves).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.encode_with_offsets(text)?.0)
-    }
-
-    /// Token ids and, per token, the byte range of `text` it came from.
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
         let enc = self
             .inner
             .encode(text, false)
             .map_err(|e| ChatError::Encode(e.to_string()))?;
-        // `tokenizers` reports offsets in bytes of the original string for byte-level models
-        // (chars for others); convert char offsets to bytes when they differ.
-        let offsets = enc.get_offsets().to_vec();
-        Ok((enc.get_ids().to_vec(), offsets))
+        Ok(enc.get_ids().to_vec())
     }
 
     /// The text of `ids`; special tokens are kept when `skip_special` is false.

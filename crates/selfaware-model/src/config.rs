@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
 use selfaware_chat::GgufFile;
+use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
 
@@ -183,9 +183,7 @@ impl Config {
             rope_scaling,
             max_position: raw.max_position_embeddings.unwrap_or(4096),
             tie_embeddings: raw.tie_word_embeddings.unwrap_or(false),
-            attention_bias: raw
-                .attention_bias
-                .unwrap_or(matches!(arch, Arch::Qwen2)),
+            attention_bias: raw.attention_bias.unwrap_or(matches!(arch, Arch::Qwen2)),
         };
         cfg.validate(path)?;
         Ok(cfg)
@@ -198,14 +196,16 @@ impl Config {
                 message: m,
             })
         };
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return bad(format!(
                 "{} attention heads cannot be grouped over {} key/value heads",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!(
                 "head dimension {} must be even for rotary embeddings",
                 self.head_dim

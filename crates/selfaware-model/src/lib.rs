@@ -17,6 +17,7 @@ pub mod naive;
 pub mod ops;
 pub mod sample;
 pub mod score;
+pub mod testing;
 pub mod weights;
 
 use std::collections::BTreeMap;
@@ -311,16 +312,18 @@ impl Engine {
                 return None;
             }
             let text = tok.decode(ids, true).ok()?;
-            stop.iter().any(|s| !s.is_empty() && text.contains(s.as_str())).then(|| {
-                // Keep the longest prefix of tokens whose text has no stop string.
-                (0..ids.len())
-                    .rev()
-                    .find(|&k| {
-                        let t = tok.decode(&ids[..k], true).unwrap_or_default();
-                        !stop.iter().any(|s| !s.is_empty() && t.contains(s.as_str()))
-                    })
-                    .unwrap_or(0)
-            })
+            stop.iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+                .then(|| {
+                    // Keep the longest prefix of tokens whose text has no stop string.
+                    (0..ids.len())
+                        .rev()
+                        .find(|&k| {
+                            let t = tok.decode(&ids[..k], true).unwrap_or_default();
+                            !stop.iter().any(|s| !s.is_empty() && t.contains(s.as_str()))
+                        })
+                        .unwrap_or(0)
+                })
         };
         let samples = sample::sample(&self.model, prompt, cfg, &|id| tok.is_stop(id), &stop_text)?;
         samples

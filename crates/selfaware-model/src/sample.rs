@@ -78,9 +78,7 @@ fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
     let k = k.min(idx.len());
     idx.select_nth_unstable_by(k - 1, |&a, &b| {
-        lp[b as usize]
-            .total_cmp(&lp[a as usize])
-            .then(a.cmp(&b))
+        lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b))
     });
     let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, lp[i as usize])).collect();
     top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

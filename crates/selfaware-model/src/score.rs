@@ -74,14 +74,15 @@ impl Trie {
         let mut path = Vec::with_capacity(seq.len());
         let mut parent = None;
         for &tok in seq {
-            let found = (0..self.tokens.len())
-                .find(|&n| self.parent[n] == parent && self.tokens[n] == tok);
+            let found =
+                (0..self.tokens.len()).find(|&n| self.parent[n] == parent && self.tokens[n] == tok);
             let node = match found {
                 Some(n) => n,
                 None => {
                     self.tokens.push(tok);
                     self.parent.push(parent);
-                    self.depth.push(parent.map(|p| self.depth[p] + 1).unwrap_or(1));
+                    self.depth
+                        .push(parent.map(|p| self.depth[p] + 1).unwrap_or(1));
                     self.tokens.len() - 1
                 }
             };
@@ -122,7 +123,7 @@ pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<
     let p = pre.len;
     let max_depth = trie.depth.iter().copied().max().unwrap_or(0);
     check_len(model, p + max_depth)?;
-    let tokens = u32_matrix(&[trie.tokens.clone()])?;
+    let tokens = u32_matrix(std::slice::from_ref(&trie.tokens))?;
     let positions = u32_matrix(&[trie.depth.iter().map(|d| (p + d - 1) as u32).collect()])?;
     let mask = build_mask(1, n, p + n, |_, q, k| {
         k < p || trie.is_ancestor_or_self(k - p, q)
@@ -199,7 +200,10 @@ pub fn score_candidates(
             logprob: total,
         });
     }
-    let inside: f64 = firsts.iter().map(|&t| (pre.next[t as usize] as f64).exp()).sum();
+    let inside: f64 = firsts
+        .iter()
+        .map(|&t| (pre.next[t as usize] as f64).exp())
+        .sum();
     Ok(OptionScores {
         prompt_tokens: pre.len,
         candidates: out,
@@ -257,13 +261,15 @@ pub fn score_range(
             digits += lp[w[0]][trie.tokens[w[1]] as usize] as f64;
         }
         let last = &lp[*path.last().expect("non-empty path")];
-        let p_digit: f64 = last
+        // Sum the non-digit mass directly rather than computing 1 − P(digit): when the model
+        // is sure another digit follows, 1 − P(digit) cancels catastrophically.
+        let p_other: f64 = last
             .iter()
             .zip(digit_start)
-            .filter(|(_, &d)| d)
+            .filter(|(_, &d)| !d)
             .map(|(l, _)| (*l as f64).exp())
             .sum();
-        let starts = digits + (1.0 - p_digit).max(0.0).ln();
+        let starts = digits + p_other.ln();
         let complete = digits + last[eot as usize] as f64;
         mass_s += starts.exp();
         ev_s += n as f64 * starts.exp();
@@ -304,7 +310,9 @@ pub fn sequence_logprobs(model: &Llama, seqs: &[Vec<u32>], pad: u32) -> Result<V
         .collect();
     let tokens = u32_matrix(&rows)?;
     let positions = u32_matrix(&vec![(0..t as u32).collect(); seqs.len()])?;
-    let mask = build_mask(seqs.len(), t, t, |b, q, k| k <= q && (k < lens[b] || k == q))?;
+    let mask = build_mask(seqs.len(), t, t, |b, q, k| {
+        k <= q && (k < lens[b] || k == q)
+    })?;
     let hidden = model.forward(
         &Step {
             tokens: &tokens,

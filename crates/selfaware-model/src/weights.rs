@@ -146,11 +146,10 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     };
     let mut files: Vec<PathBuf> = if index.exists() {
         let text = fs_err::read_to_string(&index).map_err(io(&index))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config {
-                path: index.clone(),
-                message: format!("not valid JSON: {e}"),
-            })?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Config {
+            path: index.clone(),
+            message: format!("not valid JSON: {e}"),
+        })?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
