@@ -1,0 +1,222 @@
+//! The [`Backend`] trait every consumer of a model uses (evaluation, server, experiments), and
+//! its implementations:
+//!
+//! - [`LocalBackend`]: the candle engine of `selfaware-model`, exact scoring included;
+//! - [`HttpBackend`]: any OpenAI-compatible chat-completions endpoint, with a concurrency limit,
+//!   a client-side rate limit, retries with backoff, timeouts and an on-disk response cache;
+//! - [`MockBackend`]: scripted scores and completions for unit tests of logic.
+//!
+//! [`finetune`] is the client of the OpenAI finetuning API (files and jobs) with a local job
+//! registry so interrupted experiments resume without duplicate jobs. [`openai`] holds the wire
+//! types shared with `selfaware-server`.
+//!
+//! The trait is synchronous; implementations that talk to the network run their own tokio
+//! runtime, so callers may use it from plain threads or from inside async code alike.
+
+mod error;
+pub mod finetune;
+pub mod http;
+mod local;
+mod mock;
+pub mod openai;
+pub mod testing;
+pub mod token_bytes;
+
+use selfaware_types::Conversation;
+use serde::{Deserialize, Serialize};
+
+pub use error::{BackendError, Result};
+pub use http::{ApiKey, HttpBackend, HttpConfig};
+pub use local::LocalBackend;
+pub use mock::{MockBackend, MockScript};
+pub use selfaware_model::{CandidateScore, NumberScore, OptionScores, RangeScores};
+
+/// What a backend can do; callers pick exact scoring or estimators from this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// `score_options` and `score_range` give exact probabilities.
+    pub exact_scoring: bool,
+    /// The most `top_logprobs` a completion may ask for.
+    pub max_top_logprobs: usize,
+    /// The most samples one completion request may ask for.
+    pub max_n: usize,
+    /// The same seed gives the same samples.
+    pub deterministic_seed: bool,
+}
+
+/// A request for `n` sampled answers to a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompletionRequest {
+    pub conversation: Conversation,
+    pub n: usize,
+    /// 0 means greedy decoding.
+    pub temperature: f64,
+    pub top_p: f64,
+    pub max_tokens: usize,
+    pub seed: u64,
+    /// Generation stops before any of these strings (which are not returned).
+    pub stop: Vec<String>,
+    /// Return each generated token's log-probability.
+    pub logprobs: bool,
+    /// How many of the most likely alternatives to return per token (needs `logprobs`).
+    pub top_logprobs: usize,
+}
+
+impl CompletionRequest {
+    /// One sample at temperature 1, top-p 1, at most 64 tokens, seed 0, no logprobs.
+    pub fn new(conversation: Conversation) -> Self {
+        CompletionRequest {
+            conversation,
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            max_tokens: 64,
+            seed: 0,
+            stop: Vec::new(),
+            logprobs: false,
+            top_logprobs: 0,
+        }
+    }
+
+    /// Checks the ranges every backend shares.
+    pub fn validate(&self, caps: &Capabilities) -> Result<()> {
+        let bad = |param: &str, message: String| {
+            Err(BackendError::InvalidRequest {
+                param: Some(param.to_string()),
+                message,
+            })
+        };
+        if self.n == 0 || self.n > caps.max_n {
+            return bad(
+                "n",
+                format!("n must be in 1..={}, got {}", caps.max_n, self.n),
+            );
+        }
+        if !self.temperature.is_finite() || !(0.0..=2.0).contains(&self.temperature) {
+            return bad(
+                "temperature",
+                format!("temperature must be in [0, 2], got {}", self.temperature),
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(
+                "top_p",
+                format!("top_p must be in (0, 1], got {}", self.top_p),
+            );
+        }
+        if self.top_logprobs > caps.max_top_logprobs {
+            return bad(
+                "top_logprobs",
+                format!(
+                    "top_logprobs must be at most {}, got {}",
+                    caps.max_top_logprobs, self.top_logprobs
+                ),
+            );
+        }
+        if self.top_logprobs > 0 && !self.logprobs {
+            return bad(
+                "top_logprobs",
+                "top_logprobs needs logprobs to be true".to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why a completion ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// End of turn or a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// Anything else a remote server reports (e.g. `content_filter`).
+    Other(String),
+}
+
+impl FinishReason {
+    /// The name OpenAI's API uses.
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Other(s) => s,
+        }
+    }
+
+    /// Parses OpenAI's name.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "stop" => FinishReason::Stop,
+            "length" => FinishReason::Length,
+            other => FinishReason::Other(other.to_string()),
+        }
+    }
+}
+
+/// One alternative token at a generated position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    /// The token's bytes (a token may hold part of a UTF-8 character).
+    pub bytes: Option<Vec<u8>>,
+    pub logprob: f64,
+}
+
+/// One generated token with its log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub bytes: Option<Vec<u8>>,
+    pub logprob: f64,
+    /// Most likely first.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One sampled answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    /// Generated tokens, when the backend reports them per answer.
+    pub tokens: Option<usize>,
+    /// Present when the request asked for logprobs.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// The answers to one [`CompletionRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completions {
+    /// Prompt length in tokens, when the backend reports it.
+    pub prompt_tokens: Option<usize>,
+    /// Generated tokens over all choices, when the backend reports it.
+    pub completion_tokens: Option<usize>,
+    pub choices: Vec<Completion>,
+}
+
+/// A model that can score and sample answers. Blocking; shareable across threads.
+pub trait Backend: Send + Sync {
+    /// The model's name as recorded in results (and served by `selfaware-server`).
+    fn model_id(&self) -> &str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Exact log-probabilities of candidate answers, or [`BackendError::Unsupported`] when the
+    /// backend cannot score exactly (callers then estimate from `complete`'s top logprobs).
+    fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores>;
+
+    /// The exact distribution of an integer answer in `lo..=hi`, or
+    /// [`BackendError::Unsupported`].
+    fn score_range(&self, conv: &Conversation, lo: i64, hi: i64) -> Result<RangeScores>;
+
+    /// Samples `req.n` answers.
+    fn complete(&self, req: &CompletionRequest) -> Result<Completions>;
+
+    /// Answers many requests; backends that can run them concurrently override this. Results
+    /// are in request order.
+    fn complete_many(&self, reqs: &[CompletionRequest]) -> Vec<Result<Completions>> {
+        reqs.iter().map(|r| self.complete(r)).collect()
+    }
+}

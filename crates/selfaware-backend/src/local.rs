@@ -1,0 +1,151 @@
+use std::sync::Arc;
+
+use selfaware_model::{Engine, OptionScores, RangeScores, SampleConfig};
+use selfaware_types::Conversation;
+
+use crate::token_bytes::bytes_of_vocab_entry;
+use crate::{
+    Backend, Capabilities, Completion, CompletionRequest, Completions, FinishReason, Result,
+    TokenLogprob, TopLogprob,
+};
+
+/// The local candle engine as a [`Backend`]: exact scoring, seeded batched sampling.
+pub struct LocalBackend {
+    engine: Arc<Engine>,
+    id: String,
+    max_n: usize,
+}
+
+impl std::fmt::Debug for LocalBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalBackend")
+            .field("id", &self.id)
+            .field("model", &self.engine.info.path)
+            .finish()
+    }
+}
+
+/// Largest `n` one local request may ask for unless configured otherwise.
+pub const DEFAULT_LOCAL_MAX_N: usize = 128;
+
+impl LocalBackend {
+    /// Serves `engine` under the model id `id`.
+    pub fn new(engine: Arc<Engine>, id: impl Into<String>) -> Self {
+        LocalBackend {
+            engine,
+            id: id.into(),
+            max_n: DEFAULT_LOCAL_MAX_N,
+        }
+    }
+
+    /// Changes the largest `n` accepted per request.
+    pub fn with_max_n(mut self, max_n: usize) -> Self {
+        self.max_n = max_n;
+        self
+    }
+
+    /// The engine behind this backend.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn token(&self, id: u32) -> (String, Option<Vec<u8>>) {
+        let tok = &self.engine.chat.tokenizer;
+        let entry = tok.token_text(id);
+        match bytes_of_vocab_entry(&entry) {
+            Some(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), Some(bytes)),
+            None => {
+                let text = tok.decode(&[id], false).unwrap_or(entry);
+                let bytes = text.as_bytes().to_vec();
+                (text, Some(bytes))
+            }
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            exact_scoring: true,
+            max_top_logprobs: 20,
+            max_n: self.max_n,
+            deterministic_seed: true,
+        }
+    }
+
+    fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores> {
+        Ok(self.engine.score_options(conv, options)?)
+    }
+
+    fn score_range(&self, conv: &Conversation, lo: i64, hi: i64) -> Result<RangeScores> {
+        Ok(self.engine.score_range(conv, lo, hi)?)
+    }
+
+    fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
+        req.validate(&self.capabilities())?;
+        let prompt = self
+            .engine
+            .chat
+            .prompt(&req.conversation)
+            .map_err(selfaware_model::ModelError::from)?;
+        let cfg = SampleConfig {
+            n: req.n,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            max_tokens: req.max_tokens,
+            seed: req.seed,
+            top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
+        };
+        let generated = self.engine.sample_ids(&prompt.ids, &cfg, &req.stop)?;
+        let completion_tokens = generated.iter().map(|g| g.sample.tokens.len()).sum();
+        let choices = generated
+            .into_iter()
+            .map(|g| {
+                let logprobs = req.logprobs.then(|| {
+                    g.sample
+                        .tokens
+                        .iter()
+                        .map(|t| {
+                            let (token, bytes) = self.token(t.id);
+                            TokenLogprob {
+                                token,
+                                bytes,
+                                logprob: f64::from(t.logprob),
+                                top_logprobs: t
+                                    .top
+                                    .iter()
+                                    .map(|&(id, lp)| {
+                                        let (token, bytes) = self.token(id);
+                                        TopLogprob {
+                                            token,
+                                            bytes,
+                                            logprob: f64::from(lp),
+                                        }
+                                    })
+                                    .collect(),
+                            }
+                        })
+                        .collect()
+                });
+                Completion {
+                    tokens: Some(g.sample.tokens.len()),
+                    text: g.text,
+                    finish_reason: match g.sample.finish_reason {
+                        selfaware_model::FinishReason::Stop => FinishReason::Stop,
+                        selfaware_model::FinishReason::Length => FinishReason::Length,
+                    },
+                    logprobs,
+                }
+            })
+            .collect();
+        Ok(Completions {
+            prompt_tokens: Some(prompt.ids.len()),
+            completion_tokens: Some(completion_tokens),
+            choices,
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! The per-model worker: a thread that owns the model's calls and batches requests.
+//!
+//! The worker blocks on its queue, then takes every request waiting there and groups them:
+//! requests with the same conversation, temperature, top-p, `max_tokens` and stop strings share
+//! one `Backend::complete` call, which the local engine decodes as one batch.
+//!
+//! - Requests that name a seed are merged only with identical requests (same seed and `n`):
+//!   they share one call and all get its answer, exactly what each would get alone. (Merging
+//!   different `n` would change the decode's batch size, and with it the float rounding of the
+//!   logprobs, by about 1e-5.)
+//! - Requests without a seed get consecutive, disjoint slices of one call whose seed comes from
+//!   the worker's seeded generator.
+//!
+//! Logprobs are computed when any request of a group asks, with the largest `top_logprobs`,
+//! and trimmed per request (the alternatives are sorted, so trimming is exact).
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use selfaware_backend::{Backend, CompletionRequest, Completions};
+
+use crate::ApiError;
+
+/// One queued request. `seeded` is false when the client gave no seed (then `req.seed` is
+/// ignored and the worker chooses one).
+pub struct Job {
+    pub req: CompletionRequest,
+    pub seeded: bool,
+    pub reply: tokio::sync::oneshot::Sender<Result<Completions, ApiError>>,
+}
+
+/// The sending side of a model's queue.
+#[derive(Clone)]
+pub struct Queue {
+    tx: SyncSender<Job>,
+}
+
+impl Queue {
+    /// Starts the worker thread of `backend` with a queue of `capacity` requests.
+    pub fn start(
+        id: &str,
+        backend: Arc<dyn Backend>,
+        capacity: usize,
+        seed: u64,
+    ) -> std::io::Result<Queue> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        std::thread::Builder::new()
+            .name(format!("model-{id}"))
+            .spawn(move || worker(backend.as_ref(), rx, seed))?;
+        Ok(Queue { tx })
+    }
+
+    /// Queues a job; a full queue is a 503.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => ApiError::internal("the server is overloaded; retry later")
+                .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE),
+            TrySendError::Disconnected(_) => ApiError::internal("the model worker has stopped"),
+        })
+    }
+}
+
+fn same_group(
+    a: &CompletionRequest,
+    a_seeded: bool,
+    b: &CompletionRequest,
+    b_seeded: bool,
+) -> bool {
+    a_seeded == b_seeded
+        && (!a_seeded || (a.seed == b.seed && a.n == b.n))
+        && a.conversation == b.conversation
+        && a.temperature.to_bits() == b.temperature.to_bits()
+        && a.top_p.to_bits() == b.top_p.to_bits()
+        && a.max_tokens == b.max_tokens
+        && a.stop == b.stop
+}
+
+/// Groups of job indices, in arrival order, that can share one call of at most `max_n` samples.
+pub fn plan(jobs: &[(CompletionRequest, bool)], max_n: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, (req, seeded)) in jobs.iter().enumerate() {
+        let fits = |g: &Vec<usize>| {
+            let (first, first_seeded) = &jobs[g[0]];
+            if !same_group(first, *first_seeded, req, *seeded) {
+                return false;
+            }
+            // Seeded members share one call of their common n; unseeded ones add up.
+            *seeded || g.iter().map(|&j| jobs[j].0.n).sum::<usize>() + req.n <= max_n
+        };
+        match groups.iter_mut().find(|g| fits(g)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+fn worker(backend: &dyn Backend, rx: Receiver<Job>, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let max_n = backend.capabilities().max_n;
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let keys: Vec<(CompletionRequest, bool)> =
+            jobs.iter().map(|j| (j.req.clone(), j.seeded)).collect();
+        let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+        for group in plan(&keys, max_n) {
+            let members: Vec<Job> = group.iter().filter_map(|&i| slots[i].take()).collect();
+            run_group(backend, members, &mut rng);
+        }
+    }
+}
+
+fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
+    let Some(first) = jobs.first() else { return };
+    let seeded = first.seeded;
+    let mut req = first.req.clone();
+    req.logprobs = jobs.iter().any(|j| j.req.logprobs);
+    req.top_logprobs = jobs.iter().map(|j| j.req.top_logprobs).max().unwrap_or(0);
+    if !seeded {
+        req.n = jobs.iter().map(|j| j.req.n).sum();
+        req.seed = rng.next_u64();
+    }
+    let result = backend.complete(&req).map_err(ApiError::from);
+    let mut offset = 0;
+    for job in jobs {
+        let out = match &result {
+            Err(e) => Err(e.clone()),
+            Ok(all) => {
+                let start = if seeded { 0 } else { offset };
+                offset += job.req.n;
+                let mut choices = all.choices[start..start + job.req.n].to_vec();
+                for c in &mut choices {
+                    if !job.req.logprobs {
+                        c.logprobs = None;
+                    } else if let Some(lps) = &mut c.logprobs {
+                        for t in lps {
+                            t.top_logprobs.truncate(job.req.top_logprobs);
+                        }
+                    }
+                }
+                let completion_tokens = choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
+                Ok(Completions {
+                    prompt_tokens: all.prompt_tokens,
+                    completion_tokens,
+                    choices,
+                })
+            }
+        };
+        let _ = job.reply.send(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfaware_types::Conversation;
+
+    fn req(prompt: &str, n: usize, seed: u64) -> CompletionRequest {
+        let mut r = CompletionRequest::new(Conversation::user(None, prompt));
+        r.n = n;
+        r.seed = seed;
+        r
+    }
+
+    #[test]
+    fn plans_group_by_prompt_settings_and_seed() {
+        let jobs = vec![
+            (req("a", 2, 0), false),
+            (req("b", 1, 0), false),
+            (req("a", 3, 0), false),
+            (req("a", 1, 7), true),
+            (req("a", 4, 7), true),
+            (req("a", 1, 8), true),
+            (req("a", 1, 7), true),
+        ];
+        assert_eq!(
+            plan(&jobs, 128),
+            vec![vec![0, 2], vec![1], vec![3, 6], vec![4], vec![5]]
+        );
+        // Unseeded groups are split when their total n would pass the cap.
+        assert_eq!(plan(&jobs[..3], 4), vec![vec![0], vec![1], vec![2]]);
+        let mut t = req("a", 1, 0);
+        t.temperature = 0.5;
+        assert_eq!(plan(&[(req("a", 1, 0), false), (t, false)], 128).len(), 2);
+    }
+}

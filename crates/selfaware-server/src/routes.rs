@@ -1,0 +1,325 @@
+//! Routes and handlers.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use selfaware_backend::openai::{
+    self, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChoiceLogprobs,
+    ChunkChoice, Delta, List, ModelObject, Usage,
+};
+use selfaware_backend::{Capabilities, CompletionRequest, Completions};
+
+use crate::batch::{Job, Queue};
+use crate::files::FileStore;
+use crate::{ApiError, Registry, ServerConfig, ServerError};
+
+pub(crate) struct AppState {
+    pub config: ServerConfig,
+    pub models: Vec<ModelObject>,
+    pub queues: HashMap<String, (Queue, Capabilities)>,
+    pub files: Option<FileStore>,
+    pub counter: AtomicU64,
+}
+
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router, ServerError> {
+    let created = now();
+    let mut queues = HashMap::new();
+    let mut models = Vec::new();
+    for (k, (id, backend)) in registry.models().iter().enumerate() {
+        let caps = backend.capabilities();
+        let q = Queue::start(
+            id,
+            backend.clone(),
+            config.queue_capacity,
+            config.seed.wrapping_add(k as u64),
+        )
+        .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
+        queues.insert(id.clone(), (q, caps));
+        models.push(ModelObject {
+            id: id.clone(),
+            object: "model".into(),
+            created,
+            owned_by: "selfaware".into(),
+        });
+    }
+    let files = match &config.data_dir {
+        Some(d) => Some(FileStore::open(&d.join("files"))?),
+        None => None,
+    };
+    let body_limit = config.max_body_bytes;
+    let upload_limit = config.max_upload_bytes;
+    let state = Arc::new(AppState {
+        config,
+        models,
+        queues,
+        files,
+        counter: AtomicU64::new(0),
+    });
+    let files_routes = Router::new()
+        .route(
+            "/v1/files",
+            post(crate::files::upload).get(crate::files::list),
+        )
+        .route(
+            "/v1/files/{id}",
+            get(crate::files::retrieve).delete(crate::files::delete),
+        )
+        .route("/v1/files/{id}/content", get(crate::files::content))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    let api = Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/v1/chat/completions", post(chat_completions))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Ok(api
+        .merge(files_routes)
+        .fallback(|| async {
+            ApiError::not_found(
+                "no such endpoint (served: /v1/models, /v1/chat/completions, /v1/files)",
+                "unknown_url",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::invalid(None, "method not allowed on this endpoint")
+                .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        .with_state(state))
+}
+
+async fn list_models(State(s): State<Arc<AppState>>) -> Json<List<ModelObject>> {
+    Json(List::new(s.models.clone()))
+}
+
+async fn get_model(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelObject>, ApiError> {
+    s.models
+        .iter()
+        .find(|m| m.id == id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| unknown_model(&id))
+}
+
+fn unknown_model(id: &str) -> ApiError {
+    ApiError::not_found(
+        format!("The model `{id}` does not exist (see GET /v1/models)"),
+        "model_not_found",
+    )
+}
+
+/// Maps a body rejection (413 when too large) to error JSON.
+pub(crate) fn body_error(r: BytesRejection) -> ApiError {
+    let status = r.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::invalid(None, "request body is too large").with_status(status)
+    } else {
+        ApiError::invalid(None, format!("cannot read the request body: {r}")).with_status(status)
+    }
+}
+
+/// A checked request: what to queue and how to answer.
+struct Prepared {
+    model: String,
+    req: CompletionRequest,
+    seeded: bool,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Queue), ApiError> {
+    let w: ChatCompletionRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("the body is not a valid chat completion request: {e}"),
+        )
+    })?;
+    let (queue, caps) = s
+        .queues
+        .get(&w.model)
+        .ok_or_else(|| unknown_model(&w.model))?;
+    let cfg = &s.config;
+    let n = w.n.unwrap_or(1);
+    let max_n = cfg.max_n.min(caps.max_n);
+    if n == 0 || n > max_n as u64 {
+        return Err(ApiError::invalid(
+            Some("n"),
+            format!("n must be between 1 and {max_n}, got {n}"),
+        ));
+    }
+    let max_tokens = w
+        .max_completion_tokens
+        .or(w.max_tokens)
+        .unwrap_or(cfg.default_max_tokens.min(cfg.max_tokens) as u64);
+    if max_tokens > cfg.max_tokens as u64 {
+        return Err(ApiError::invalid(
+            Some("max_tokens"),
+            format!(
+                "max_tokens must be at most {}, got {max_tokens}",
+                cfg.max_tokens
+            ),
+        ));
+    }
+    let stop = w.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
+    if stop.len() > 4 {
+        return Err(ApiError::invalid(
+            Some("stop"),
+            format!("at most 4 stop strings, got {}", stop.len()),
+        ));
+    }
+    let logprobs = w.logprobs.unwrap_or(false);
+    let conversation = openai::to_conversation(&w.messages)?;
+    let req = CompletionRequest {
+        conversation,
+        n: n as usize,
+        temperature: w.temperature.unwrap_or(1.0),
+        top_p: w.top_p.unwrap_or(1.0),
+        max_tokens: max_tokens as usize,
+        seed: w.seed.unwrap_or(0) as u64,
+        stop,
+        logprobs,
+        top_logprobs: w.top_logprobs.unwrap_or(0) as usize,
+    };
+    req.validate(&Capabilities {
+        max_n,
+        ..caps.clone()
+    })?;
+    Ok((
+        Prepared {
+            model: w.model,
+            req,
+            seeded: w.seed.is_some(),
+            stream: w.stream.unwrap_or(false),
+            include_usage: w
+                .stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+        },
+        queue.clone(),
+    ))
+}
+
+async fn chat_completions(
+    State(s): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    let (p, queue) = prepare(&s, &body)?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    queue.submit(Job {
+        req: p.req.clone(),
+        seeded: p.seeded,
+        reply,
+    })?;
+    let out = answer
+        .await
+        .map_err(|_| ApiError::internal("the model worker dropped the request"))??;
+    let id = format!(
+        "chatcmpl-{:016x}",
+        s.counter.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = now();
+    let usage = usage(&out);
+    if !p.stream {
+        return Ok(Json(ChatCompletionResponse {
+            id,
+            object: "chat.completion".into(),
+            created,
+            model: p.model,
+            choices: out
+                .choices
+                .iter()
+                .enumerate()
+                .map(|(i, c)| openai::choice(i, c))
+                .collect(),
+            usage: Some(usage),
+            system_fingerprint: Some("selfaware".into()),
+        })
+        .into_response());
+    }
+    let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: p.model.clone(),
+        choices,
+        usage,
+    };
+    let mut events = Vec::new();
+    for (i, c) in out.choices.iter().enumerate() {
+        let index = i as u64;
+        events.push(chunk(
+            vec![ChunkChoice {
+                index,
+                delta: Delta {
+                    role: Some("assistant".into()),
+                    content: Some(String::new()),
+                },
+                logprobs: None,
+                finish_reason: None,
+            }],
+            None,
+        ));
+        events.push(chunk(
+            vec![ChunkChoice {
+                index,
+                delta: Delta {
+                    role: None,
+                    content: Some(c.text.clone()),
+                },
+                logprobs: c.logprobs.as_ref().map(|l| ChoiceLogprobs {
+                    content: Some(openai::wire_logprobs(l)),
+                }),
+                finish_reason: None,
+            }],
+            None,
+        ));
+        events.push(chunk(
+            vec![ChunkChoice {
+                index,
+                delta: Delta::default(),
+                logprobs: None,
+                finish_reason: Some(c.finish_reason.as_str().to_string()),
+            }],
+            None,
+        ));
+    }
+    if p.include_usage {
+        events.push(chunk(Vec::new(), Some(usage)));
+    }
+    let mut sse: Vec<Result<Event, Infallible>> = events
+        .iter()
+        .map(|e| Ok(Event::default().data(serde_json::to_string(e).unwrap_or_default())))
+        .collect();
+    sse.push(Ok(Event::default().data("[DONE]")));
+    Ok(Sse::new(futures_util::stream::iter(sse)).into_response())
+}
+
+fn usage(out: &Completions) -> Usage {
+    let prompt = out.prompt_tokens.unwrap_or(0) as u64;
+    let completion = out.completion_tokens.unwrap_or(0) as u64;
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+    }
+}
