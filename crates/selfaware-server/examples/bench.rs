@@ -59,7 +59,31 @@ fn main() {
             "tiny random llama (2 layers, width 64)".into(),
         ),
     };
-    let backend = Arc::new(LocalBackend::new(Arc::new(engine), "bench"));
+    let engine = Arc::new(engine);
+    // The ceiling batching can reach: the engine alone decoding 1 vs 8 samples of one prompt.
+    let conv = selfaware_types::Conversation::user(None, "Write a haiku about the sea.");
+    let mut alone = Vec::new();
+    for n in [1usize, 8] {
+        let cfg = selfaware_model::SampleConfig {
+            n,
+            max_tokens: a.max_tokens as usize,
+            ..Default::default()
+        };
+        engine.sample(&conv, &cfg).expect("sample"); // warm-up
+        let t = Instant::now();
+        let out = engine.sample(&conv, &cfg).expect("sample");
+        let tokens: usize = out.iter().map(|g| g.sample.tokens.len()).sum();
+        alone.push((t.elapsed().as_secs_f64(), tokens));
+    }
+    println!(
+        "engine alone: n=1 {:.0} ms ({} tokens), n=8 {:.0} ms ({} tokens): batching ceiling {:.2}x",
+        alone[0].0 * 1e3,
+        alone[0].1,
+        alone[1].0 * 1e3,
+        alone[1].1,
+        8.0 * alone[0].0 / alone[1].0
+    );
+    let backend = Arc::new(LocalBackend::new(engine, "bench"));
     let config = ServerConfig {
         port: 0,
         io_threads: 2,

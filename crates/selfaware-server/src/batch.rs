@@ -16,6 +16,7 @@
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -42,13 +43,12 @@ impl Queue {
     pub fn start(
         id: &str,
         backend: Arc<dyn Backend>,
-        capacity: usize,
-        seed: u64,
+        settings: WorkerSettings,
     ) -> std::io::Result<Queue> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.capacity.max(1));
         std::thread::Builder::new()
             .name(format!("model-{id}"))
-            .spawn(move || worker(backend.as_ref(), rx, seed))?;
+            .spawn(move || worker(backend.as_ref(), rx, settings))?;
         Ok(Queue { tx })
     }
 
@@ -97,14 +97,40 @@ pub fn plan(jobs: &[(CompletionRequest, bool)], max_n: usize) -> Vec<Vec<usize>>
     groups
 }
 
-fn worker(backend: &dyn Backend, rx: Receiver<Job>, seed: u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+/// How a worker queues and batches.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    /// Requests waiting before new ones get 503.
+    pub capacity: usize,
+    /// Seeds the seeds of requests that bring none.
+    pub seed: u64,
+    /// While clients are concurrent, how long to keep collecting after the first request.
+    pub window: Duration,
+}
+
+fn worker(backend: &dyn Backend, rx: Receiver<Job>, settings: WorkerSettings) {
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let max_n = backend.capabilities().max_n;
+    let mut last_batch = 0;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while let Ok(j) = rx.try_recv() {
             jobs.push(j);
         }
+        // With several clients, replies of the last batch come back as new requests within a
+        // moment; waiting for them keeps all clients in one batch instead of letting them drift
+        // into alternating half-batches. A lone client never waits.
+        if jobs.len() > 1 || last_batch > 1 {
+            let deadline = Instant::now() + settings.window;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_batch = jobs.len();
         let keys: Vec<(CompletionRequest, bool)> =
             jobs.iter().map(|j| (j.req.clone(), j.seeded)).collect();
         let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();

@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// Seeds the seeds given to requests that bring none.
     #[serde(default)]
     pub seed: u64,
+    /// While several clients are active, how long a worker keeps collecting requests into a
+    /// batch after the first one (milliseconds). A lone client never waits.
+    #[serde(default = "defaults::batch_window_ms")]
+    pub batch_window_ms: u64,
     /// Threads of the async runtime started by [`spawn`].
     #[serde(default = "defaults::io_threads")]
     pub io_threads: usize,
@@ -88,6 +92,9 @@ mod defaults {
     pub fn queue_capacity() -> usize {
         4096
     }
+    pub fn batch_window_ms() -> u64 {
+        5
+    }
     pub fn io_threads() -> usize {
         2
     }
@@ -106,6 +113,7 @@ impl Default for ServerConfig {
             queue_capacity: defaults::queue_capacity(),
             data_dir: None,
             seed: 0,
+            batch_window_ms: defaults::batch_window_ms(),
             io_threads: defaults::io_threads(),
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -20,7 +20,7 @@ use selfaware_backend::openai::{
 };
 use selfaware_backend::{Capabilities, CompletionRequest, Completions};
 
-use crate::batch::{Job, Queue};
+use crate::batch::{Job, Queue, WorkerSettings};
 use crate::files::FileStore;
 use crate::{ApiError, Registry, ServerConfig, ServerError};
 
@@ -45,13 +45,13 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
     let mut models = Vec::new();
     for (k, (id, backend)) in registry.models().iter().enumerate() {
         let caps = backend.capabilities();
-        let q = Queue::start(
-            id,
-            backend.clone(),
-            config.queue_capacity,
-            config.seed.wrapping_add(k as u64),
-        )
-        .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
+        let settings = WorkerSettings {
+            capacity: config.queue_capacity,
+            seed: config.seed.wrapping_add(k as u64),
+            window: Duration::from_millis(config.batch_window_ms),
+        };
+        let q = Queue::start(id, backend.clone(), settings)
+            .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
         queues.insert(id.clone(), (q, caps));
         models.push(ModelObject {
             id: id.clone(),
