@@ -239,6 +239,13 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The tokenizer in Hugging Face `tokenizer.json` form.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| ChatError::Encode(e.to_string()))
+    }
+
     /// The text of `ids`; special tokens are kept when `skip_special` is false.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         self.inner

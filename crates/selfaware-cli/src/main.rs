@@ -3,6 +3,7 @@
 //! This binary only parses arguments, resolves settings (flags, then environment, then
 //! defaults) and calls the libraries; everything it prints comes from their return values.
 
+mod cmd_bench;
 mod cmd_model;
 mod cmd_score;
 mod settings;
@@ -31,6 +32,9 @@ enum Command {
     Chat(cmd_score::ChatArgs),
     /// Exact probabilities of candidate answers or of a numeric range.
     Score(cmd_score::ScoreArgs),
+    /// Measure selfaware on a workload (bench/ runs the peers and prints ratios).
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCommand),
 }
 
 fn main() {
@@ -43,6 +47,7 @@ fn main() {
         Command::Model(c) => cmd_model::run(&s, c),
         Command::Chat(a) => cmd_score::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),
+        Command::Bench(c) => cmd_bench::run(&s, c),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -10,7 +10,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use selfaware_chat::gguf::write::{gguf_bytes, RawTensor};
-use selfaware_chat::GgufValue;
+use selfaware_chat::{GgmlType, GgufValue};
 
 use crate::error::{ModelError, Result};
 
@@ -30,6 +30,12 @@ pub struct TinySpec {
     pub seed: u64,
     pub qkv_bias: bool,
     pub tied: bool,
+    /// Storage type of the projection weights (norms and embeddings stay F32).
+    pub linear_type: GgmlType,
+    /// `general.architecture` written to the file.
+    pub arch: String,
+    /// `tokenizer.ggml.pre` written to the file.
+    pub pre: String,
 }
 
 impl Default for TinySpec {
@@ -44,6 +50,9 @@ impl Default for TinySpec {
             seed: 0,
             qkv_bias: false,
             tied: true,
+            linear_type: GgmlType::F32,
+            arch: "llama".into(),
+            pre: "smollm".into(),
         }
     }
 }
@@ -100,7 +109,7 @@ pub fn tiny_gguf_bytes(spec: &TinySpec) -> Vec<u8> {
     let u = |x: usize| GgufValue::U32(x as u32);
     let head_dim = spec.hidden / spec.heads;
     let md = vec![
-        ("general.architecture".to_string(), s("llama")),
+        ("general.architecture".to_string(), s(&spec.arch)),
         ("general.name".to_string(), s("tiny-random-llama")),
         ("llama.block_count".to_string(), u(spec.layers)),
         ("llama.context_length".to_string(), u(512)),
@@ -118,7 +127,7 @@ pub fn tiny_gguf_bytes(spec: &TinySpec) -> Vec<u8> {
         ),
         ("llama.vocab_size".to_string(), u(vocab)),
         ("tokenizer.ggml.model".to_string(), s("gpt2")),
-        ("tokenizer.ggml.pre".to_string(), s("smollm")),
+        ("tokenizer.ggml.pre".to_string(), s(&spec.pre)),
         (
             "tokenizer.ggml.tokens".to_string(),
             GgufValue::Array(tokens.iter().map(|t| s(t)).collect()),
@@ -219,6 +228,14 @@ pub fn tiny_gguf_bytes(spec: &TinySpec) -> Vec<u8> {
             spec.scale,
         ));
     }
+    if spec.linear_type != GgmlType::F32 {
+        for t in ts.iter_mut() {
+            let is_proj = t.dims.len() == 2 && t.name.starts_with("blk.");
+            if is_proj {
+                *t = quantize(t, spec.linear_type);
+            }
+        }
+    }
     let mut out_norm = tensor("output_norm.weight", vec![h], 0.1);
     for c in out_norm.data.chunks_mut(4) {
         let v = f32::from_le_bytes(c.try_into().expect("4 bytes")) + 1.0;
@@ -237,4 +254,129 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> Result<()> {
         path: path.to_path_buf(),
         source: e,
     })
+}
+
+/// Re-encodes an F32 tensor in `ty` with candle's quantizer (the same bytes llama.cpp writes).
+fn quantize(t: &RawTensor, ty: GgmlType) -> RawTensor {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    let values: Vec<f32> = t
+        .data
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    let dims: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+    let src = candle_core::Tensor::from_vec(values, dims, &candle_core::Device::Cpu)
+        .expect("tensor from test weights");
+    let (dtype, id) = match ty {
+        GgmlType::F32 => (GgmlDType::F32, 0),
+        GgmlType::F16 => (GgmlDType::F16, 1),
+        GgmlType::Q4_0 => (GgmlDType::Q4_0, 2),
+        GgmlType::Q4_1 => (GgmlDType::Q4_1, 3),
+        GgmlType::Q8_0 => (GgmlDType::Q8_0, 8),
+        GgmlType::Q4K => (GgmlDType::Q4K, 12),
+        GgmlType::Q6K => (GgmlDType::Q6K, 14),
+        GgmlType::BF16 => (GgmlDType::BF16, 30),
+    };
+    let q = QTensor::quantize(&src, dtype).expect("row size fits the block size");
+    RawTensor {
+        name: t.name.clone(),
+        dims: t.dims.clone(),
+        type_id: id,
+        data: q.data().expect("quantized bytes").into_owned(),
+    }
+}
+
+/// Writes `engine`'s weights and tokenizer as a Hugging Face model directory (`config.json`,
+/// `model.safetensors` or `shards` shards with an index, `tokenizer.json`,
+/// `tokenizer_config.json`), declaring `model_type`.
+pub fn write_hf_dir(
+    engine: &crate::Engine,
+    dir: &Path,
+    model_type: &str,
+    shards: usize,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    let io = |e: std::io::Error| ModelError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    fs_err::create_dir_all(dir).map_err(io)?;
+    let m = &engine.model;
+    let c = &m.cfg;
+    let mut tensors: BTreeMap<String, candle_core::Tensor> = BTreeMap::new();
+    tensors.insert("model.embed_tokens.weight".into(), m.embed.clone());
+    tensors.insert("model.norm.weight".into(), m.norm.clone());
+    if !c.tie_embeddings {
+        tensors.insert("lm_head.weight".into(), m.lm_head.clone());
+    }
+    for (i, l) in m.layers.iter().enumerate() {
+        let p = format!("model.layers.{i}");
+        tensors.insert(format!("{p}.input_layernorm.weight"), l.input_norm.clone());
+        tensors.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            l.post_norm.clone(),
+        );
+        for name in crate::llama::PROJECTIONS {
+            let lin = l.projection(name).expect("known projection");
+            let module = if name.ends_with("_proj")
+                && ["gate_proj", "up_proj", "down_proj"].contains(&name)
+            {
+                "mlp"
+            } else {
+                "self_attn"
+            };
+            tensors.insert(format!("{p}.{module}.{name}.weight"), lin.weight.clone());
+            if let Some(b) = &lin.bias {
+                tensors.insert(format!("{p}.{module}.{name}.bias"), b.clone());
+            }
+        }
+    }
+    let names: Vec<String> = tensors.keys().cloned().collect();
+    let shards = shards.max(1);
+    let per = names.len().div_ceil(shards);
+    let mut weight_map = serde_json::Map::new();
+    for (k, chunk) in names.chunks(per).enumerate() {
+        let file = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", k + 1, shards)
+        };
+        let part: std::collections::HashMap<String, candle_core::Tensor> = chunk
+            .iter()
+            .map(|n| (n.clone(), tensors[n].clone()))
+            .collect();
+        candle_core::safetensors::save(&part, dir.join(&file))?;
+        for n in chunk {
+            weight_map.insert(n.clone(), serde_json::Value::String(file.clone()));
+        }
+    }
+    if shards > 1 {
+        let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+        fs_err::write(dir.join("model.safetensors.index.json"), index.to_string()).map_err(io)?;
+    }
+    let config = serde_json::json!({
+        "model_type": model_type,
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "num_key_value_heads": c.num_kv_heads,
+        "rms_norm_eps": c.rms_eps,
+        "rope_theta": c.rope_theta,
+        "max_position_embeddings": c.max_position,
+        "tie_word_embeddings": c.tie_embeddings,
+        "attention_bias": c.attention_bias,
+    });
+    fs_err::write(dir.join("config.json"), config.to_string()).map_err(io)?;
+    let tok = &engine.chat.tokenizer;
+    fs_err::write(dir.join("tokenizer.json"), tok.to_json()?).map_err(io)?;
+    let tc = serde_json::json!({
+        "chat_template": engine.chat.template.source,
+        "bos_token": tok.bos.as_ref().map(|b| b.1.clone()),
+        "eos_token": tok.eot.1,
+        "pad_token": tok.id_to_token(tok.pad_id),
+    });
+    fs_err::write(dir.join("tokenizer_config.json"), tc.to_string()).map_err(io)?;
+    Ok(())
 }
