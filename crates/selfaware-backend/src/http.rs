@@ -68,6 +68,10 @@ pub struct HttpConfig {
     /// Seed of the backoff jitter.
     #[serde(default)]
     pub jitter_seed: u64,
+    /// Whether the server returns vLLM's `prompt_logprobs` (then options are scored exactly):
+    /// true, false, or absent to detect it with one request on first use.
+    #[serde(default)]
+    pub prompt_logprobs: Option<bool>,
 }
 
 mod defaults {
@@ -111,6 +115,7 @@ impl HttpConfig {
             max_top_logprobs: defaults::max_top_logprobs(),
             max_n: defaults::max_n(),
             jitter_seed: 0,
+            prompt_logprobs: None,
         }
     }
 
@@ -227,6 +232,9 @@ pub fn cache_key(url: &str, body: &Value) -> String {
     hex::encode(Sha256::digest(canon.as_bytes()))
 }
 
+/// A prompt token from `prompt_logprobs`: id, decoded text, log-probability.
+type WireToken = (u32, String, f64);
+
 /// How a request body is built on each attempt.
 pub(crate) enum Body {
     None,
@@ -252,6 +260,8 @@ struct Inner {
 pub struct HttpBackend {
     inner: Arc<Inner>,
     rt: Option<tokio::runtime::Runtime>,
+    /// Whether the server returns prompt logprobs, once known.
+    prompt_logprobs: std::sync::OnceLock<bool>,
 }
 
 impl std::fmt::Debug for HttpBackend {
@@ -300,6 +310,7 @@ impl HttpBackend {
                 jitter,
             }),
             rt: Some(rt),
+            prompt_logprobs: std::sync::OnceLock::new(),
         })
     }
 
@@ -371,6 +382,157 @@ impl HttpBackend {
                 "{what} (it returns no prompt log-probabilities); use the top-logprobs estimator"
             ),
         }
+    }
+
+    /// Request limits, without detecting exact scoring (no network).
+    fn limits(&self) -> Capabilities {
+        Capabilities {
+            exact_scoring: false,
+            max_top_logprobs: self.inner.cfg.max_top_logprobs,
+            max_n: self.inner.cfg.max_n,
+            deterministic_seed: false,
+        }
+    }
+
+    /// Whether options can be scored exactly through `prompt_logprobs` (configured, or detected
+    /// once with a one-token request: servers that ignore the field answer without them).
+    pub fn has_prompt_logprobs(&self) -> bool {
+        if let Some(b) = self.inner.cfg.prompt_logprobs {
+            return b;
+        }
+        *self.prompt_logprobs.get_or_init(|| {
+            matches!(
+                self.prompt_tokens(&Conversation::user(None, "Hi"), true),
+                Ok(Some(_))
+            )
+        })
+    }
+
+    /// The prompt tokens of `conv` as rendered by the server, with their log-probabilities
+    /// (`None` for the first token, whose id the API does not give), or None when the server
+    /// returns no prompt logprobs.
+    fn prompt_tokens(
+        &self,
+        conv: &Conversation,
+        add_generation_prompt: bool,
+    ) -> Result<Option<Vec<Option<WireToken>>>> {
+        let wire = ChatCompletionRequest {
+            model: self.inner.cfg.model.clone(),
+            messages: openai::from_conversation(conv),
+            max_tokens: Some(1),
+            temperature: Some(0.0),
+            seed: Some(0),
+            prompt_logprobs: Some(0),
+            add_generation_prompt: Some(add_generation_prompt),
+            ..Default::default()
+        };
+        let body = serde_json::to_value(wire)
+            .map_err(|e| BackendError::Config(format!("cannot encode the request: {e}")))?;
+        let resp: ChatCompletionResponse = self.json(
+            reqwest::Method::POST,
+            "chat/completions",
+            Body::Json(body),
+            true,
+        )?;
+        let url = self.inner.url("chat/completions");
+        let Some(list) = resp.prompt_logprobs else {
+            return Ok(None);
+        };
+        list.into_iter()
+            .enumerate()
+            .map(|(i, entry)| match entry {
+                None if i == 0 => Ok(None),
+                Some(map) if map.len() == 1 => {
+                    let (id, e) = map.into_iter().next().ok_or_else(|| {
+                        BackendError::BadResponse {
+                            url: url.clone(),
+                            message: format!("prompt_logprobs[{i}] is empty"),
+                        }
+                    })?;
+                    let id: u32 = id.parse().map_err(|_| BackendError::BadResponse {
+                        url: url.clone(),
+                        message: format!("prompt_logprobs[{i}] has token id {id:?}"),
+                    })?;
+                    Ok(Some((id, e.decoded_token.unwrap_or_default(), e.logprob)))
+                }
+                _ => Err(BackendError::BadResponse {
+                    url: url.clone(),
+                    message: format!(
+                        "prompt_logprobs[{i}] is not one token's entry (asked for prompt_logprobs=0)"
+                    ),
+                }),
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
+    /// Scores options from the prompt logprobs of `conv + assistant(option)`: the answer's
+    /// tokens and the end-of-turn token after them, found after the generation prompt's tokens.
+    fn score_options_remote(
+        &self,
+        conv: &Conversation,
+        options: &[String],
+    ) -> Result<OptionScores> {
+        let url = self.inner.url("chat/completions");
+        let bad = |message: String| BackendError::BadResponse {
+            url: url.clone(),
+            message,
+        };
+        let base = self
+            .prompt_tokens(conv, true)?
+            .ok_or_else(|| self.unsupported("score options exactly"))?;
+        let p = base.len();
+        let mut candidates = Vec::with_capacity(options.len());
+        let mut firsts: Vec<(u32, f64)> = Vec::new();
+        for opt in options {
+            let mut full_conv = conv.clone();
+            full_conv.push(selfaware_types::Message::assistant(opt.clone()));
+            let full = self
+                .prompt_tokens(&full_conv, false)?
+                .ok_or_else(|| self.unsupported("score options exactly"))?;
+            let id_at = |v: &[Option<WireToken>], i: usize| v[i].as_ref().map(|t| t.0);
+            if full.len() <= p || (1..p).any(|i| id_at(&base, i) != id_at(&full, i)) {
+                return Err(bad(format!(
+                    "the prompt's tokens are not a prefix of the tokens of prompt + answer {opt:?}"
+                )));
+            }
+            let mut text = String::new();
+            let mut ids = Vec::new();
+            let mut total = 0.0;
+            let mut k = p;
+            while text.len() < opt.len() && k < full.len() {
+                let (id, t, lp) = full[k].clone().ok_or_else(|| bad("a null entry".into()))?;
+                text.push_str(&t);
+                ids.push(id);
+                total += lp;
+                k += 1;
+            }
+            if text != *opt || ids.is_empty() {
+                return Err(bad(format!(
+                    "answer {opt:?} is not a whole number of tokens in context (they spell {text:?})"
+                )));
+            }
+            let eot = full
+                .get(k)
+                .and_then(|t| t.as_ref())
+                .ok_or_else(|| bad(format!("no end-of-turn token after answer {opt:?}")))?;
+            let first = full[p].as_ref().map(|t| t.2).unwrap_or(f64::NEG_INFINITY);
+            if !firsts.iter().any(|f| f.0 == ids[0]) {
+                firsts.push((ids[0], first));
+            }
+            candidates.push(selfaware_model::CandidateScore {
+                text: opt.clone(),
+                token_ids: ids,
+                first_token_logprob: first,
+                logprob: total + eot.2,
+            });
+        }
+        let inside: f64 = firsts.iter().map(|f| f.1.exp()).sum();
+        Ok(OptionScores {
+            prompt_tokens: p,
+            candidates,
+            off_candidate_first_token_mass: (1.0 - inside).max(0.0),
+        })
     }
 }
 
@@ -644,23 +806,27 @@ impl Backend for HttpBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            exact_scoring: false,
-            max_top_logprobs: self.inner.cfg.max_top_logprobs,
-            max_n: self.inner.cfg.max_n,
-            deterministic_seed: false,
+            exact_scoring: self.has_prompt_logprobs(),
+            ..self.limits()
         }
     }
 
-    fn score_options(&self, _conv: &Conversation, _options: &[String]) -> Result<OptionScores> {
-        Err(self.unsupported("score options exactly"))
+    fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores> {
+        if !self.has_prompt_logprobs() {
+            return Err(self.unsupported("score options exactly"));
+        }
+        self.score_options_remote(conv, options)
     }
 
+    /// Unsupported: the "starts with n" probabilities need whole next-token distributions, which
+    /// prompt logprobs do not give. (Exact "is exactly n" scores: `score_options` over the
+    /// numbers.)
     fn score_range(&self, _conv: &Conversation, _lo: i64, _hi: i64) -> Result<RangeScores> {
         Err(self.unsupported("score a numeric range exactly"))
     }
 
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
-        req.validate(&self.capabilities())?;
+        req.validate(&self.limits())?;
         let body = serde_json::to_value(self.wire_request(req))
             .map_err(|e| BackendError::Config(format!("cannot encode the request: {e}")))?;
         let resp: ChatCompletionResponse = self.json(
@@ -673,7 +839,7 @@ impl Backend for HttpBackend {
     }
 
     fn complete_many(&self, reqs: &[CompletionRequest]) -> Vec<Result<Completions>> {
-        let caps = self.capabilities();
+        let caps = self.limits();
         let url = self.inner.url("chat/completions");
         let mut waiting = Vec::with_capacity(reqs.len());
         for r in reqs {

@@ -195,6 +195,16 @@ pub struct Completions {
     pub choices: Vec<Completion>,
 }
 
+/// One token of a rendered conversation with its log-probability given the tokens before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptToken {
+    pub id: u32,
+    /// The token's text as the model's tokenizer decodes it alone.
+    pub token: String,
+    /// None for the first token.
+    pub logprob: Option<f64>,
+}
+
 /// A model that can score and sample answers. Blocking; shareable across threads.
 pub trait Backend: Send + Sync {
     /// The model's name as recorded in results (and served by `selfaware-server`).
@@ -210,6 +220,21 @@ pub trait Backend: Send + Sync {
     /// The exact distribution of an integer answer in `lo..=hi`, or
     /// [`BackendError::Unsupported`].
     fn score_range(&self, conv: &Conversation, lo: i64, hi: i64) -> Result<RangeScores>;
+
+    /// The tokens of `conv` rendered by the chat template (with the generation prompt when
+    /// `add_generation_prompt`), each with its log-probability — vLLM's `prompt_logprobs`.
+    /// Backends that cannot return [`BackendError::Unsupported`].
+    fn prompt_logprobs(
+        &self,
+        conv: &Conversation,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptToken>> {
+        let _ = (conv, add_generation_prompt);
+        Err(BackendError::Unsupported {
+            backend: format!("backend `{}`", self.model_id()),
+            what: "return prompt log-probabilities".into(),
+        })
+    }
 
     /// Samples `req.n` answers.
     fn complete(&self, req: &CompletionRequest) -> Result<Completions>;

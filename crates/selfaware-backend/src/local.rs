@@ -1,12 +1,12 @@
 use std::sync::Arc;
 
-use selfaware_model::{Engine, OptionScores, RangeScores, SampleConfig};
+use selfaware_model::{Engine, ModelError, OptionScores, RangeScores, SampleConfig};
 use selfaware_types::Conversation;
 
 use crate::token_bytes::bytes_of_vocab_entry;
 use crate::{
-    Backend, Capabilities, Completion, CompletionRequest, Completions, FinishReason, Result,
-    TokenLogprob, TopLogprob,
+    Backend, Capabilities, Completion, CompletionRequest, Completions, FinishReason, PromptToken,
+    Result, TokenLogprob, TopLogprob,
 };
 
 /// The local candle engine as a [`Backend`]: exact scoring, seeded batched sampling.
@@ -85,13 +85,39 @@ impl Backend for LocalBackend {
         Ok(self.engine.score_range(conv, lo, hi)?)
     }
 
+    fn prompt_logprobs(
+        &self,
+        conv: &Conversation,
+        add_generation_prompt: bool,
+    ) -> Result<Vec<PromptToken>> {
+        let chat = &self.engine.chat;
+        let text = chat
+            .render(&conv.messages, add_generation_prompt)
+            .map_err(ModelError::from)?;
+        let ids = chat.tokenizer.encode(&text).map_err(ModelError::from)?;
+        let lps = self.engine.sequence_logprobs(std::slice::from_ref(&ids))?;
+        let lps = lps.into_iter().next().unwrap_or_default();
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| PromptToken {
+                id,
+                token: chat.tokenizer.decode(&[id], false).unwrap_or_default(),
+                logprob: i
+                    .checked_sub(1)
+                    .and_then(|j| lps.get(j))
+                    .map(|&l| f64::from(l)),
+            })
+            .collect())
+    }
+
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
         req.validate(&self.capabilities())?;
         let prompt = self
             .engine
             .chat
             .prompt(&req.conversation)
-            .map_err(selfaware_model::ModelError::from)?;
+            .map_err(ModelError::from)?;
         let cfg = SampleConfig {
             n: req.n,
             temperature: req.temperature,

@@ -90,7 +90,30 @@ pub struct ChatCompletionRequest {
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// vLLM extension: return the log-probability of every prompt token (with this many
+    /// alternatives; selfaware's server supports 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<u64>,
+    /// vLLM extension: render the generation prompt after the messages (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_generation_prompt: Option<bool>,
+    /// vLLM extension: leave the final assistant message open (selfaware's server: false only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_final_message: Option<bool>,
 }
+
+/// One entry of vLLM's `prompt_logprobs` (keyed by token id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptLogprob {
+    pub logprob: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoded_token: Option<String>,
+}
+
+/// vLLM's `prompt_logprobs`: per prompt token, null (the first) or token id → entry.
+pub type PromptLogprobs = Vec<Option<std::collections::BTreeMap<String, PromptLogprob>>>;
 
 /// `usage`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -152,6 +175,9 @@ pub struct ChatCompletionResponse {
     pub usage: Option<Usage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
+    /// vLLM extension, present when the request asked for `prompt_logprobs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<PromptLogprobs>,
 }
 
 /// A streamed delta.
@@ -280,6 +306,25 @@ pub struct FineTuningJobEvent {
     pub kind: Option<String>,
     #[serde(default)]
     pub data: Option<Value>,
+}
+
+/// Backend prompt tokens → vLLM's `prompt_logprobs` (no alternatives).
+pub fn wire_prompt_logprobs(tokens: &[crate::PromptToken]) -> PromptLogprobs {
+    tokens
+        .iter()
+        .map(|t| {
+            t.logprob.map(|lp| {
+                std::collections::BTreeMap::from([(
+                    t.id.to_string(),
+                    PromptLogprob {
+                        logprob: lp,
+                        rank: None,
+                        decoded_token: Some(t.token.clone()),
+                    },
+                )])
+            })
+        })
+        .collect()
 }
 
 /// The text of a message's content (text parts joined).

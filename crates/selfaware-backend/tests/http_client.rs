@@ -303,12 +303,33 @@ fn concurrency_and_rate_limits_hold() {
 }
 
 #[test]
-fn exact_scoring_is_unsupported_over_plain_chat_apis() {
-    let b = HttpBackend::new(HttpConfig::new("http://127.0.0.1:9/v1", "m"), None).unwrap();
+fn exact_scoring_is_detected_and_unsupported_over_plain_chat_apis() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    // A plain server: ignores `prompt_logprobs` and answers without them.
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { axum::Json(ok_body(1)) }
+        }),
+    );
+    let b = HttpBackend::new(cfg(&start(app)), None).unwrap();
+    assert!(!b.capabilities().exact_scoring);
     assert!(!b.capabilities().exact_scoring);
     let e = b
         .score_options(&Conversation::user(None, "Hi"), &["A".into()])
         .unwrap_err();
     assert!(matches!(e, BackendError::Unsupported { .. }));
     assert!(e.to_string().contains("estimator"));
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "detection runs once");
+    let e = b
+        .score_range(&Conversation::user(None, "Hi"), 0, 9)
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Unsupported { .. }));
+    // Configured off: no request at all.
+    let mut c = cfg("http://127.0.0.1:9/v1");
+    c.prompt_logprobs = Some(false);
+    let b = HttpBackend::new(c, None).unwrap();
+    assert!(!b.capabilities().exact_scoring);
 }

@@ -18,7 +18,9 @@ use selfaware_backend::openai::{
     self, ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, ChoiceLogprobs,
     ChunkChoice, Delta, List, ModelObject, Usage,
 };
-use selfaware_backend::{Capabilities, CompletionRequest, Completions};
+use selfaware_backend::{
+    Backend, Capabilities, Completion, CompletionRequest, Completions, FinishReason,
+};
 
 use crate::batch::{Job, Queue, WorkerSettings};
 use crate::files::FileStore;
@@ -27,9 +29,16 @@ use crate::{ApiError, Registry, ServerConfig, ServerError};
 pub(crate) struct AppState {
     pub config: ServerConfig,
     pub models: Vec<ModelObject>,
-    pub queues: HashMap<String, (Queue, Capabilities)>,
+    pub queues: HashMap<String, Slot>,
     pub files: Option<FileStore>,
     pub counter: AtomicU64,
+}
+
+/// One served model: its batching queue, capabilities and backend.
+pub(crate) struct Slot {
+    queue: Queue,
+    caps: Capabilities,
+    backend: Arc<dyn Backend>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -52,7 +61,14 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
         };
         let q = Queue::start(id, backend.clone(), settings)
             .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
-        queues.insert(id.clone(), (q, caps));
+        queues.insert(
+            id.clone(),
+            Slot {
+                queue: q,
+                caps,
+                backend: backend.clone(),
+            },
+        );
         models.push(ModelObject {
             id: id.clone(),
             object: "model".into(),
@@ -144,19 +160,55 @@ struct Prepared {
     seeded: bool,
     stream: bool,
     include_usage: bool,
+    /// vLLM's `prompt_logprobs` was asked for.
+    prompt_logprobs: bool,
+    /// False: score a closed conversation (prompt logprobs only, nothing generated).
+    add_generation_prompt: bool,
 }
 
-fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Queue), ApiError> {
+fn prepare<'a>(s: &'a AppState, body: &[u8]) -> Result<(Prepared, &'a Slot), ApiError> {
     let w: ChatCompletionRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::invalid(
             None,
             format!("the body is not a valid chat completion request: {e}"),
         )
     })?;
-    let (queue, caps) = s
+    let slot = s
         .queues
         .get(&w.model)
         .ok_or_else(|| unknown_model(&w.model))?;
+    let caps = &slot.caps;
+    let prompt_logprobs = match w.prompt_logprobs {
+        None => false,
+        Some(0) => true,
+        Some(k) => {
+            return Err(ApiError::invalid(
+                Some("prompt_logprobs"),
+                format!(
+                    "only prompt_logprobs=0 (the prompt tokens themselves) is supported, got {k}"
+                ),
+            ))
+        }
+    };
+    if w.continue_final_message == Some(true) {
+        return Err(ApiError::invalid(
+            Some("continue_final_message"),
+            "continue_final_message=true is not supported",
+        ));
+    }
+    let add_generation_prompt = w.add_generation_prompt.unwrap_or(true);
+    if !add_generation_prompt && !prompt_logprobs {
+        return Err(ApiError::invalid(
+            Some("add_generation_prompt"),
+            "add_generation_prompt=false needs prompt_logprobs=0: nothing is generated after a closed assistant turn",
+        ));
+    }
+    if prompt_logprobs && w.stream == Some(true) {
+        return Err(ApiError::invalid(
+            Some("prompt_logprobs"),
+            "prompt_logprobs cannot be streamed",
+        ));
+    }
     let cfg = &s.config;
     let n = w.n.unwrap_or(1);
     let max_n = cfg.max_n.min(caps.max_n);
@@ -213,8 +265,10 @@ fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Queue), ApiError> {
                 .stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            prompt_logprobs,
+            add_generation_prompt,
         },
-        queue.clone(),
+        slot,
     ))
 }
 
@@ -223,16 +277,45 @@ async fn chat_completions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
-    let (p, queue) = prepare(&s, &body)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    queue.submit(Job {
-        req: p.req.clone(),
-        seeded: p.seeded,
-        reply,
-    })?;
-    let out = answer
-        .await
-        .map_err(|_| ApiError::internal("the model worker dropped the request"))??;
+    let (p, slot) = prepare(&s, &body)?;
+    let prompt = if p.prompt_logprobs {
+        let (backend, conv, add) = (
+            slot.backend.clone(),
+            p.req.conversation.clone(),
+            p.add_generation_prompt,
+        );
+        let tokens = tokio::task::spawn_blocking(move || backend.prompt_logprobs(&conv, add))
+            .await
+            .map_err(|e| ApiError::internal(format!("prompt scoring failed: {e}")))??;
+        Some(tokens)
+    } else {
+        None
+    };
+    let out = if p.add_generation_prompt {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        slot.queue.submit(Job {
+            req: p.req.clone(),
+            seeded: p.seeded,
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| ApiError::internal("the model worker dropped the request"))??
+    } else {
+        // A closed conversation is only scored: each choice is empty.
+        Completions {
+            prompt_tokens: prompt.as_ref().map(Vec::len),
+            completion_tokens: Some(0),
+            choices: (0..p.req.n)
+                .map(|_| Completion {
+                    text: String::new(),
+                    finish_reason: FinishReason::Length,
+                    tokens: Some(0),
+                    logprobs: p.req.logprobs.then(Vec::new),
+                })
+                .collect(),
+        }
+    };
     let id = format!(
         "chatcmpl-{:016x}",
         s.counter.fetch_add(1, Ordering::Relaxed)
@@ -253,6 +336,7 @@ async fn chat_completions(
                 .collect(),
             usage: Some(usage),
             system_fingerprint: Some("selfaware".into()),
+            prompt_logprobs: prompt.as_deref().map(openai::wire_prompt_logprobs),
         })
         .into_response());
     }

@@ -106,6 +106,27 @@ async fn malformed_requests_get_openai_errors() {
         post_raw(&url, ok(json!({"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}))).await,
         400, inv, Some("messages"), "assistant",
     );
+    check_error(
+        post_raw(&url, ok(json!({"prompt_logprobs": 5}))).await,
+        400,
+        inv,
+        Some("prompt_logprobs"),
+        "only prompt_logprobs=0",
+    );
+    check_error(
+        post_raw(&url, ok(json!({"add_generation_prompt": false}))).await,
+        400,
+        inv,
+        Some("add_generation_prompt"),
+        "needs prompt_logprobs",
+    );
+    check_error(
+        post_raw(&url, ok(json!({"continue_final_message": true}))).await,
+        400,
+        inv,
+        Some("continue_final_message"),
+        "not supported",
+    );
     let huge = ok(json!({"messages": [{"role": "user", "content": "x".repeat(200_000)}]}));
     check_error(post_raw(&url, huge).await, 413, inv, None, "too large");
     // A prompt longer than the model's context is the client's error too.

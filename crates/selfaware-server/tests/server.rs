@@ -99,6 +99,46 @@ fn http_backend_gives_the_local_engines_samples_and_logprobs() {
 }
 
 #[test]
+fn http_backend_scores_options_like_the_local_engine() {
+    let served = serve();
+    let remote = http(served.server.base_url());
+    let local = local();
+    assert!(
+        remote.capabilities().exact_scoring,
+        "prompt_logprobs detected"
+    );
+    let conv = Conversation::new(vec![
+        selfaware_types::Message::system("Answer with one letter."),
+        selfaware_types::Message::user("A or B?"),
+    ]);
+    let options: Vec<String> = ["A", "B", "the", "Hello world", "42", "A"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let a = local.score_options(&conv, &options).unwrap();
+    let b = remote.score_options(&conv, &options).unwrap();
+    assert_eq!(a.prompt_tokens, b.prompt_tokens);
+    for (x, y) in a.candidates.iter().zip(&b.candidates) {
+        assert_eq!(x.text, y.text);
+        assert_eq!(x.token_ids, y.token_ids);
+        // Tree-attention scoring and a whole-sequence forward round differently in f32.
+        assert!(
+            (x.first_token_logprob - y.first_token_logprob).abs() < 5e-5,
+            "{x:?} {y:?}"
+        );
+        assert!((x.logprob - y.logprob).abs() < 5e-5, "{x:?} {y:?}");
+    }
+    assert!((a.off_candidate_first_token_mass - b.off_candidate_first_token_mass).abs() < 1e-5);
+    let worst = a
+        .candidates
+        .iter()
+        .zip(&b.candidates)
+        .map(|(x, y)| (x.logprob - y.logprob).abs())
+        .fold(0.0, f64::max);
+    eprintln!("largest |local - http| option logprob difference: {worst:e}");
+}
+
+#[test]
 fn sixty_four_concurrent_clients_get_their_own_answers() {
     let served = serve();
     let remote = Arc::new(http(served.server.base_url()));
