@@ -151,7 +151,19 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
         req.n = jobs.iter().map(|j| j.req.n).sum();
         req.seed = rng.next_u64();
     }
-    let result = backend.complete(&req).map_err(ApiError::from);
+    // A panic inside the model must not take the worker (and every later request) down.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.complete(&req)))
+        .unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(selfaware_backend::BackendError::Config(format!(
+                "the model panicked: {what}"
+            )))
+        })
+        .map_err(ApiError::from);
     let mut offset = 0;
     for job in jobs {
         let out = match &result {

@@ -318,3 +318,43 @@ async fn models_are_listed() {
         .unwrap();
     assert_eq!(v["id"], MODEL);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_model_answers_500_and_keeps_serving() {
+    use selfaware_backend::{MockBackend, MockScript};
+    let mock = MockBackend::with_fn("mock", |c| {
+        if c.messages.first().is_some_and(|m| m.content == "boom") {
+            panic!("scripted failure");
+        }
+        MockScript::new(&[("A", 1.0)])
+    });
+    let config = selfaware_server::ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let server = selfaware_server::spawn(
+        config,
+        selfaware_server::Registry::single(std::sync::Arc::new(mock)),
+    )
+    .unwrap();
+    let url = format!("{}/chat/completions", server.base_url());
+    let body = |text: &str| {
+        serde_json::to_vec(
+            &json!({"model": "mock", "messages": [{"role": "user", "content": text}]}),
+        )
+        .unwrap()
+    };
+    let (s, v) = post_raw(&url, body("boom")).await;
+    assert_eq!(s, 500, "{v}");
+    assert_eq!(v["error"]["type"], "server_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("scripted failure"),
+        "{v}"
+    );
+    let (s, v) = post_raw(&url, body("fine")).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "A");
+}
