@@ -119,6 +119,21 @@ impl HttpConfig {
         }
     }
 
+    /// The API key named by `api_key_env`, looked up with `lookup` (the binary passes
+    /// `|name| std::env::var(name).ok()`; this library never reads the environment). None when
+    /// no variable is named; an error when it is named but unset or empty.
+    pub fn api_key_from(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<ApiKey>> {
+        let Some(name) = &self.api_key_env else {
+            return Ok(None);
+        };
+        match lookup(name) {
+            Some(v) if !v.trim().is_empty() => Ok(Some(ApiKey(v.trim().to_string()))),
+            _ => Err(BackendError::Config(format!(
+                "the environment variable `{name}` (named by the backend's api_key_env) is not set\nhint: export {name}=..."
+            ))),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |m: String| Err(BackendError::Config(m));
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
@@ -944,6 +959,21 @@ mod tests {
             canonical_json(&b),
             r#"{"model":"m","n":1,"x":{"a":2,"b":1}}"#
         );
+    }
+
+    #[test]
+    fn api_keys_come_from_the_named_variable_only() {
+        let mut c = HttpConfig::new("http://x/v1", "m");
+        assert!(c.api_key_from(|_| Some("k".into())).unwrap().is_none());
+        c.api_key_env = Some("MY_KEY".into());
+        let k = c
+            .api_key_from(|n| (n == "MY_KEY").then(|| "sk-abc\n".to_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(k.0, "sk-abc");
+        let e = c.api_key_from(|_| None).unwrap_err().to_string();
+        assert!(e.contains("`MY_KEY`") && e.contains("not set"), "{e}");
+        assert!(c.api_key_from(|_| Some("  ".into())).is_err());
     }
 
     #[test]

@@ -52,6 +52,17 @@ def main() -> None:
     streamed = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
     assert streamed == r.choices[0].message.content, (streamed, r.choices[0].message.content)
 
+    # vLLM's prompt_logprobs extension, through the client's extra_body.
+    scored = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "hi"}],
+        max_tokens=1,
+        extra_body={"prompt_logprobs": 0, "add_generation_prompt": False},
+    )
+    prompt_lps = scored.model_extra["prompt_logprobs"]
+    assert prompt_lps[0] is None and len(prompt_lps) == scored.usage.prompt_tokens
+    assert all(len(e) == 1 and list(e.values())[0]["logprob"] <= 0.0 for e in prompt_lps[1:])
+
     # Errors come back as the client's typed exceptions.
     try:
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
