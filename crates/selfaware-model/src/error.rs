@@ -40,6 +40,8 @@ pub enum ModelError {
     BadReference { reference: String, hint: String },
     #[error("{0}")]
     Input(String),
+    #[error("adapter {path}: {message}")]
+    Adapter { path: PathBuf, message: String },
     #[error("installing the default model failed: {message}\nhint: {hint}")]
     Pull { message: String, hint: String },
 }

@@ -13,6 +13,7 @@ mod config;
 mod error;
 pub mod home;
 pub mod llama;
+pub mod lora;
 pub mod naive;
 pub mod ops;
 pub mod sample;
@@ -31,6 +32,7 @@ use serde::Serialize;
 pub use config::{Arch, Config, Llama3RopeScaling, SUPPORTED_ARCHITECTURES};
 pub use error::{ModelError, Result};
 pub use llama::{KvCache, Llama};
+pub use lora::{Adapter, LoraSpec};
 pub use sample::{FinishReason, Sample, SampleConfig, TokenLogprob};
 pub use score::{CandidateScore, NumberScore, OptionScores, RangeScores};
 

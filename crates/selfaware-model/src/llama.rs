@@ -8,14 +8,16 @@ use candle_core::{DType, Device, Tensor, D};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::lora::{Dropout, Lora};
 use crate::ops;
 use crate::weights::Weights;
 
-/// A linear layer `y = x Wᵀ + b` with `W: [out, in]`.
+/// A linear layer `y = x Wᵀ + b` with `W: [out, in]`, plus an optional LoRA `scale · B A x`.
 #[derive(Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
@@ -27,14 +29,32 @@ impl Linear {
             } else {
                 None
             },
+            lora: None,
         })
     }
 
     /// `x: [.., in] → [.., out]`
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, None)
+    }
+
+    /// As [`Linear::forward`], with dropout on the LoRA input when given (training).
+    pub fn forward_with(&self, x: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let y = ops::linear(x, &self.weight)?;
-        Ok(match &self.bias {
+        let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        Ok(match &self.lora {
+            Some(l) => {
+                let xd = match dropout {
+                    Some(d) => d.apply(x)?,
+                    None => x.clone(),
+                };
+                // [.., in] → [.., r] → [.., out]
+                let z = ops::linear(&ops::linear(&xd, &l.a)?, &l.b)?;
+                (y + (z * l.scale)?)?
+            }
             None => y,
         })
     }
@@ -309,7 +329,17 @@ impl Llama {
 
     /// Hidden states after the final norm for every position: `[B, T, hidden]`. With a cache,
     /// the step's keys and values are appended to it.
-    pub fn forward(&self, step: &Step, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub fn forward(&self, step: &Step, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.forward_with(step, cache, None)
+    }
+
+    /// As [`Llama::forward`], with LoRA dropout drawn from `dropout` when given (training).
+    pub fn forward_with(
+        &self,
+        step: &Step,
+        mut cache: Option<&mut KvCache>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
         let (b, t) = step.tokens.dims2()?;
         let cfg = &self.cfg;
         let mut x = self
@@ -321,12 +351,21 @@ impl Llama {
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
-            let a = self.attention(layer, &h, &cos, &sin, step.mask, slot)?;
+            let a = self.attention(
+                layer,
+                &h,
+                (&cos, &sin),
+                step.mask,
+                slot,
+                dropout.as_deref_mut(),
+            )?;
             x = (x + a)?;
             let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
-            let gate = layer.gate_proj.forward(&h)?;
-            let up = layer.up_proj.forward(&h)?;
-            let m = layer.down_proj.forward(&(ops::silu(&gate)? * up)?)?;
+            let gate = layer.gate_proj.forward_with(&h, dropout.as_deref_mut())?;
+            let up = layer.up_proj.forward_with(&h, dropout.as_deref_mut())?;
+            let m = layer
+                .down_proj
+                .forward_with(&(ops::silu(&gate)? * up)?, dropout.as_deref_mut())?;
             x = (x + m)?;
         }
         ops::rms_norm(&x, &self.norm, eps)
@@ -336,10 +375,10 @@ impl Llama {
         &self,
         layer: &Layer,
         x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: &Tensor,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
+        mut dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3()?;
@@ -347,17 +386,17 @@ impl Llama {
         // [B, T, heads*hd] → [B, heads, T, hd]
         let q = layer
             .q_proj
-            .forward(x)?
+            .forward_with(x, dropout.as_deref_mut())?
             .reshape((b, t, nh, hd))?
             .transpose(1, 2)?;
         let k = layer
             .k_proj
-            .forward(x)?
+            .forward_with(x, dropout.as_deref_mut())?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?;
         let v = layer
             .v_proj
-            .forward(x)?
+            .forward_with(x, dropout.as_deref_mut())?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?;
         let q = ops::rope(&q.contiguous()?, cos, sin)?;
@@ -388,7 +427,7 @@ impl Llama {
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
-        layer.o_proj.forward(&out)
+        layer.o_proj.forward_with(&out, dropout)
     }
 
     /// Logits for hidden states `[.., hidden] → [.., vocab]`.

@@ -2,43 +2,178 @@
 //! gradient-carrying variants are chosen here and nowhere else.
 //!
 //! candle's fused `rms_norm`, `softmax_last_dim` and `rope` are fast but have no backward pass:
-//! gradients through them are silently zero (engine notes). Inference uses them directly.
+//! gradients through them are silently zero (engine notes), and its matmul backward computes
+//! the gradient of frozen weights too. Every op below therefore asks one predicate,
+//! [`needs_backward`]: inference tensors never carry a gradient graph and take the fused kernel
+//! unchanged; training tensors (those depending on a LoRA `Var`) run the same fused forward and
+//! attach a hand-written backward to its result (see [`Backward`]).
 
-use candle_core::{Tensor, D};
+use candle_core::{CpuStorage, Layout, Shape, Tensor, D};
 
 use crate::error::Result;
 
-/// `x: [.., in]`, `w: [out, in]` → `[.., out]`
+/// The one predicate choosing between the fast inference kernels and the differentiable ones:
+/// whether `x` is part of a gradient graph (it is a `Var` or was computed from one).
+pub fn needs_backward(x: &Tensor) -> bool {
+    x.track_op()
+}
+
+/// `x: [.., in]`, `w: [out, in]` → `[.., out]`. When `x` needs a backward pass, `w` is treated
+/// as frozen: only the input gradient is computed (`dx = dy · w`).
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("linear input has a last dimension");
     let n: usize = dims[..dims.len() - 1].iter().product();
-    let y = x.reshape((n, inp))?.matmul(&w.t()?)?;
+    let x2 = x.reshape((n, inp))?;
+    let y = if needs_backward(&x2) && !needs_backward(w) {
+        let y = x2.detach().matmul(&w.t()?)?;
+        attach(&x2, &y, Backward::FrozenLinear { weight: w.clone() })?
+    } else {
+        x2.matmul(&w.t()?)?
+    };
     let mut out_dims = dims;
     *out_dims.last_mut().expect("non-empty") = w.dim(0)?;
     Ok(y.reshape(out_dims)?)
 }
 
-/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight`.
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight` (the weight is frozen).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-    Ok(candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps)?)
+    let xc = x.contiguous()?;
+    if needs_backward(&xc) {
+        let y = candle_nn::ops::rms_norm(&xc.detach(), weight, eps)?;
+        return attach(
+            &xc,
+            &y,
+            Backward::RmsNorm {
+                weight: weight.clone(),
+                eps,
+            },
+        );
+    }
+    Ok(candle_nn::ops::rms_norm(&xc, weight, eps)?)
 }
 
 /// Rotary embedding in the "half" layout (first half of each head rotated with the second):
 /// `x: [B, H, T, D]`, `cos`/`sin`: `[B, T, D/2]`.
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if needs_backward(x) {
+        let y = candle_nn::rotary_emb::rope(&x.detach(), cos, sin)?;
+        return attach(
+            x,
+            &y,
+            Backward::Rope {
+                cos: cos.clone(),
+                sin: sin.clone(),
+            },
+        );
+    }
     Ok(candle_nn::rotary_emb::rope(x, cos, sin)?)
 }
 
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?)
+    let xc = x.contiguous()?;
+    if needs_backward(&xc) {
+        let y = candle_nn::ops::softmax_last_dim(&xc.detach())?;
+        return attach(&xc, &y, Backward::Softmax);
+    }
+    Ok(candle_nn::ops::softmax_last_dim(&xc)?)
 }
 
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     Ok(x.silu()?)
 }
 
-/// Log-softmax over the last dimension.
+/// Log-softmax over the last dimension (built from primitive ops, so it has a backward).
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(x, D::Minus1)?)
+}
+
+/// Hand-written backward passes of the ops whose forward is a fused candle kernel.
+#[derive(Clone)]
+pub enum Backward {
+    /// `y = x wᵀ` with `w: [out, in]` frozen: `dx = dy w`.
+    FrozenLinear { weight: Tensor },
+    /// `y = x r w`, `r = 1/sqrt(mean(x²) + eps)`, `w` frozen:
+    /// `dx = r (dy w − x r² mean(dy w x))`.
+    RmsNorm { weight: Tensor, eps: f32 },
+    /// Rotation by angle θ; its transpose is the rotation by −θ: `dx = rope(dy, cos, −sin)`.
+    Rope { cos: Tensor, sin: Tensor },
+    /// `y = softmax(x)`: `dx = y (dy − Σ dy y)`.
+    Softmax,
+}
+
+impl Backward {
+    /// The input gradient given the forward input `x`, output `y` and output gradient `dy`.
+    pub fn input_grad(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Backward::FrozenLinear { weight } => dy.matmul(weight),
+            Backward::RmsNorm { weight, eps } => {
+                let n = x.dim(D::Minus1)? as f64;
+                let r = (x.sqr()?.mean_keepdim(D::Minus1)? + *eps as f64)?
+                    .sqrt()?
+                    .recip()?;
+                let gw = dy.broadcast_mul(weight)?;
+                let dot = ((&gw * x)?.sum_keepdim(D::Minus1)? / n)?;
+                let coef = (r.sqr()? * dot)?;
+                let inner = (gw - x.broadcast_mul(&coef)?)?;
+                inner.broadcast_mul(&r)
+            }
+            Backward::Rope { cos, sin } => {
+                candle_nn::rotary_emb::rope(&dy.contiguous()?, cos, &sin.neg()?)
+            }
+            Backward::Softmax => {
+                let s = (dy * y)?.sum_keepdim(D::Minus1)?;
+                y * dy.broadcast_sub(&s)?
+            }
+        }
+    }
+}
+
+/// Returns a copy of `y` (computed from `x.detach()`) that is connected to `x` in the gradient
+/// graph through `backward`.
+fn attach(x: &Tensor, y: &Tensor, backward: Backward) -> Result<Tensor> {
+    Ok(x.apply_op2(&y.contiguous()?, Attached(backward))?)
+}
+
+struct Attached(Backward);
+
+impl candle_core::CustomOp2 for Attached {
+    fn name(&self) -> &'static str {
+        match self.0 {
+            Backward::FrozenLinear { .. } => "frozen-linear",
+            Backward::RmsNorm { .. } => "rms-norm-frozen-weight",
+            Backward::Rope { .. } => "rope-half",
+            Backward::Softmax => "softmax-last-dim",
+        }
+    }
+
+    /// Forward: the precomputed result (second argument), copied.
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (start, end) = l2.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg(format!("{}: result not contiguous", self.name()))
+        })?;
+        match s2 {
+            CpuStorage::F32(v) => Ok((CpuStorage::F32(v[start..end].to_vec()), l2.shape().clone())),
+            _ => Err(candle_core::Error::Msg(format!(
+                "{}: only f32 is supported",
+                self.name()
+            ))),
+        }
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((Some(self.0.input_grad(x, res, grad_res)?), None))
+    }
 }

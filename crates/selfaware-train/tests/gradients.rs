@@ -1,0 +1,229 @@
+//! Every hand-written backward against candle's slow (differentiable) ops, and the LoRA
+//! gradient of the whole tiny model against central finite differences.
+
+mod common;
+
+use candle_core::{Device, Tensor, Var, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use selfaware_model::lora::Adapter;
+use selfaware_model::ops;
+use selfaware_model::testing::TinySpec;
+use selfaware_train::batch::Batch;
+use selfaware_train::loss::batch_nll;
+use selfaware_train::{data, TrainConfig};
+
+fn randn(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
+/// Gradient of `sum(f(x) · g)` with respect to `x`.
+fn grad_of(x: &Tensor, g: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let v = Var::from_tensor(x).unwrap();
+    let y = f(v.as_tensor());
+    let loss = (y * g).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    grads
+        .get(v.as_tensor())
+        .expect("a gradient reached x")
+        .clone()
+}
+
+/// The op's output (fast path) equals the slow op's, and so does its input gradient.
+fn check_op(
+    name: &str,
+    x: &Tensor,
+    fast: impl Fn(&Tensor) -> Tensor,
+    slow: impl Fn(&Tensor) -> Tensor,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(99);
+    let y_fast = fast(x);
+    let y_slow = slow(x);
+    assert!(
+        max_rel_diff(&y_fast, &y_slow) < 1e-5,
+        "{name}: forward differs"
+    );
+    let g = randn(&mut rng, y_fast.dims());
+    let gf = grad_of(x, &g, &fast);
+    let gs = grad_of(x, &g, &slow);
+    let d = max_rel_diff(&gf, &gs);
+    assert!(d < 1e-5, "{name}: backward differs from the slow op by {d}");
+    let norm = gf
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(norm > 1e-6, "{name}: gradient is zero");
+}
+
+#[test]
+fn custom_backwards_match_slow_ops() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let x = randn(&mut rng, &[2, 5, 16]);
+    let w = randn(&mut rng, &[16]).affine(0.3, 1.0).unwrap();
+    check_op(
+        "rms_norm",
+        &x,
+        |x| ops::rms_norm(x, &w, 1e-5).unwrap(),
+        |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5).unwrap(),
+    );
+
+    let s = (randn(&mut rng, &[2, 3, 4, 7]) * 3.0).unwrap();
+    check_op(
+        "softmax",
+        &s,
+        |x| ops::softmax_last_dim(x).unwrap(),
+        |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
+    );
+    // With masked (-inf) entries, as in causal attention.
+    let mask = selfaware_model::llama::build_mask(1, 4, 7, |_, q, k| k <= q + 3).unwrap();
+    let masked = s.broadcast_add(&mask).unwrap();
+    let g = randn(&mut rng, masked.dims());
+    let gf = grad_of(&s, &g, |x| {
+        ops::softmax_last_dim(&x.broadcast_add(&mask).unwrap()).unwrap()
+    });
+    let gs = grad_of(&s, &g, |x| {
+        candle_nn::ops::softmax(&x.broadcast_add(&mask).unwrap(), D::Minus1).unwrap()
+    });
+    assert!(max_rel_diff(&gf, &gs) < 1e-5, "masked softmax backward");
+
+    let q = randn(&mut rng, &[1, 3, 6, 8]);
+    let angles: Vec<f32> = (0..6 * 4).map(|i| (i as f32) * 0.37).collect();
+    let a = Tensor::from_vec(angles, (6, 4), &Device::Cpu).unwrap();
+    let (cos, sin) = (a.cos().unwrap(), a.sin().unwrap());
+    check_op(
+        "rope",
+        &q,
+        |x| ops::rope(x, &cos, &sin).unwrap(),
+        |x| candle_nn::rotary_emb::rope_slow(x, &cos, &sin).unwrap(),
+    );
+
+    let lin_w = randn(&mut rng, &[12, 16]);
+    check_op(
+        "frozen linear",
+        &x,
+        |x| ops::linear(x, &lin_w).unwrap(),
+        |x| x.broadcast_matmul(&lin_w.t().unwrap()).unwrap(),
+    );
+}
+
+#[test]
+fn fused_ops_without_grad_graph_are_unchanged() {
+    // Inference tensors take the fused kernels: same values, no graph.
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = randn(&mut rng, &[3, 16]);
+    let w = randn(&mut rng, &[16]);
+    let y = ops::rms_norm(&x, &w, 1e-5).unwrap();
+    assert!(!ops::needs_backward(&y));
+    let y2 = candle_nn::ops::rms_norm(&x, &w, 1e-5).unwrap();
+    assert_eq!(
+        y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        y2.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    );
+}
+
+/// Loss (mean NLL over trained tokens) of the tiny model with `adapter` attached.
+fn loss_with(
+    e: &selfaware_model::Engine,
+    adapter: &Adapter,
+    batch: &Batch,
+) -> (f64, Vec<(String, Tensor)>) {
+    let mut a = adapter.clone();
+    let vars = a.make_trainable().unwrap();
+    let mut m = e.model.clone();
+    m.attach_adapter(&a, std::path::Path::new("test")).unwrap();
+    let nll = (batch_nll(&m, batch, None).unwrap() / batch.n_trained as f64).unwrap();
+    let grads = nll.backward().unwrap();
+    let g = vars
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.clone(),
+                grads
+                    .get(v.as_tensor())
+                    .cloned()
+                    .unwrap_or_else(|| v.as_tensor().zeros_like().unwrap()),
+            )
+        })
+        .collect();
+    (nll.to_scalar::<f32>().unwrap() as f64, g)
+}
+
+#[test]
+fn lora_gradient_matches_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let file = common::ab_file(dir.path(), 3);
+    let ds = data::load(&file, &e.chat, 512).unwrap();
+    let exs: Vec<_> = ds.examples.iter().collect();
+    let batch = Batch::new(&exs, e.chat.tokenizer.pad_id).unwrap();
+
+    // A non-zero B so that gradients reach A too; deterministic values.
+    let cfg = TrainConfig::default();
+    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 5).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (_, (_, b)) in adapter.factors.iter_mut() {
+        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
+    }
+    let (_, grads) = loss_with(&e, &adapter, &batch);
+    assert_eq!(grads.len(), 2 * 7 * 2);
+
+    // Directional derivative along a random direction, tensor by tensor.
+    let h = 1e-3f64;
+    let mut checked = 0;
+    for (k, key) in adapter
+        .factors
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .iter()
+        .enumerate()
+    {
+        for which in 0..2 {
+            let (a, b) = &adapter.factors[key];
+            let t = if which == 0 { a } else { b };
+            let d = randn(&mut rng, t.dims());
+            let analytic = (&grads[2 * k + which].1 * &d)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64;
+            let shifted = |sign: f64| {
+                let mut ad = adapter.clone();
+                let (a, b) = ad.factors.get_mut(key).unwrap();
+                let t = if which == 0 { a } else { b };
+                *t = (&*t + (&d * (sign * h)).unwrap()).unwrap();
+                loss_with(&e, &ad, &batch).0
+            };
+            let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);
+            let tol = 2e-3 + 2e-2 * analytic.abs();
+            assert!(
+                (fd - analytic).abs() < tol,
+                "{} {key:?}: finite difference {fd} vs backward {analytic}",
+                if which == 0 { "A" } else { "B" }
+            );
+            assert!(
+                analytic.abs() > 1e-4,
+                "{key:?}: gradient vanished ({analytic})"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 28);
+}
