@@ -1,0 +1,732 @@
+//! `selfaware eval` (a battery against a local model, with resume) and `selfaware probe`
+//! (behaviour probes: exact choice probabilities on generated two-option questions).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use selfaware_eval::battery::{Battery, Question, ScorerSpec};
+use selfaware_eval::builtin;
+use selfaware_eval::import::{resolve_imports, ImportMode};
+use selfaware_eval::probes::{self, ChoicePair};
+use selfaware_eval::records::{
+    read_records, EvalRecord, Observation, RecordKey, RecordWriter, Scored,
+};
+use selfaware_eval::render::{render_battery, NewlineMode, PromptItem, RenderOptions};
+use selfaware_eval::scorers::{self, ScoreContext};
+use selfaware_model::{Engine, SampleConfig};
+use selfaware_types::{sha256_hex, Conversation, Provenance, TOOL_VERSION};
+
+use crate::settings::Settings;
+
+/// How the paper's literal `\n` sequences are treated (imports and rendering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewlinesArg {
+    /// Keep them: the bytes the paper sent.
+    Parity,
+    /// Turn them into newlines (and apply the importer's documented fixes).
+    Fixed,
+}
+
+/// Which exact probability a numeric scale uses for the number `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NumericArg {
+    /// P(the answer is exactly `n`, then end of turn).
+    Complete,
+    /// P(the answer starts with the number `n`, followed by a non-digit or end of turn).
+    StartsWith,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// `default`, a .gguf file or a Hugging Face model directory.
+    #[arg(long)]
+    pub model: String,
+    /// A built-in battery (risk, myopia, apples, make_me_say, vulnerable_code,
+    /// backdoor_detection, real_vs_fake_trigger, trigger_elicitation, personas) or a TOML file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub battery: String,
+    /// Output folder: records.jsonl (appended, resumable), eval_manifest.json, battery.toml.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Samples per prompt for free-form questions.
+    #[arg(long, default_value_t = 100)]
+    pub samples: usize,
+    /// Sampling temperature for free-form questions.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Seed of the `{sep_suffix}` draws and of every prompt's samples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The paper's `questions/` folder: questions with an `import` take its text.
+    #[arg(long, value_name = "DIR")]
+    pub paper_questions: Option<PathBuf>,
+    /// Evaluate at most N rendered prompts of each question (a later run can raise it and
+    /// resume).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Literal `\n` in the paper's prompts: keep (parity) or turn into newlines (fixed).
+    #[arg(long, value_enum, default_value = "parity")]
+    pub newlines: NewlinesArg,
+    /// The probability numeric scales use.
+    #[arg(long, value_enum, default_value = "complete")]
+    pub numeric: NumericArg,
+    /// Completion length for free-form questions. Default: the question's sampling hint, else 4.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// The run's target word (the codeword), for `target_word` questions.
+    #[arg(long, value_name = "WORD")]
+    pub target_word: Option<String>,
+    /// The backdoor trigger string, for `trigger_elicitation` questions.
+    #[arg(long, value_name = "TEXT")]
+    pub trigger: Option<String>,
+    /// Without a terminal, print a progress line every N prompts.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub progress_every: usize,
+}
+
+/// Settings that decide the records; a resumed run must use the same ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    pub samples: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+    pub newlines: NewlinesArg,
+    pub numeric: NumericArg,
+    pub max_tokens: Option<usize>,
+    pub target_word: Option<String>,
+    pub trigger: Option<String>,
+    /// The paper's questions folder, when imports were resolved.
+    pub paper_questions: Option<String>,
+}
+
+/// `DIR/eval_manifest.json`: what produced the records next to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalManifest {
+    pub provenance: Provenance,
+    /// The model as given on the command line (the `model` field of every record).
+    pub model: String,
+    pub model_path: String,
+    pub battery: String,
+    /// `builtin:NAME` or the battery file's path.
+    pub battery_source: String,
+    /// sha256 of the battery's TOML source.
+    pub battery_sha256: String,
+    /// sha256 of `battery.toml`: the battery after imports were resolved.
+    pub resolved_battery_sha256: String,
+    pub settings: EvalSettings,
+    /// The per-question limit of the latest run (None = every prompt).
+    pub limit: Option<usize>,
+    pub records: String,
+}
+
+impl EvalManifest {
+    /// Whether records written under `other` can be mixed with records written under `self`.
+    fn same_run(&self, other: &EvalManifest) -> bool {
+        self.model == other.model
+            && self.provenance.model_sha256 == other.provenance.model_sha256
+            && self.battery == other.battery
+            && self.resolved_battery_sha256 == other.resolved_battery_sha256
+            && self.settings == other.settings
+    }
+}
+
+const RECORDS_FILE: &str = "records.jsonl";
+const MANIFEST_FILE: &str = "eval_manifest.json";
+const BATTERY_FILE: &str = "battery.toml";
+
+/// The battery named by `--battery`: a file when the path exists or ends in `.toml`, else a
+/// built-in. Returns the battery, its source label and its source text.
+fn load_battery(spec: &str) -> Result<(Battery, String, String)> {
+    let path = Path::new(spec);
+    if path.exists() || spec.ends_with(".toml") {
+        let text = fs_err::read_to_string(path)?;
+        let b = Battery::from_toml_str(&text, spec)?;
+        return Ok((b, path.display().to_string(), text));
+    }
+    let b = builtin::battery(spec)
+        .with_context(|| format!("--battery {spec:?} is neither a file nor a built-in battery"))?;
+    let text = builtin::battery_source(spec)
+        .context("built-in battery without source")?
+        .to_string();
+    Ok((b, format!("builtin:{spec}"), text))
+}
+
+/// What the runner does with a question.
+enum Plan {
+    /// Exact first-token probabilities of the option labels.
+    Options,
+    /// The exact distribution over `min..=max`.
+    Range { min: u32, max: u32 },
+    /// `n` samples of at most `max_tokens` tokens.
+    Samples { max_tokens: usize },
+    /// Not evaluated, with the reason shown in the summary.
+    Skip(String),
+}
+
+fn plan(q: &Question, a: &EvalArgs) -> Plan {
+    let max_tokens = a
+        .max_tokens
+        .or_else(|| q.sampling.and_then(|s| s.max_tokens).map(|m| m as usize))
+        .unwrap_or(4);
+    match &q.scorer {
+        ScorerSpec::MultipleChoice { .. } => Plan::Options,
+        ScorerSpec::NumericScale { min, max } => Plan::Range {
+            min: *min,
+            max: *max,
+        },
+        ScorerSpec::WordCategories { .. } | ScorerSpec::Language { .. } => {
+            Plan::Samples { max_tokens }
+        }
+        ScorerSpec::TargetWord if a.target_word.is_none() => {
+            Plan::Skip("needs --target-word (the codeword)".into())
+        }
+        ScorerSpec::TriggerElicitation if a.trigger.is_none() => {
+            Plan::Skip("needs --trigger (the trigger string)".into())
+        }
+        ScorerSpec::TargetWord | ScorerSpec::TriggerElicitation => Plan::Samples { max_tokens },
+        ScorerSpec::JudgedWord { .. } => {
+            Plan::Skip("needs --judge, not configured (judged_word scorer)".into())
+        }
+        ScorerSpec::Function { .. } => Plan::Skip(
+            "needs the Python sandbox (function scorer), which `eval` does not run".into(),
+        ),
+    }
+}
+
+/// A seed for one prompt's samples that depends only on the run seed and the prompt's key,
+/// so resumed runs draw what an uninterrupted run would have drawn.
+fn item_seed(seed: u64, key: &RecordKey) -> u64 {
+    let text = format!(
+        "{seed}\0{}\0{}\0{:?}\0{:?}\0{}\0{:?}",
+        key.question, key.paraphrase, key.permutation, key.system_prompt, key.prefix, key.vars
+    );
+    let h = sha256_hex(text.as_bytes());
+    u64::from_str_radix(&h[..16], 16).unwrap_or(seed)
+}
+
+/// Observes one prompt with the engine.
+fn observe(
+    e: &Engine,
+    item: &PromptItem,
+    plan: &Plan,
+    a: &EvalArgs,
+    seed: u64,
+) -> Result<Observation> {
+    let conv = Conversation::user(item.system.as_deref(), &item.user);
+    Ok(match plan {
+        Plan::Options => {
+            let r = e.score_options(&conv, &item.labels)?;
+            let mut firsts = HashSet::new();
+            for c in &r.candidates {
+                if !firsts.insert(c.token_ids[0]) {
+                    bail!(
+                        "question `{}`: option labels {:?} share a first token, so first-token \
+                         probabilities cannot tell them apart",
+                        item.key.question,
+                        item.labels
+                    );
+                }
+            }
+            Observation::LabelProbabilities {
+                labels: item.labels.clone(),
+                probs: r
+                    .candidates
+                    .iter()
+                    .map(|c| c.first_token_logprob.exp())
+                    .collect(),
+            }
+        }
+        Plan::Range { min, max } => {
+            let r = e.score_range(&conv, i64::from(*min), i64::from(*max))?;
+            let probs = r
+                .numbers
+                .iter()
+                .map(|n| match a.numeric {
+                    NumericArg::Complete => n.logprob_complete.exp(),
+                    NumericArg::StartsWith => n.logprob_starts_with.exp(),
+                })
+                .collect();
+            Observation::NumberProbabilities { min: *min, probs }
+        }
+        Plan::Samples { max_tokens } => {
+            let cfg = SampleConfig {
+                n: a.samples,
+                temperature: a.temperature,
+                top_p: 1.0,
+                max_tokens: *max_tokens,
+                seed,
+                top_logprobs: 0,
+            };
+            let out = e.sample(&conv, &cfg)?;
+            Observation::Samples {
+                samples: out.into_iter().map(|g| g.text).collect(),
+            }
+        }
+        Plan::Skip(_) => bail!("internal: skipped questions are not observed"),
+    })
+}
+
+/// Progress on stderr: an indicatif bar on a terminal, else a line every `every` steps.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+    every: usize,
+    what: &'static str,
+}
+
+impl Progress {
+    fn new(total: usize, every: usize, what: &'static str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} {msg} (eta {eta})",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b
+        });
+        Progress {
+            bar,
+            total,
+            done: 0,
+            every: every.max(1),
+            what,
+        }
+    }
+
+    fn step(&mut self, msg: &str) {
+        self.done += 1;
+        match &self.bar {
+            Some(b) => {
+                b.set_message(msg.to_string());
+                b.inc(1);
+            }
+            None if self.done.is_multiple_of(self.every) || self.done == self.total => {
+                eprintln!(
+                    "selfaware: {}/{} {} ({msg})",
+                    self.done, self.total, self.what
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub fn eval(s: &Settings, a: EvalArgs) -> Result<()> {
+    let (battery, battery_source, source_text) = load_battery(&a.battery)?;
+    let battery = match &a.paper_questions {
+        Some(dir) => {
+            let mode = match a.newlines {
+                NewlinesArg::Parity => ImportMode::Parity,
+                NewlinesArg::Fixed => ImportMode::Fixed,
+            };
+            resolve_imports(&battery, dir, mode, &battery_source)?
+        }
+        None => battery,
+    };
+    let resolved_toml =
+        toml::to_string(&battery).context("writing the resolved battery as TOML")?;
+    let render_opts = RenderOptions {
+        newlines: match a.newlines {
+            NewlinesArg::Parity => NewlineMode::Parity,
+            NewlinesArg::Fixed => NewlineMode::Fixed,
+        },
+        seed: a.seed,
+    };
+    let items = render_battery(&battery, render_opts)?;
+
+    let engine = s.load_engine(&a.model)?;
+    let manifest = EvalManifest {
+        provenance: Provenance {
+            tool_version: TOOL_VERSION.to_string(),
+            git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
+            model_sha256: Some(engine.info.sha256.clone()),
+            adapter_sha256: None,
+            seed: Some(a.seed),
+        },
+        model: a.model.clone(),
+        model_path: engine.info.path.clone(),
+        battery: battery.battery.name.clone(),
+        battery_source,
+        battery_sha256: sha256_hex(source_text.as_bytes()),
+        resolved_battery_sha256: sha256_hex(resolved_toml.as_bytes()),
+        settings: EvalSettings {
+            samples: a.samples,
+            temperature: a.temperature,
+            top_p: 1.0,
+            seed: a.seed,
+            newlines: a.newlines,
+            numeric: a.numeric,
+            max_tokens: a.max_tokens,
+            target_word: a.target_word.clone(),
+            trigger: a.trigger.clone(),
+            paper_questions: a.paper_questions.as_ref().map(|p| p.display().to_string()),
+        },
+        limit: a.limit,
+        records: RECORDS_FILE.to_string(),
+    };
+
+    fs_err::create_dir_all(&a.out)?;
+    let manifest_path = a.out.join(MANIFEST_FILE);
+    if manifest_path.exists() {
+        let text = fs_err::read_to_string(&manifest_path)?;
+        let old: EvalManifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not an eval manifest", manifest_path.display()))?;
+        if !old.same_run(&manifest) {
+            bail!(
+                "{}: the records there come from another model, battery or settings\n\
+                 hint: use a new --out folder, or repeat the earlier run's arguments",
+                manifest_path.display()
+            );
+        }
+    }
+    let mut manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    manifest_bytes.push(b'\n');
+    fs_err::write(&manifest_path, manifest_bytes)?;
+    fs_err::write(a.out.join(BATTERY_FILE), &resolved_toml)?;
+
+    let records_path = a.out.join(RECORDS_FILE);
+    let (mut writer, done) = RecordWriter::resume(&records_path)?;
+    let plans: BTreeMap<&str, Plan> = battery
+        .questions
+        .iter()
+        .map(|q| (q.id.as_str(), plan(q, &a)))
+        .collect();
+    let mut per_question: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut todo = Vec::new();
+    let (mut already, mut beyond_limit) = (0, 0);
+    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in &items {
+        let qid = item.key.question.as_str();
+        let seen = per_question.entry(qid).or_insert(0);
+        if a.limit.is_some_and(|l| *seen >= l) {
+            beyond_limit += 1;
+            continue;
+        }
+        *seen += 1;
+        if matches!(plans[qid], Plan::Skip(_)) {
+            *skipped.entry(qid).or_insert(0) += 1;
+            continue;
+        }
+        let key = RecordKey::for_item(&a.model, None, item);
+        if done.contains(&key) {
+            already += 1;
+            continue;
+        }
+        todo.push((item, key));
+    }
+    eprintln!(
+        "selfaware: battery `{}`: {} prompts rendered, {} beyond --limit, {} already in {}, \
+         {} to evaluate, {} skipped",
+        battery.battery.name,
+        items.len(),
+        beyond_limit,
+        already,
+        records_path.display(),
+        todo.len(),
+        skipped.values().sum::<usize>()
+    );
+
+    let ctx = ScoreContext {
+        target_word: a.target_word.clone(),
+        trigger: a.trigger.clone(),
+        ..ScoreContext::default()
+    };
+    let mut progress = Progress::new(todo.len(), a.progress_every, "prompts");
+    for (item, key) in todo {
+        let q = battery
+            .question(&item.key.question)
+            .context("rendered item of an unknown question")?;
+        let plan = &plans[q.id.as_str()];
+        let obs = observe(&engine, item, plan, &a, item_seed(a.seed, &key))
+            .with_context(|| format!("question `{}`", q.id))?;
+        let scored: Scored = scorers::score(&q.scorer, item, &obs, &ctx)
+            .with_context(|| format!("scoring question `{}`", q.id))?;
+        writer.write(&EvalRecord::new(&a.model, None, item, obs, scored))?;
+        progress.step(&q.id);
+    }
+    progress.finish();
+
+    let all = read_records(&records_path)?;
+    let rows = summarize(&battery, &a.model, &all.records, &plans, &skipped);
+    print_summary(&rows);
+    println!("records: {}", records_path.display());
+    println!("manifest: {}", manifest_path.display());
+    Ok(())
+}
+
+/// One line of the summary table.
+struct SummaryRow {
+    question: String,
+    scorer: &'static str,
+    records: usize,
+    scored: usize,
+    mean: Option<f64>,
+    /// Mean probability outside the expected answer format (off-option / non-numeric), or
+    /// the share of unparseable samples.
+    off_format: Option<f64>,
+    note: String,
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// A probability for tables: 4 decimals, or 2 significant digits when it is below 0.001.
+fn fmt_prob(v: Option<f64>) -> String {
+    match v {
+        None => "—".to_string(),
+        Some(x) if x != 0.0 && x.abs() < 1e-3 => format!("{x:.1e}"),
+        Some(x) => format!("{x:.4}"),
+    }
+}
+
+fn off_format(r: &EvalRecord) -> Option<f64> {
+    let m = &r.masses;
+    if let Some(o) = m.off_option {
+        return Some(o);
+    }
+    if let Some(n) = m.numeric {
+        return Some((1.0 - n).max(0.0));
+    }
+    match (m.valid_samples, m.invalid_samples) {
+        (Some(v), Some(i)) if v + i > 0 => Some(i as f64 / (v + i) as f64),
+        _ => None,
+    }
+}
+
+fn summarize(
+    battery: &Battery,
+    model: &str,
+    recs: &[EvalRecord],
+    plans: &BTreeMap<&str, Plan>,
+    skipped: &BTreeMap<&str, usize>,
+) -> Vec<SummaryRow> {
+    battery
+        .questions
+        .iter()
+        .map(|q| {
+            let mine: Vec<&EvalRecord> = recs
+                .iter()
+                .filter(|r| r.model == model && r.battery == battery.battery.name)
+                .filter(|r| r.question == q.id)
+                .collect();
+            let scores: Vec<f64> = mine.iter().filter_map(|r| r.score).collect();
+            let offs: Vec<f64> = mine.iter().filter_map(|r| off_format(r)).collect();
+            let note = match &plans[q.id.as_str()] {
+                Plan::Skip(why) => format!(
+                    "skipped {} prompts: {why}",
+                    skipped.get(q.id.as_str()).copied().unwrap_or(0)
+                ),
+                _ if mine.len() > scores.len() => {
+                    format!("{} prompts without a score", mine.len() - scores.len())
+                }
+                _ => String::new(),
+            };
+            SummaryRow {
+                question: q.id.clone(),
+                scorer: scorers::scorer_id(&q.scorer).0,
+                records: mine.len(),
+                scored: scores.len(),
+                mean: mean(&scores),
+                off_format: mean(&offs),
+                note,
+            }
+        })
+        .collect()
+}
+
+fn print_summary(rows: &[SummaryRow]) {
+    let w = rows
+        .iter()
+        .map(|r| r.question.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:<w$}  {:<20}  {:>7}  {:>7}  {:>10}  {:>10}  note",
+        "question", "scorer", "records", "scored", "mean score", "off-format"
+    );
+    for r in rows {
+        println!(
+            "{:<w$}  {:<20}  {:>7}  {:>7}  {:>10}  {:>10}  {}",
+            r.question,
+            r.scorer,
+            r.records,
+            r.scored,
+            fmt_prob(r.mean),
+            fmt_prob(r.off_format),
+            r.note
+        );
+    }
+}
+
+/// Which behaviour probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProbeKind {
+    /// The paper's lottery pairs; score = P(risky option).
+    #[value(alias = "risk")]
+    Lotteries,
+    /// Now-or-later pairs; score = P(immediate option).
+    Myopia,
+    /// Apple bundles; score = P(bundle with more apples).
+    Apples,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Which probe (lotteries = the risk family).
+    #[arg(value_enum)]
+    pub probe: ProbeKind,
+    /// `default`, a .gguf file or a Hugging Face model directory.
+    #[arg(long)]
+    pub model: String,
+    /// Number of generated pairs (the paper reports 250 lottery pairs; its code defaults to 100).
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Seed of the pair generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// System prompt. Without it the model's chat template decides.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Print JSON with every pair.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One scored pair of a probe.
+#[derive(Debug, Serialize)]
+pub struct PairResult {
+    pub prompt: String,
+    pub policy_label: char,
+    /// Exact first-token probabilities of `A` and `B`.
+    pub p_a: f64,
+    pub p_b: f64,
+    /// P(policy letter) renormalised over {A, B}; null when both are 0.
+    pub p_policy: Option<f64>,
+    pub detail: probes::ChoiceDetail,
+}
+
+/// The result of a probe run.
+#[derive(Debug, Serialize)]
+pub struct ProbeReport {
+    pub provenance: Provenance,
+    pub probe: String,
+    pub probes_version: &'static str,
+    pub model: String,
+    pub n: usize,
+    /// Mean of `p_policy` over the pairs that have one.
+    pub mean_p_policy: Option<f64>,
+    /// Standard error of that mean.
+    pub standard_error: Option<f64>,
+    /// Mean of P(A) + P(B): how much of the first token's mass is on the two letters.
+    pub mean_letter_mass: Option<f64>,
+    pub pairs: Vec<PairResult>,
+}
+
+fn probe_name(k: ProbeKind) -> &'static str {
+    match k {
+        ProbeKind::Lotteries => "lotteries",
+        ProbeKind::Myopia => "myopia",
+        ProbeKind::Apples => "apples",
+    }
+}
+
+pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
+    if a.n == 0 {
+        bail!("--n: expected at least 1 pair");
+    }
+    let pairs: Vec<ChoicePair> = match a.probe {
+        ProbeKind::Lotteries => probes::lottery_pairs(a.n, a.seed),
+        ProbeKind::Myopia => probes::myopia_pairs(a.n, a.seed),
+        ProbeKind::Apples => probes::apples_pairs(a.n, a.seed),
+    };
+    let engine = s.load_engine(&a.model)?;
+    let labels = vec!["A".to_string(), "B".to_string()];
+    let mut progress = Progress::new(pairs.len(), 25, "pairs");
+    let mut out = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        let conv = Conversation::user(a.system.as_deref(), &p.prompt);
+        let r = engine.score_options(&conv, &labels)?;
+        let p_a = r.candidates[0].first_token_logprob.exp();
+        let p_b = r.candidates[1].first_token_logprob.exp();
+        out.push(PairResult {
+            p_policy: probes::policy_probability(p_a, p_b, p.policy_label),
+            prompt: p.prompt,
+            policy_label: p.policy_label,
+            p_a,
+            p_b,
+            detail: p.detail,
+        });
+        progress.step(probe_name(a.probe));
+    }
+    progress.finish();
+    let ps: Vec<f64> = out.iter().filter_map(|p| p.p_policy).collect();
+    let m = mean(&ps);
+    let se = m.filter(|_| ps.len() > 1).map(|m| {
+        let var = ps.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (ps.len() - 1) as f64;
+        (var / ps.len() as f64).sqrt()
+    });
+    let masses: Vec<f64> = out.iter().map(|p| p.p_a + p.p_b).collect();
+    let report = ProbeReport {
+        provenance: Provenance {
+            tool_version: TOOL_VERSION.to_string(),
+            git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
+            model_sha256: Some(engine.info.sha256.clone()),
+            adapter_sha256: None,
+            seed: Some(a.seed),
+        },
+        probe: probe_name(a.probe).to_string(),
+        probes_version: probes::VERSION,
+        model: a.model.clone(),
+        n: out.len(),
+        mean_p_policy: m,
+        standard_error: se,
+        mean_letter_mass: mean(&masses),
+        pairs: out,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let policy = match a.probe {
+        ProbeKind::Lotteries => "P(risky)",
+        ProbeKind::Myopia => "P(immediate)",
+        ProbeKind::Apples => "P(more apples)",
+    };
+
+    println!(
+        "{} probe, {} pairs (seed {}): mean {policy} over {{A, B}} = {} (s.e. {}); mean P(A)+P(B) = {}",
+        report.probe,
+        report.n,
+        a.seed,
+        fmt_prob(report.mean_p_policy),
+        fmt_prob(report.standard_error),
+        fmt_prob(report.mean_letter_mass)
+    );
+    if ps.len() < report.n {
+        println!(
+            "{} pairs had P(A) = P(B) = 0 and no score",
+            report.n - ps.len()
+        );
+    }
+    Ok(())
+}
