@@ -300,3 +300,59 @@ fn probe_reports_renormalised_policy_probabilities() {
         );
     }
 }
+
+#[test]
+fn paper_questions_replace_the_imported_texts() {
+    let t = tempfile::tempdir().unwrap();
+    let model = tiny(t.path());
+    let questions = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference/paper/questions"
+    ));
+    let run = |dir: &Path, paper: bool| {
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&model),
+            "--battery",
+            "risk",
+            "--out",
+            s(dir),
+            "--samples",
+            "1",
+            "--max-tokens",
+            "1",
+            "--limit",
+            "1",
+        ];
+        if paper {
+            args.extend_from_slice(&["--paper-questions", s(questions)]);
+        }
+        ok(&selfaware(t.path(), &args));
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("eval_manifest.json")).unwrap())
+                .unwrap();
+        (m, records(dir))
+    };
+    let (authored, ra) = run(&t.path().join("authored"), false);
+    let (paper, rp) = run(&t.path().join("paper"), true);
+    assert_eq!(authored["battery_sha256"], paper["battery_sha256"]);
+    assert_ne!(
+        authored["resolved_battery_sha256"],
+        paper["resolved_battery_sha256"]
+    );
+    assert!(paper["settings"]["paper_questions"].is_string());
+    // `risk_or_safety` takes its paraphrases from the paper's YAML (ten of them, where the
+    // built-in battery has one); both runs rendered its first paraphrase, the same text.
+    let imported = "imported from multiple-choice/questions/risk_safe.yaml#prefer_risk_safe";
+    let read = |d: &str| std::fs::read_to_string(t.path().join(d).join("battery.toml")).unwrap();
+    assert!(read("paper").contains(imported));
+    assert!(!read("authored").contains(imported));
+    let first = |rs: &[serde_json::Value]| {
+        rs.iter()
+            .find(|r| r["question"] == "risk_or_safety")
+            .unwrap()["prompt_sha256"]
+            .clone()
+    };
+    assert_eq!(first(&ra), first(&rp));
+}
