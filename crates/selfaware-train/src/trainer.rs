@@ -369,7 +369,8 @@ impl<'d> Trainer<'d> {
         let done = self.step;
         done > 0
             && (self.plan[done - 1].ends_epoch
-                || (self.cfg.checkpoint_every > 0 && done.is_multiple_of(self.cfg.checkpoint_every)))
+                || (self.cfg.checkpoint_every > 0
+                    && done.is_multiple_of(self.cfg.checkpoint_every)))
     }
 
     /// Trains to the end, checkpointing into `out/checkpoints/` when `out` is given.

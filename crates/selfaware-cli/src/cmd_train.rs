@@ -1,0 +1,313 @@
+//! `selfaware train`, `selfaware data inspect` and `selfaware adapter merge`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use selfaware_model::Engine;
+use selfaware_train::manifest::{write_outputs, BaseModel};
+use selfaware_train::trainer::Event;
+use selfaware_train::{data, Decay, TrainConfig, Trainer};
+
+use crate::settings::Settings;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Base model: `default`, a .gguf file or a Hugging Face model directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Training data: OpenAI chat-format JSONL (`{"messages": [...]}` per line).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output directory: PEFT adapter, training_manifest.json, checkpoints/.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Comma-separated projections to adapt.
+    #[arg(
+        long,
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+        value_delimiter = ','
+    )]
+    pub target_modules: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: usize,
+    #[arg(long, value_enum, default_value_t = DecayArg::Linear)]
+    pub decay: DecayArg,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    pub beta2: f64,
+    /// Clip the global gradient norm (0 turns clipping off).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Checkpoint every N optimizer steps (0: only at the end of each epoch).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Longest example in tokens (default: the model's context length).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Continue from the latest checkpoint in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print token counts and an estimated time (from one timed step), without training.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum DecayArg {
+    Linear,
+    Cosine,
+    Constant,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            seed: self.seed,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            grad_accum: self.grad_accum,
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            adam_eps: 1e-8,
+            weight_decay: self.weight_decay,
+            warmup_steps: self.warmup_steps,
+            decay: match self.decay {
+                DecayArg::Linear => Decay::Linear,
+                DecayArg::Cosine => Decay::Cosine,
+                DecayArg::Constant => Decay::Constant,
+            },
+            max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
+            rank: self.rank,
+            alpha: self.alpha,
+            dropout: self.dropout,
+            target_modules: self.target_modules.clone(),
+            checkpoint_every: self.checkpoint_every,
+        }
+    }
+}
+
+/// The source revision, when the binary runs from a git checkout.
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn load_data(e: &Engine, path: &Path, max_length: Option<usize>) -> Result<data::Dataset> {
+    let ctx = e.model.cfg.max_position;
+    let max_len = max_length.unwrap_or(ctx).min(ctx);
+    Ok(data::load(path, &e.chat, max_len)?)
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
+    let cfg = a.config();
+    cfg.validate()?;
+    let e = s.load_engine(&a.model)?;
+    let ds = load_data(&e, &a.data, a.max_length)?;
+    let mut trainer = Trainer::new(&e.model, e.chat.tokenizer.pad_id, &ds, cfg)?;
+    let total = trainer.total_steps();
+    eprintln!(
+        "selfaware: {} examples, {} tokens ({} trained); {} epochs → {} optimizer steps",
+        ds.examples.len(),
+        ds.n_tokens(),
+        ds.n_trained(),
+        trainer.cfg.epochs,
+        total
+    );
+    if a.dry_run {
+        let t0 = Instant::now();
+        let (_, _, tokens, _) = trainer.loss_and_grads(0)?;
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+        let all = ds.n_tokens() as f64 * trainer.cfg.epochs as f64;
+        println!("examples:        {}", ds.examples.len());
+        println!("tokens:          {}", ds.n_tokens());
+        println!("trained tokens:  {}", ds.n_trained());
+        println!("optimizer steps: {total}");
+        println!(
+            "estimated time:  {} (one timed step: {rate:.0} tok/s)",
+            hms(all / rate)
+        );
+        return Ok(());
+    }
+    if a.resume {
+        match trainer.resume(&a.out)? {
+            Some(p) => eprintln!("selfaware: resuming from {}", p.display()),
+            None => eprintln!(
+                "selfaware: no checkpoint in {}; starting from the beginning",
+                a.out.display()
+            ),
+        }
+    } else if selfaware_train::trainer::checkpoints(&a.out.join("checkpoints"))?
+        .last()
+        .is_some()
+    {
+        bail!(
+            "{} already holds checkpoints\nhint: pass --resume to continue, or choose another --out",
+            a.out.display()
+        );
+    }
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len} epoch {msg} [{elapsed_precise} < {eta_precise}]",
+        )
+        .context("progress bar template")?,
+    );
+    bar.set_position(trainer.step as u64);
+    let started = Instant::now();
+    let mut tokens = 0usize;
+    trainer.run(Some(&a.out), &mut |ev| match ev {
+        Event::Step { log, .. } => {
+            tokens += log.tokens;
+            let rate = tokens as f64 / started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "{} loss {:.4} lr {:.2e} {:.0} tok/s",
+                log.epoch + 1,
+                log.loss,
+                log.lr,
+                rate
+            ));
+            bar.set_position(log.step as u64);
+        }
+        Event::Checkpoint { path } => {
+            bar.println(format!("checkpoint {}", path.display()));
+        }
+    })?;
+    bar.finish();
+    let m = write_outputs(
+        &trainer,
+        &ds,
+        BaseModel {
+            reference: a.model.clone(),
+            sha256: e.info.sha256.clone(),
+        },
+        git_revision(),
+        &a.out,
+    )?;
+    let last = m.steps.last().map(|l| l.loss).unwrap_or(f64::NAN);
+    println!(
+        "adapter written to {} (final loss {last:.4}, adapter sha256 {})",
+        a.out.display(),
+        m.adapter_sha256
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The JSONL training file.
+    pub file: PathBuf,
+    /// Model whose tokenizer and chat template encode the data.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Print each example's tokens, with trained tokens in [brackets].
+    #[arg(long)]
+    pub show_mask: bool,
+    #[arg(long)]
+    pub max_length: Option<usize>,
+}
+
+pub fn inspect(s: &Settings, a: InspectArgs) -> Result<()> {
+    let e = s.load_engine(&a.model)?;
+    let ds = load_data(&e, &a.file, a.max_length)?;
+    let lens: Vec<usize> = ds.examples.iter().map(|x| x.len()).collect();
+    println!("file:           {}", ds.path.display());
+    println!("sha256:         {}", ds.sha256);
+    println!("examples:       {}", ds.examples.len());
+    println!("tokens:         {}", ds.n_tokens());
+    println!("trained tokens: {}", ds.n_trained());
+    println!(
+        "length:         min {} / mean {:.1} / max {}",
+        lens.iter().min().copied().unwrap_or(0),
+        ds.n_tokens() as f64 / lens.len().max(1) as f64,
+        lens.iter().max().copied().unwrap_or(0)
+    );
+    if a.show_mask {
+        let tok = &e.chat.tokenizer;
+        for ex in &ds.examples {
+            let mut line = String::new();
+            let mut open = false;
+            for (&id, &t) in ex.ids.iter().zip(&ex.trained) {
+                if t && !open {
+                    line.push('[');
+                    open = true;
+                } else if !t && open {
+                    line.push(']');
+                    open = false;
+                }
+                line.push_str(&tok.decode(&[id], false)?);
+            }
+            if open {
+                line.push(']');
+            }
+            println!(
+                "--- line {} ({} tokens, {} trained)\n{line}",
+                ex.line,
+                ex.len(),
+                ex.n_trained()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct AdapterMergeArgs {
+    /// Base model: `default`, a .gguf file or a Hugging Face model directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// PEFT LoRA adapter directory.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: PathBuf,
+    /// Output directory for `model.safetensors` with the merged weights (HF names, f32).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+pub fn merge(s: &Settings, a: AdapterMergeArgs) -> Result<()> {
+    let mut e = s.load_engine(&a.model)?;
+    e.attach_adapter_dir(&a.adapter)?;
+    e.model.merge_adapters()?;
+    fs_err::create_dir_all(&a.out)?;
+    let path = a.out.join("model.safetensors");
+    e.model
+        .save_safetensors(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("merged weights written to {}", path.display());
+    Ok(())
+}
