@@ -66,7 +66,7 @@ fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
     let cfg = TrainConfig {
         seed: 0,
         epochs: 2,
-        batch_size: 8,
+        batch_size: 4,
         lr: 2e-4,
         warmup_steps: 2,
         weight_decay: 0.01,
