@@ -40,21 +40,20 @@ impl Linear {
 
     /// As [`Linear::forward`], with dropout on the LoRA input when given (training).
     pub fn forward_with(&self, x: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
-        let y = ops::linear(x, &self.weight)?;
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        };
-        Ok(match &self.lora {
+        let y = match &self.lora {
             Some(l) => {
                 let xd = match dropout {
                     Some(d) => d.apply(x)?,
                     None => x.clone(),
                 };
-                // [.., in] → [.., r] → [.., out]
-                let z = ops::linear(&ops::linear(&xd, &l.a)?, &l.b)?;
-                (y + (z * l.scale)?)?
+                // [.., in] → [.., r] (scaled while small) → [.., out]
+                let z = ops::linear(&(ops::linear(&xd, &l.a)? * l.scale)?, &l.b)?;
+                ops::linear_add(x, &self.weight, &z)?
             }
+            None => ops::linear(x, &self.weight)?,
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
             None => y,
         })
     }
@@ -419,7 +418,13 @@ impl Llama {
         // rows. Head h uses KV head h / groups, as in transformers' repeat_kv.
         let qg = q.reshape((b, nkv, groups * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (qg.matmul(&k.t()?)? * scale)?.reshape((b, nh, t, tk))?;
+        let scores = if ops::needs_backward(&qg) {
+            // Scaling q ([.., hd]) instead of the scores ([.., tk]) keeps one activation fewer.
+            (qg * scale)?.matmul(&k.t()?)?
+        } else {
+            (qg.matmul(&k.t()?)? * scale)?
+        };
+        let scores = scores.reshape((b, nh, t, tk))?;
         let scores = scores.broadcast_add(mask)?;
         let probs = ops::softmax_last_dim(&scores)?;
         let out = probs.reshape((b, nkv, groups * t, tk))?.matmul(&v)?;

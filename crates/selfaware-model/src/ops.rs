@@ -36,6 +36,81 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(y.reshape(out_dims)?)
 }
 
+/// `x wᵀ + z` for `x: [.., in]`, `w: [out, in]` frozen and `z: [.., out]` (a LoRA term), in one
+/// output tensor: when gradients are needed, the base product is computed without a graph and
+/// the op's backward gives `dx = dy · w` (only when `x` itself needs it) and `dz = dy`.
+pub fn linear_add(x: &Tensor, w: &Tensor, z: &Tensor) -> Result<Tensor> {
+    if !(needs_backward(x) || needs_backward(z)) || needs_backward(w) {
+        return Ok((linear(x, w)? + z)?);
+    }
+    let dims = x.dims().to_vec();
+    let inp = *dims.last().expect("linear input has a last dimension");
+    let n: usize = dims[..dims.len() - 1].iter().product();
+    let out = w.dim(0)?;
+    let x2 = x.reshape((n, inp))?;
+    let z2 = z.reshape((n, out))?.contiguous()?;
+    let y = x2.detach().matmul(&w.t()?)?;
+    let sum = x2.apply_op3(&y, &z2, AddFrozenLinear { weight: w.clone() })?;
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("non-empty") = out;
+    Ok(sum.reshape(out_dims)?)
+}
+
+/// Forward `y + z` (y = x wᵀ precomputed), backward `(dy · w, –, dy)`.
+struct AddFrozenLinear {
+    weight: Tensor,
+}
+
+/// The contiguous f32 data of a custom op's operand.
+fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: operand not contiguous")))?;
+    match s {
+        CpuStorage::F32(v) => Ok(&v[a..b]),
+        _ => Err(candle_core::Error::Msg(format!(
+            "{op}: only f32 is supported"
+        ))),
+    }
+}
+
+impl candle_core::CustomOp3 for AddFrozenLinear {
+    fn name(&self) -> &'static str {
+        "frozen-linear-add"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = f32_data(s2, l2, self.name())?;
+        let z = f32_data(s3, l3, self.name())?;
+        let sum: Vec<f32> = y.iter().zip(z).map(|(y, z)| y + z).collect();
+        Ok((CpuStorage::F32(sum), l2.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        _y: &Tensor,
+        _z: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let dx = if x.track_op() {
+            Some(grad_res.matmul(&self.weight)?)
+        } else {
+            None
+        };
+        Ok((dx, None, Some(grad_res.clone())))
+    }
+}
+
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * weight` (the weight is frozen).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
     let xc = x.contiguous()?;

@@ -120,6 +120,15 @@ fn custom_backwards_match_slow_ops() {
         |x| ops::linear(x, &lin_w).unwrap(),
         |x| x.broadcast_matmul(&lin_w.t().unwrap()).unwrap(),
     );
+    // x wᵀ + z with z a LoRA-like term depending on x.
+    let a = randn(&mut rng, &[12, 16]);
+    let z_of = |x: &Tensor| (x.broadcast_matmul(&a.t().unwrap()).unwrap() * 0.5).unwrap();
+    check_op(
+        "frozen linear + add",
+        &x,
+        |x| ops::linear_add(x, &lin_w, &z_of(x)).unwrap(),
+        |x| (x.broadcast_matmul(&lin_w.t().unwrap()).unwrap() + z_of(x)).unwrap(),
+    );
 }
 
 #[test]
