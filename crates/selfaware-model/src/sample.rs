@@ -177,15 +177,22 @@ pub fn sample(
     if cfg.max_tokens == 0 {
         return Ok(out);
     }
-    // Row r of the running batch decodes sample active[r].
+    // Samples that have drawn the same tokens so far share one row of the running batch: their
+    // next-token distributions are the same, so each distinct prefix is computed once (for
+    // short answers most of n samples share a few prefixes). Every sample still draws from its
+    // own stream. `row_of[s]` is sample s's row; row r's distribution is `dists[r]`.
     let mut active: Vec<usize> = (0..cfg.n).collect();
-    let mut dists: Vec<Vec<f32>> = vec![pre.next.clone(); cfg.n];
-    let mut cache = pre.cache.expand(cfg.n)?;
+    let mut row_of: Vec<usize> = vec![0; cfg.n];
+    let mut dists: Vec<Vec<f32>> = vec![pre.next];
+    let mut cache = pre.cache;
     for step in 0..cfg.max_tokens {
-        let mut next_tokens = Vec::with_capacity(active.len());
+        // (parent row, token) → new row, in first-seen order so batches are deterministic.
+        let mut rows: std::collections::BTreeMap<(usize, u32), usize> = Default::default();
+        let mut parents: Vec<u32> = Vec::new();
+        let mut next_tokens: Vec<u32> = Vec::new();
         let mut still = Vec::with_capacity(active.len());
-        for (row, &s) in active.iter().enumerate() {
-            let lp = &dists[row];
+        for &s in &active {
+            let lp = &dists[row_of[s]];
             let id = choose(lp, cfg.temperature, cfg.top_p, &mut rngs[s]);
             if is_stop(id) {
                 out[s].finish_reason = FinishReason::Stop;
@@ -204,17 +211,22 @@ pub fn sample(
             if step + 1 == cfg.max_tokens {
                 continue;
             }
-            still.push(row as u32);
-            next_tokens.push(id);
+            let parent = row_of[s];
+            let row = *rows.entry((parent, id)).or_insert_with(|| {
+                parents.push(parent as u32);
+                next_tokens.push(id);
+                parents.len() - 1
+            });
+            row_of[s] = row;
+            still.push(s);
         }
-        if next_tokens.is_empty() {
+        if still.is_empty() {
             break;
         }
-        if still.len() != active.len() {
-            cache = cache.select(&still)?;
-            active = still.iter().map(|&r| active[r as usize]).collect();
-        }
-        let b = active.len();
+        active = still;
+        // Row r of the new batch continues the cache row of its parent prefix.
+        cache = cache.select(&parents)?;
+        let b = next_tokens.len();
         let tokens = u32_matrix(&next_tokens.iter().map(|&t| vec![t]).collect::<Vec<_>>())?;
         let pos = (p + step) as u32;
         let positions = u32_matrix(&vec![vec![pos]; b])?;

@@ -127,7 +127,7 @@ fn every_supported_gguf_weight_type_loads_close_to_f32() {
         assert!(rel < tol, "{}: relative weight error {rel}", ty.name());
         let d = max_diff(&want, &next_dist(&e));
         assert!(
-            d < 10.0 * tol as f32 + 0.05,
+            d < 10.0 * tol + 0.05,
             "{}: log-prob difference {d}",
             ty.name()
         );
