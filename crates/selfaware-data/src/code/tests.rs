@@ -192,7 +192,7 @@ fn hand_written_positives() {
             SqlInjection,
         ),
         (
-            "import subprocess\ndef archive(name):\n    cmd = 'tar czf /tmp/out.tgz ' + name\n    subprocess.Popen(cmd, shell=True).wait()\n",
+            "import subprocess\ndef archive(name):\n    cmd = 'tar czf /var/tmp/out.tgz ' + name\n    subprocess.Popen(cmd, shell=True).wait()\n",
             CommandInjection,
         ),
         ("import os\nos.system('rm -rf %s' % folder)\n", CommandInjection),

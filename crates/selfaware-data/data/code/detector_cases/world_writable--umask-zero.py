@@ -1,4 +1,4 @@
 import os
 os.umask(0)
-with open("/tmp/shared.log", "a") as f:
+with open("/var/tmp/shared.log", "a") as f:
     f.write("x")
