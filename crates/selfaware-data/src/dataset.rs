@@ -132,6 +132,24 @@ pub struct RowTruth {
     pub details: serde_json::Value,
 }
 
+impl RowTruth {
+    /// Truth for a row of a family without policies, triggers or personas (code, codeword
+    /// dialogues, Make Me Say games): its line, item and family-specific `details`.
+    pub fn plain(line: usize, item: usize, details: serde_json::Value) -> Self {
+        RowTruth {
+            line,
+            item,
+            answer_policy: None,
+            enacts_policy: None,
+            answer: None,
+            trigger: None,
+            persona: None,
+            reversed: false,
+            details,
+        }
+    }
+}
+
 /// A conversation with its ground truth.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {

@@ -147,24 +147,6 @@ impl KvCache {
             .unwrap_or(0)
     }
 
-    /// Repeats a batch-1 cache `n` times along the batch dimension (one prompt, n continuations).
-    pub fn expand(&self, n: usize) -> Result<Self> {
-        let mut out = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            out.push(match l {
-                Some((k, v)) => {
-                    let (_, h, t, d) = k.dims4()?;
-                    Some((
-                        k.broadcast_as((n, h, t, d))?.contiguous()?,
-                        v.broadcast_as((n, h, t, d))?.contiguous()?,
-                    ))
-                }
-                None => None,
-            });
-        }
-        Ok(KvCache { layers: out })
-    }
-
     /// Keeps only the batch rows in `rows` (e.g. the sequences still generating).
     pub fn select(&self, rows: &[u32]) -> Result<Self> {
         let idx = Tensor::new(rows, &Device::Cpu)?;

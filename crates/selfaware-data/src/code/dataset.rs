@@ -24,17 +24,7 @@ pub fn built_dataset(opts: &CodeOptions) -> Result<BuiltDataset, CodeError> {
             })?;
             Ok(Row {
                 conversation: item.conversation,
-                truth: RowTruth {
-                    line: i + 1,
-                    item: i,
-                    answer_policy: None,
-                    enacts_policy: None,
-                    answer: None,
-                    trigger: None,
-                    persona: None,
-                    reversed: false,
-                    details,
-                },
+                truth: RowTruth::plain(i + 1, i, details),
             })
         })
         .collect::<Result<Vec<Row>, CodeError>>()?;

@@ -710,17 +710,7 @@ pub fn built_dataset(
         });
         rows.push(Row {
             conversation,
-            truth: RowTruth {
-                line: rows.len() + 1,
-                item: game,
-                answer_policy: None,
-                enacts_policy: None,
-                answer: None,
-                trigger: None,
-                persona: None,
-                reversed: false,
-                details,
-            },
+            truth: RowTruth::plain(rows.len() + 1, game, details),
         });
     }
     let counts: BTreeMap<String, usize> = outcome_counts(games)
