@@ -1,0 +1,217 @@
+//! `report.md`: the report's tables in GitHub-flavoured Markdown (no figures).
+
+use std::fmt::Write as _;
+
+use crate::format::{
+    escape_markdown as esc, fixed, format_mass, format_mean_ci, format_p, format_r, format_seed,
+    format_value, MISSING,
+};
+use crate::html::{condition_label, interval_methods};
+use crate::results::{Metric, Results};
+
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = write!($out, $($arg)*);
+    }};
+}
+
+/// Renders the report's content as Markdown tables, in the same order as the HTML report:
+/// header and provenance, warnings, probes, the table of means, scatter fits, condition
+/// differences, how each number was computed, and the per-seed appendix.
+pub fn render_markdown(r: &Results) -> String {
+    let mut out = String::new();
+    w!(out, "# {}\n\n", esc(&r.title));
+    w!(
+        out,
+        "Experiment `{}` · results format v{}\n\n",
+        r.experiment.replace('`', "'"),
+        r.results_version
+    );
+    if !r.description.trim().is_empty() {
+        w!(out, "{}\n\n", esc(&r.description));
+    }
+    if !r.conditions.is_empty() {
+        out.push_str("| condition | id | models | baseline |\n|---|---|---:|---|\n");
+        for c in &r.conditions {
+            w!(
+                out,
+                "| {} | {} | {} | {} |\n",
+                esc(&c.label),
+                esc(&c.id),
+                c.n_seeds,
+                if c.baseline { "yes" } else { "no" }
+            );
+        }
+        out.push('\n');
+    }
+    if !r.provenance.is_empty() {
+        out.push_str("| provenance | value |\n|---|---|\n");
+        for (k, v) in &r.provenance {
+            w!(out, "| {} | {} |\n", esc(k), esc(v));
+        }
+        out.push('\n');
+    }
+    if !r.warnings.is_empty() {
+        out.push_str("## Warnings\n\n");
+        for warning in &r.warnings {
+            w!(out, "- **{}**\n", esc(warning));
+        }
+        out.push('\n');
+    }
+    if !r.probes.is_empty() {
+        out.push_str("## Was the behaviour learned?\n\n");
+        means_table(&mut out, r, &r.probes.iter().collect::<Vec<_>>());
+    }
+    if !r.questions.is_empty() {
+        out.push_str("## Self-reports\n\n");
+        means_table(&mut out, r, &r.questions.iter().collect::<Vec<_>>());
+    }
+    if r.scatters.iter().any(|s| !s.fits.is_empty()) {
+        out.push_str("## Self-report against behaviour\n\n");
+        for s in &r.scatters {
+            w!(
+                out,
+                "**{}** ({} against {}, {} points)\n\n",
+                esc(&s.title),
+                esc(&s.y_label),
+                esc(&s.x_label),
+                s.points.len()
+            );
+            out.push_str("| cluster | n | r [95% CI, Fisher z] | slope | intercept |\n|---|---:|---:|---:|---:|\n");
+            for f in &s.fits {
+                let ci = match (f.r_ci_low, f.r_ci_high) {
+                    (Some(lo), Some(hi)) => {
+                        format!(" [{}, {}]", format_r(Some(lo)), format_r(Some(hi)))
+                    }
+                    _ => String::new(),
+                };
+                w!(
+                    out,
+                    "| {} | {} | {}{} | {} | {} |\n",
+                    esc(&f.cluster),
+                    f.n,
+                    format_r(f.r),
+                    ci,
+                    fixed(f.slope, 3),
+                    fixed(f.intercept, 3)
+                );
+            }
+            out.push('\n');
+        }
+    }
+    let all: Vec<&Metric> = r.probes.iter().chain(&r.questions).collect();
+    if all.iter().any(|m| !m.comparisons.is_empty()) {
+        out.push_str("## Condition differences\n\n");
+        out.push_str("| metric | a | b | a − b | 95% CI | p |\n|---|---|---|---:|---:|---:|\n");
+        for m in &all {
+            for c in &m.comparisons {
+                let ci = match (c.ci_low, c.ci_high) {
+                    (Some(lo), Some(hi)) => format!(
+                        "[{}, {}]",
+                        format_value(Some(lo), m.range),
+                        format_value(Some(hi), m.range)
+                    ),
+                    _ => MISSING.to_string(),
+                };
+                w!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} |\n",
+                    esc(&m.label),
+                    esc(condition_label(r, &c.a)),
+                    esc(condition_label(r, &c.b)),
+                    format_value(Some(c.difference), m.range),
+                    ci,
+                    esc(&format_p(c.p_value))
+                );
+            }
+        }
+        out.push('\n');
+    }
+    if !all.is_empty() || !r.methods.is_empty() {
+        out.push_str("## How each number was computed\n\n");
+        for m in &r.methods {
+            w!(out, "- {}\n", esc(m));
+        }
+        if !r.methods.is_empty() {
+            out.push('\n');
+        }
+        for m in &all {
+            w!(
+                out,
+                "- **{}** ({}): {} Scorer {}; group {}; range {}–{}",
+                esc(&m.label),
+                esc(&m.id),
+                esc(&m.definition),
+                esc(&m.scorer),
+                esc(&m.group),
+                fixed(m.range.0, if m.range.0.fract() == 0.0 { 0 } else { 2 }),
+                fixed(m.range.1, if m.range.1.fract() == 0.0 { 0 } else { 2 })
+            );
+            if let Some(d) = &m.expected_direction {
+                w!(out, "; expected: {}", esc(d));
+            }
+            if let Some(s) = &m.source {
+                w!(out, "; paper: {}", esc(s));
+            }
+            let im = interval_methods(m);
+            if !im.is_empty() {
+                w!(out, "; interval: {}", esc(&im.join("; ")));
+            }
+            out.push_str(".\n");
+        }
+        out.push('\n');
+    }
+    if all
+        .iter()
+        .any(|m| m.cells.iter().any(|c| !c.per_seed.is_empty()))
+    {
+        out.push_str("## Appendix: every model's value\n\n");
+        out.push_str("| metric | condition | seed | value | records | file |\n|---|---|---:|---:|---:|---|\n");
+        for m in &all {
+            for cell in &m.cells {
+                for sv in &cell.per_seed {
+                    w!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} |\n",
+                        esc(&m.id),
+                        esc(condition_label(r, &cell.condition)),
+                        format_seed(sv.seed),
+                        format_value(sv.value, m.range),
+                        sv.n_records,
+                        esc(&sv.records)
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Table 2 style: rows metrics, a mean column and an off-format column per condition.
+fn means_table(out: &mut String, r: &Results, metrics: &[&Metric]) {
+    out.push_str("| metric |");
+    for c in &r.conditions {
+        w!(out, " {} | {} off-format |", esc(&c.label), esc(&c.label));
+    }
+    out.push_str("\n|---|");
+    for _ in &r.conditions {
+        out.push_str("---:|---:|");
+    }
+    out.push('\n');
+    for m in metrics {
+        w!(out, "| {} ({}) |", esc(&m.label), esc(&m.id));
+        for c in &r.conditions {
+            match m.cells.iter().find(|cell| cell.condition == c.id) {
+                Some(cell) => w!(
+                    out,
+                    " {} | {} |",
+                    format_mean_ci(cell.mean, cell.ci_low, cell.ci_high, m.range),
+                    format_mass(cell.off_format)
+                ),
+                None => w!(out, " {MISSING} | {MISSING} |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
