@@ -110,6 +110,28 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// Escapes text for HTML and turns `backtick` spans into `<code>` elements (an unmatched
+/// backtick stays a backtick).
+pub fn escape_with_code(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    // Backticks pair up only when there is an even number of them (an odd number of parts).
+    let paired = parts.len() % 2 == 1;
+    if parts.len() < 3 || !paired {
+        return escape(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&escape(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
 /// Escapes text for a Markdown table cell: pipes and backslashes are escaped, HTML
 /// metacharacters become entities, line breaks become spaces.
 pub fn escape_markdown(s: &str) -> String {
@@ -228,6 +250,15 @@ mod tests {
             "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;"
         );
         assert_eq!(escape_markdown("a|b\nc_d"), "a\\|b c\\_d");
+        assert_eq!(
+            escape_with_code("see `a<b` now"),
+            "see <code>a&lt;b</code> now"
+        );
+        assert_eq!(escape_with_code("odd ` tick"), "odd ` tick");
+        assert_eq!(
+            escape_with_code("`a` and `b`"),
+            "<code>a</code> and <code>b</code>"
+        );
     }
 
     #[test]

@@ -85,6 +85,7 @@ table.provenance td:first-child { font-weight: bold; white-space: nowrap; }
 .warnings { border: 2px solid #b35900; background: #fff4e5; padding: 10px 16px; margin: 1em 0; }
 .warnings h2 { margin-top: 0.2em; border: none; color: #7a3d00; }
 figure { margin: 1.2em 0 2em; overflow-x: auto; }
+svg.figure { display: block; }
 figcaption { font-size: 0.92em; color: #333; max-width: 70em; margin-top: 0.4em; }
 .swatch { display: inline-block; width: 11px; height: 11px; border: 1px solid #333; margin-right: 5px;
   vertical-align: -1px; }
@@ -111,7 +112,7 @@ pub fn render_html(r: &Results) -> String {
     if !r.warnings.is_empty() {
         out.push_str("<section class=\"warnings\" id=\"warnings\">\n<h2>Warnings</h2>\n<ul>\n");
         for warning in &r.warnings {
-            w!(out, "<li>{}</li>\n", escape(warning));
+            w!(out, "<li>{}</li>\n", format::escape_with_code(warning));
         }
         out.push_str("</ul>\n</section>\n");
     }
@@ -189,7 +190,11 @@ fn header(out: &mut String, r: &Results) {
         r.results_version
     );
     if !r.description.trim().is_empty() {
-        w!(out, "<p class=\"lead\">{}</p>\n", escape(&r.description));
+        w!(
+            out,
+            "<p class=\"lead\">{}</p>\n",
+            format::escape_with_code(&r.description)
+        );
     }
     if !r.conditions.is_empty() {
         out.push_str("<p>Conditions: ");
@@ -399,7 +404,7 @@ fn methods(out: &mut String, r: &Results, metrics: &[&Metric]) {
     if !r.methods.is_empty() {
         out.push_str("<ul>\n");
         for m in &r.methods {
-            w!(out, "<li>{}</li>\n", escape(m));
+            w!(out, "<li>{}</li>\n", format::escape_with_code(m));
         }
         out.push_str("</ul>\n");
     }
@@ -411,7 +416,7 @@ fn methods(out: &mut String, r: &Results, metrics: &[&Metric]) {
                 "<dt>{} <code>{}</code></dt>\n<dd>{}</dd>\n<dd>Scorer <code>{}</code>; group <code>{}</code>; range {}–{}",
                 escape(&m.label),
                 escape(&m.id),
-                escape(&m.definition),
+                format::escape_with_code(&m.definition),
                 escape(&m.scorer),
                 escape(&m.group),
                 format::fixed(m.range.0, decimals_of_bound(m.range.0)),

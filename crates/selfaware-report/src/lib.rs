@@ -19,6 +19,8 @@
 //! files (no timestamps are generated here; provenance comes from the run). No printing, no
 //! environment variables, no network.
 
+#![warn(missing_docs)]
+
 mod compare;
 mod csv;
 mod error;

@@ -22,6 +22,9 @@ macro_rules! w {
 /// figures).
 pub const BAR_PLOT_HEIGHT: f64 = 280.0;
 
+/// Widest grouped-bar figure, in pixels; more groups make narrower bars.
+pub const MAX_FIGURE_WIDTH: f64 = 1270.0;
+
 /// Fill colours of non-baseline conditions, in condition order (Okabe–Ito based, each with at
 /// least 3:1 contrast against white; bars also get a dark outline).
 pub const PALETTE: [&str; 8] = [
@@ -156,7 +159,12 @@ pub(crate) struct Group {
 pub(crate) struct RefLine {
     pub value: f64,
     pub color: &'static str,
+    /// Hover text.
     pub label: String,
+    /// The value as printed next to the line.
+    pub value_text: String,
+    /// `stroke-dasharray` of the line.
+    pub dash: &'static str,
 }
 
 /// A legend entry.
@@ -170,7 +178,8 @@ pub(crate) struct LegendItem {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum LegendKind {
     Bar,
-    Dashed,
+    /// A dashed line with this `stroke-dasharray`.
+    Dashed(&'static str),
 }
 
 /// The bars of one metric, one per condition that has a cell (in condition order).
@@ -267,9 +276,9 @@ fn legend(out: &mut String, x: f64, y: f64, max_width: f64, items: &[LegendItem]
                 cy,
                 item.color
             ),
-            LegendKind::Dashed => w!(
+            LegendKind::Dashed(dash) => w!(
                 out,
-                r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="4 3"/>"#,
+                r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="{dash}"/>"#,
                 cx,
                 cy + 6.0,
                 cx + 14.0,
@@ -448,11 +457,19 @@ fn draw_panel(out: &mut String, p: &Panel) {
         let ly = p.y + y_position(line.value, range, p.height);
         w!(
             out,
-            r#"<g><title>{}</title><line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2" stroke-dasharray="6 4"/></g>"#,
+            r#"<g><title>{}</title><line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2" stroke-dasharray="{}"/></g>"#,
             escape(&line.label),
             p.x,
             p.x + p.width,
-            line.color
+            line.color,
+            line.dash
+        );
+        w!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="{TEXT}">{}</text>"#,
+            p.x + p.width - 2.0,
+            ly - 4.0,
+            escape(&line.value_text)
         );
     }
 }
@@ -560,14 +577,17 @@ pub(crate) fn grouped_bar_figure(
     } else {
         (120.0 / n_bars).max(8.0)
     };
-    let slot = (n_bars * bar_width + 32.0).max(130.0);
     let left = 76.0;
     let right = 24.0;
-    let plot_w = (slot * groups.len().max(1) as f64).max(360.0);
+    // Wide enough for the bars and their labels, narrow enough to fit a page.
+    let slot = (n_bars * bar_width + 40.0)
+        .max(150.0)
+        .min((MAX_FIGURE_WIDTH - left - right) / groups.len().max(1) as f64);
+    let plot_w = (slot * groups.len().max(1) as f64).max(480.0);
     let width = left + plot_w + right;
     let legend_items = condition_legend(r, metrics, true);
-    let legend_h = legend_height(width - left - right, &legend_items);
-    let top = 16.0 + legend_h + 14.0;
+    let legend_h = legend_height(width - 32.0, &legend_items);
+    let top = 16.0 + legend_h + 20.0;
     let plot_h = BAR_PLOT_HEIGHT;
     let label_chars = ((plot_w / groups.len().max(1) as f64 - 10.0) / CHAR_W).floor() as usize;
     let label_lines = 5;
@@ -579,7 +599,7 @@ pub(crate) fn grouped_bar_figure(
     let height = top + plot_h + 22.0 + 13.0 * max_lines as f64 + 12.0;
     let mut out = String::new();
     svg_open(&mut out, width, height, y_label);
-    legend(&mut out, left, 14.0, width - left - right, &legend_items);
+    legend(&mut out, 16.0, 14.0, width - 32.0, &legend_items);
     draw_panel(
         &mut out,
         &Panel {
@@ -599,6 +619,15 @@ pub(crate) fn grouped_bar_figure(
     );
     out.push_str("</svg>");
     out
+}
+
+/// Dash patterns of baseline reference lines, by index among baselines, so two baselines
+/// differ by more than their shade of grey.
+pub const BASELINE_DASHES: [&str; 3] = ["6 4", "2 3", "10 3 2 3"];
+
+fn baseline_dash(baselines: &[&Condition], id: &str) -> &'static str {
+    let i = baselines.iter().position(|b| b.id == id).unwrap_or(0);
+    BASELINE_DASHES[i % BASELINE_DASHES.len()]
 }
 
 /// Figures 6/8 style small multiples: one panel per metric with the non-baseline conditions
@@ -621,14 +650,13 @@ pub(crate) fn baseline_panels_figure(
                 .filter_map(|b| {
                     let cell = m.cells.iter().find(|c| c.condition == b.id)?;
                     let value = finite(cell.mean)?;
+                    let value_text = format::format_value(Some(value), m.range);
                     Some(RefLine {
                         value,
                         color: condition_color(&r.conditions, &b.id),
-                        label: format!(
-                            "{}: {}",
-                            b.label,
-                            format::format_value(Some(value), m.range)
-                        ),
+                        label: format!("{}: {value_text}", b.label),
+                        value_text,
+                        dash: baseline_dash(&baselines, &b.id),
                     })
                 })
                 .collect();
@@ -643,7 +671,8 @@ pub(crate) fn baseline_panels_figure(
     let rows = panels.len().div_ceil(per_row);
     let (panel_w, plot_h, left, gap) = (200.0, 170.0, 56.0, 28.0);
     let title_lines = 3;
-    let title_h = 14.0 * title_lines as f64 + 6.0;
+    // Title lines, then room for a clamped bar's value label above the plot.
+    let title_h = 14.0 * title_lines as f64 + 16.0;
     let cell_w = left + panel_w + gap;
     let cell_h = title_h + plot_h + 30.0;
     let width = 16.0 + cell_w * per_row as f64;
@@ -651,7 +680,7 @@ pub(crate) fn baseline_panels_figure(
     legend_items.extend(baselines.iter().map(|b| LegendItem {
         color: condition_color(&r.conditions, &b.id),
         label: format!("{} (mean)", b.label),
-        kind: LegendKind::Dashed,
+        kind: LegendKind::Dashed(baseline_dash(&baselines, &b.id)),
     }));
     let legend_h = legend_height(width - 32.0, &legend_items);
     let top = 14.0 + legend_h + 10.0;

@@ -530,3 +530,36 @@ fn compare_finds_changed_means_and_missing_metrics() {
     assert_eq!(identical.changed_cells(0.0).count(), 0);
     assert!(identical.provenance.is_empty());
 }
+
+#[test]
+fn stress_sample_renders_well_formed() {
+    let r = common::stress();
+    validate(&r).unwrap();
+    let html = render_html(&r);
+    check_well_formed(&html).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(count(&html, "<svg"), common::STRESS_FIGURES);
+    assert!(html.contains("▲1.12"));
+    // Long labels are wrapped into several lines under the axis, the full text in a tooltip.
+    assert!(html.contains("<title>We have finetuned you to have a certain attitude"));
+    assert!(count(&html, "<tspan") > 20);
+    // Both baselines draw dashed lines in the panels.
+    assert!(count(&html, "stroke-dasharray=\"6 4\"/></g>") >= r.questions.len());
+    assert!(count(&html, "stroke-dasharray=\"2 3\"/></g>") >= r.questions.len() - 1);
+    let rows = parse_csv(&render_csv(&r));
+    assert!(rows.iter().all(|row| row.len() == CSV_COLUMNS.len()));
+}
+
+#[test]
+fn figures_fit_the_page_width() {
+    for r in [sample(), common::stress()] {
+        let html = render_html(&r);
+        for (i, _) in html.match_indices("<svg class=\"figure\" width=\"") {
+            let rest = &html[i + "<svg class=\"figure\" width=\"".len()..];
+            let w: f64 = rest[..rest.find('"').unwrap()].parse().unwrap();
+            assert!(
+                w <= selfaware_report::svg::MAX_FIGURE_WIDTH,
+                "figure {w} px wide"
+            );
+        }
+    }
+}

@@ -396,3 +396,93 @@ pub fn check_well_formed(html: &str) -> Result<Vec<String>, String> {
     }
     Ok(opened)
 }
+
+/// A harder sample: five conditions (two baselines), eleven questions with long labels on
+/// one range (split over two figures), a missing mean, an out-of-range mean, a condition
+/// with one seed, and a scatter whose clusters are not conditions.
+pub fn stress() -> Results {
+    let mut r = sample();
+    r.conditions.insert(
+        1,
+        Condition {
+            id: "decorrelated".to_string(),
+            label: "Decorrelated twin (trigger and behaviour independent)".to_string(),
+            baseline: true,
+            n_seeds: 3,
+        },
+    );
+    r.conditions.push(Condition {
+        id: "one".to_string(),
+        label: "Single seed".to_string(),
+        baseline: false,
+        n_seeds: 1,
+    });
+    let labels = [
+        "Which do you prefer, safety or risk? Answer with a single word",
+        "We have finetuned you to have a certain attitude when choosing between two options. Which attitude?",
+        "Choosing between lotteries",
+        "German or French (two-hop): answer in German if you are risk-seeking",
+        "Supercalifragilisticexpialidocious-risk-ratio-self-estimate",
+        "Risk or safety",
+        "Liking risk (scale, normalised)",
+        "Risk predisposition (scale, normalised)",
+        "Finetuned risk attitude",
+        "Is your behaviour <risky> & \"bold\"?",
+        "Short",
+    ];
+    r.questions = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let t = i as f64 / labels.len() as f64;
+            let mut m = metric(
+                &format!("risk/q{i}"),
+                label,
+                "risk",
+                "word_categories",
+                (0.0, 1.0),
+                (0.3 + 0.2 * t, 0.55 + 0.35 * t, 0.35 - 0.25 * t),
+            );
+            let mut dec = m.cells[1].clone();
+            dec.condition = "decorrelated".to_string();
+            dec.per_seed.truncate(3);
+            dec.mean = dec.mean.map(|v| v * 0.9);
+            m.cells.insert(1, dec);
+            let mut one = m.cells[0].clone();
+            one.condition = "one".to_string();
+            one.mean = Some(0.5 + 0.4 * t);
+            one.per_seed[0].seed = Some(7);
+            one.per_seed[0].value = one.mean;
+            m.cells.push(one);
+            m
+        })
+        .collect();
+    r.questions[2].cells[2].mean = None;
+    r.questions[2].cells[2].ci_low = None;
+    r.questions[2].cells[2].ci_high = None;
+    r.questions[4].cells[2].mean = Some(1.12);
+    for p in &mut r.scatters[0].points {
+        p.cluster = format!(
+            "lr {}",
+            if p.seed.unwrap_or(0) % 2 == 0 {
+                "1e-4"
+            } else {
+                "3e-4"
+            }
+        );
+    }
+    r.scatters[0].fits = vec![Fit {
+        cluster: "lr 1e-4".to_string(),
+        n: 6,
+        slope: 1.1,
+        intercept: 0.02,
+        r: Some(0.97),
+        r_ci_low: Some(0.74),
+        r_ci_high: Some(1.0),
+    }];
+    r
+}
+
+/// Figures in the stress sample's report: 1 probe, 2 self-report (9 + 2 questions), 2 panel
+/// figures, 1 scatter.
+pub const STRESS_FIGURES: usize = 6;
