@@ -132,17 +132,16 @@ pub fn escape_with_code(s: &str) -> String {
     out
 }
 
-/// Escapes text for a Markdown table cell: pipes and backslashes are escaped, HTML
-/// metacharacters become entities, line breaks become spaces.
+/// Escapes text for a Markdown table cell: pipes, backslashes and emphasis/link characters
+/// are escaped, `<` becomes `&lt;` (no raw HTML), line breaks become spaces.
 pub fn escape_markdown(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
             '|' => out.push_str("\\|"),
             '\\' => out.push_str("\\\\"),
+            // `<` could open an HTML tag; `>` and `&` alone cannot do harm mid-line.
             '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
             '*' => out.push_str("\\*"),
             '_' => out.push_str("\\_"),
             '`' => out.push_str("\\`"),
@@ -153,6 +152,41 @@ pub fn escape_markdown(s: &str) -> String {
         }
     }
     out
+}
+
+/// Writes `s` as a Markdown code span that is safe inside a table cell (pipes escaped, line
+/// breaks as spaces, a longer backtick fence when `s` holds backticks).
+pub fn markdown_code(s: &str) -> String {
+    let body = s.replace(['\n', '\r'], " ").replace('|', "\\|");
+    if body.is_empty() {
+        return String::new();
+    }
+    if body.contains('`') {
+        format!("`` {body} ``")
+    } else {
+        format!("`{body}`")
+    }
+}
+
+/// Escapes text for Markdown like [`escape_markdown`], but keeps `backtick` spans as code
+/// spans (an unmatched backtick is escaped).
+pub fn escape_markdown_with_code(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    let paired = parts.len() % 2 == 1;
+    if parts.len() < 3 || !paired {
+        return escape_markdown(s);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                markdown_code(part)
+            } else {
+                escape_markdown(part)
+            }
+        })
+        .collect()
 }
 
 /// Wraps `s` at spaces into lines of at most `width` characters (a longer word is cut), and

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    escape_markdown as esc, fixed, format_mass, format_mean_ci, format_p, format_r, format_seed,
-    format_value, MISSING,
+    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_mass,
+    format_mean_ci, format_p, format_r, format_seed, format_value, markdown_code as code, MISSING,
 };
 use crate::html::{condition_label, interval_methods};
 use crate::results::{Metric, Results};
@@ -28,7 +28,7 @@ pub fn render_markdown(r: &Results) -> String {
         r.results_version
     );
     if !r.description.trim().is_empty() {
-        w!(out, "{}\n\n", esc(&r.description));
+        w!(out, "{}\n\n", esc_code(&r.description));
     }
     if !r.conditions.is_empty() {
         out.push_str("| condition | id | models | baseline |\n|---|---|---:|---|\n");
@@ -37,7 +37,7 @@ pub fn render_markdown(r: &Results) -> String {
                 out,
                 "| {} | {} | {} | {} |\n",
                 esc(&c.label),
-                esc(&c.id),
+                code(&c.id),
                 c.n_seeds,
                 if c.baseline { "yes" } else { "no" }
             );
@@ -47,14 +47,14 @@ pub fn render_markdown(r: &Results) -> String {
     if !r.provenance.is_empty() {
         out.push_str("| provenance | value |\n|---|---|\n");
         for (k, v) in &r.provenance {
-            w!(out, "| {} | {} |\n", esc(k), esc(v));
+            w!(out, "| {} | {} |\n", esc(k), code(v));
         }
         out.push('\n');
     }
     if !r.warnings.is_empty() {
         out.push_str("## Warnings\n\n");
         for warning in &r.warnings {
-            w!(out, "- **{}**\n", esc(warning));
+            w!(out, "- {}\n", esc_code(warning));
         }
         out.push('\n');
     }
@@ -130,7 +130,7 @@ pub fn render_markdown(r: &Results) -> String {
     if !all.is_empty() || !r.methods.is_empty() {
         out.push_str("## How each number was computed\n\n");
         for m in &r.methods {
-            w!(out, "- {}\n", esc(m));
+            w!(out, "- {}\n", esc_code(m));
         }
         if !r.methods.is_empty() {
             out.push('\n');
@@ -140,10 +140,10 @@ pub fn render_markdown(r: &Results) -> String {
                 out,
                 "- **{}** ({}): {} Scorer {}; group {}; range {}–{}",
                 esc(&m.label),
-                esc(&m.id),
-                esc(&m.definition),
-                esc(&m.scorer),
-                esc(&m.group),
+                code(&m.id),
+                esc_code(&m.definition),
+                code(&m.scorer),
+                code(&m.group),
                 fixed(m.range.0, if m.range.0.fract() == 0.0 { 0 } else { 2 }),
                 fixed(m.range.1, if m.range.1.fract() == 0.0 { 0 } else { 2 })
             );
@@ -173,12 +173,12 @@ pub fn render_markdown(r: &Results) -> String {
                     w!(
                         out,
                         "| {} | {} | {} | {} | {} | {} |\n",
-                        esc(&m.id),
+                        code(&m.id),
                         esc(condition_label(r, &cell.condition)),
                         format_seed(sv.seed),
                         format_value(sv.value, m.range),
                         sv.n_records,
-                        esc(&sv.records)
+                        code(&sv.records)
                     );
                 }
             }
@@ -199,7 +199,7 @@ fn means_table(out: &mut String, r: &Results, metrics: &[&Metric]) {
     }
     out.push('\n');
     for m in metrics {
-        w!(out, "| {} ({}) |", esc(&m.label), esc(&m.id));
+        w!(out, "| {} {} |", esc(&m.label), code(&m.id));
         for c in &r.conditions {
             match m.cells.iter().find(|cell| cell.condition == c.id) {
                 Some(cell) => w!(
