@@ -222,11 +222,18 @@ pub fn read_results(path: impl AsRef<Path>) -> Result<Results, ReportError> {
             return Err(version_error(found));
         }
     }
-    let r: Results = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+    let r: Results = serde_json::from_str(&text).map_err(|e| {
+        // serde appends " at line L column C"; the error already shows them as path:L:C.
+        let mut message = e.to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        ReportError::Parse {
+            path: path.to_path_buf(),
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
     })?;
     validate(&r).map_err(|e| match e {
         ReportError::UnsupportedVersion { found, .. } => version_error(found),
