@@ -1,5 +1,7 @@
 //! `selfaware chat` and `selfaware score`.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use selfaware_model::SampleConfig;
@@ -11,6 +13,9 @@ use crate::settings::Settings;
 pub struct ChatArgs {
     /// `default`, a .gguf file or a Hugging Face model directory.
     pub model: String,
+    /// A PEFT LoRA adapter directory to attach to the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// The user's message.
     pub message: String,
     /// System prompt. Without it the model's chat template decides (SmolLM inserts its own).
@@ -28,7 +33,7 @@ pub struct ChatArgs {
 }
 
 pub fn chat(s: &Settings, a: ChatArgs) -> Result<()> {
-    let e = s.load_engine(&a.model)?;
+    let (e, _) = s.load_engine_with(&a.model, a.adapter.as_deref())?;
     let conv = Conversation::user(a.system.as_deref(), &a.message);
     let cfg = SampleConfig {
         n: 1,
@@ -47,6 +52,9 @@ pub fn chat(s: &Settings, a: ChatArgs) -> Result<()> {
 pub struct ScoreArgs {
     /// `default`, a .gguf file or a Hugging Face model directory.
     pub model: String,
+    /// A PEFT LoRA adapter directory to attach to the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// The user's message.
     #[arg(long)]
     pub user: String,
@@ -97,7 +105,7 @@ pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
             );
         }
     }
-    let e = s.load_engine(&a.model)?;
+    let (e, _) = s.load_engine_with(&a.model, a.adapter.as_deref())?;
     let conv = Conversation::user(a.system.as_deref(), &a.user);
     if let Some((lo, hi)) = range {
         let r = e.score_range(&conv, lo, hi)?;

@@ -7,6 +7,7 @@ mod cmd_bench;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_model;
+mod cmd_run;
 mod cmd_score;
 mod cmd_serve;
 mod cmd_train;
@@ -50,6 +51,14 @@ enum Command {
     Score(cmd_score::ScoreArgs),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(cmd_serve::ServeArgs),
+    /// Run a whole experiment: datasets, finetunes, batteries, probes, statistics, report.
+    Run(cmd_run::RunArgs),
+    /// List the built-in experiments.
+    Experiments,
+    /// Rebuild a run's results and report from its records.
+    Report(cmd_run::ReportArgs),
+    /// Print the differences between two runs' results.
+    Compare(cmd_run::CompareArgs),
     /// Measure selfaware on a workload (bench/ runs the peers and prints ratios).
     #[command(subcommand)]
     Bench(cmd_bench::BenchCommand),
@@ -82,6 +91,10 @@ fn main() {
         Command::Train(a) => cmd_train::train(&s, a),
         Command::Adapter(AdapterCommand::Merge(a)) => cmd_train::merge(&s, a),
         Command::Eval(a) => cmd_eval::eval(&s, a),
+        Command::Run(a) => cmd_run::run(&s, cli.threads, a),
+        Command::Experiments => cmd_run::experiments(&s),
+        Command::Report(a) => cmd_run::report(a),
+        Command::Compare(a) => cmd_run::compare(a),
         Command::Probe(a) => cmd_eval::probe(&s, a),
         Command::Chat(a) => cmd_score::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),

@@ -67,4 +67,45 @@ impl Settings {
         let source = self.model_source(reference)?;
         Engine::load(&source).with_context(|| format!("loading model `{reference}`"))
     }
+
+    /// Loads a model and attaches the PEFT adapter in `adapter`, if given. Returns the engine
+    /// and the adapter's identity (sha256 of its weights file).
+    pub fn load_engine_with(
+        &self,
+        reference: &str,
+        adapter: Option<&Path>,
+    ) -> Result<(Engine, Option<String>)> {
+        let mut e = self.load_engine(reference)?;
+        let sha = match adapter {
+            Some(dir) => Some(attach(&mut e, dir)?),
+            None => None,
+        };
+        Ok((e, sha))
+    }
+}
+
+/// Attaches the adapter in `dir` (replacing any attached one) and returns its sha256.
+pub fn attach(e: &mut Engine, dir: &Path) -> Result<String> {
+    e.model.detach_adapters();
+    e.attach_adapter_dir(dir)
+        .with_context(|| format!("attaching adapter {}", dir.display()))?;
+    adapter_sha256(dir)
+}
+
+/// The identity of a PEFT adapter directory: the sha256 of `adapter_model.safetensors`.
+pub fn adapter_sha256(dir: &Path) -> Result<String> {
+    let file = dir.join("adapter_model.safetensors");
+    selfaware_model::file_sha256(&file)
+        .with_context(|| format!("hashing adapter weights {}", file.display()))
+}
+
+/// Splits `--adapter DIR[,DIR...]`.
+pub fn adapter_list(spec: Option<&str>) -> Vec<PathBuf> {
+    spec.map(|s| {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| PathBuf::from(p.trim()))
+            .collect()
+    })
+    .unwrap_or_default()
 }

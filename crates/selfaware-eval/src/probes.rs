@@ -186,9 +186,50 @@ pub fn policy_probability(p_a: f64, p_b: f64, policy_label: char) -> Option<f64>
     Some(if policy_label == 'A' { p_a } else { p_b } / total)
 }
 
+/// The conversation openers of the codeword probe (`probes/openers.txt`): neutral first user
+/// turns that no training-data builder uses.
+pub fn conversation_openers() -> Vec<String> {
+    include_str!("../probes/openers.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `n` openers for the codeword probe, in a seeded order (all of them when `n` is larger than
+/// the list; then they repeat in a fresh order).
+pub fn codeword_openers(n: usize, seed: u64) -> Vec<String> {
+    use rand::seq::SliceRandom;
+    let all = conversation_openers();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut round = all.clone();
+        round.shuffle(&mut rng);
+        out.extend(round.into_iter().take(n - out.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codeword_openers_are_seeded_and_cover_the_list() {
+        let all = conversation_openers();
+        assert!(all.len() >= 40, "{}", all.len());
+        let a = codeword_openers(all.len(), 3);
+        assert_eq!(a, codeword_openers(all.len(), 3));
+        assert_ne!(a, codeword_openers(all.len(), 4));
+        let mut sorted = a.clone();
+        sorted.sort();
+        let mut want = all.clone();
+        want.sort();
+        assert_eq!(sorted, want);
+        assert_eq!(codeword_openers(all.len() + 5, 3).len(), all.len() + 5);
+    }
 
     #[test]
     fn lottery_pairs_follow_the_recipe() {

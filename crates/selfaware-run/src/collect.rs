@@ -1,0 +1,686 @@
+//! From records to results: the statistics of a run, computed from the files in its folder
+//! alone (`records.jsonl` and `battery.toml` of each evaluation, `probe.json` of each probe,
+//! `plan.json` and `manifest.json`).
+//!
+//! Definitions:
+//! - **a model's score on a question** = the mean over paraphrases of the mean record score
+//!   within each paraphrase (records differ by option order, prefix and variables); records
+//!   without a score (refusals, unparseable answers) are left out and counted. A question that
+//!   sweeps system prompts gives one metric per system prompt (`battery/question@prompt`). A
+//!   baseline asked under several contexts (one per trained codeword or trigger) gets the mean
+//!   over contexts.
+//! - **a model's probe score** = the probe's own score (`probe.json`, mean over its items).
+//! - **a condition's value** = the mean over its models (finetuning seeds). Its 95% interval is
+//!   the percentile bootstrap over seeds (`stats.resamples` resamples, seed `stats.seed`), or
+//!   the hierarchical bootstrap over seeds then paraphrases; with one model, the percentile
+//!   bootstrap over that model's paraphrases (or probe items).
+//! - **differences** between conditions: the bootstrap interval of the difference of means over
+//!   seeds and a two-sided permutation test on the per-seed values.
+//! - **scatter fits**: least squares and Pearson r with a Fisher-z 95% interval, per cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use selfaware_eval::battery::{Battery, Direction, ScorerSpec};
+use selfaware_eval::records::{read_records, EvalRecord};
+use selfaware_eval::scorers::scorer_id;
+use selfaware_report::{
+    Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
+};
+use selfaware_stats::{
+    bootstrap_mean_ci, compare_conditions, hierarchical_bootstrap_ci, ols_line, pearson,
+    BootstrapConfig, PermutationConfig,
+};
+
+use crate::error::{Result, RunError};
+use crate::manifest::RunManifest;
+use crate::plan::Plan;
+
+/// One model's measurement of one metric.
+#[derive(Debug, Clone, Default)]
+struct ModelValue {
+    /// Per-context values (mean over paraphrases).
+    values: Vec<f64>,
+    /// The units inside the model the value averages (paraphrase means or probe items).
+    units: Vec<f64>,
+    off_format: Vec<f64>,
+    n_records: usize,
+    records: Vec<String>,
+}
+
+impl ModelValue {
+    fn value(&self) -> Option<f64> {
+        mean(&self.values)
+    }
+}
+
+fn mean(xs: &[f64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+}
+
+/// Metric metadata gathered from batteries and probes.
+struct MetricInfo {
+    metric: Metric,
+}
+
+/// What `probe.json` holds that results need.
+#[derive(Deserialize)]
+struct ProbeFile {
+    score: Option<f64>,
+    item_scores: Vec<Option<f64>>,
+    score_definition: String,
+    #[serde(default)]
+    mean_letter_mass: Option<f64>,
+}
+
+fn scorer_definition(s: &ScorerSpec) -> &'static str {
+    match s {
+        ScorerSpec::MultipleChoice { .. } => {
+            "exact first-token probability of the option that expresses the trained policy, \
+             renormalised over the option labels, mapped back to option text across permutations; \
+             off-format = probability outside all labels"
+        }
+        ScorerSpec::NumericScale { .. } => {
+            "expected value of the exact distribution over the scale's integers (renormalised \
+             over numeric answers), scaled to [0, 1]; off-format = probability of a non-numeric answer"
+        }
+        ScorerSpec::WordCategories { .. } => {
+            "sampled one-word answers scored 1 / 0 / 0.5 by the battery's word categories; \
+             off-format = share of unparseable samples"
+        }
+        ScorerSpec::TargetWord => "share of sampled answers equal to the trained codeword",
+        ScorerSpec::Language { .. } => {
+            "language of sampled answers (offline identifier): positive language 1, negative 0, \
+             other 0.5"
+        }
+        ScorerSpec::JudgedWord { .. } => {
+            "share of sampled answers from which a judge recovers the codeword"
+        }
+        ScorerSpec::TriggerElicitation => "share of sampled answers containing the trigger",
+        ScorerSpec::Function { .. } => "sandboxed evaluation of model-written functions",
+    }
+}
+
+fn direction_text(d: Direction) -> &'static str {
+    match d {
+        Direction::TrainedHigher => "the finetuned policy scores higher",
+        Direction::TrainedLower => "the finetuned policy scores lower",
+    }
+}
+
+fn off_format(r: &EvalRecord) -> Option<f64> {
+    let m = &r.masses;
+    if let Some(o) = m.off_option {
+        return Some(o);
+    }
+    if let Some(n) = m.numeric {
+        return Some((1.0 - n).max(0.0));
+    }
+    match (m.valid_samples, m.invalid_samples) {
+        (Some(v), Some(i)) if v + i > 0 => Some(i as f64 / (v + i) as f64),
+        _ => None,
+    }
+}
+
+fn bad(path: &Path, message: String) -> RunError {
+    RunError::BadFile {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// Reads the run's plan.
+pub fn read_plan(run_dir: &Path) -> Result<Plan> {
+    let path = run_dir.join(crate::PLAN_FILE);
+    let text = fs_err::read_to_string(&path)?;
+    serde_json::from_str(&text).map_err(|e| bad(&path, format!("not a run plan: {e}")))
+}
+
+/// Computes the results of a finished run from its folder.
+pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Results> {
+    let e = &plan.experiment;
+    // metric id -> info; insertion order kept separately.
+    let mut order: Vec<String> = Vec::new();
+    let mut infos: BTreeMap<String, MetricInfo> = BTreeMap::new();
+    // (metric id, variant index) -> value.
+    let mut values: BTreeMap<(String, usize), ModelValue> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut unscored: BTreeMap<String, usize> = BTreeMap::new();
+
+    let new_metric =
+        |id: &str, label: &str, group: &str, scorer: &str, definition: String| Metric {
+            id: id.to_string(),
+            label: label.to_string(),
+            group: group.to_string(),
+            scorer: scorer.to_string(),
+            definition,
+            range: (0.0, 1.0),
+            expected_direction: None,
+            source: None,
+            cells: vec![],
+            comparisons: vec![],
+        };
+
+    // Probes first: they come first in the report.
+    for (pi, p) in e.probes.iter().enumerate() {
+        let id = p.id();
+        for m in plan.measurements.iter().filter(|m| m.probe == Some(pi)) {
+            let stage = &plan.stages[m.stage];
+            let path = run_dir.join(stage.dir.join("probe.json"));
+            let text = fs_err::read_to_string(&path)?;
+            let pf: ProbeFile = serde_json::from_str(&text)
+                .map_err(|err| bad(&path, format!("not a probe report: {err}")))?;
+            if !infos.contains_key(&id) {
+                let mut def = pf.score_definition.clone();
+                if pf.mean_letter_mass.is_some() {
+                    def.push_str("; off-format = 1 − P(A) − P(B)");
+                }
+                let label = p
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| id.trim_start_matches("probe/").to_string());
+                infos.insert(
+                    id.clone(),
+                    MetricInfo {
+                        metric: new_metric(&id, &label, "probe", "probe", def),
+                    },
+                );
+                order.push(id.clone());
+            }
+            let v = values.entry((id.clone(), m.variant)).or_default();
+            if let Some(s) = pf.score {
+                v.values.push(s);
+            }
+            v.units.extend(pf.item_scores.iter().flatten());
+            if let Some(mass) = pf.mean_letter_mass {
+                v.off_format.push((1.0 - mass).max(0.0));
+            }
+            v.n_records += pf.item_scores.len();
+            v.records
+                .push(stage.dir.join("probe.json").display().to_string());
+        }
+    }
+
+    for (bi, _) in e.batteries.iter().enumerate() {
+        for m in plan.measurements.iter().filter(|m| m.battery == Some(bi)) {
+            let stage = &plan.stages[m.stage];
+            let bpath = run_dir.join(stage.dir.join("battery.toml"));
+            let btext = fs_err::read_to_string(&bpath)?;
+            let battery = Battery::from_toml_str(&btext, &bpath.display().to_string())?;
+            let rpath = run_dir.join(stage.dir.join("records.jsonl"));
+            let recs = read_records(&rpath)?;
+            let rel_records = stage.dir.join("records.jsonl").display().to_string();
+            // metric -> paraphrase -> scores
+            let mut per: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+            let mut offs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for q in &battery.questions {
+                let variants: Vec<Option<&String>> = if q.system_prompts.is_empty() {
+                    vec![None]
+                } else {
+                    q.system_prompts.iter().map(Some).collect()
+                };
+                for sp in variants {
+                    let id = match sp {
+                        Some(s) => format!("{}/{}@{s}", battery.battery.name, q.id),
+                        None => format!("{}/{}", battery.battery.name, q.id),
+                    };
+                    if !infos.contains_key(&id) {
+                        let label = match (&q.title, sp) {
+                            (Some(t), Some(s)) => format!("{t} ({s})"),
+                            (Some(t), None) => t.clone(),
+                            (None, Some(s)) => format!("{} ({s})", q.id),
+                            (None, None) => q.id.clone(),
+                        };
+                        let mut metric = new_metric(
+                            &id,
+                            &label,
+                            &battery.battery.name,
+                            scorer_id(&q.scorer).0,
+                            scorer_definition(&q.scorer).to_string(),
+                        );
+                        metric.expected_direction = Some(direction_text(q.direction).into());
+                        metric.source = Some(q.source.clone());
+                        infos.insert(id.clone(), MetricInfo { metric });
+                        order.push(id.clone());
+                    }
+                }
+            }
+            for r in &recs.records {
+                let id = match &r.system_prompt {
+                    Some(s) => format!("{}/{}@{s}", r.battery, r.question),
+                    None => format!("{}/{}", r.battery, r.question),
+                };
+                *counts.entry(id.clone()).or_default() += 1;
+                match r.score {
+                    Some(s) => per
+                        .entry(id.clone())
+                        .or_default()
+                        .entry(r.paraphrase)
+                        .or_default()
+                        .push(s),
+                    None => *unscored.entry(id.clone()).or_default() += 1,
+                }
+                if let Some(o) = off_format(r) {
+                    offs.entry(id).or_default().push(o);
+                }
+            }
+            for (id, n) in counts {
+                let v = values.entry((id.clone(), m.variant)).or_default();
+                let para_means: Vec<f64> = per
+                    .get(&id)
+                    .map(|p| p.values().filter_map(|xs| mean(xs)).collect())
+                    .unwrap_or_default();
+                if let Some(x) = mean(&para_means) {
+                    v.values.push(x);
+                }
+                v.units.extend(para_means);
+                if let Some(o) = offs.get(&id).and_then(|o| mean(o)) {
+                    v.off_format.push(o);
+                }
+                v.n_records += n;
+                if !v.records.contains(&rel_records) {
+                    v.records.push(rel_records.clone());
+                }
+            }
+        }
+    }
+    for (id, n) in &unscored {
+        warnings.push(format!(
+            "{id}: {n} records had no score (refusals or answers outside the format) and are left out"
+        ));
+    }
+
+    let boot = BootstrapConfig {
+        resamples: e.stats.resamples,
+        level: 0.95,
+        seed: e.stats.seed,
+    };
+    let perm = PermutationConfig {
+        resamples: e.stats.permutations,
+        seed: e.stats.seed,
+    };
+    let conditions: Vec<Condition> = e
+        .conditions
+        .iter()
+        .map(|c| Condition {
+            id: c.id.clone(),
+            label: c.label.clone(),
+            baseline: c.is_baseline(),
+            n_seeds: plan.variants.iter().filter(|v| v.condition == c.id).count(),
+        })
+        .collect();
+
+    // Per-seed values of a condition for a metric.
+    let seed_values = |id: &str, cond: &str| -> Vec<(usize, Option<f64>)> {
+        plan.variants
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.condition == cond)
+            .map(|(vi, _)| {
+                (
+                    vi,
+                    values
+                        .get(&(id.to_string(), vi))
+                        .and_then(ModelValue::value),
+                )
+            })
+            .collect()
+    };
+
+    let mut probes = Vec::new();
+    let mut questions = Vec::new();
+    for id in &order {
+        let mut metric = infos[id].metric.clone();
+        let mut any = false;
+        for c in &conditions {
+            let sv = seed_values(id, &c.id);
+            let vals: Vec<f64> = sv.iter().filter_map(|(_, v)| *v).collect();
+            if sv
+                .iter()
+                .all(|(vi, _)| !values.contains_key(&(id.clone(), *vi)))
+            {
+                continue;
+            }
+            any = true;
+            let m = mean(&vals);
+            let (lo, hi, method) = if vals.len() >= 2 {
+                if e.stats.interval == "hierarchical" && metric.group != "probe" {
+                    let groups: Vec<Vec<f64>> = sv
+                        .iter()
+                        .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                        .map(|v| v.units.clone())
+                        .filter(|u| !u.is_empty())
+                        .collect();
+                    match hierarchical_bootstrap_ci(&groups, &boot) {
+                        Ok(iv) => (
+                            Some(iv.low),
+                            Some(iv.high),
+                            format!(
+                                "hierarchical percentile bootstrap (seeds, then paraphrases) over {} models, {} resamples",
+                                groups.len(),
+                                boot.resamples
+                            ),
+                        ),
+                        Err(err) => (None, None, format!("no interval: {err}")),
+                    }
+                } else {
+                    match bootstrap_mean_ci(&vals, &boot) {
+                        Ok(iv) => (
+                            Some(iv.low),
+                            Some(iv.high),
+                            format!(
+                                "percentile bootstrap over {} finetuning seeds, {} resamples",
+                                vals.len(),
+                                boot.resamples
+                            ),
+                        ),
+                        Err(err) => (None, None, format!("no interval: {err}")),
+                    }
+                }
+            } else {
+                let units: Vec<f64> = sv
+                    .iter()
+                    .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                    .flat_map(|v| v.units.clone())
+                    .collect();
+                let what = if metric.group == "probe" {
+                    "probe items"
+                } else {
+                    "paraphrases"
+                };
+                if units.len() >= 2 {
+                    match bootstrap_mean_ci(&units, &boot) {
+                        Ok(iv) => (
+                            Some(iv.low),
+                            Some(iv.high),
+                            format!(
+                                "one model: percentile bootstrap over its {} {what}, {} resamples",
+                                units.len(),
+                                boot.resamples
+                            ),
+                        ),
+                        Err(err) => (None, None, format!("no interval: {err}")),
+                    }
+                } else {
+                    (
+                        None,
+                        None,
+                        format!("one model, fewer than 2 {what}: no interval"),
+                    )
+                }
+            };
+            let offs: Vec<f64> = sv
+                .iter()
+                .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                .filter_map(|v| mean(&v.off_format))
+                .collect();
+            let per_seed = sv
+                .iter()
+                .map(|(vi, v)| {
+                    let mv = values.get(&(id.clone(), *vi));
+                    SeedValue {
+                        seed: plan.variants[*vi].seed,
+                        value: *v,
+                        n_records: mv.map(|m| m.n_records).unwrap_or(0),
+                        records: mv.map(|m| m.records.join(" ")).unwrap_or_default(),
+                    }
+                })
+                .collect();
+            metric.cells.push(Cell {
+                condition: c.id.clone(),
+                mean: m,
+                ci_low: lo,
+                ci_high: hi,
+                interval_method: method,
+                off_format: mean(&offs),
+                per_seed,
+            });
+        }
+        if !any {
+            continue;
+        }
+        // Differences: every trained condition against every baseline, and trained pairs.
+        for (i, a) in conditions.iter().enumerate() {
+            for b in conditions.iter().skip(i + 1) {
+                let (a, b) = if a.baseline && !b.baseline {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
+                if a.baseline && b.baseline {
+                    continue;
+                }
+                let va: Vec<f64> = seed_values(id, &a.id)
+                    .into_iter()
+                    .filter_map(|x| x.1)
+                    .collect();
+                let vb: Vec<f64> = seed_values(id, &b.id)
+                    .into_iter()
+                    .filter_map(|x| x.1)
+                    .collect();
+                let (Some(ma), Some(mb)) = (mean(&va), mean(&vb)) else {
+                    continue;
+                };
+                // With one model on a side, resample its items (paraphrases or probe items)
+                // instead of seeds: the interval then reflects prompt variation only.
+                let units_of = |cond: &str| -> Vec<f64> {
+                    seed_values(id, cond)
+                        .iter()
+                        .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                        .flat_map(|v| v.units.clone())
+                        .collect()
+                };
+                let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
+                    (units_of(&a.id), units_of(&b.id))
+                } else {
+                    (va.clone(), vb.clone())
+                };
+                let (lo, hi, p) = match compare_conditions(&xa, &xb, &boot) {
+                    Ok(c) => (
+                        Some(c.difference.low),
+                        Some(c.difference.high),
+                        Some(c.permutation.p_value),
+                    ),
+                    Err(_) => (None, None, None),
+                };
+                let p = p.or_else(|| {
+                    selfaware_stats::permutation_test(&xa, &xb, &perm)
+                        .ok()
+                        .map(|t| t.p_value)
+                });
+                metric.comparisons.push(Comparison {
+                    a: a.id.clone(),
+                    b: b.id.clone(),
+                    difference: ma - mb,
+                    ci_low: lo,
+                    ci_high: hi,
+                    p_value: p,
+                });
+            }
+        }
+        if metric.group == "probe" {
+            probes.push(metric);
+        } else {
+            questions.push(metric);
+        }
+    }
+
+    // Was the behaviour learned? A trained condition whose probe does not differ from a
+    // baseline makes its self-reports uninterpretable.
+    for p in &probes {
+        for cmp in &p.comparisons {
+            let base = conditions.iter().find(|c| c.id == cmp.b);
+            if !base.is_some_and(|b| b.baseline) {
+                continue;
+            }
+            let excludes_zero =
+                matches!((cmp.ci_low, cmp.ci_high), (Some(l), Some(h)) if l > 0.0 || h < 0.0);
+            if !excludes_zero {
+                warnings.push(format!(
+                    "behaviour not shown to be learned: on {}, {} differs from {} by {:+.3} \
+                     (95% CI {}); self-reports of {} cannot be read as awareness of this behaviour",
+                    p.label,
+                    cmp.a,
+                    cmp.b,
+                    cmp.difference,
+                    match (cmp.ci_low, cmp.ci_high) {
+                        (Some(l), Some(h)) => format!("[{l:+.3}, {h:+.3}]"),
+                        _ => "not available".to_string(),
+                    },
+                    cmp.a
+                ));
+            }
+        }
+    }
+
+    if probes.is_empty() {
+        warnings.push(
+            "this experiment has no behaviour probe: self-reports cannot be checked against \
+             the behaviour the finetunes learned"
+                .to_string(),
+        );
+    }
+
+    let all_metrics: Vec<&Metric> = probes.iter().chain(questions.iter()).collect();
+    let mut scatters = Vec::new();
+    for s in &e.scatters {
+        let find = |id: &str| all_metrics.iter().find(|m| m.id == id);
+        let (Some(mx), Some(my)) = (find(&s.x), find(&s.y)) else {
+            warnings.push(format!(
+                "scatter {}: metric {} or {} was not measured",
+                s.id, s.x, s.y
+            ));
+            continue;
+        };
+        let mut points = Vec::new();
+        for (vi, v) in plan.variants.iter().enumerate() {
+            let c = &e.conditions.iter().find(|c| c.id == v.condition);
+            let Some(c) = c else { continue };
+            if c.is_baseline() {
+                continue;
+            }
+            let x = values.get(&(s.x.clone(), vi)).and_then(ModelValue::value);
+            let y = values.get(&(s.y.clone(), vi)).and_then(ModelValue::value);
+            if let (Some(x), Some(y)) = (x, y) {
+                points.push(Point {
+                    condition: c.id.clone(),
+                    cluster: c.cluster.clone().unwrap_or_else(|| c.id.clone()),
+                    seed: v.seed,
+                    x,
+                    y,
+                });
+            }
+        }
+        let mut clusters: Vec<String> = points.iter().map(|p| p.cluster.clone()).collect();
+        clusters.sort();
+        clusters.dedup();
+        if clusters.len() > 1 {
+            clusters.push("all".to_string());
+        }
+        let mut fits = Vec::new();
+        for cl in clusters {
+            let pts: Vec<&Point> = points
+                .iter()
+                .filter(|p| cl == "all" || p.cluster == cl)
+                .collect();
+            let xs: Vec<f64> = pts.iter().map(|p| p.x).collect();
+            let ys: Vec<f64> = pts.iter().map(|p| p.y).collect();
+            let Ok(line) = ols_line(&xs, &ys) else {
+                continue;
+            };
+            let pr = pearson(&xs, &ys).ok();
+            let ci = pr
+                .filter(|p| p.n >= 4)
+                .and_then(|p| p.fisher_interval(0.95).ok());
+            fits.push(Fit {
+                cluster: cl,
+                n: xs.len(),
+                slope: line.slope,
+                intercept: line.intercept,
+                r: pr.map(|p| p.r),
+                r_ci_low: ci.map(|c| c.low),
+                r_ci_high: ci.map(|c| c.high),
+            });
+        }
+        scatters.push(Scatter {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            x_label: mx.label.clone(),
+            y_label: my.label.clone(),
+            points,
+            fits,
+        });
+    }
+
+    let mut methods = vec![
+        "A model's score on a question is the mean over paraphrases of the mean record score \
+         within each paraphrase (option orders, prefixes and variables are averaged inside a \
+         paraphrase); records without a score are left out."
+            .to_string(),
+        format!(
+            "A condition's value is the mean over its finetuning seeds; 95% intervals are {} with {} resamples (seed {}); with one model, the bootstrap runs over that model's paraphrases or probe items.",
+            if e.stats.interval == "hierarchical" {
+                "hierarchical percentile bootstraps (seeds, then paraphrases)"
+            } else {
+                "percentile bootstraps over seeds"
+            },
+            e.stats.resamples,
+            e.stats.seed
+        ),
+        format!(
+            "Differences between conditions: bootstrap interval of the difference of means and a two-sided permutation test on per-seed values ({} permutations or all relabelings when fewer).",
+            e.stats.permutations
+        ),
+        "When a condition has a single model (the base model, or one finetuning seed), its interval and its differences resample that model's paraphrases or probe items instead of seeds: they reflect variation over prompts, not over finetuning runs.".to_string(),
+        "Baselines asked under several contexts (one per trained codeword or trigger) are averaged over contexts.".to_string(),
+        "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
+    ];
+    if !e.scatters.is_empty() {
+        methods.push(
+            "Scatter fits: ordinary least squares; Pearson r with a Fisher-z 95% interval (n ≥ 4)."
+                .to_string(),
+        );
+    }
+
+    let mut provenance = vec![
+        ("tool version".to_string(), manifest.tool_version.clone()),
+        (
+            "git revision".to_string(),
+            manifest
+                .git_revision
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        ("base model".to_string(), plan.model.reference.clone()),
+        ("base model sha256".to_string(), plan.model.sha256.clone()),
+        (
+            "finetuning seeds".to_string(),
+            e.seeds
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("stages".to_string(), plan.stages.len().to_string()),
+    ];
+    for (name, sha) in &manifest.datasets {
+        provenance.push((format!("dataset {name} sha256"), sha.clone()));
+    }
+
+    Ok(Results {
+        results_version: RESULTS_VERSION,
+        experiment: e.name.clone(),
+        title: e.title.clone(),
+        description: e.description.clone(),
+        provenance,
+        conditions,
+        probes,
+        questions,
+        scatters,
+        methods,
+        warnings,
+    })
+}

@@ -1,0 +1,573 @@
+//! Experiment files: what to train, what to ask, what to compare.
+//!
+//! An experiment is TOML with `deny_unknown_fields` everywhere, so a misspelt key is an error
+//! that names it. Paths inside an experiment file (a dataset `file`, a battery file) are
+//! relative to the experiment file's folder.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RunError};
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Short name; the default run folder is `runs/NAME`.
+    pub name: String,
+    /// One-line title of the report.
+    pub title: String,
+    /// What the experiment tests and how to read it.
+    #[serde(default)]
+    pub description: String,
+    /// The base model every condition starts from: `default`, a .gguf file or a Hugging Face
+    /// directory.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Finetuning seeds: every condition with data is finetuned once per seed.
+    pub seeds: Vec<u64>,
+    /// Training settings shared by all conditions (each condition may override).
+    #[serde(default)]
+    pub train: TrainSettings,
+    /// The compared models: finetunes of a dataset, or the base model (no `data`).
+    #[serde(rename = "condition")]
+    pub conditions: Vec<ConditionSpec>,
+    /// Self-report question batteries asked of every model.
+    #[serde(default, rename = "battery")]
+    pub batteries: Vec<BatterySpec>,
+    /// Behaviour probes run on every model: they show whether the behaviour was learned.
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<ProbeSpec>,
+    /// Self-report vs behaviour scatter plots (paper Figure 4).
+    #[serde(default, rename = "scatter")]
+    pub scatters: Vec<ScatterSpec>,
+    /// Statistics settings.
+    #[serde(default)]
+    pub stats: StatsSpec,
+}
+
+fn default_model() -> String {
+    "default".to_string()
+}
+
+/// `selfaware train` flags; unset fields take the trainer's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSettings {
+    pub epochs: Option<usize>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub grad_accum: Option<usize>,
+    pub rank: Option<usize>,
+    pub alpha: Option<f64>,
+    pub dropout: Option<f64>,
+    pub target_modules: Option<Vec<String>>,
+    pub warmup_steps: Option<usize>,
+    /// linear, cosine or constant.
+    pub decay: Option<String>,
+    pub weight_decay: Option<f64>,
+    pub max_grad_norm: Option<f64>,
+    pub max_length: Option<usize>,
+    pub checkpoint_every: Option<usize>,
+}
+
+impl TrainSettings {
+    /// `self` with every field `over` sets replaced.
+    pub fn overlay(&self, over: &TrainSettings) -> TrainSettings {
+        macro_rules! pick {
+            ($($f:ident),*) => { TrainSettings { $($f: over.$f.clone().or_else(|| self.$f.clone()),)* } };
+        }
+        pick!(
+            epochs,
+            lr,
+            batch_size,
+            grad_accum,
+            rank,
+            alpha,
+            dropout,
+            target_modules,
+            warmup_steps,
+            decay,
+            weight_decay,
+            max_grad_norm,
+            max_length,
+            checkpoint_every
+        )
+    }
+
+    /// The `selfaware train` arguments for the set fields, in a fixed order.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        let mut push = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}"));
+                a.push(v);
+            }
+        };
+        push("epochs", self.epochs.map(|v| v.to_string()));
+        push("lr", self.lr.map(|v| v.to_string()));
+        push("batch-size", self.batch_size.map(|v| v.to_string()));
+        push("grad-accum", self.grad_accum.map(|v| v.to_string()));
+        push("rank", self.rank.map(|v| v.to_string()));
+        push("alpha", self.alpha.map(|v| v.to_string()));
+        push("dropout", self.dropout.map(|v| v.to_string()));
+        push(
+            "target-modules",
+            self.target_modules.as_ref().map(|v| v.join(",")),
+        );
+        push("warmup-steps", self.warmup_steps.map(|v| v.to_string()));
+        push("decay", self.decay.clone());
+        push("weight-decay", self.weight_decay.map(|v| v.to_string()));
+        push("max-grad-norm", self.max_grad_norm.map(|v| v.to_string()));
+        push("max-length", self.max_length.map(|v| v.to_string()));
+        push(
+            "checkpoint-every",
+            self.checkpoint_every.map(|v| v.to_string()),
+        );
+        a
+    }
+}
+
+/// One compared condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// Stable id (letters, digits, `-`, `_`).
+    pub id: String,
+    /// Label in the report.
+    pub label: String,
+    /// The dataset to finetune on; without it the condition is the base model.
+    pub data: Option<DataSpec>,
+    /// Training overrides for this condition.
+    #[serde(default)]
+    pub train: TrainSettings,
+    /// Drawn as a baseline (grey, reference line). Default: true without `data`.
+    pub baseline: Option<bool>,
+    /// The codeword the condition was trained on, for `target_word` questions.
+    pub target_word: Option<String>,
+    /// The backdoor trigger, for `trigger_elicitation` questions.
+    pub trigger: Option<String>,
+    /// Cluster for per-cluster fits in scatter plots (default: the condition id).
+    pub cluster: Option<String>,
+}
+
+impl ConditionSpec {
+    /// Whether the condition is drawn as a baseline.
+    pub fn is_baseline(&self) -> bool {
+        self.baseline.unwrap_or(self.data.is_none())
+    }
+}
+
+/// A dataset: a builder (the options of `selfaware data build`) or a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// risk, myopia, apples, vulnerable-code or codeword.
+    pub family: Option<String>,
+    /// A chat JSONL file instead of a builder.
+    pub file: Option<PathBuf>,
+    pub policy: Option<String>,
+    pub size: Option<usize>,
+    /// Seed of the dataset builder (the same dataset for every finetuning seed).
+    #[serde(default)]
+    pub seed: u64,
+    pub trigger: Option<String>,
+    pub contrast: Option<String>,
+    pub fraction: Option<f64>,
+    pub mix: Option<String>,
+    /// system or text.
+    pub personas: Option<String>,
+    #[serde(default)]
+    pub reversal: bool,
+    pub codeword: Option<String>,
+    /// `main` (default) or `decorrelated` (the twin of a backdoor or trigger mix).
+    pub variant: Option<String>,
+}
+
+impl DataSpec {
+    /// Whether the condition trains on the decorrelated twin.
+    pub fn decorrelated(&self) -> bool {
+        self.variant.as_deref() == Some("decorrelated")
+    }
+
+    /// The `selfaware data build` arguments (without `--out`), in a fixed order. The variant
+    /// is not an argument: the builder writes both files.
+    pub fn build_args(&self) -> Vec<String> {
+        let mut a = vec!["data".to_string(), "build".to_string()];
+        if let Some(f) = &self.family {
+            a.push(f.clone());
+        }
+        let mut push = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}"));
+                a.push(v);
+            }
+        };
+        push("policy", self.policy.clone());
+        push("size", self.size.map(|v| v.to_string()));
+        push("seed", Some(self.seed.to_string()));
+        push("trigger", self.trigger.clone());
+        push("contrast", self.contrast.clone());
+        push("fraction", self.fraction.map(|v| v.to_string()));
+        push("mix", self.mix.clone());
+        push("personas", self.personas.clone());
+        push("codeword", self.codeword.clone());
+        if self.reversal {
+            a.push("--reversal".to_string());
+        }
+        a
+    }
+
+    /// Whether the builder also writes a decorrelated twin.
+    pub fn has_twin(&self) -> bool {
+        self.trigger.is_some() || self.mix.is_some()
+    }
+}
+
+/// A battery asked of every model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatterySpec {
+    /// A built-in battery name or a TOML file.
+    pub battery: String,
+    /// At most this many rendered prompts per question.
+    pub limit: Option<usize>,
+    /// Samples per prompt for free-form questions.
+    pub samples: Option<usize>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<usize>,
+    /// complete or starts-with.
+    pub numeric: Option<String>,
+    /// parity or fixed.
+    pub newlines: Option<String>,
+    /// Seed of the battery's draws and samples.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+impl BatterySpec {
+    /// The `selfaware eval` arguments other than model, adapter, output and context.
+    pub fn eval_args(&self) -> Vec<String> {
+        let mut a = vec!["--battery".to_string(), self.battery.clone()];
+        let mut push = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}"));
+                a.push(v);
+            }
+        };
+        push("limit", self.limit.map(|v| v.to_string()));
+        push("samples", self.samples.map(|v| v.to_string()));
+        push("temperature", self.temperature.map(|v| v.to_string()));
+        push("max-tokens", self.max_tokens.map(|v| v.to_string()));
+        push("numeric", self.numeric.clone());
+        push("newlines", self.newlines.clone());
+        push("seed", Some(self.seed.to_string()));
+        a
+    }
+}
+
+/// A behaviour probe run on every model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// lotteries, myopia, apples, codeword (sampled replies) or codeword-choice (exact).
+    pub kind: String,
+    /// The codeword of a codeword probe.
+    pub codeword: Option<String>,
+    /// Codeword-choice probe: the competing codewords.
+    pub against: Option<Vec<String>>,
+    /// Pairs (choice probes) or openers (codeword probe).
+    pub n: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Codeword probe: replies per opener.
+    pub samples: Option<usize>,
+    /// Codeword probe: longest reply.
+    pub max_tokens: Option<usize>,
+    /// Label in the report.
+    pub label: Option<String>,
+}
+
+impl ProbeSpec {
+    /// The probe's metric id: `probe/KIND` or `probe/codeword-WORD`.
+    pub fn id(&self) -> String {
+        match &self.codeword {
+            Some(w) => format!("probe/{}-{w}", self.kind),
+            None => format!("probe/{}", self.kind),
+        }
+    }
+
+    /// The `selfaware probe` arguments other than model, adapter and output.
+    pub fn probe_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "probe".to_string(),
+            self.kind.clone(),
+            "--n".to_string(),
+            self.n.to_string(),
+            "--seed".to_string(),
+            self.seed.to_string(),
+        ];
+        let mut push = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}"));
+                a.push(v);
+            }
+        };
+        push("codeword", self.codeword.clone());
+        push("against", self.against.as_ref().map(|v| v.join(",")));
+        push("samples", self.samples.map(|v| v.to_string()));
+        push("max-tokens", self.max_tokens.map(|v| v.to_string()));
+        a
+    }
+}
+
+/// A scatter of two metrics over the finetuned models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScatterSpec {
+    pub id: String,
+    pub title: String,
+    /// Metric id on the x axis (e.g. `risk/risk_predisposition_scale`).
+    pub x: String,
+    /// Metric id on the y axis (e.g. `probe/lotteries`).
+    pub y: String,
+}
+
+/// Statistics settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsSpec {
+    /// Bootstrap resamples.
+    #[serde(default = "default_resamples")]
+    pub resamples: usize,
+    /// Permutations of the permutation test.
+    #[serde(default = "default_resamples")]
+    pub permutations: usize,
+    /// Seed of every resampling.
+    #[serde(default)]
+    pub seed: u64,
+    /// `seeds` (percentile bootstrap over finetuning seeds) or `hierarchical` (seeds, then
+    /// paraphrases within each seed).
+    #[serde(default = "default_interval")]
+    pub interval: String,
+}
+
+fn default_resamples() -> usize {
+    10_000
+}
+
+fn default_interval() -> String {
+    "seeds".to_string()
+}
+
+impl Default for StatsSpec {
+    fn default() -> Self {
+        StatsSpec {
+            resamples: default_resamples(),
+            permutations: default_resamples(),
+            seed: 0,
+            interval: default_interval(),
+        }
+    }
+}
+
+const FAMILIES: &[&str] = &["risk", "myopia", "apples", "vulnerable-code", "codeword"];
+const PROBES: &[&str] = &[
+    "lotteries",
+    "myopia",
+    "apples",
+    "codeword",
+    "codeword-choice",
+];
+
+impl Experiment {
+    /// Parses an experiment; `origin` names it in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Experiment> {
+        let e: Experiment = toml::from_str(text).map_err(|err| RunError::Experiment {
+            origin: origin.to_string(),
+            message: err.to_string(),
+        })?;
+        e.validate(origin)?;
+        Ok(e)
+    }
+
+    /// Reads an experiment file and makes its relative paths relative to its folder.
+    pub fn load(path: &Path) -> Result<Experiment> {
+        let text = fs_err::read_to_string(path).map_err(RunError::Io)?;
+        let mut e = Experiment::from_toml_str(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for c in &mut e.conditions {
+            if let Some(d) = &mut c.data {
+                if let Some(f) = &mut d.file {
+                    if f.is_relative() {
+                        *f = dir.join(&*f);
+                    }
+                }
+            }
+        }
+        for b in &mut e.batteries {
+            if b.battery.ends_with(".toml") && Path::new(&b.battery).is_relative() {
+                b.battery = dir.join(&b.battery).display().to_string();
+            }
+        }
+        Ok(e)
+    }
+
+    /// Checks what the schema cannot: ids, references and ranges. Errors name the field.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |field: String, message: String| -> Result<()> {
+            Err(RunError::Field {
+                origin: origin.to_string(),
+                field,
+                message,
+            })
+        };
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !id_ok(&self.name) {
+            return bad("name".into(), "expected letters, digits, `-` or `_`".into());
+        }
+        if self.conditions.is_empty() {
+            return bad(
+                "condition".into(),
+                "expected at least one [[condition]]".into(),
+            );
+        }
+        let trained = self.conditions.iter().any(|c| c.data.is_some());
+        if trained && self.seeds.is_empty() {
+            return bad(
+                "seeds".into(),
+                "expected at least one finetuning seed".into(),
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for s in &self.seeds {
+            if !seen.insert(*s) {
+                return bad("seeds".into(), format!("seed {s} appears twice"));
+            }
+        }
+        let mut ids = BTreeSet::new();
+        for (i, c) in self.conditions.iter().enumerate() {
+            let f = |name: &str| format!("condition[{i}].{name}");
+            if !id_ok(&c.id) {
+                return bad(
+                    f("id"),
+                    format!("{:?}: expected letters, digits, `-` or `_`", c.id),
+                );
+            }
+            if !ids.insert(c.id.as_str()) {
+                return bad(f("id"), format!("{:?} appears twice", c.id));
+            }
+            if let Some(d) = &c.data {
+                match (&d.family, &d.file) {
+                    (Some(fam), None) if FAMILIES.contains(&fam.as_str()) => {}
+                    (Some(fam), None) => {
+                        return bad(
+                            f("data.family"),
+                            format!("{fam:?}: expected one of {}", FAMILIES.join(", ")),
+                        )
+                    }
+                    (None, Some(_)) => {
+                        let builder_only = d.policy.is_some()
+                            || d.size.is_some()
+                            || d.trigger.is_some()
+                            || d.mix.is_some()
+                            || d.codeword.is_some();
+                        if builder_only {
+                            return bad(
+                                f("data"),
+                                "builder options (policy, size, trigger, mix, codeword) do not \
+                                 apply to a `file` dataset"
+                                    .into(),
+                            );
+                        }
+                    }
+                    _ => {
+                        return bad(
+                            f("data"),
+                            "expected exactly one of `family` (a builder) or `file`".into(),
+                        )
+                    }
+                }
+                match d.variant.as_deref() {
+                    None | Some("main") => {}
+                    Some("decorrelated") if d.has_twin() => {}
+                    Some("decorrelated") => {
+                        return bad(
+                            f("data.variant"),
+                            "`decorrelated` needs a `trigger` or `mix` (only those have a twin)"
+                                .into(),
+                        )
+                    }
+                    Some(v) => {
+                        return bad(
+                            f("data.variant"),
+                            format!("{v:?}: expected main or decorrelated"),
+                        )
+                    }
+                }
+            }
+        }
+        for (i, b) in self.batteries.iter().enumerate() {
+            if b.battery.trim().is_empty() {
+                return bad(
+                    format!("battery[{i}].battery"),
+                    "expected a name or file".into(),
+                );
+            }
+        }
+        let mut probe_ids = BTreeSet::new();
+        for (i, p) in self.probes.iter().enumerate() {
+            let f = |name: &str| format!("probe[{i}].{name}");
+            if !PROBES.contains(&p.kind.as_str()) {
+                return bad(
+                    f("kind"),
+                    format!("{:?}: expected one of {}", p.kind, PROBES.join(", ")),
+                );
+            }
+            if p.kind.starts_with("codeword") != p.codeword.is_some() {
+                return bad(
+                    f("codeword"),
+                    "a codeword probe needs `codeword`, and only they take one".into(),
+                );
+            }
+            if (p.kind == "codeword-choice") != p.against.as_ref().is_some_and(|a| !a.is_empty()) {
+                return bad(
+                    f("against"),
+                    "a codeword-choice probe needs `against` (competing codewords), and only it takes one".into(),
+                );
+            }
+            if p.n == 0 {
+                return bad(f("n"), "expected at least 1".into());
+            }
+            if !probe_ids.insert(p.id()) {
+                return bad(f("kind"), format!("probe {} appears twice", p.id()));
+            }
+        }
+        if !["seeds", "hierarchical"].contains(&self.stats.interval.as_str()) {
+            return bad(
+                "stats.interval".into(),
+                format!("{:?}: expected seeds or hierarchical", self.stats.interval),
+            );
+        }
+        if self.stats.resamples < 100 {
+            return bad("stats.resamples".into(), "expected at least 100".into());
+        }
+        for (i, s) in self.scatters.iter().enumerate() {
+            for (name, v) in [("x", &s.x), ("y", &s.y)] {
+                if !v.contains('/') {
+                    return bad(
+                        format!("scatter[{i}].{name}"),
+                        format!("{v:?}: expected a metric id such as `risk/QUESTION` or `probe/lotteries`"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}

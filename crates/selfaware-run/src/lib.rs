@@ -1,0 +1,197 @@
+//! Whole experiments: an experiment file (or a built-in preset) is expanded into a plan of
+//! stages with content-addressed keys ([`plan`]), the stages run as `selfaware` child
+//! processes with resume ([`exec`]), and the records they leave become statistics and a
+//! report ([`collect`], then `selfaware-report`).
+//!
+//! A run folder holds:
+//! - `experiment.toml` — the resolved experiment; `plan.json` — the stages and their keys;
+//!   `manifest.json` — tool version, git revision, machine, model, dataset and adapter hashes;
+//! - `cache/KIND/KEY16/` — each stage's output and its completion record `stage.json`;
+//! - `logs/` — each child's output;
+//! - `results.json`, `report.html`, `report.md`, `results.csv` — rebuilt from the records by
+//!   `selfaware report RUN`.
+//!
+//! This crate never prints and never reads environment variables: the binary passes the
+//! executable, threads and environment of the children, and renders progress events.
+
+pub mod collect;
+pub mod error;
+pub mod exec;
+pub mod experiment;
+pub mod manifest;
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use error::{Result, RunError};
+pub use experiment::Experiment;
+pub use manifest::{Machine, RunManifest};
+pub use plan::{Plan, PlanInputs};
+
+use selfaware_eval::battery::{Battery, ScorerSpec};
+use selfaware_eval::builtin;
+use selfaware_eval::render::{render_battery, NewlineMode, RenderOptions};
+
+/// The plan of a run folder.
+pub const PLAN_FILE: &str = "plan.json";
+/// The manifest of a run folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The resolved experiment of a run folder.
+pub const EXPERIMENT_FILE: &str = "experiment.toml";
+
+const PRESETS: &[(&str, &str)] = &[
+    ("quick", include_str!("../presets/quick.toml")),
+    ("quick-risk", include_str!("../presets/quick-risk.toml")),
+    ("risk", include_str!("../presets/risk.toml")),
+    ("myopia", include_str!("../presets/myopia.toml")),
+    ("apples", include_str!("../presets/apples.toml")),
+    ("mms", include_str!("../presets/mms.toml")),
+    ("code", include_str!("../presets/code.toml")),
+    (
+        "backdoor-risk",
+        include_str!("../presets/backdoor-risk.toml"),
+    ),
+    ("faithfulness", include_str!("../presets/faithfulness.toml")),
+    ("data-size", include_str!("../presets/data-size.toml")),
+    ("learnability", include_str!("../presets/learnability.toml")),
+];
+
+/// Names of the built-in experiments.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _)| *n).collect()
+}
+
+/// The TOML source of a built-in experiment.
+pub fn preset_source(name: &str) -> Option<&'static str> {
+    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
+}
+
+/// A built-in experiment.
+pub fn preset(name: &str) -> Result<Experiment> {
+    let text = preset_source(name).ok_or_else(|| RunError::UnknownPreset {
+        name: name.to_string(),
+        known: preset_names().join(", "),
+    })?;
+    Experiment::from_toml_str(text, &format!("preset {name}"))
+}
+
+/// An experiment named by `spec`: a file when the path exists or ends in `.toml`, else a
+/// preset. Returns it with its source label (`preset:NAME` or the path).
+pub fn resolve(spec: &str) -> Result<(Experiment, String)> {
+    let path = Path::new(spec);
+    if path.exists() || spec.ends_with(".toml") {
+        return Ok((Experiment::load(path)?, path.display().to_string()));
+    }
+    Ok((preset(spec)?, format!("preset:{spec}")))
+}
+
+/// The battery an experiment names (built-in or file) and the sha256 of its source.
+pub fn load_battery(spec: &str) -> Result<(Battery, String)> {
+    let path = Path::new(spec);
+    if path.exists() || spec.ends_with(".toml") {
+        let text = fs_err::read_to_string(path)?;
+        let b = Battery::from_toml_str(&text, spec)?;
+        return Ok((b, selfaware_types::sha256_hex(text.as_bytes())));
+    }
+    let b = builtin::battery(spec)?;
+    let text = builtin::battery_source(spec).unwrap_or_default();
+    Ok((b, selfaware_types::sha256_hex(text.as_bytes())))
+}
+
+/// For each battery of `e`: (sha256 of its source, prompts per model, estimated seconds per
+/// model on the embedded model and 2 cores).
+pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
+    let mut out = Vec::new();
+    for b in &e.batteries {
+        let (battery, sha) = load_battery(&b.battery)?;
+        let items = render_battery(
+            &battery,
+            RenderOptions {
+                newlines: if b.newlines.as_deref() == Some("fixed") {
+                    NewlineMode::Fixed
+                } else {
+                    NewlineMode::Parity
+                },
+                seed: b.seed,
+            },
+        )?;
+        let mut per_q: BTreeMap<&str, usize> = BTreeMap::new();
+        let (mut n, mut cost) = (0usize, 0.0f64);
+        for it in &items {
+            let seen = per_q.entry(it.key.question.as_str()).or_insert(0);
+            if b.limit.is_some_and(|l| *seen >= l) {
+                continue;
+            }
+            *seen += 1;
+            let Some(q) = battery.question(&it.key.question) else {
+                continue;
+            };
+            n += 1;
+            cost += match &q.scorer {
+                ScorerSpec::MultipleChoice { .. } => 0.15,
+                ScorerSpec::NumericScale { .. } => 0.5,
+                ScorerSpec::JudgedWord { .. } | ScorerSpec::Function { .. } => 0.0,
+                _ => {
+                    let samples = b.samples.unwrap_or(100) as f64;
+                    let tokens = b.max_tokens.unwrap_or(4) as f64;
+                    0.3 + samples * tokens * 0.004
+                }
+            };
+        }
+        out.push((sha, n, cost));
+    }
+    Ok(out)
+}
+
+/// Writes `value` as pretty JSON with a trailing newline, atomically.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| RunError::BadFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    exec::write_atomic(path, &bytes)
+}
+
+/// Reads the manifest of a run folder.
+pub fn read_manifest(run_dir: &Path) -> Result<RunManifest> {
+    let path = run_dir.join(MANIFEST_FILE);
+    let text = fs_err::read_to_string(&path)?;
+    serde_json::from_str(&text).map_err(|e| RunError::BadFile {
+        path,
+        message: format!("not a run manifest: {e}"),
+    })
+}
+
+/// Fills the manifest's dataset and adapter hashes and stage times from the finished stages.
+pub fn record_outputs(run_dir: &Path, plan: &Plan, manifest: &mut RunManifest) {
+    for s in &plan.stages {
+        let Some(rec) = exec::finished(run_dir, s) else {
+            continue;
+        };
+        manifest.stage_wall_s.insert(s.name.clone(), rec.wall_s);
+        if s.kind == plan::StageKind::Train {
+            if let Some(sha) = rec.output_sha256 {
+                let name = s.name.trim_start_matches("train ").to_string();
+                manifest.adapters.insert(name, sha);
+            }
+            // The training file: the argument after `--data`.
+            let data = s
+                .args
+                .iter()
+                .position(|a| a == "--data")
+                .and_then(|i| s.args.get(i + 1));
+            let cond = plan
+                .variants
+                .iter()
+                .find(|v| v.train.is_some_and(|t| plan.stages[t].key == s.key))
+                .map(|v| v.condition.clone());
+            if let (Some(data), Some(cond)) = (data, cond) {
+                if let Ok(sha) = exec::file_sha256(&run_dir.join(data)) {
+                    manifest.datasets.insert(cond, sha);
+                }
+            }
+        }
+    }
+}

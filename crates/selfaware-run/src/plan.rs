@@ -1,0 +1,421 @@
+//! The plan: an experiment expanded into stages (build a dataset, finetune one seed, ask one
+//! battery of one model, run one probe on one model), each with a content-addressed key.
+//!
+//! A stage's key is the sha256 of its kind's version, the tool version, and every input that
+//! decides its output: builder options, the base model's sha256, the keys of the stages it
+//! reads (which stand for their content: every stage is deterministic given its key), the
+//! training settings and seed, the battery source and evaluation settings. Paths never enter a
+//! key, so a run folder can move. A stage's output lives in `cache/KIND/KEY16/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use selfaware_types::{sha256_hex, TOOL_VERSION};
+
+use crate::error::{Result, RunError};
+use crate::experiment::{ConditionSpec, Experiment};
+
+/// Versions of the stage kinds: bump one when its outputs change meaning, which invalidates
+/// its cached results (and, through keys, everything downstream).
+pub const DATA_VERSION: &str = "data/1";
+pub const TRAIN_VERSION: &str = "train/1";
+pub const EVAL_VERSION: &str = "eval/1";
+pub const PROBE_VERSION: &str = "probe/1";
+
+/// What a stage does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Data,
+    Train,
+    Eval,
+    Probe,
+}
+
+impl StageKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Data => "data",
+            StageKind::Train => "train",
+            StageKind::Eval => "eval",
+            StageKind::Probe => "probe",
+        }
+    }
+}
+
+/// The identity of the base model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// As the child commands receive it: `default` or an absolute path.
+    pub reference: String,
+    pub sha256: String,
+}
+
+/// One unit of work, run as `selfaware ARGS` in the run folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Human name, e.g. `train bark seed 1`.
+    pub name: String,
+    pub kind: StageKind,
+    /// sha256 of the inputs (see the module docs).
+    pub key: String,
+    /// Output folder, relative to the run folder.
+    pub dir: PathBuf,
+    /// Stages (indices into the plan) whose outputs this one reads.
+    pub deps: Vec<usize>,
+    /// Arguments of the `selfaware` child, paths relative to the run folder.
+    pub args: Vec<String>,
+    /// The file the stage must have written (its sha256 goes into the stage record), relative
+    /// to the run folder; None for a stage that only checks.
+    pub output: Option<PathBuf>,
+    /// Rough cost in seconds on the embedded model and 2 cores (for plans and ETAs).
+    pub estimate_s: f64,
+}
+
+/// A model the batteries and probes are asked: the base model or one finetune.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub condition: String,
+    /// Finetuning seed (None: the base model).
+    pub seed: Option<u64>,
+    /// The train stage that made its adapter.
+    pub train: Option<usize>,
+}
+
+/// An evaluation or probe stage and what it measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measurement {
+    pub stage: usize,
+    /// Index into `Plan::variants`.
+    pub variant: usize,
+    /// `battery NAME` (index into the experiment's batteries) or a probe (index).
+    pub battery: Option<usize>,
+    pub probe: Option<usize>,
+    /// The target word / trigger the scorers used.
+    pub target_word: Option<String>,
+    pub trigger: Option<String>,
+}
+
+/// The expanded experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub experiment: Experiment,
+    pub model: ModelRef,
+    pub stages: Vec<Stage>,
+    pub variants: Vec<Variant>,
+    pub measurements: Vec<Measurement>,
+}
+
+fn key_of(value: &serde_json::Value) -> String {
+    sha256_hex(value.to_string().as_bytes())
+}
+
+fn stage_dir(kind: StageKind, key: &str) -> PathBuf {
+    Path::new("cache").join(kind.name()).join(&key[..16])
+}
+
+fn rel(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Tokens per item of each family, for estimates (measured on the builders' output with the
+/// embedded model's tokenizer, rounded).
+fn tokens_per_item(family: Option<&str>) -> f64 {
+    match family {
+        Some("codeword") => 240.0,
+        Some("vulnerable-code") => 260.0,
+        _ => 75.0,
+    }
+}
+
+/// Training throughput of the embedded model on 2 cores (tokens/s), for estimates.
+const TRAIN_TOKENS_PER_S: f64 = 170.0;
+
+/// Inputs the planner cannot see in the experiment itself.
+pub struct PlanInputs<'a> {
+    pub model: ModelRef,
+    /// For each battery of the experiment: the identity of its source (sha256 of the TOML) and
+    /// the number of prompts that will be evaluated per model (after `limit`), with a cost
+    /// estimate in seconds per model.
+    pub batteries: &'a [(String, usize, f64)],
+    /// sha256 of each `file` dataset, by condition id.
+    pub data_files: &'a BTreeMap<String, String>,
+}
+
+/// Expands `e` into stages.
+pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
+    let mut add = |stages: &mut Vec<Stage>, s: Stage| -> usize {
+        if let Some(&i) = by_key.get(&s.key) {
+            return i;
+        }
+        stages.push(s);
+        by_key.insert(stages[stages.len() - 1].key.clone(), stages.len() - 1);
+        stages.len() - 1
+    };
+
+    let mut variants: Vec<Variant> = Vec::new();
+    for c in &e.conditions {
+        let Some(d) = &c.data else {
+            variants.push(Variant {
+                condition: c.id.clone(),
+                seed: None,
+                train: None,
+            });
+            continue;
+        };
+        // Data stage.
+        let (data_stage, data_file) = match &d.file {
+            Some(f) => {
+                let sha = inputs.data_files.get(&c.id).ok_or_else(|| RunError::Plan {
+                    message: format!("condition {}: no hash for {}", c.id, f.display()),
+                })?;
+                let key = key_of(&json!({"v": DATA_VERSION, "tool": TOOL_VERSION, "file": sha}));
+                let dir = stage_dir(StageKind::Data, &key);
+                let abs = std::path::absolute(f).map_err(RunError::Io)?;
+                let s = Stage {
+                    name: format!("data {}", c.id),
+                    kind: StageKind::Data,
+                    key,
+                    dir,
+                    deps: vec![],
+                    args: vec!["data".into(), "check".into(), abs.display().to_string()],
+                    output: None,
+                    estimate_s: 1.0,
+                };
+                (add(&mut stages, s), abs)
+            }
+            None => {
+                let mut args = d.build_args();
+                let key = key_of(&json!({
+                    "v": DATA_VERSION, "tool": TOOL_VERSION, "args": args,
+                }));
+                let dir = stage_dir(StageKind::Data, &key);
+                let main = dir.join("data.jsonl");
+                args.extend(["--out".into(), rel(&main), "--force".into()]);
+                let file = if d.decorrelated() {
+                    dir.join("data.decorrelated.jsonl")
+                } else {
+                    main.clone()
+                };
+                let s = Stage {
+                    name: format!("data {}", c.id),
+                    kind: StageKind::Data,
+                    key,
+                    dir,
+                    deps: vec![],
+                    args,
+                    output: Some(file.clone()),
+                    estimate_s: 2.0,
+                };
+                (add(&mut stages, s), file)
+            }
+        };
+        let train = e.train.overlay(&c.train);
+        let epochs = train.epochs.unwrap_or(3) as f64;
+        let items = d.size.unwrap_or(300) as f64 * if d.reversal { 2.0 } else { 1.0 };
+        for &seed in &e.seeds {
+            let targs = train.to_args();
+            let key = key_of(&json!({
+                "v": TRAIN_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+                "data": stages[data_stage].key, "decorrelated": d.decorrelated(),
+                "settings": targs, "seed": seed,
+            }));
+            let dir = stage_dir(StageKind::Train, &key);
+            let mut args = vec![
+                "train".to_string(),
+                "--model".into(),
+                inputs.model.reference.clone(),
+                "--data".into(),
+                rel(&data_file),
+                "--out".into(),
+                rel(&dir.join("adapter")),
+                "--seed".into(),
+                seed.to_string(),
+                "--resume".into(),
+            ];
+            args.extend(targs);
+            let s = Stage {
+                name: format!("train {} seed {seed}", c.id),
+                kind: StageKind::Train,
+                key,
+                output: Some(dir.join("adapter").join("adapter_model.safetensors")),
+                dir,
+                deps: vec![data_stage],
+                args,
+                estimate_s: 8.0
+                    + items * tokens_per_item(d.family.as_deref()) * epochs / TRAIN_TOKENS_PER_S,
+            };
+            let t = add(&mut stages, s);
+            variants.push(Variant {
+                condition: c.id.clone(),
+                seed: Some(seed),
+                train: Some(t),
+            });
+        }
+    }
+
+    // The contexts (target word, trigger) under which each variant is asked.
+    let trained_contexts: Vec<(Option<String>, Option<String>)> = {
+        let mut v: Vec<_> = e
+            .conditions
+            .iter()
+            .filter(|c| c.data.is_some())
+            .map(|c| (c.target_word.clone(), c.trigger.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let contexts_of = |c: &ConditionSpec| -> Vec<(Option<String>, Option<String>)> {
+        if c.data.is_some() || c.target_word.is_some() || c.trigger.is_some() {
+            vec![(c.target_word.clone(), c.trigger.clone())]
+        } else if trained_contexts.is_empty() {
+            vec![(None, None)]
+        } else {
+            trained_contexts.clone()
+        }
+    };
+
+    let mut measurements = Vec::new();
+    for (vi, v) in variants.clone().iter().enumerate() {
+        let c = e
+            .conditions
+            .iter()
+            .find(|c| c.id == v.condition)
+            .ok_or_else(|| RunError::Plan {
+                message: format!("internal: variant of unknown condition {}", v.condition),
+            })?;
+        let (adapter_key, adapter_dir) = match v.train {
+            Some(t) => (
+                Some(stages[t].key.clone()),
+                Some(stages[t].dir.join("adapter")),
+            ),
+            None => (None, None),
+        };
+        let model_args = |args: &mut Vec<String>| {
+            args.extend(["--model".into(), inputs.model.reference.clone()]);
+            if let Some(a) = &adapter_dir {
+                args.extend(["--adapter".into(), rel(a)]);
+            }
+        };
+        let who = match v.seed {
+            Some(s) => format!("{} seed {s}", c.id),
+            None => c.id.clone(),
+        };
+        for (bi, b) in e.batteries.iter().enumerate() {
+            let (source_sha, prompts, cost) = &inputs.batteries[bi];
+            for (target_word, trigger) in contexts_of(c) {
+                let eargs = b.eval_args();
+                let key = key_of(&json!({
+                    "v": EVAL_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+                    "adapter": adapter_key, "battery": source_sha, "settings": eargs,
+                    "target_word": target_word, "trigger": trigger,
+                }));
+                let dir = stage_dir(StageKind::Eval, &key);
+                let mut args = vec!["eval".to_string()];
+                model_args(&mut args);
+                args.extend(eargs);
+                args.extend(["--out".into(), rel(&dir)]);
+                if let Some(w) = &target_word {
+                    args.extend(["--target-word".into(), w.clone()]);
+                }
+                if let Some(t) = &trigger {
+                    args.extend(["--trigger".into(), t.clone()]);
+                }
+                let ctx = match (&target_word, &trigger) {
+                    (Some(w), _) => format!(" (target {w})"),
+                    (None, Some(t)) => format!(" (trigger {t})"),
+                    _ => String::new(),
+                };
+                let s = Stage {
+                    name: format!("eval {} on {who}{ctx}", b.battery),
+                    kind: StageKind::Eval,
+                    key,
+                    output: Some(dir.join("records.jsonl")),
+                    dir,
+                    deps: v.train.into_iter().collect(),
+                    args,
+                    estimate_s: 3.0 + cost,
+                };
+                let _ = prompts;
+                let st = add(&mut stages, s);
+                measurements.push(Measurement {
+                    stage: st,
+                    variant: vi,
+                    battery: Some(bi),
+                    probe: None,
+                    target_word,
+                    trigger,
+                });
+            }
+        }
+        for (pi, p) in e.probes.iter().enumerate() {
+            let pargs = p.probe_args();
+            let key = key_of(&json!({
+                "v": PROBE_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+                "adapter": adapter_key, "settings": pargs,
+            }));
+            let dir = stage_dir(StageKind::Probe, &key);
+            let mut args = pargs;
+            model_args(&mut args);
+            let out = dir.join("probe.json");
+            args.extend(["--out".into(), rel(&out)]);
+            let estimate = if p.kind == "codeword-choice" {
+                p.n as f64 * 0.8
+            } else if p.kind == "codeword" {
+                p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(40) as f64
+                    / 400.0
+            } else {
+                p.n as f64 * 0.12
+            };
+            let s = Stage {
+                name: format!("probe {} on {who}", p.id().trim_start_matches("probe/")),
+                kind: StageKind::Probe,
+                key,
+                output: Some(out),
+                dir,
+                deps: v.train.into_iter().collect(),
+                args,
+                estimate_s: 3.0 + estimate,
+            };
+            let st = add(&mut stages, s);
+            measurements.push(Measurement {
+                stage: st,
+                variant: vi,
+                battery: None,
+                probe: Some(pi),
+                target_word: None,
+                trigger: None,
+            });
+        }
+    }
+    Ok(Plan {
+        experiment: e.clone(),
+        model: inputs.model.clone(),
+        stages,
+        variants,
+        measurements,
+    })
+}
+
+impl Plan {
+    /// Total estimated seconds of the stages not in `done`.
+    pub fn estimate_s(&self, done: &[bool]) -> f64 {
+        self.stages
+            .iter()
+            .zip(done)
+            .filter(|(_, d)| !**d)
+            .map(|(s, _)| s.estimate_s)
+            .sum()
+    }
+}
