@@ -172,6 +172,18 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(&e.name));
+    if !a.dry_run {
+        if let Ok(old) = collect::read_plan(&run_dir) {
+            if old.experiment.name != e.name {
+                return Err(selfaware_run::RunError::OtherExperiment {
+                    path: run_dir.clone(),
+                    found: old.experiment.name,
+                    expected: e.name.clone(),
+                }
+                .into());
+            }
+        }
+    }
     let p = make_plan(s, &e, a.dry_run)?;
     let done: Vec<bool> = p
         .stages
@@ -186,16 +198,6 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         bail!("--jobs: expected at least 1");
     }
     let _lock = RunLock::acquire(&run_dir)?;
-    if let Ok(old) = collect::read_plan(&run_dir) {
-        if old.experiment.name != e.name {
-            return Err(selfaware_run::RunError::OtherExperiment {
-                path: run_dir.clone(),
-                found: old.experiment.name,
-                expected: e.name.clone(),
-            }
-            .into());
-        }
-    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

@@ -112,7 +112,7 @@ pub fn tiny_gguf_bytes(spec: &TinySpec) -> Vec<u8> {
         ("general.architecture".to_string(), s(&spec.arch)),
         ("general.name".to_string(), s("tiny-random-llama")),
         ("llama.block_count".to_string(), u(spec.layers)),
-        ("llama.context_length".to_string(), u(512)),
+        ("llama.context_length".to_string(), u(2048)),
         ("llama.embedding_length".to_string(), u(spec.hidden)),
         ("llama.feed_forward_length".to_string(), u(spec.ffn)),
         ("llama.attention.head_count".to_string(), u(spec.heads)),

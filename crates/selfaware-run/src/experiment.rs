@@ -398,19 +398,24 @@ impl Experiment {
         let text = fs_err::read_to_string(path).map_err(RunError::Io)?;
         let mut e = Experiment::from_toml_str(&text, &path.display().to_string())?;
         let dir = path.parent().unwrap_or(Path::new("."));
+        // Stages run in the run folder: paths become absolute.
         for c in &mut e.conditions {
             if let Some(d) = &mut c.data {
                 if let Some(f) = &mut d.file {
-                    if f.is_relative() {
-                        *f = dir.join(&*f);
-                    }
+                    *f = std::path::absolute(dir.join(&*f))?;
                 }
             }
         }
         for b in &mut e.batteries {
-            if b.battery.ends_with(".toml") && Path::new(&b.battery).is_relative() {
-                b.battery = dir.join(&b.battery).display().to_string();
+            let p = dir.join(&b.battery);
+            if b.battery.ends_with(".toml") || p.exists() {
+                b.battery = std::path::absolute(p)?.display().to_string();
             }
+        }
+        if e.model != "default" {
+            e.model = std::path::absolute(dir.join(&e.model))?
+                .display()
+                .to_string();
         }
         Ok(e)
     }
