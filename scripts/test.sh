@@ -23,5 +23,12 @@ venv="${CARGO_TARGET_DIR:-target}/test-venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
 export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
 
+# Headless Chromium renders a sample report to PNG in selfaware-report's screenshot test. On CI
+# (root, Debian) it is installed here; elsewhere the test skips with a note when it is missing.
+if ! command -v chromium >/dev/null && [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || echo "warning: could not install chromium; the report screenshot test will skip" >&2
+fi
+
 export SELFAWARE_REQUIRE_MODEL=1
 cargo test --workspace --locked "$@"

@@ -338,11 +338,10 @@ impl RunProgress {
             .filter(|(_, r)| **r)
             .map(|(e, _)| e)
             .sum();
-        let scale = if self.estimated_done > 0.0 {
-            self.actual_done / self.estimated_done
-        } else {
-            1.0
-        };
+        // Estimates scaled by how long finished stages took against their estimates, with a
+        // minute of prior weight so one quick stage does not swing the ETA.
+        const PRIOR_S: f64 = 60.0;
+        let scale = (self.actual_done + PRIOR_S) / (self.estimated_done + PRIOR_S);
         hms(left * scale)
     }
 

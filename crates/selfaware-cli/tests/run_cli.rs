@@ -213,6 +213,7 @@ fn a_small_experiment_runs_through_every_stage_and_its_report_rebuilds_from_reco
     let probe: serde_json::Value = serde_json::from_slice(&read(&run.join(file))).unwrap();
     assert_eq!(cell["per_seed"][0]["value"], probe["score"]);
     assert!(read(&run.join("report.html")).starts_with(b"<!DOCTYPE html>"));
+    screenshot(&run.join("report.html"), &d.join("report.png"));
 
     // The report rebuilt from the records alone is byte-identical.
     let before: Vec<Vec<u8>> = REPORT_FILES.iter().map(|f| read(&run.join(f))).collect();
@@ -474,4 +475,36 @@ fn ran_count(out: &str) -> usize {
     let end = out.find(" stages ran this time)").expect(out);
     let start = out[..end].rfind('(').unwrap();
     out[start + 1..end].parse().unwrap()
+}
+
+/// Renders a report in headless Chromium when it is installed (scripts/test.sh installs it on
+/// CI) and checks a PNG came out; otherwise says it skipped.
+fn screenshot(html: &Path, png: &Path) {
+    let found = Command::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        eprintln!(
+            "note: chromium is not installed; skipping the screenshot of {}",
+            html.display()
+        );
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/report-screenshot.sh");
+    let o = Command::new("bash")
+        .arg(script)
+        .arg(html)
+        .arg(png)
+        .output()
+        .unwrap();
+    ok(&o);
+    let bytes = read(png);
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        bytes.len() > 20_000,
+        "suspiciously small screenshot: {} bytes",
+        bytes.len()
+    );
 }

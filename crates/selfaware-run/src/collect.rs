@@ -43,8 +43,9 @@ use crate::plan::Plan;
 struct ModelValue {
     /// Per-context values (mean over paraphrases).
     values: Vec<f64>,
-    /// The units inside the model the value averages (paraphrase means or probe items).
-    units: Vec<f64>,
+    /// The units inside the model the value averages: paraphrase index (or probe item index)
+    /// → its mean under each context.
+    units: BTreeMap<usize, Vec<f64>>,
     off_format: Vec<f64>,
     n_records: usize,
     records: Vec<String>,
@@ -53,6 +54,11 @@ struct ModelValue {
 impl ModelValue {
     fn value(&self) -> Option<f64> {
         mean(&self.values)
+    }
+
+    /// One value per unit (averaged over contexts), in unit order.
+    fn unit_values(&self) -> Vec<f64> {
+        self.units.values().filter_map(|xs| mean(xs)).collect()
     }
 }
 
@@ -193,7 +199,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             if let Some(s) = pf.score {
                 v.values.push(s);
             }
-            v.units.extend(pf.item_scores.iter().flatten());
+            for (i, x) in pf.item_scores.iter().enumerate() {
+                if let Some(x) = x {
+                    v.units.entry(i).or_default().push(*x);
+                }
+            }
             if let Some(mass) = pf.mean_letter_mass {
                 v.off_format.push((1.0 - mass).max(0.0));
             }
@@ -269,14 +279,21 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             }
             for (id, n) in counts {
                 let v = values.entry((id.clone(), m.variant)).or_default();
-                let para_means: Vec<f64> = per
+                let para_means: Vec<(usize, f64)> = per
                     .get(&id)
-                    .map(|p| p.values().filter_map(|xs| mean(xs)).collect())
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(|(k, xs)| mean(xs).map(|m| (*k, m)))
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if let Some(x) = mean(&para_means) {
+                let only: Vec<f64> = para_means.iter().map(|x| x.1).collect();
+                if let Some(x) = mean(&only) {
                     v.values.push(x);
                 }
-                v.units.extend(para_means);
+                for (k, m) in para_means {
+                    v.units.entry(k).or_default().push(m);
+                }
                 if let Some(o) = offs.get(&id).and_then(|o| mean(o)) {
                     v.off_format.push(o);
                 }
@@ -351,7 +368,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     let groups: Vec<Vec<f64>> = sv
                         .iter()
                         .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
-                        .map(|v| v.units.clone())
+                        .map(ModelValue::unit_values)
                         .filter(|u| !u.is_empty())
                         .collect();
                     match hierarchical_bootstrap_ci(&groups, &boot) {
@@ -384,7 +401,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 let units: Vec<f64> = sv
                     .iter()
                     .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
-                    .flat_map(|v| v.units.clone())
+                    .flat_map(ModelValue::unit_values)
                     .collect();
                 let what = if metric.group == "probe" {
                     "probe items"
@@ -470,7 +487,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     seed_values(id, cond)
                         .iter()
                         .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
-                        .flat_map(|v| v.units.clone())
+                        .flat_map(ModelValue::unit_values)
                         .collect()
                 };
                 let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
