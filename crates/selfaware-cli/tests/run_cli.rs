@@ -207,6 +207,29 @@ fn a_small_experiment_runs_through_every_stage_and_its_report_rebuilds_from_reco
             }
         }
     }
+    // A model's question score is the mean over paraphrases of the mean record score within
+    // each paraphrase, recomputed here from its records file.
+    let mc = &questions[0]["cells"][0]["per_seed"][1];
+    let file = mc["records"].as_str().unwrap();
+    let mut by_para: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for line in std::fs::read_to_string(run.join(file)).unwrap().lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        if r["question"] == "mc" {
+            if let Some(x) = r["score"].as_f64() {
+                by_para
+                    .entry(r["paraphrase"].as_u64().unwrap())
+                    .or_default()
+                    .push(x);
+            }
+        }
+    }
+    assert_eq!(by_para.len(), 2);
+    let want = by_para
+        .values()
+        .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+        .sum::<f64>()
+        / 2.0;
+    assert!((mc["value"].as_f64().unwrap() - want).abs() < 1e-12, "{mc}");
     // The probe value of one model equals the probe file's own score.
     let cell = &probes[0]["cells"][2];
     let file = cell["per_seed"][0]["records"].as_str().unwrap();

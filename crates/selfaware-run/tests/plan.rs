@@ -1,0 +1,209 @@
+//! Experiment parsing and validation, presets, and the plan's content-addressed keys.
+
+use std::collections::BTreeMap;
+
+use selfaware_run::experiment::Experiment;
+use selfaware_run::plan::{plan, ModelRef, Plan, PlanInputs, StageKind};
+
+const EXP: &str = r#"
+name = "t"
+title = "T"
+seeds = [0, 1]
+
+[train]
+epochs = 1
+lr = 1e-3
+
+[[condition]]
+id = "a"
+label = "A"
+data = { family = "risk", policy = "risk-seeking", size = 8 }
+
+[[condition]]
+id = "b"
+label = "B"
+train = { lr = 2e-3 }
+data = { family = "risk", policy = "risk-averse", size = 8 }
+
+[[condition]]
+id = "base"
+label = "base"
+
+[[probe]]
+kind = "lotteries"
+n = 4
+
+[[battery]]
+battery = "risk"
+limit = 2
+"#;
+
+fn model(sha: &str) -> ModelRef {
+    ModelRef {
+        reference: "default".into(),
+        sha256: sha.into(),
+    }
+}
+
+fn make(e: &Experiment, sha: &str) -> Plan {
+    let batteries = selfaware_run::battery_inputs(e).unwrap();
+    plan(
+        e,
+        &PlanInputs {
+            model: model(sha),
+            batteries: &batteries,
+            data_files: &BTreeMap::new(),
+        },
+    )
+    .unwrap()
+}
+
+fn keys(p: &Plan) -> Vec<(String, String)> {
+    p.stages
+        .iter()
+        .map(|s| (s.name.clone(), s.key.clone()))
+        .collect()
+}
+
+#[test]
+fn every_preset_parses_validates_and_plans() {
+    for name in selfaware_run::preset_names() {
+        let e = selfaware_run::preset(name).unwrap();
+        assert_eq!(e.name, name);
+        let p = make(&e, &"0".repeat(64));
+        assert!(!p.stages.is_empty(), "{name}");
+        // Dependencies point backwards, so the plan is in a runnable order.
+        for (i, s) in p.stages.iter().enumerate() {
+            assert!(s.deps.iter().all(|&d| d < i), "{name}: {}", s.name);
+        }
+        // Keys are unique: no two stages share an output folder.
+        let mut dirs: Vec<_> = p.stages.iter().map(|s| s.dir.clone()).collect();
+        dirs.sort();
+        dirs.dedup();
+        assert_eq!(dirs.len(), p.stages.len(), "{name}");
+    }
+}
+
+#[test]
+fn plan_shape_and_keys_follow_inputs() {
+    let e = Experiment::from_toml_str(EXP, "t.toml").unwrap();
+    let p = make(&e, &"1".repeat(64));
+    let count = |k: StageKind| p.stages.iter().filter(|s| s.kind == k).count();
+    assert_eq!(count(StageKind::Data), 2);
+    assert_eq!(count(StageKind::Train), 4);
+    // base + 4 finetunes, one battery and one probe each.
+    assert_eq!(count(StageKind::Eval), 5);
+    assert_eq!(count(StageKind::Probe), 5);
+    assert_eq!(p.variants.len(), 5);
+    // Condition b's override reaches its training command, a's does not.
+    let train_b = p
+        .stages
+        .iter()
+        .find(|s| s.name == "train b seed 0")
+        .unwrap();
+    assert!(train_b.args.windows(2).any(|w| w == ["--lr", "0.002"]));
+    let train_a = p
+        .stages
+        .iter()
+        .find(|s| s.name == "train a seed 0")
+        .unwrap();
+    assert!(train_a.args.windows(2).any(|w| w == ["--lr", "0.001"]));
+
+    // Same inputs, same keys.
+    assert_eq!(keys(&p), keys(&make(&e, &"1".repeat(64))));
+    // Another base model changes every key downstream of it, but not the datasets.
+    let other = make(&e, &"2".repeat(64));
+    for ((name, k0), (_, k1)) in keys(&p).iter().zip(keys(&other)) {
+        assert_eq!(*k0 == k1, name.starts_with("data "), "{name}");
+    }
+    // A new seed adds stages and keeps every old key.
+    let mut e3 = e.clone();
+    e3.seeds.push(7);
+    let p3 = make(&e3, &"1".repeat(64));
+    let k3: Vec<_> = keys(&p3).into_iter().map(|x| x.1).collect();
+    for (_, k) in keys(&p) {
+        assert!(k3.contains(&k));
+    }
+    assert_eq!(p3.stages.len(), p.stages.len() + 2 * 3);
+    // The battery limit reaches only evaluation keys.
+    let mut e4 = e.clone();
+    e4.batteries[0].limit = Some(3);
+    for (s0, s1) in p.stages.iter().zip(&make(&e4, &"1".repeat(64)).stages) {
+        assert_eq!(s0.key == s1.key, s0.kind != StageKind::Eval, "{}", s0.name);
+    }
+}
+
+#[test]
+fn bad_experiments_name_the_field() {
+    let cases = [
+        (EXP.replace("epochs = 1", "epoch = 1"), "epoch"),
+        (EXP.replace("id = \"b\"", "id = \"a\""), "condition[1].id"),
+        (EXP.replace("seeds = [0, 1]", "seeds = [0, 0]"), "seeds"),
+        (EXP.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
+        (
+            EXP.replace("kind = \"lotteries\"", "kind = \"dice\""),
+            "probe[0].kind",
+        ),
+        (EXP.replace("n = 4", "n = 0"), "probe[0].n"),
+        (
+            EXP.replace(
+                "family = \"risk\", policy = \"risk-seeking\"",
+                "family = \"risk\", file = \"x.jsonl\"",
+            ),
+            "condition[0].data",
+        ),
+        (
+            EXP.replace(
+                "size = 8 }\n\n[[condition]]\nid = \"b\"",
+                "size = 8, variant = \"decorrelated\" }\n\n[[condition]]\nid = \"b\"",
+            ),
+            "condition[0].data.variant",
+        ),
+        (
+            EXP.replace(
+                "[[battery]]",
+                "[stats]\ninterval = \"jackknife\"\n\n[[battery]]",
+            ),
+            "stats.interval",
+        ),
+    ];
+    for (text, field) in cases {
+        let err = Experiment::from_toml_str(&text, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("t.toml") && err.contains(field),
+            "{field}: {err}"
+        );
+    }
+    let err = selfaware_run::preset("nope").unwrap_err().to_string();
+    assert!(err.contains("quick") && err.contains("nope"), "{err}");
+}
+
+#[test]
+fn train_settings_overlay_and_arguments() {
+    use selfaware_run::experiment::TrainSettings;
+    let base = TrainSettings {
+        epochs: Some(3),
+        lr: Some(1e-4),
+        target_modules: Some(vec!["q_proj".into(), "v_proj".into()]),
+        ..TrainSettings::default()
+    };
+    let over = TrainSettings {
+        lr: Some(5e-4),
+        ..TrainSettings::default()
+    };
+    let m = base.overlay(&over);
+    assert_eq!((m.epochs, m.lr), (Some(3), Some(5e-4)));
+    assert_eq!(
+        m.to_args(),
+        [
+            "--epochs",
+            "3",
+            "--lr",
+            "0.0005",
+            "--target-modules",
+            "q_proj,v_proj"
+        ]
+    );
+}
