@@ -9,27 +9,11 @@ use std::process::{Command, Output, Stdio};
 
 use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 
+mod common;
+use common::{ok, text_of};
+
 fn selfaware(home: &Path, cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .current_dir(cwd)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout) + &text(&o.stderr)
+    common::selfaware_in(home, cwd, args)
 }
 
 const BATTERY: &str = r#"
@@ -451,10 +435,6 @@ fn bad_experiments_get_one_clear_error() {
     assert!(err.contains("holds experiment \"tiny-risk\""), "{err}");
     assert_eq!(stage_records(&d.join("r")), before);
     assert_eq!(read(&d.join("r/plan.json")), plan_before);
-}
-
-fn text_of(o: &Output) -> String {
-    text(&o.stdout) + &text(&o.stderr)
 }
 
 #[test]
