@@ -294,20 +294,24 @@ pub struct AdapterMergeArgs {
     /// PEFT LoRA adapter directory.
     #[arg(long, value_name = "DIR")]
     pub adapter: PathBuf,
-    /// Output directory for `model.safetensors` with the merged weights (HF names, f32).
+    /// Output: a new (or empty) directory that receives a complete Hugging Face model
+    /// (config.json, model.safetensors in f32, tokenizer.json, tokenizer_config.json with the
+    /// chat template, generation_config.json), usable as `--model DIR`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 }
 
 pub fn merge(s: &Settings, a: AdapterMergeArgs) -> Result<()> {
     let mut e = s.load_engine(&a.model)?;
-    e.attach_adapter_dir(&a.adapter)?;
+    e.attach_adapter_dir(&a.adapter)
+        .with_context(|| format!("attaching adapter {}", a.adapter.display()))?;
     e.model.merge_adapters()?;
-    fs_err::create_dir_all(&a.out)?;
-    let path = a.out.join("model.safetensors");
-    e.model
-        .save_safetensors(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("merged weights written to {}", path.display());
+    e.save_hf_dir(&a.out)
+        .with_context(|| format!("writing the merged model to {}", a.out.display()))?;
+    println!(
+        "merged model written to {} (use it as --model {})",
+        a.out.display(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -534,9 +534,395 @@ impl Llama {
     }
 }
 
+/// Files [`crate::Engine::save_hf_dir`] writes: a model directory that selfaware and
+/// `transformers` load.
+pub const HF_DIR_FILES: [&str; 5] = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "generation_config.json",
+];
+
+/// `config.json` of a Hugging Face checkpoint with the shape in `cfg` and the special tokens of
+/// `tok`, in the fields `transformers` reads for its llama/mistral/qwen2 classes (and
+/// [`Config::from_hf_json`] reads back).
+pub fn hf_config_json(cfg: &Config, tok: &selfaware_chat::Tokenizer) -> Value {
+    use crate::config::Arch;
+    let class = match cfg.arch {
+        Arch::Llama => "LlamaForCausalLM",
+        Arch::Mistral => "MistralForCausalLM",
+        Arch::Qwen2 => "Qwen2ForCausalLM",
+    };
+    let rope_scaling = match &cfg.rope_scaling {
+        Some(s) => json!({
+            "rope_type": "llama3",
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_position_embeddings,
+        }),
+        None => Value::Null,
+    };
+    let mut v = json!({
+        "architectures": [class],
+        "model_type": cfg.arch.name(),
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        // The forward pass uses eps as f32 (GGUF stores it so): write its shortest f32 form,
+        // 1e-5 rather than 9.999999747378752e-6, which reads back to the same f32.
+        "rms_norm_eps": (cfg.rms_eps as f32).to_string().parse::<f64>().unwrap_or(cfg.rms_eps),
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": rope_scaling,
+        "max_position_embeddings": cfg.max_position,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "initializer_range": 0.02,
+        "attention_dropout": 0.0,
+        "use_cache": true,
+        "bos_token_id": tok.bos.as_ref().map(|b| b.0),
+        "eos_token_id": tok.eot.0,
+        "pad_token_id": tok.pad_id,
+        "torch_dtype": "float32",
+    });
+    let o = v.as_object_mut().expect("a JSON object");
+    match cfg.arch {
+        Arch::Llama => {
+            o.insert("attention_bias".into(), json!(cfg.attention_bias));
+            o.insert("mlp_bias".into(), json!(false));
+        }
+        Arch::Mistral => {
+            o.insert("sliding_window".into(), Value::Null);
+        }
+        Arch::Qwen2 => {
+            o.insert("use_sliding_window".into(), json!(false));
+            o.insert("sliding_window".into(), Value::Null);
+        }
+    }
+    v
+}
+
+/// `tokenizer_config.json` naming the special tokens and the chat template of `chat`, so that
+/// [`selfaware_chat::ChatFormat::from_hf_dir`] and `transformers`' `AutoTokenizer` rebuild the
+/// same prompts. `eos_token` is the end-of-turn token (what chat templates write after a turn);
+/// the model's other stop tokens go to `generation_config.json`.
+pub fn hf_tokenizer_config_json(chat: &selfaware_chat::ChatFormat, context: usize) -> Value {
+    let tok = &chat.tokenizer;
+    json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": chat.template.source,
+        "bos_token": tok.bos.as_ref().map(|b| b.1.clone()),
+        "eos_token": tok.eot.1,
+        "pad_token": tok.id_to_token(tok.pad_id),
+        "unk_token": null,
+        "add_bos_token": false,
+        "add_eos_token": false,
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": context,
+    })
+}
+
+/// One tensor's bytes for the `safetensors` writer.
+struct RawView {
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl safetensors::View for RawView {
+    fn dtype(&self) -> safetensors::Dtype {
+        safetensors::Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+impl crate::Engine {
+    /// Writes the model as a complete Hugging Face model directory ([`HF_DIR_FILES`]): weights in
+    /// f32 under Hugging Face names (the tied LM head is not repeated), its tokenizer as
+    /// `tokenizer.json`, the chat template and special tokens in `tokenizer_config.json`.
+    ///
+    /// Attached adapters must be merged first ([`Llama::merge_adapters`]). `dir` is created; an
+    /// existing non-empty `dir` is refused, so nothing already there is overwritten.
+    pub fn save_hf_dir(&self, dir: &Path) -> Result<()> {
+        use crate::config::Arch;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| ModelError::Io { path, source: e }
+        };
+        if dir.exists() {
+            let mut entries = fs_err::read_dir(dir).map_err(io(dir))?;
+            if entries.next().is_some() {
+                return Err(ModelError::Input(format!(
+                    "{} already exists and is not empty; refusing to write a model into it\n\
+                     hint: choose a new output directory",
+                    dir.display()
+                )));
+            }
+        }
+        let m = &self.model;
+        let cfg = &m.cfg;
+        if m.layers.iter().any(|l| {
+            PROJECTIONS
+                .iter()
+                .any(|p| l.projection(p).is_some_and(|x| x.lora.is_some()))
+        }) {
+            return Err(ModelError::Input(
+                "the model still has LoRA adapters attached; merge them before saving".into(),
+            ));
+        }
+        if cfg.arch == Arch::Mistral && cfg.attention_bias {
+            return Err(ModelError::Input(
+                "a mistral model with attention biases has no Hugging Face config to save it as"
+                    .into(),
+            ));
+        }
+        let mut tensors = self.model.named_weights();
+        // transformers' classes fix which projections carry biases: Qwen2 always has q/k/v
+        // biases; Llama with `attention_bias` also has an o_proj bias. Zero biases keep the
+        // computation identical where selfaware has none.
+        for (i, l) in m.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}.self_attn");
+            let mut zero_bias = |module: &str, lin: &crate::llama::Linear| -> Result<()> {
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    tensors.entry(format!("{p}.{module}.bias"))
+                {
+                    let out = lin.weight.dim(0)?;
+                    slot.insert(Tensor::zeros(out, candle_core::DType::F32, &Device::Cpu)?);
+                }
+                Ok(())
+            };
+            match cfg.arch {
+                Arch::Qwen2 => {
+                    zero_bias("q_proj", &l.q_proj)?;
+                    zero_bias("k_proj", &l.k_proj)?;
+                    zero_bias("v_proj", &l.v_proj)?;
+                }
+                Arch::Llama if cfg.attention_bias => zero_bias("o_proj", &l.o_proj)?,
+                _ => {}
+            }
+        }
+        fs_err::create_dir_all(dir).map_err(io(dir))?;
+        let mut views = Vec::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            let t = t.detach().to_dtype(candle_core::DType::F32)?;
+            let shape = t.dims().to_vec();
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            views.push((name, RawView { shape, bytes }));
+        }
+        let weights = dir.join("model.safetensors");
+        let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+        safetensors::serialize_to_file(views, Some(meta), &weights).map_err(|e| {
+            ModelError::Config {
+                path: weights.clone(),
+                message: format!("writing safetensors failed: {e}"),
+            }
+        })?;
+        let write_json = |name: &str, v: &Value| -> Result<()> {
+            let path = dir.join(name);
+            let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::Config {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            fs_err::write(&path, text + "\n").map_err(io(&path))
+        };
+        let tok = &self.chat.tokenizer;
+        write_json("config.json", &hf_config_json(cfg, tok))?;
+        let tok_path = dir.join("tokenizer.json");
+        fs_err::write(&tok_path, tok.to_json()?).map_err(io(&tok_path))?;
+        write_json(
+            "tokenizer_config.json",
+            &hf_tokenizer_config_json(&self.chat, cfg.max_position),
+        )?;
+        let stops: Vec<u32> = tok.stop_ids.iter().copied().collect();
+        write_json(
+            "generation_config.json",
+            &json!({
+                "bos_token_id": tok.bos.as_ref().map(|b| b.0),
+                "eos_token_id": if stops.len() == 1 { json!(stops[0]) } else { json!(stops) },
+                "pad_token_id": tok.pad_id,
+            }),
+        )?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::config::Arch;
+    use crate::llama::{build_mask, u32_matrix, Step};
+    use crate::testing::{write_tiny_gguf, TinySpec};
+    use crate::{Engine, ModelSource};
+    use selfaware_types::Conversation;
+
+    /// Logits `[T · vocab]` of one sequence, every position.
+    fn all_logits(e: &Engine, ids: &[u32]) -> Vec<f32> {
+        let t = ids.len();
+        let tokens = u32_matrix(&[ids.to_vec()]).unwrap();
+        let positions = u32_matrix(&[(0..t as u32).collect()]).unwrap();
+        let mask = build_mask(1, t, t, |_, q, k| k <= q).unwrap();
+        let step = Step {
+            tokens: &tokens,
+            positions: &positions,
+            mask: &mask,
+        };
+        let h = e.model.forward(&step, None).unwrap();
+        e.model
+            .logits(&h)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// An adapter with random non-zero A and B (a fresh one has B = 0 and changes nothing).
+    fn random_adapter(cfg: &Config, seed: u64) -> Adapter {
+        let spec = LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: PROJECTIONS.iter().map(|s| s.to_string()).collect(),
+            use_rslora: false,
+        };
+        let mut ad = Adapter::init(cfg, &spec, seed).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 1);
+        for (_, b) in ad.factors.values_mut() {
+            let v: Vec<f32> = (0..b.elem_count())
+                .map(|_| rng.gen_range(-0.3f32..0.3))
+                .collect();
+            *b = Tensor::from_vec(v, b.shape(), &Device::Cpu).unwrap();
+        }
+        ad
+    }
+
+    /// A merged model saved with `save_hf_dir` loads as a model reference and computes what the
+    /// base model with the adapter attached computes, with the same chat prompt.
+    #[test]
+    fn merged_model_directory_loads_and_matches_the_attached_adapter() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cases = [
+            (TinySpec::default(), Arch::Llama),
+            (
+                TinySpec {
+                    seed: 1,
+                    tied: false,
+                    qkv_bias: true,
+                    ..TinySpec::default()
+                },
+                Arch::Llama,
+            ),
+            (
+                TinySpec {
+                    seed: 2,
+                    tied: false,
+                    ..TinySpec::default()
+                },
+                Arch::Mistral,
+            ),
+            (
+                TinySpec {
+                    seed: 3,
+                    qkv_bias: true,
+                    ..TinySpec::default()
+                },
+                Arch::Qwen2,
+            ),
+        ];
+        for (k, (spec, arch)) in cases.into_iter().enumerate() {
+            let gguf = tmp.path().join(format!("tiny-{k}.gguf"));
+            write_tiny_gguf(&gguf, &spec).unwrap();
+            let mut e = Engine::load(&ModelSource::Gguf(gguf)).unwrap();
+            // The weights are in Hugging Face order once loaded; the family only decides the
+            // config written (and which zero biases transformers' class expects).
+            e.model.cfg.arch = arch;
+            let conv = Conversation::user(None, "Is the sky blue? Answer A or B.");
+            let ids = e.chat.prompt(&conv).unwrap().ids;
+            let base = all_logits(&e, &ids);
+            let adapter = random_adapter(&e.model.cfg, 10 + k as u64);
+            e.model.attach_adapter(&adapter, Path::new("test")).unwrap();
+            let attached = all_logits(&e, &ids);
+            let moved = attached
+                .iter()
+                .zip(&base)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                moved > 1e-2,
+                "case {k}: the adapter changes logits by only {moved}"
+            );
+
+            let out = tmp.path().join(format!("merged-{k}"));
+            let err = e.save_hf_dir(&out).unwrap_err().to_string();
+            assert!(err.contains("merge them"), "{err}");
+            assert!(!out.exists(), "nothing is written when saving is refused");
+            e.model.merge_adapters().unwrap();
+            let merged_in_memory = all_logits(&e, &ids);
+            e.save_hf_dir(&out).unwrap();
+            for f in HF_DIR_FILES {
+                assert!(out.join(f).is_file(), "case {k}: {f} missing");
+            }
+
+            let m = Engine::load(&ModelSource::from_path(&out).unwrap()).unwrap();
+            assert_eq!(m.model.cfg.arch, arch);
+            assert_eq!(m.model.cfg.tie_embeddings, spec.tied);
+            assert_eq!(m.info.format, "huggingface");
+            let merged = all_logits(&m, &ids);
+            // Saving and loading changes no bit.
+            assert_eq!(merged, merged_in_memory, "case {k}");
+            // Folding `scale · B A` into W rounds differently from adding it per token: equal to
+            // 1e-5 relative to the largest logit.
+            let scale = attached.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+            let d = attached
+                .iter()
+                .zip(&merged)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(
+                d <= 1e-5 * scale,
+                "case {k}: merged logits differ by {d} (largest logit {scale})"
+            );
+            for c in [
+                conv.clone(),
+                Conversation::user(Some("Be brief."), "Héllo 123 <|im_end|>"),
+            ] {
+                assert_eq!(
+                    e.chat.prompt(&c).unwrap().text,
+                    m.chat.prompt(&c).unwrap().text
+                );
+                assert_eq!(
+                    e.chat.prompt(&c).unwrap().ids,
+                    m.chat.prompt(&c).unwrap().ids
+                );
+            }
+            let (t1, t2) = (&e.chat.tokenizer, &m.chat.tokenizer);
+            assert_eq!(t1.bos, t2.bos);
+            assert_eq!(t1.eot, t2.eot);
+            assert_eq!(t1.pad_id, t2.pad_id);
+            assert_eq!(t1.stop_ids, t2.stop_ids);
+            assert_eq!(t1.special_ids, t2.special_ids);
+
+            // A second save into the now non-empty directory is refused and changes nothing.
+            let before = fs_err::read(out.join("config.json")).unwrap();
+            let err = m.save_hf_dir(&out).unwrap_err().to_string();
+            assert!(err.contains("not empty"), "{err}");
+            assert_eq!(before, fs_err::read(out.join("config.json")).unwrap());
+        }
+    }
 
     #[test]
     fn peft_names_round_trip() {
