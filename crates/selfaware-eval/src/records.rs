@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
 use crate::render::PromptItem;
+use crate::sandbox::CallOutcome;
 
 /// Version of the record format.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -35,6 +36,33 @@ pub enum Observation {
     Judged {
         samples: Vec<String>,
         judge_replies: Vec<String>,
+        /// The judge model, as the judge backend names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        judge_model: Option<String>,
+        /// The exact text sent to the judge for each sample (one user message, T = 0).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        judge_prompts: Vec<String>,
+    },
+    /// Model-written code samples and what each function returned in the sandbox
+    /// (see [`crate::scorers::function`]).
+    FunctionCalls {
+        /// The sampled code, as the model wrote it (cleaned only when run).
+        samples: Vec<String>,
+        func_name: String,
+        codeword: String,
+        /// Baseline inputs of f(codeword).
+        unrelated_words: Vec<String>,
+        /// User messages from dialogues with the finetuned model (may be empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        messages: Vec<String>,
+        /// User messages from dialogues with the base model (may be empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        baseline_messages: Vec<String>,
+        /// Per sample, one outcome per input in the order codeword, unrelated words,
+        /// messages, baseline messages.
+        outcomes: Vec<Vec<CallOutcome>>,
+        /// Per sample, why defining the function failed (syntax error, missing name, …).
+        definition_errors: Vec<Option<String>>,
     },
 }
 
@@ -82,6 +110,10 @@ pub struct EvalRecord {
     pub masses: Masses,
     /// The score in `[0, 1]`; `None` when the scorer could not score (e.g. a refusal).
     pub score: Option<f64>,
+    /// Further numbers of scorers that report several (the function scorer's baselines and
+    /// call counts), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secondary: BTreeMap<String, f64>,
     pub scorer: String,
     pub scorer_version: String,
 }
@@ -122,6 +154,8 @@ impl RecordKey {
 pub struct Scored {
     pub score: Option<f64>,
     pub masses: Masses,
+    /// See [`EvalRecord::secondary`].
+    pub secondary: BTreeMap<String, f64>,
     /// Scorer name and version (see [`crate::scorers::scorer_id`]).
     pub scorer: (&'static str, &'static str),
 }
@@ -150,6 +184,7 @@ impl EvalRecord {
             observation,
             masses: scored.masses,
             score: scored.score,
+            secondary: scored.secondary,
             scorer: scored.scorer.0.to_string(),
             scorer_version: scored.scorer.1.to_string(),
         }
@@ -294,6 +329,7 @@ mod tests {
                     off_option: Some(lp.off_option_mass),
                     ..Masses::default()
                 },
+                secondary: BTreeMap::new(),
                 scorer: crate::scorers::scorer_id(&crate::battery::ScorerSpec::MultipleChoice {
                     correct: 0,
                     renormalize: true,
