@@ -13,6 +13,9 @@
 //!
 //! Logprobs are computed when any request of a group asks, with the largest `top_logprobs`,
 //! and trimmed per request (the alternatives are sorted, so trimming is exact).
+//!
+//! Streamed requests on a local engine are not grouped: the worker generates each one token
+//! by token ([`crate::stream`]), sending every token to the response as it is made.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -21,7 +24,9 @@ use std::time::{Duration, Instant};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use selfaware_backend::{Backend, CompletionRequest, Completions};
+use selfaware_model::Engine;
 
+use crate::stream::StreamMsg;
 use crate::ApiError;
 
 /// One queued request. `seeded` is false when the client gave no seed (then `req.seed` is
@@ -29,7 +34,18 @@ use crate::ApiError;
 pub struct Job {
     pub req: CompletionRequest,
     pub seeded: bool,
-    pub reply: tokio::sync::oneshot::Sender<Result<Completions, ApiError>>,
+    pub reply: Reply,
+}
+
+/// Where a job's answer goes.
+pub enum Reply {
+    /// The whole answer at once.
+    Whole(tokio::sync::oneshot::Sender<Result<Completions, ApiError>>),
+    /// Token by token, generated on this local engine (one answer; `req.n` is ignored).
+    Stream {
+        engine: Arc<Engine>,
+        tx: tokio::sync::mpsc::UnboundedSender<StreamMsg>,
+    },
 }
 
 /// The sending side of a model's queue.
@@ -131,6 +147,12 @@ fn worker(backend: &dyn Backend, rx: Receiver<Job>, settings: WorkerSettings) {
             }
         }
         last_batch = jobs.len();
+        let (streams, jobs): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| matches!(j.reply, Reply::Stream { .. }));
+        for job in streams {
+            run_stream(job, &mut rng);
+        }
         let keys: Vec<(CompletionRequest, bool)> =
             jobs.iter().map(|j| (j.req.clone(), j.seeded)).collect();
         let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
@@ -138,6 +160,35 @@ fn worker(backend: &dyn Backend, rx: Receiver<Job>, settings: WorkerSettings) {
             let members: Vec<Job> = group.iter().filter_map(|&i| slots[i].take()).collect();
             run_group(backend, members, &mut rng);
         }
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+fn run_stream(job: Job, rng: &mut ChaCha8Rng) {
+    let Reply::Stream { engine, tx } = job.reply else {
+        return;
+    };
+    let mut req = job.req;
+    if !job.seeded {
+        req.seed = rng.next_u64();
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::stream::generate(&engine, &req, &tx)
+    }))
+    .unwrap_or_else(|p| {
+        Err(ApiError::internal(format!(
+            "the model panicked: {}",
+            panic_message(p)
+        )))
+    });
+    if let Err(e) = result {
+        let _ = tx.send(StreamMsg::Failed(e));
     }
 }
 
@@ -154,13 +205,9 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
     // A panic inside the model must not take the worker (and every later request) down.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.complete(&req)))
         .unwrap_or_else(|p| {
-            let what = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
             Err(selfaware_backend::BackendError::Config(format!(
-                "the model panicked: {what}"
+                "the model panicked: {}",
+                panic_message(p)
             )))
         })
         .map_err(ApiError::from);
@@ -189,7 +236,9 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
                 })
             }
         };
-        let _ = job.reply.send(out);
+        if let Reply::Whole(reply) = job.reply {
+            let _ = reply.send(out);
+        }
     }
 }
 

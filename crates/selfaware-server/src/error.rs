@@ -18,6 +18,12 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot serve the adapter in {path}")]
+    Adapter {
+        path: std::path::PathBuf,
+        #[source]
+        source: selfaware_model::ModelError,
+    },
     #[error("{0}")]
     Config(String),
     #[error("{0}")]

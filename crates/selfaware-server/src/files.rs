@@ -50,12 +50,12 @@ impl FileStore {
         Ok(self.dir.join(format!("{id}.json")))
     }
 
-    fn data_path(&self, id: &str) -> Result<PathBuf, ApiError> {
+    pub(crate) fn data_path(&self, id: &str) -> Result<PathBuf, ApiError> {
         check_id(id)?;
         Ok(self.dir.join(format!("{id}.data")))
     }
 
-    fn get(&self, id: &str) -> Result<FileObject, ApiError> {
+    pub(crate) fn get(&self, id: &str) -> Result<FileObject, ApiError> {
         let p = self.meta_path(id)?;
         let text = std::fs::read_to_string(&p).map_err(|_| no_file(id))?;
         serde_json::from_str(&text)

@@ -1,12 +1,15 @@
-//! An OpenAI-compatible HTTP server over any [`Backend`]s (the local engine, later its
-//! adapters): `GET /v1/models`, `POST /v1/chat/completions` (plain and SSE), and `/v1/files`.
+//! An OpenAI-compatible HTTP server over any [`Backend`]s (the local engine, its adapters,
+//! remote backends): `GET /v1/models`, `POST /v1/chat/completions` (plain and SSE),
+//! `/v1/files`, and `/v1/fine_tuning/jobs` backed by the local LoRA trainer ([`finetune`]).
 //!
 //! Requests never run on the async runtime: each model has a worker thread ([`batch`]) that
 //! takes every request waiting in its queue and merges requests with the same prompt and
 //! sampling settings into one batched call. Request bodies, `n` and `max_tokens` are capped;
 //! errors use OpenAI's error JSON.
 //!
-//! Fine-tuning endpoints (`/v1/fine_tuning/jobs`) need the local trainer and are not served yet.
+//! Fine-tuning runs one job at a time on a background thread; a finished job's adapter is
+//! saved under the data directory and served as the model `ft:BASE:selfaware:SUFFIX:SHORTID`
+//! (and again after a restart with the same data directory).
 //!
 //! Start it in-process with [`spawn`] (tests: port 0, the bound address is returned) or await
 //! [`serve`] (the CLI's `selfaware serve`).
@@ -14,13 +17,16 @@
 pub mod batch;
 mod error;
 mod files;
+pub mod finetune;
 mod routes;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use selfaware_backend::Backend;
+use selfaware_backend::{Backend, LocalBackend};
+use selfaware_model::Engine;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ApiError, ServerError};
@@ -52,9 +58,14 @@ pub struct ServerConfig {
     /// Requests waiting per model before new ones get 503.
     #[serde(default = "defaults::queue_capacity")]
     pub queue_capacity: usize,
-    /// Where uploaded files are kept; without it `/v1/files` answers 501.
+    /// Where uploaded files and fine-tuning jobs (with their adapters) are kept; without it
+    /// `/v1/files` and `/v1/fine_tuning/jobs` answer 501.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// Learning rate of a fine-tuning job with `learning_rate_multiplier` 1 (the job's rate is
+    /// this times its multiplier). The default, 1e-4, is `selfaware train`'s default `--lr`.
+    #[serde(default = "defaults::finetune_base_lr")]
+    pub finetune_base_lr: f64,
     /// Seeds the seeds given to requests that bring none.
     #[serde(default)]
     pub seed: u64,
@@ -98,6 +109,9 @@ mod defaults {
     pub fn io_threads() -> usize {
         2
     }
+    pub fn finetune_base_lr() -> f64 {
+        1e-4
+    }
 }
 
 impl Default for ServerConfig {
@@ -112,6 +126,7 @@ impl Default for ServerConfig {
             default_max_tokens: defaults::default_max_tokens(),
             queue_capacity: defaults::queue_capacity(),
             data_dir: None,
+            finetune_base_lr: defaults::finetune_base_lr(),
             seed: 0,
             batch_window_ms: defaults::batch_window_ms(),
             io_threads: defaults::io_threads(),
@@ -119,10 +134,23 @@ impl Default for ServerConfig {
     }
 }
 
-/// The served models: id → backend. The base model first; adapters are added the same way.
+/// The served models: id → backend, in listing order. Models added with
+/// [`Registry::add_local`] are local engines: they can be fine-tuned through
+/// `/v1/fine_tuning/jobs` and stream token by token.
 #[derive(Clone, Default)]
 pub struct Registry {
-    models: Vec<(String, Arc<dyn Backend>)>,
+    models: Vec<RegisteredModel>,
+}
+
+/// One served model.
+#[derive(Clone)]
+pub struct RegisteredModel {
+    pub id: String,
+    pub backend: Arc<dyn Backend>,
+    /// The engine behind a local model (base or adapter).
+    pub engine: Option<Arc<Engine>>,
+    /// Whether fine-tuning jobs may name this model as their base.
+    pub trainable: bool,
 }
 
 impl Registry {
@@ -130,34 +158,81 @@ impl Registry {
         Self::default()
     }
 
-    /// Adds a model; an id already present is an error.
+    fn push(&mut self, m: RegisteredModel) -> Result<(), ServerError> {
+        if self.models.iter().any(|x| x.id == m.id) {
+            return Err(ServerError::Config(format!(
+                "model id `{}` is registered twice",
+                m.id
+            )));
+        }
+        self.models.push(m);
+        Ok(())
+    }
+
+    /// Adds a model served by any backend; an id already present is an error.
     pub fn add(
         &mut self,
         id: impl Into<String>,
         backend: Arc<dyn Backend>,
     ) -> Result<(), ServerError> {
+        self.push(RegisteredModel {
+            id: id.into(),
+            backend,
+            engine: None,
+            trainable: false,
+        })
+    }
+
+    /// Adds a local base model: served, fine-tunable, streamed token by token.
+    pub fn add_local(
+        &mut self,
+        id: impl Into<String>,
+        engine: Arc<Engine>,
+    ) -> Result<(), ServerError> {
         let id = id.into();
-        if self.models.iter().any(|(m, _)| *m == id) {
-            return Err(ServerError::Config(format!(
-                "model id `{id}` is registered twice"
-            )));
-        }
-        self.models.push((id, backend));
-        Ok(())
+        self.push(RegisteredModel {
+            backend: Arc::new(LocalBackend::new(engine.clone(), id.clone())),
+            id,
+            engine: Some(engine),
+            trainable: true,
+        })
+    }
+
+    /// Adds the PEFT adapter in `dir` on top of `base` as the model `id` (the base weights are
+    /// shared, not copied).
+    pub fn add_adapter(
+        &mut self,
+        id: impl Into<String>,
+        base: &Engine,
+        dir: &std::path::Path,
+    ) -> Result<(), ServerError> {
+        let id = id.into();
+        let engine = Arc::new(finetune::engine_with_adapter(base, dir)?);
+        self.push(RegisteredModel {
+            backend: Arc::new(LocalBackend::new(engine.clone(), id.clone())),
+            id,
+            engine: Some(engine),
+            trainable: false,
+        })
     }
 
     /// A registry of one backend under its own model id.
     pub fn single(backend: Arc<dyn Backend>) -> Self {
         Registry {
-            models: vec![(backend.model_id().to_string(), backend)],
+            models: vec![RegisteredModel {
+                id: backend.model_id().to_string(),
+                backend,
+                engine: None,
+                trainable: false,
+            }],
         }
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.models.iter().map(|(id, _)| id.as_str())
+        self.models.iter().map(|m| m.id.as_str())
     }
 
-    pub fn models(&self) -> &[(String, Arc<dyn Backend>)] {
+    pub fn models(&self) -> &[RegisteredModel] {
         &self.models
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -22,23 +22,101 @@ use selfaware_backend::{
     Backend, Capabilities, Completion, CompletionRequest, Completions, FinishReason,
 };
 
-use crate::batch::{Job, Queue, WorkerSettings};
+use selfaware_model::Engine;
+
+use crate::batch::{Job, Queue, Reply, WorkerSettings};
 use crate::files::FileStore;
+use crate::stream::StreamMsg;
 use crate::{ApiError, Registry, ServerConfig, ServerError};
 
 pub(crate) struct AppState {
     pub config: ServerConfig,
-    pub models: Vec<ModelObject>,
-    pub queues: HashMap<String, Slot>,
+    pub models: Arc<ModelSet>,
     pub files: Option<FileStore>,
+    pub jobs: Option<crate::finetune::JobsHandle>,
     pub counter: AtomicU64,
 }
 
 /// One served model: its batching queue, capabilities and backend.
 pub(crate) struct Slot {
-    queue: Queue,
-    caps: Capabilities,
-    backend: Arc<dyn Backend>,
+    pub queue: Queue,
+    pub caps: Capabilities,
+    pub backend: Arc<dyn Backend>,
+    /// The local engine, when there is one (streaming decodes on it token by token).
+    pub engine: Option<Arc<Engine>>,
+}
+
+#[derive(Default)]
+struct Models {
+    list: Vec<ModelObject>,
+    slots: HashMap<String, Arc<Slot>>,
+}
+
+/// The served models; fine-tuning jobs add theirs while the server runs.
+pub(crate) struct ModelSet {
+    models: RwLock<Models>,
+    capacity: usize,
+    seed: u64,
+    window: Duration,
+}
+
+impl ModelSet {
+    pub fn new(config: &ServerConfig) -> Self {
+        ModelSet {
+            models: RwLock::new(Models::default()),
+            capacity: config.queue_capacity,
+            seed: config.seed,
+            window: Duration::from_millis(config.batch_window_ms),
+        }
+    }
+
+    /// Starts the model's worker and serves it under `id`.
+    pub fn add(
+        &self,
+        id: &str,
+        backend: Arc<dyn Backend>,
+        engine: Option<Arc<Engine>>,
+    ) -> Result<(), ServerError> {
+        let mut m = self.models.write().unwrap_or_else(|p| p.into_inner());
+        if m.slots.contains_key(id) {
+            return Err(ServerError::Config(format!(
+                "model id `{id}` is registered twice"
+            )));
+        }
+        let settings = WorkerSettings {
+            capacity: self.capacity,
+            seed: self.seed.wrapping_add(m.list.len() as u64),
+            window: self.window,
+        };
+        let queue = Queue::start(id, backend.clone(), settings)
+            .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
+        m.slots.insert(
+            id.to_string(),
+            Arc::new(Slot {
+                queue,
+                caps: backend.capabilities(),
+                backend,
+                engine,
+            }),
+        );
+        m.list.push(ModelObject {
+            id: id.to_string(),
+            object: "model".into(),
+            created: now(),
+            owned_by: "selfaware".into(),
+        });
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Slot>> {
+        let m = self.models.read().unwrap_or_else(|p| p.into_inner());
+        m.slots.get(id).cloned()
+    }
+
+    pub fn list(&self) -> Vec<ModelObject> {
+        let m = self.models.read().unwrap_or_else(|p| p.into_inner());
+        m.list.clone()
+    }
 }
 
 pub(crate) fn now() -> u64 {
@@ -49,35 +127,21 @@ pub(crate) fn now() -> u64 {
 }
 
 pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router, ServerError> {
-    let created = now();
-    let mut queues = HashMap::new();
-    let mut models = Vec::new();
-    for (k, (id, backend)) in registry.models().iter().enumerate() {
-        let caps = backend.capabilities();
-        let settings = WorkerSettings {
-            capacity: config.queue_capacity,
-            seed: config.seed.wrapping_add(k as u64),
-            window: Duration::from_millis(config.batch_window_ms),
-        };
-        let q = Queue::start(id, backend.clone(), settings)
-            .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
-        queues.insert(
-            id.clone(),
-            Slot {
-                queue: q,
-                caps,
-                backend: backend.clone(),
-            },
-        );
-        models.push(ModelObject {
-            id: id.clone(),
-            object: "model".into(),
-            created,
-            owned_by: "selfaware".into(),
-        });
+    let models = Arc::new(ModelSet::new(&config));
+    for m in registry.models() {
+        models.add(&m.id, m.backend.clone(), m.engine.clone())?;
     }
     let files = match &config.data_dir {
         Some(d) => Some(FileStore::open(&d.join("files"))?),
+        None => None,
+    };
+    let jobs = match &config.data_dir {
+        Some(d) => Some(crate::finetune::start(
+            &d.join("fine_tuning"),
+            &config,
+            &registry,
+            models.clone(),
+        )?),
         None => None,
     };
     let body_limit = config.max_body_bytes;
@@ -85,8 +149,8 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
     let state = Arc::new(AppState {
         config,
         models,
-        queues,
         files,
+        jobs,
         counter: AtomicU64::new(0),
     });
     let files_routes = Router::new()
@@ -104,12 +168,25 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/v1/chat/completions", post(chat_completions))
+        .route(
+            "/v1/fine_tuning/jobs",
+            post(crate::finetune::create).get(crate::finetune::list),
+        )
+        .route("/v1/fine_tuning/jobs/{id}", get(crate::finetune::retrieve))
+        .route(
+            "/v1/fine_tuning/jobs/{id}/events",
+            get(crate::finetune::events),
+        )
+        .route(
+            "/v1/fine_tuning/jobs/{id}/cancel",
+            post(crate::finetune::cancel),
+        )
         .layer(DefaultBodyLimit::max(body_limit));
     Ok(api
         .merge(files_routes)
         .fallback(|| async {
             ApiError::not_found(
-                "no such endpoint (served: /v1/models, /v1/chat/completions, /v1/files)",
+                "no such endpoint (served: /v1/models, /v1/chat/completions, /v1/files, /v1/fine_tuning/jobs)",
                 "unknown_url",
             )
         })
@@ -121,7 +198,7 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
 }
 
 async fn list_models(State(s): State<Arc<AppState>>) -> Json<List<ModelObject>> {
-    Json(List::new(s.models.clone()))
+    Json(List::new(s.models.list()))
 }
 
 async fn get_model(
@@ -129,14 +206,14 @@ async fn get_model(
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
     s.models
-        .iter()
+        .list()
+        .into_iter()
         .find(|m| m.id == id)
-        .cloned()
         .map(Json)
         .ok_or_else(|| unknown_model(&id))
 }
 
-fn unknown_model(id: &str) -> ApiError {
+pub(crate) fn unknown_model(id: &str) -> ApiError {
     ApiError::not_found(
         format!("The model `{id}` does not exist (see GET /v1/models)"),
         "model_not_found",
@@ -166,7 +243,7 @@ struct Prepared {
     add_generation_prompt: bool,
 }
 
-fn prepare<'a>(s: &'a AppState, body: &[u8]) -> Result<(Prepared, &'a Slot), ApiError> {
+fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Arc<Slot>), ApiError> {
     let w: ChatCompletionRequest = serde_json::from_slice(body).map_err(|e| {
         ApiError::invalid(
             None,
@@ -174,7 +251,7 @@ fn prepare<'a>(s: &'a AppState, body: &[u8]) -> Result<(Prepared, &'a Slot), Api
         )
     })?;
     let slot = s
-        .queues
+        .models
         .get(&w.model)
         .ok_or_else(|| unknown_model(&w.model))?;
     let caps = &slot.caps;
@@ -291,12 +368,17 @@ async fn chat_completions(
     } else {
         None
     };
+    if p.stream && p.req.n == 1 && prompt.is_none() {
+        if let Some(engine) = &slot.engine {
+            return stream_tokens(&s, p, &slot, engine.clone()).await;
+        }
+    }
     let out = if p.add_generation_prompt {
         let (reply, answer) = tokio::sync::oneshot::channel();
         slot.queue.submit(Job {
             req: p.req.clone(),
             seeded: p.seeded,
-            reply,
+            reply: Reply::Whole(reply),
         })?;
         answer
             .await
@@ -396,6 +478,147 @@ async fn chat_completions(
         .collect();
     sse.push(Ok(Event::default().data("[DONE]")));
     Ok(Sse::new(futures_util::stream::iter(sse)).into_response())
+}
+
+fn sse_data<T: serde::Serialize>(v: &T) -> Result<Event, Infallible> {
+    Ok(Event::default().data(serde_json::to_string(v).unwrap_or_default()))
+}
+
+/// `stream: true` with `n = 1` on a local engine: one chunk per generated token, sent as the
+/// worker makes it. Errors before the first token get their HTTP status; later ones end the
+/// stream with an error event.
+async fn stream_tokens(
+    s: &AppState,
+    p: Prepared,
+    slot: &Slot,
+    engine: Arc<Engine>,
+) -> Result<Response, ApiError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    slot.queue.submit(Job {
+        req: p.req.clone(),
+        seeded: p.seeded,
+        reply: Reply::Stream { engine, tx },
+    })?;
+    let prompt_tokens = match rx.recv().await {
+        Some(StreamMsg::Started { prompt_tokens }) => prompt_tokens,
+        Some(StreamMsg::Failed(e)) => return Err(e),
+        _ => return Err(ApiError::internal("the model worker dropped the request")),
+    };
+    let id = format!(
+        "chatcmpl-{:016x}",
+        s.counter.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = now();
+    let model = p.model.clone();
+    let chunk = move |delta: Delta,
+                      logprobs: Option<ChoiceLogprobs>,
+                      finish: Option<String>,
+                      usage: Option<Usage>| ChatCompletionChunk {
+        id: id.clone(),
+        object: "chat.completion.chunk".into(),
+        created,
+        model: model.clone(),
+        choices: if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs,
+                finish_reason: finish,
+            }]
+        },
+        usage,
+    };
+    let first = chunk(
+        Delta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+        },
+        None,
+        None,
+        None,
+    );
+    let include_usage = p.include_usage;
+    // State: the receiver, and the events still to send after the generation ended.
+    let tail: Vec<Result<Event, Infallible>> = Vec::new();
+    let events =
+        futures_util::stream::unfold((rx, tail, false), move |(mut rx, mut tail, mut ended)| {
+            let chunk = chunk.clone();
+            async move {
+                loop {
+                    if let Some(e) = tail.pop() {
+                        return Some((e, (rx, tail, ended)));
+                    }
+                    if ended {
+                        return None;
+                    }
+                    match rx.recv().await {
+                        Some(StreamMsg::Token { text, logprob }) => {
+                            let c = chunk(
+                                Delta {
+                                    role: None,
+                                    content: Some(text),
+                                },
+                                logprob.map(|l| ChoiceLogprobs {
+                                    content: Some(openai::wire_logprobs(&[l])),
+                                }),
+                                None,
+                                None,
+                            );
+                            return Some((sse_data(&c), (rx, tail, ended)));
+                        }
+                        Some(StreamMsg::Finished {
+                            text,
+                            reason,
+                            tokens,
+                        }) => {
+                            ended = true;
+                            // `tail` is popped from the back: push in reverse order.
+                            tail.push(Ok(Event::default().data("[DONE]")));
+                            if include_usage {
+                                let u = Usage {
+                                    prompt_tokens: prompt_tokens as u64,
+                                    completion_tokens: tokens as u64,
+                                    total_tokens: (prompt_tokens + tokens) as u64,
+                                };
+                                tail.push(sse_data(&chunk(Delta::default(), None, None, Some(u))));
+                            }
+                            tail.push(sse_data(&chunk(
+                                Delta::default(),
+                                None,
+                                Some(reason.as_str().to_string()),
+                                None,
+                            )));
+                            if !text.is_empty() {
+                                tail.push(sse_data(&chunk(
+                                    Delta {
+                                        role: None,
+                                        content: Some(text),
+                                    },
+                                    None,
+                                    None,
+                                    None,
+                                )));
+                            }
+                        }
+                        Some(StreamMsg::Failed(e)) => {
+                            ended = true;
+                            tail.push(Ok(Event::default().data("[DONE]")));
+                            tail.push(sse_data(&e.body()));
+                        }
+                        Some(StreamMsg::Started { .. }) => {}
+                        None => {
+                            ended = true;
+                            let e = ApiError::internal("the model worker stopped mid-answer");
+                            tail.push(sse_data(&e.body()));
+                        }
+                    }
+                }
+            }
+        });
+    let head = futures_util::stream::iter(vec![sse_data(&first)]);
+    Ok(Sse::new(futures_util::StreamExt::chain(head, events)).into_response())
 }
 
 fn usage(out: &Completions) -> Usage {

@@ -24,8 +24,22 @@ pub struct Served {
     pub _dir: tempfile::TempDir,
 }
 
+/// The tiny model written to `dir` and loaded from there (fine-tuned models re-read its chat
+/// format from the file).
+pub fn engine_in(dir: &std::path::Path) -> Arc<Engine> {
+    let path = dir.join("tiny.gguf");
+    let spec = selfaware_model::testing::TinySpec {
+        seed: 7,
+        ..Default::default()
+    };
+    selfaware_model::testing::write_tiny_gguf(&path, &spec).unwrap();
+    Arc::new(Engine::load(&selfaware_model::ModelSource::Gguf(path)).unwrap())
+}
+
 pub fn serve() -> Served {
     let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::new();
+    registry.add_local(MODEL, engine_in(dir.path())).unwrap();
     let config = ServerConfig {
         port: 0,
         max_n: 16,
@@ -35,6 +49,6 @@ pub fn serve() -> Served {
         data_dir: Some(dir.path().to_path_buf()),
         ..ServerConfig::default()
     };
-    let server = spawn(config, Registry::single(local())).unwrap();
+    let server = spawn(config, registry).unwrap();
     Served { server, _dir: dir }
 }
