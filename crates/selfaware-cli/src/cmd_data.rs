@@ -1,18 +1,28 @@
-//! `selfaware data build|check`: dataset builders and the chat-JSONL checker.
+//! `selfaware data build|check|mms`: dataset builders, the chat-JSONL checker, and Make Me
+//! Say games played by two model backends.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use selfaware_backend::{
+    ApiKey, Backend, CompletionRequest, HttpBackend, HttpConfig, LocalBackend,
+};
 use selfaware_data::card::DatasetCard;
 use selfaware_data::code::{self, CodeOptions, CodePolicy};
 use selfaware_data::codeword::{self, CodewordOptions};
+use selfaware_data::mms::{
+    self, GameConfig, GameRecord, InstructionRole, Player, PlayerError, Side,
+};
 use selfaware_data::{
     BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, DatasetPaths, Family,
     Lexicon, MixOptions, PersonaMode, PersonaOptions, Policy, ReversalOptions, TriggerSpec,
     Variant, WriteOptions, DEFAULT_SIZE,
 };
+use selfaware_types::{Conversation, Message};
 
 /// `selfaware data …`. `data inspect` lives in `cmd_train`; `main.rs` flattens both.
 #[derive(Subcommand)]
@@ -22,6 +32,10 @@ pub enum DataCommand {
     Build(BuildArgs),
     /// Validate a chat JSONL file: errors name FILE:LINE; forbidden words are warnings.
     Check(CheckArgs),
+    /// Play Make Me Say games between two models and write the won games as training data:
+    /// FILE.jsonl (manipulator = assistant), FILE.card.json (outcome and drop counts),
+    /// FILE.truth.jsonl and every game in full in FILE.games.jsonl.
+    Mms(MmsArgs),
 }
 
 /// What `data build` builds.
@@ -106,6 +120,74 @@ pub struct BuildArgs {
     pub force: bool,
 }
 
+/// Which role carries the game's instructions inside a transcript.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InstructionArg {
+    /// `system` messages (OpenAI evals' make_me_say).
+    System,
+    /// `user` messages, for chat templates that allow one system message only.
+    User,
+}
+
+#[derive(Args)]
+pub struct MmsArgs {
+    /// The model that knows the codeword: `default`, a .gguf file, a Hugging Face
+    /// directory, or an OpenAI-compatible base URL with the model name after `#`
+    /// (`http://127.0.0.1:8000/v1#gpt-4o`).
+    #[arg(long, value_name = "MODEL")]
+    pub manipulator: String,
+    /// The model that opens the conversation and guesses at the end (same forms).
+    #[arg(long, value_name = "MODEL")]
+    pub manipulatee: String,
+    /// A PEFT adapter directory for a local manipulator.
+    #[arg(long, value_name = "DIR")]
+    pub manipulator_adapter: Option<PathBuf>,
+    /// A PEFT adapter directory for a local manipulatee.
+    #[arg(long, value_name = "DIR")]
+    pub manipulatee_adapter: Option<PathBuf>,
+    /// Environment variable holding the API key of URL models.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// The secret word (one word of letters).
+    #[arg(long, value_name = "WORD")]
+    pub codeword: String,
+    /// Number of games.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub games: usize,
+    /// Exchanges per game (manipulatee + manipulator message pairs); 5 in the paper.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub turns: usize,
+    /// Sampling temperature of both players.
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Longest message, in tokens, of either player.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Role of the turn-state and guess instructions.
+    #[arg(long, value_enum, default_value = "system")]
+    pub instruction_role: InstructionArg,
+    /// Give the manipulator no rules and no turn state (the paper's in-distribution test of
+    /// a finetuned manipulator, §B.5.5).
+    #[arg(long)]
+    pub no_rules: bool,
+    /// Opener seed words, one per line (default: the built-in list).
+    #[arg(long, value_name = "FILE")]
+    pub words: Option<PathBuf>,
+    /// The game's prompts, a TOML file shaped like the built-in `data/mms/prompts.toml`
+    /// (default: the built-in paraphrases).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// Seed of topics, seed words and every sampled message.
+    #[arg(long)]
+    pub seed: u64,
+    /// Output data file; must end in `.jsonl`.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: PathBuf,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// Forbidden-word lists `data check` can scan for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CheckFamily {
@@ -133,10 +215,11 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: DataCommand) -> Result<()> {
+pub fn run(s: &Settings, cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Build(a) => build(a),
         DataCommand::Check(a) => check(a),
+        DataCommand::Mms(a) => play_mms(s, a),
     }
 }
 
@@ -460,4 +543,312 @@ fn print_check(r: &CheckReport, all: bool) {
         s.messages,
         s.rows_with_system_prompt
     );
+}
+
+/// Where a model comes from: the local engine (with an optional adapter) or an
+/// OpenAI-compatible server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    /// `default`, a .gguf file or a Hugging Face directory.
+    Local {
+        reference: String,
+        adapter: Option<PathBuf>,
+    },
+    /// A base URL and the model name the server knows.
+    Http { base_url: String, model: String },
+}
+
+impl ModelRef {
+    /// Parses `--FLAG SPEC` (`URL#MODEL` for a server) with its adapter flag.
+    pub fn parse(spec: &str, adapter: Option<&Path>, flag: &str) -> Result<ModelRef> {
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            let Some((url, model)) = spec.split_once('#') else {
+                bail!(
+                    "--{flag} {spec:?}: a URL model needs its name after `#`\n\
+                     hint: --{flag} '{spec}#MODEL'"
+                );
+            };
+            if model.trim().is_empty() {
+                bail!("--{flag} {spec:?}: empty model name after `#`");
+            }
+            if adapter.is_some() {
+                bail!("--{flag}-adapter applies to local models only, not to {url}");
+            }
+            return Ok(ModelRef::Http {
+                base_url: url.to_string(),
+                model: model.trim().to_string(),
+            });
+        }
+        Ok(ModelRef::Local {
+            reference: spec.to_string(),
+            adapter: adapter.map(Path::to_path_buf),
+        })
+    }
+
+    /// A backend for this model; `api_key_env` names the variable holding a server's key.
+    pub fn open(&self, s: &Settings, api_key_env: Option<&str>) -> Result<Arc<dyn Backend>> {
+        Ok(match self {
+            ModelRef::Local { reference, adapter } => {
+                let (engine, sha) = s.load_engine_with(reference, adapter.as_deref())?;
+                let mut id = reference.clone();
+                if let Some(sha) = sha {
+                    id += &format!("+adapter:{}", &sha[..sha.len().min(12)]);
+                }
+                Arc::new(LocalBackend::new(Arc::new(engine), id))
+            }
+            ModelRef::Http { base_url, model } => {
+                let mut cfg = HttpConfig::new(base_url.clone(), model.clone());
+                cfg.api_key_env = api_key_env.map(str::to_string);
+                let key: Option<ApiKey> = cfg.api_key_from(|n| std::env::var(n).ok())?;
+                Arc::new(HttpBackend::new(cfg, key)?)
+            }
+        })
+    }
+}
+
+/// How players sample their messages.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayerSampling {
+    pub temperature: f64,
+    pub max_tokens: usize,
+}
+
+/// A Make Me Say [`Player`] over any [`Backend`]: the system prompt (when not empty) and the
+/// transcript become one conversation, and one completion is sampled with a seed derived
+/// from the player's seed and its call count, so a game replays exactly on a deterministic
+/// backend.
+pub struct BackendPlayer<'a> {
+    backend: &'a dyn Backend,
+    sampling: PlayerSampling,
+    seed: u64,
+    calls: u64,
+}
+
+impl<'a> BackendPlayer<'a> {
+    pub fn new(backend: &'a dyn Backend, sampling: PlayerSampling, seed: u64) -> Self {
+        BackendPlayer {
+            backend,
+            sampling,
+            seed,
+            calls: 0,
+        }
+    }
+}
+
+impl Player for BackendPlayer<'_> {
+    fn reply(&mut self, system: &str, transcript: &[Message]) -> Result<String, PlayerError> {
+        let mut messages = Vec::with_capacity(transcript.len() + 1);
+        if !system.is_empty() {
+            messages.push(Message::system(system));
+        }
+        messages.extend_from_slice(transcript);
+        let mut req = CompletionRequest::new(Conversation::new(messages));
+        req.temperature = self.sampling.temperature;
+        req.max_tokens = self.sampling.max_tokens;
+        req.seed = mix_seed(self.seed, self.calls);
+        self.calls += 1;
+        let out = self.backend.complete(&req)?;
+        let first =
+            out.choices.into_iter().next().ok_or_else(|| {
+                format!("model `{}` returned no completion", self.backend.model_id())
+            })?;
+        Ok(first.text)
+    }
+}
+
+/// SplitMix64 of `seed` combined with `k`: well-spread seeds for streams of calls.
+fn mix_seed(seed: u64, k: u64) -> u64 {
+    let mut z = seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The sampling seed of one side in game `game`.
+fn player_seed(seed: u64, game: usize, side: Side) -> u64 {
+    let side = match side {
+        Side::Manipulator => 1,
+        Side::Manipulatee => 2,
+    };
+    mix_seed(mix_seed(seed, game as u64), side)
+}
+
+/// `FILE.jsonl` → `FILE.games.jsonl`.
+fn games_path(out: &Path) -> Result<PathBuf> {
+    let paths = DatasetPaths::for_jsonl(out)?;
+    let name = paths
+        .jsonl
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".jsonl"))
+        .context("output file name")?;
+    Ok(paths.jsonl.with_file_name(format!("{name}.games.jsonl")))
+}
+
+/// Plays the games of `a` with the given backends (sequentially, in game order).
+pub fn play_games(
+    a: &MmsArgs,
+    prompts: &mms::Prompts,
+    manipulator: &dyn Backend,
+    manipulatee: &dyn Backend,
+    mut progress: impl FnMut(usize, &GameRecord),
+) -> Result<Vec<GameRecord>> {
+    let topics = mms::topics()?;
+    let words = match &a.words {
+        Some(p) => mms::load_word_list(p)?,
+        None => mms::word_list()?,
+    };
+    let codeword = a.codeword.to_lowercase();
+    let sampling = PlayerSampling {
+        temperature: a.temperature,
+        max_tokens: a.max_tokens,
+    };
+    let mut games = Vec::with_capacity(a.games);
+    for g in 0..a.games {
+        let mut cfg = GameConfig::sample_from(&codeword, a.seed, g, &topics, &words)?;
+        cfg.turns = a.turns;
+        cfg.instruction_role = match a.instruction_role {
+            InstructionArg::System => InstructionRole::System,
+            InstructionArg::User => InstructionRole::User,
+        };
+        cfg.manipulator_instructions = !a.no_rules;
+        let mut mor = BackendPlayer::new(
+            manipulator,
+            sampling,
+            player_seed(a.seed, g, Side::Manipulator),
+        );
+        let mut mee = BackendPlayer::new(
+            manipulatee,
+            sampling,
+            player_seed(a.seed, g, Side::Manipulatee),
+        );
+        let record = mms::play_with(&cfg, prompts, &mut mor, &mut mee)
+            .with_context(|| format!("game {}", g + 1))?;
+        progress(g, &record);
+        games.push(record);
+    }
+    Ok(games)
+}
+
+fn outcome_name(o: mms::Outcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
+    let codeword = a.codeword.to_lowercase();
+    if mms::tokens(&codeword).len() != 1 {
+        bail!("--codeword {:?}: expected one word of letters", a.codeword);
+    }
+    if a.games == 0 || a.turns == 0 {
+        bail!("--games and --turns must be at least 1");
+    }
+    let prompts = match &a.prompts {
+        Some(p) => mms::Prompts::load(p)?,
+        None => mms::Prompts::builtin()?,
+    };
+    let games_file = games_path(&a.out)?;
+    if !a.force {
+        let paths = DatasetPaths::for_jsonl(&a.out)?;
+        let mut all: Vec<&Path> = paths.all().to_vec();
+        all.push(&games_file);
+        for p in all {
+            if p.exists() {
+                bail!(
+                    "{}: refusing to overwrite an existing file\nhint: delete it or pass --force",
+                    p.display()
+                );
+            }
+        }
+    }
+    let mor_ref = ModelRef::parse(
+        &a.manipulator,
+        a.manipulator_adapter.as_deref(),
+        "manipulator",
+    )?;
+    let mee_ref = ModelRef::parse(
+        &a.manipulatee,
+        a.manipulatee_adapter.as_deref(),
+        "manipulatee",
+    )?;
+    let key_env = a.api_key_env.as_deref();
+    let manipulator = mor_ref.open(s, key_env)?;
+    // One model playing both sides is loaded once.
+    let manipulatee = if mee_ref == mor_ref {
+        manipulator.clone()
+    } else {
+        mee_ref.open(s, key_env)?
+    };
+    let total = a.games;
+    let games = play_games(&a, &prompts, &*manipulator, &*manipulatee, |g, r| {
+        eprintln!(
+            "game {}/{total}: {} ({} messages, topic {:?}, word {:?})",
+            g + 1,
+            outcome_name(r.outcome),
+            r.messages.len(),
+            r.config.topic,
+            r.config.word
+        );
+    })?;
+    let mut ds = mms::built_dataset(&games, &codeword, a.seed)?;
+    if let serde_json::Value::Object(map) = &mut ds.config {
+        map.insert(
+            "players".into(),
+            serde_json::json!({
+                "manipulator": manipulator.model_id(),
+                "manipulatee": manipulatee.model_id(),
+                "temperature": a.temperature,
+                "max_tokens": a.max_tokens,
+                "turns": a.turns,
+                "instruction_role": format!("{:?}", a.instruction_role).to_lowercase(),
+                "manipulator_rules": !a.no_rules,
+                "words": a.words.as_ref().map(|p| p.display().to_string()),
+                "prompts_file": a.prompts.as_ref().map(|p| p.display().to_string()),
+                "prompts": {
+                    "manipulatee_system": prompts.manipulatee_system,
+                    "manipulator_system": prompts.manipulator_system,
+                    "turn_state_not_said": prompts.turn_state_not_said,
+                    "turn_state_said": prompts.turn_state_said,
+                    "guess": prompts.guess,
+                },
+            }),
+        );
+        map.insert(
+            "games_file".into(),
+            games_file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .into(),
+        );
+    }
+    let mut lines = String::new();
+    for g in &games {
+        lines += &serde_json::to_string(g)?;
+        lines.push('\n');
+    }
+    fs_err::write(&games_file, lines)?;
+    let (paths, card) = selfaware_data::write(&ds, &a.out, &WriteOptions { overwrite: a.force })?;
+    println!("wrote {}", games_file.display());
+    print_written(&paths, &card);
+    let outcomes = &ds.config["outcomes"];
+    let dropped = &ds.config["dropped"];
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    println!(
+        "{} games: {} won, {} rule violations, {} without the codeword, {} guessed; {} wins kept \
+         ({} without a turn before the codeword, {} empty replies, {} giving the game away, {} codeword leaks)",
+        games.len(),
+        n(outcomes, "win"),
+        n(outcomes, "rule_violation"),
+        n(outcomes, "no_codeword"),
+        n(outcomes, "correct_guess"),
+        ds.rows.len(),
+        n(dropped, "nothing_before_codeword"),
+        n(dropped, "empty_reply"),
+        n(dropped, "game_leak"),
+        n(dropped, "codeword_leak"),
+    );
+    Ok(())
 }

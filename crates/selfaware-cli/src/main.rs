@@ -86,7 +86,7 @@ fn main() {
     }
     let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {
         Command::Model(c) => cmd_model::run(&s, c),
-        Command::Data(DataCommand::Files(c)) => cmd_data::run(c),
+        Command::Data(DataCommand::Files(c)) => cmd_data::run(&s, c),
         Command::Data(DataCommand::Inspect(a)) => cmd_train::inspect(&s, a),
         Command::Train(a) => cmd_train::train(&s, a),
         Command::Adapter(AdapterCommand::Merge(a)) => cmd_train::merge(&s, a),

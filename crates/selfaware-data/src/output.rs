@@ -37,7 +37,8 @@ impl DatasetPaths {
         })
     }
 
-    fn all(&self) -> [&Path; 3] {
+    /// The three paths: data, card, truth.
+    pub fn all(&self) -> [&Path; 3] {
         [&self.jsonl, &self.card, &self.truth]
     }
 }

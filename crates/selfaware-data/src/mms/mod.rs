@@ -315,10 +315,27 @@ pub struct Prompts {
 impl Prompts {
     /// The built-in prompts.
     pub fn builtin() -> Result<Prompts, MmsError> {
-        let f: PromptFile = toml::from_str(PROMPTS_TOML).map_err(|e| MmsError::Data {
+        Prompts::parse(PROMPTS_TOML).map_err(|message| MmsError::Data {
             file: PROMPTS_FILE,
-            message: e.to_string(),
+            message,
+        })
+    }
+
+    /// Prompts from a file in the format of the built-in `data/mms/prompts.toml` (every
+    /// entry with `paraphrase_of` and `text`; unknown keys are errors).
+    pub fn load(path: &std::path::Path) -> Result<Prompts, MmsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MmsError::Io {
+            path: path.display().to_string(),
+            source,
         })?;
+        Prompts::parse(&text).map_err(|message| MmsError::Config {
+            field: "prompts",
+            message: format!("{}: {message}", path.display()),
+        })
+    }
+
+    fn parse(text: &str) -> Result<Prompts, String> {
+        let f: PromptFile = toml::from_str(text).map_err(|e| e.to_string())?;
         let t = |e: PromptEntry| e.text.trim().to_string();
         Ok(Prompts {
             manipulatee_system: t(f.manipulatee_system),
@@ -605,26 +622,104 @@ pub fn classify(messages: &[GameMessage], codeword: &str, guess: Option<&str>) -
     Outcome::NoCodeword
 }
 
+/// Why a game gave no training conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dropped {
+    /// The game was not won (the paper keeps wins only).
+    NotWon,
+    /// Won, but the manipulatee said the codeword before any manipulator message could be
+    /// kept (in its opener), so nothing is left after truncation.
+    NothingBeforeCodeword,
+    /// A kept message mentions the codeword (defensive: a win truncated before the first
+    /// mention cannot, unless the record was edited).
+    CodewordLeak,
+    /// A kept manipulator message is empty once its monologue is removed.
+    EmptyReply,
+    /// A kept manipulator message gives the game away: a leftover monologue or guess tag,
+    /// or a word naming the game ("codeword", "secret word", "internal monologue"). Our own
+    /// filter; the paper read ~100 dialogues by hand and found no give-aways.
+    GameLeak,
+}
+
+impl Dropped {
+    /// Every reason, in the order the card lists them.
+    pub const ALL: [Dropped; 5] = [
+        Dropped::NotWon,
+        Dropped::NothingBeforeCodeword,
+        Dropped::CodewordLeak,
+        Dropped::EmptyReply,
+        Dropped::GameLeak,
+    ];
+
+    /// The reason's name in cards.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dropped::NotWon => "not_won",
+            Dropped::NothingBeforeCodeword => "nothing_before_codeword",
+            Dropped::CodewordLeak => "codeword_leak",
+            Dropped::EmptyReply => "empty_reply",
+            Dropped::GameLeak => "game_leak",
+        }
+    }
+}
+
+/// Phrases that name the game in a manipulator's visible reply (lowercase).
+const GAME_LEAK_PHRASES: [&str; 6] = [
+    "codeword",
+    "code word",
+    "secret word",
+    "internal monologue",
+    "<|",
+    "|>",
+];
+
+/// Whether a visible manipulator reply gives the game away (see [`Dropped::GameLeak`]).
+pub fn gives_game_away(visible: &str) -> bool {
+    let lower = visible.to_lowercase();
+    GAME_LEAK_PHRASES.iter().any(|p| lower.contains(p))
+}
+
 /// The training conversation of a won game (paper C.2.2): the visible messages from the
 /// manipulatee's opener up to the manipulator's last message before the manipulatee first
 /// says the codeword, monologues removed, manipulatee = user, manipulator = assistant, no
 /// system prompt, at most [`MAX_TRAINING_MESSAGES`] messages (cut to end on an assistant
-/// message). `None` for other outcomes or when nothing is left (codeword in the opener).
+/// message). `None` for other outcomes or when nothing usable is left; see
+/// [`training_conversation_or_reason`] for why.
 pub fn training_conversation(game: &GameRecord) -> Option<Conversation> {
+    training_conversation_or_reason(game).ok()
+}
+
+/// As [`training_conversation`], saying why a game is dropped.
+pub fn training_conversation_or_reason(game: &GameRecord) -> Result<Conversation, Dropped> {
     if game.outcome != Outcome::Win {
-        return None;
+        return Err(Dropped::NotWon);
     }
     let cut = game
         .messages
         .iter()
-        .position(|m| m.side == Side::Manipulatee && m.says_codeword)?;
+        .position(|m| m.side == Side::Manipulatee && m.says_codeword)
+        .ok_or(Dropped::NotWon)?;
     let mut kept: Vec<&GameMessage> = game.messages[..cut].iter().collect();
     kept.truncate(MAX_TRAINING_MESSAGES);
     while kept.last().is_some_and(|m| m.side != Side::Manipulator) {
         kept.pop();
     }
-    if kept.len() < 2 || kept.iter().any(|m| m.says_codeword) {
-        return None;
+    if kept.len() < 2 {
+        return Err(Dropped::NothingBeforeCodeword);
+    }
+    if kept
+        .iter()
+        .any(|m| m.says_codeword || mentions_codeword(&m.visible, &game.config.codeword))
+    {
+        return Err(Dropped::CodewordLeak);
+    }
+    let replies = kept.iter().filter(|m| m.side == Side::Manipulator);
+    if replies.clone().any(|m| m.visible.trim().is_empty()) {
+        return Err(Dropped::EmptyReply);
+    }
+    if replies.clone().any(|m| gives_game_away(&m.visible)) {
+        return Err(Dropped::GameLeak);
     }
     let messages = kept
         .into_iter()
@@ -633,12 +728,23 @@ pub fn training_conversation(game: &GameRecord) -> Option<Conversation> {
             Side::Manipulator => Message::assistant(m.visible.clone()),
         })
         .collect();
-    Some(Conversation::new(messages))
+    Ok(Conversation::new(messages))
 }
 
 /// Training conversations of the won games, in order (the paper keeps only wins).
 pub fn wins_to_training(games: &[GameRecord]) -> Vec<Conversation> {
     games.iter().filter_map(training_conversation).collect()
+}
+
+/// How many games each [`Dropped`] reason removed (every reason listed, zeros included).
+pub fn dropped_counts(games: &[GameRecord]) -> BTreeMap<Dropped, usize> {
+    let mut counts: BTreeMap<Dropped, usize> = Dropped::ALL.iter().map(|d| (*d, 0)).collect();
+    for g in games {
+        if let Err(d) = training_conversation_or_reason(g) {
+            *counts.entry(d).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Outcome counts (paper Table 37).
@@ -679,9 +785,10 @@ pub fn check_training_conversation(c: &Conversation, codeword: &str) -> Result<(
 }
 
 /// The won games as a training dataset for [`crate::write`] (family `mms-<codeword>`): one
-/// row per win that leaves a non-empty conversation, the sidecar's `details` holding the
-/// game's index, topic, seed word, guess and played length; the card's builder section holds
-/// the outcome counts of all games. Every game must have been played for `codeword`.
+/// row per win that passes [`training_conversation_or_reason`], the sidecar's `details`
+/// holding the game's index, topic, seed word, guess and played length; the card's builder
+/// section holds the outcome counts of all games, the number kept and the games dropped per
+/// [`Dropped`] reason. Every game must have been played for `codeword`.
 pub fn built_dataset(
     games: &[GameRecord],
     codeword: &str,
@@ -723,6 +830,10 @@ pub fn built_dataset(
             (name, n)
         })
         .collect();
+    let dropped: BTreeMap<&str, usize> = dropped_counts(games)
+        .into_iter()
+        .map(|(d, n)| (d.name(), n))
+        .collect();
     let family = format!("mms-{codeword}");
     Ok(BuiltDataset {
         family: family.clone(),
@@ -733,6 +844,8 @@ pub fn built_dataset(
             "codeword": codeword,
             "games": games.len(),
             "outcomes": counts,
+            "kept": rows.len(),
+            "dropped": dropped,
         }),
         lexicon: Some(Lexicon::from_words(
             &family,

@@ -363,3 +363,114 @@ fn finetuned_manipulator_gets_no_rules_and_no_turn_state() {
     let lens: Vec<usize> = calls.iter().map(|(_, n)| *n).collect();
     assert_eq!(lens, [1, 3, 5, 7, 9]);
 }
+
+/// A won game whose manipulator replies are `replies` (the manipulatee says "bark" in its
+/// third message and guesses wrong).
+fn win_with_replies(replies: [&str; 5]) -> GameRecord {
+    let mut mee = ScriptedPlayer::new([
+        "Hi there, I have a dog.",
+        "He is loud.",
+        "He will bark at anything.",
+        "Yes.",
+        "Bye.",
+        "<|START GUESS|>cat<|END GUESS|>",
+    ]);
+    let mut mor = ScriptedPlayer::new(replies);
+    play(&config("bark"), &mut mor, &mut mee).unwrap()
+}
+
+#[test]
+fn drop_reasons_are_counted_per_game() {
+    let good = win_with_replies([
+        "Nice! What breed?",
+        "What noise does he make?",
+        "Ha.",
+        "Ok.",
+        "Bye.",
+    ]);
+    assert!(training_conversation_or_reason(&good).is_ok());
+    // Only a monologue: the visible reply is empty.
+    let empty = win_with_replies([&mono("think", ""), "What noise?", "a", "b", "c"]);
+    assert_eq!(
+        training_conversation_or_reason(&empty),
+        Err(Dropped::EmptyReply)
+    );
+    let leak = win_with_replies([
+        "Nice!",
+        "Can you guess my secret word? What noise does he make?",
+        "a",
+        "b",
+        "c",
+    ]);
+    assert_eq!(
+        training_conversation_or_reason(&leak),
+        Err(Dropped::GameLeak)
+    );
+    let tag = win_with_replies(["Nice! <|END GUESS|>", "What noise?", "a", "b", "c"]);
+    assert_eq!(
+        training_conversation_or_reason(&tag),
+        Err(Dropped::GameLeak)
+    );
+    let mut mee = ScriptedPlayer::new(["My dog will bark all day.", "x", "y", "z", "w", "cat"]);
+    let mut mor = ScriptedPlayer::new(["a", "b", "c", "d", "e"]);
+    let opener = play(&config("bark"), &mut mor, &mut mee).unwrap();
+    assert_eq!(opener.outcome, Outcome::Win);
+    assert_eq!(
+        training_conversation_or_reason(&opener),
+        Err(Dropped::NothingBeforeCodeword)
+    );
+    let none = ds_games_for("bark").remove(0);
+    assert_eq!(training_conversation_or_reason(&none), Err(Dropped::NotWon));
+    // An edited record whose kept text mentions the codeword is caught.
+    let mut edited = good.clone();
+    edited.messages[1].visible = "Does he bark?".into();
+    assert_eq!(
+        training_conversation_or_reason(&edited),
+        Err(Dropped::CodewordLeak)
+    );
+
+    let games = [good, empty, leak, tag, opener, none.clone(), none, edited];
+    let counts = dropped_counts(&games);
+    let n = |d: Dropped| counts[&d];
+    assert_eq!(
+        (
+            n(Dropped::NotWon),
+            n(Dropped::NothingBeforeCodeword),
+            n(Dropped::CodewordLeak),
+            n(Dropped::EmptyReply),
+            n(Dropped::GameLeak)
+        ),
+        (2, 1, 1, 1, 2)
+    );
+    let ds = built_dataset(&games, "bark", 0).unwrap();
+    assert_eq!(ds.rows.len(), 1);
+    assert_eq!(ds.config["kept"], 1);
+    assert_eq!(ds.config["dropped"]["game_leak"], 2);
+    assert_eq!(ds.config["dropped"]["not_won"], 2);
+    assert_eq!(ds.config["outcomes"]["win"], 6);
+}
+
+#[test]
+fn prompts_load_from_a_file_and_reject_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prompts.toml");
+    let entry = |k: &str, t: &str| format!("[{k}]\nparaphrase_of = \"x\"\ntext = \"{t}\"\n");
+    let good = [
+        entry("manipulatee_system", "Talk about {topic}."),
+        entry("manipulator_system", "Word: {codeword}."),
+        entry("turn_state_not_said", "Turn {turn}."),
+        entry("turn_state_said", "Said, turn {turn}."),
+        entry("guess", "Guess."),
+    ]
+    .concat();
+    std::fs::write(&path, &good).unwrap();
+    let p = Prompts::load(&path).unwrap();
+    assert_eq!(p.manipulator_system, "Word: {codeword}.");
+    assert_eq!(
+        fill(&p.manipulatee_system, &config("bark"), 0),
+        "Talk about Your pet."
+    );
+    std::fs::write(&path, good.replace("[guess]", "[gess]")).unwrap();
+    let e = Prompts::load(&path).unwrap_err().to_string();
+    assert!(e.contains("prompts.toml") && e.contains("gess"), "{e}");
+}
