@@ -14,6 +14,12 @@
 //! Logprobs are computed when any request of a group asks, with the largest `top_logprobs`,
 //! and trimmed per request (the alternatives are sorted, so trimming is exact).
 //!
+//! On a local engine, the groups of requests without a seed (whose answers are random anyway)
+//! are decoded together even when their prompts differ: one padded batch, one forward per
+//! token for all of them ([`crate::multi`]). Their numbers then differ from a lone decode by
+//! float rounding only; requests that name a seed keep running alone, bit for bit
+//! reproducible.
+//!
 //! Streamed requests on a local engine are not grouped: the worker generates each one token
 //! by token ([`crate::stream`]), sending every token to the response as it is made.
 
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use selfaware_backend::{Backend, CompletionRequest, Completions};
+use selfaware_backend::{Backend, Completion, CompletionRequest, Completions};
 use selfaware_model::Engine;
 
 use crate::stream::StreamMsg;
@@ -39,8 +45,8 @@ pub struct Job {
 
 /// Where a job's answer goes.
 pub enum Reply {
-    /// The whole answer at once.
-    Whole(tokio::sync::oneshot::Sender<Result<Completions, ApiError>>),
+    /// The whole answer at once, with how many sequences were decoded in its batch.
+    Whole(tokio::sync::oneshot::Sender<(Result<Completions, ApiError>, usize)>),
     /// Token by token, generated on this local engine (one answer; `req.n` is ignored).
     Stream {
         engine: Arc<Engine>,
@@ -55,16 +61,19 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Starts the worker thread of `backend` with a queue of `capacity` requests.
+    /// Starts the worker thread of `backend` with a queue of `capacity` requests. With the
+    /// local `engine` behind the backend, unseeded requests with different prompts are decoded
+    /// together.
     pub fn start(
         id: &str,
         backend: Arc<dyn Backend>,
+        engine: Option<Arc<Engine>>,
         settings: WorkerSettings,
     ) -> std::io::Result<Queue> {
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.capacity.max(1));
         std::thread::Builder::new()
             .name(format!("model-{id}"))
-            .spawn(move || worker(backend.as_ref(), rx, settings))?;
+            .spawn(move || worker(backend.as_ref(), engine, rx, settings))?;
         Ok(Queue { tx })
     }
 
@@ -124,7 +133,12 @@ pub struct WorkerSettings {
     pub window: Duration,
 }
 
-fn worker(backend: &dyn Backend, rx: Receiver<Job>, settings: WorkerSettings) {
+fn worker(
+    backend: &dyn Backend,
+    engine: Option<Arc<Engine>>,
+    rx: Receiver<Job>,
+    settings: WorkerSettings,
+) {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let max_n = backend.capabilities().max_n;
     let mut last_batch = 0;
@@ -156,9 +170,23 @@ fn worker(backend: &dyn Backend, rx: Receiver<Job>, settings: WorkerSettings) {
         let keys: Vec<(CompletionRequest, bool)> =
             jobs.iter().map(|j| (j.req.clone(), j.seeded)).collect();
         let mut slots: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+        let mut cross: Vec<Vec<Job>> = Vec::new();
         for group in plan(&keys, max_n) {
             let members: Vec<Job> = group.iter().filter_map(|&i| slots[i].take()).collect();
-            run_group(backend, members, &mut rng);
+            if engine.is_some() && members.first().is_some_and(|j| !j.seeded) {
+                cross.push(members);
+            } else {
+                run_group(backend, members, &mut rng);
+            }
+        }
+        match (engine.as_deref(), cross.len()) {
+            (_, 0) => {}
+            (Some(e), n) if n > 1 => run_cross(e, cross, &mut rng),
+            _ => {
+                for members in cross {
+                    run_group(backend, members, &mut rng);
+                }
+            }
         }
     }
 }
@@ -192,16 +220,24 @@ fn run_stream(job: Job, rng: &mut ChaCha8Rng) {
     }
 }
 
-fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
-    let Some(first) = jobs.first() else { return };
-    let seeded = first.seeded;
+/// The one request a group's members share: logprobs when any asks, the largest
+/// `top_logprobs`, and for unseeded members their summed `n` under a seed drawn from `rng`.
+fn merged_request(jobs: &[Job], rng: &mut ChaCha8Rng) -> Option<CompletionRequest> {
+    let first = jobs.first()?;
     let mut req = first.req.clone();
     req.logprobs = jobs.iter().any(|j| j.req.logprobs);
     req.top_logprobs = jobs.iter().map(|j| j.req.top_logprobs).max().unwrap_or(0);
-    if !seeded {
+    if !first.seeded {
         req.n = jobs.iter().map(|j| j.req.n).sum();
         req.seed = rng.next_u64();
     }
+    Some(req)
+}
+
+fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
+    let Some(req) = merged_request(&jobs, rng) else {
+        return;
+    };
     // A panic inside the model must not take the worker (and every later request) down.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.complete(&req)))
         .unwrap_or_else(|p| {
@@ -211,9 +247,101 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
             )))
         })
         .map_err(ApiError::from);
+    deliver(jobs, &result, req.n);
+}
+
+/// Most samples decoded together across prompts.
+pub const MAX_CROSS_ROWS: usize = 64;
+
+/// Unseeded groups with different prompts decoded together on the local engine
+/// ([`crate::multi`]), at most [`MAX_CROSS_ROWS`] samples per batch.
+fn run_cross(engine: &Engine, groups: Vec<Vec<Job>>, rng: &mut ChaCha8Rng) {
+    let mut batch: Vec<(Vec<Job>, CompletionRequest)> = Vec::new();
+    let mut rows = 0;
+    for jobs in groups {
+        let Some(req) = merged_request(&jobs, rng) else {
+            continue;
+        };
+        if rows + req.n > MAX_CROSS_ROWS && !batch.is_empty() {
+            run_cross_batch(engine, std::mem::take(&mut batch));
+            rows = 0;
+        }
+        rows += req.n;
+        batch.push((jobs, req));
+    }
+    if !batch.is_empty() {
+        run_cross_batch(engine, batch);
+    }
+}
+
+fn run_cross_batch(engine: &Engine, batch: Vec<(Vec<Job>, CompletionRequest)>) {
+    // Render every prompt; a group whose prompt fails gets its error and leaves the batch.
+    let mut ready: Vec<(Vec<Job>, CompletionRequest, usize)> = Vec::new();
+    let mut rows: Vec<crate::multi::Row> = Vec::new();
+    for (jobs, req) in batch {
+        match engine.chat.prompt(&req.conversation) {
+            Err(e) => {
+                let err = ApiError::from(selfaware_backend::BackendError::Model(e.into()));
+                deliver(jobs, &Err(err), 0);
+            }
+            Ok(prompt) => {
+                let first = rows.len();
+                for i in 0..req.n {
+                    rows.push(crate::multi::Row {
+                        prompt: prompt.ids.clone(),
+                        temperature: req.temperature,
+                        top_p: req.top_p,
+                        max_tokens: req.max_tokens,
+                        seed: req.seed,
+                        stream: i as u64,
+                        top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
+                        stop: req.stop.clone(),
+                    });
+                }
+                ready.push((jobs, req, first));
+            }
+        }
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::multi::generate(engine, &rows)
+    }))
+    .unwrap_or_else(|p| {
+        Err(selfaware_model::ModelError::Input(format!(
+            "the model panicked: {}",
+            panic_message(p)
+        )))
+    });
+    match result {
+        Err(e) => {
+            let err = ApiError::from(selfaware_backend::BackendError::Model(e));
+            for (jobs, _, _) in ready {
+                deliver(jobs, &Err(err.clone()), rows.len());
+            }
+        }
+        Ok(generated) => {
+            for (jobs, req, first) in ready {
+                let choices: Vec<Completion> = generated[first..first + req.n]
+                    .iter()
+                    .map(|g| crate::multi::completion(engine, g, req.logprobs))
+                    .collect();
+                let completion_tokens = choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
+                let out = Completions {
+                    prompt_tokens: Some(rows[first].prompt.len()),
+                    completion_tokens,
+                    choices,
+                };
+                deliver(jobs, &Ok(out), rows.len());
+            }
+        }
+    }
+}
+
+/// Hands each member its part of the group's answer; `rows` sequences were decoded together.
+fn deliver(jobs: Vec<Job>, result: &Result<Completions, ApiError>, rows: usize) {
+    let seeded = jobs.first().is_some_and(|j| j.seeded);
     let mut offset = 0;
     for job in jobs {
-        let out = match &result {
+        let out = match result {
             Err(e) => Err(e.clone()),
             Ok(all) => {
                 let start = if seeded { 0 } else { offset };
@@ -237,7 +365,7 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
             }
         };
         if let Reply::Whole(reply) = job.reply {
-            let _ = reply.send(out);
+            let _ = reply.send((out, rows));
         }
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! Requests never run on the async runtime: each model has a worker thread ([`batch`]) that
 //! takes every request waiting in its queue and merges requests with the same prompt and
-//! sampling settings into one batched call. Request bodies, `n` and `max_tokens` are capped;
-//! errors use OpenAI's error JSON.
+//! sampling settings into one batched call. On a local engine, requests without a seed are
+//! also decoded together across different prompts ([`multi`]), and `stream: true` answers
+//! are sent token by token as they are generated ([`stream`]). Request bodies, `n` and
+//! `max_tokens` are capped; errors use OpenAI's error JSON.
 //!
 //! Fine-tuning runs one job at a time on a background thread; a finished job's adapter is
 //! saved under the data directory and served as the model `ft:BASE:selfaware:SUFFIX:SHORTID`
@@ -18,6 +20,7 @@ pub mod batch;
 mod error;
 mod files;
 pub mod finetune;
+pub mod multi;
 mod routes;
 pub mod stream;
 
@@ -30,6 +33,7 @@ use selfaware_model::Engine;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ApiError, ServerError};
+pub use routes::BATCH_ROWS_HEADER;
 
 /// Server settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

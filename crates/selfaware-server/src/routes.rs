@@ -88,7 +88,7 @@ impl ModelSet {
             seed: self.seed.wrapping_add(m.list.len() as u64),
             window: self.window,
         };
-        let queue = Queue::start(id, backend.clone(), settings)
+        let queue = Queue::start(id, backend.clone(), engine.clone(), settings)
             .map_err(|e| ServerError::Runtime(format!("cannot start the worker of `{id}`: {e}")))?;
         m.slots.insert(
             id.to_string(),
@@ -118,6 +118,9 @@ impl ModelSet {
         m.list.clone()
     }
 }
+
+/// Response header: the number of sequences decoded in the batch that made the answer.
+pub const BATCH_ROWS_HEADER: &str = "x-selfaware-batch-rows";
 
 pub(crate) fn now() -> u64 {
     SystemTime::now()
@@ -373,6 +376,7 @@ async fn chat_completions(
             return stream_tokens(&s, p, &slot, engine.clone()).await;
         }
     }
+    let mut batch_rows = 0;
     let out = if p.add_generation_prompt {
         let (reply, answer) = tokio::sync::oneshot::channel();
         slot.queue.submit(Job {
@@ -380,9 +384,11 @@ async fn chat_completions(
             seeded: p.seeded,
             reply: Reply::Whole(reply),
         })?;
-        answer
+        let (out, rows) = answer
             .await
-            .map_err(|_| ApiError::internal("the model worker dropped the request"))??
+            .map_err(|_| ApiError::internal("the model worker dropped the request"))?;
+        batch_rows = rows;
+        out?
     } else {
         // A closed conversation is only scored: each choice is empty.
         Completions {
@@ -405,7 +411,7 @@ async fn chat_completions(
     let created = now();
     let usage = usage(&out);
     if !p.stream {
-        return Ok(Json(ChatCompletionResponse {
+        let json = Json(ChatCompletionResponse {
             id,
             object: "chat.completion".into(),
             created,
@@ -419,8 +425,9 @@ async fn chat_completions(
             usage: Some(usage),
             system_fingerprint: Some("selfaware".into()),
             prompt_logprobs: prompt.as_deref().map(openai::wire_prompt_logprobs),
-        })
-        .into_response());
+        });
+        // How many sequences the model decoded together for this answer (diagnostics).
+        return Ok(([(BATCH_ROWS_HEADER, batch_rows.to_string())], json).into_response());
     }
     let chunk = |choices: Vec<ChunkChoice>, usage: Option<Usage>| ChatCompletionChunk {
         id: id.clone(),

@@ -61,7 +61,7 @@ fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 /// A token's text and bytes, as `LocalBackend` reports them.
-fn token_text(engine: &Engine, id: u32) -> (String, Option<Vec<u8>>) {
+pub(crate) fn token_text(engine: &Engine, id: u32) -> (String, Option<Vec<u8>>) {
     let tok = &engine.chat.tokenizer;
     let entry = tok.token_text(id);
     match bytes_of_vocab_entry(&entry) {

@@ -1,0 +1,153 @@
+//! Different prompts decoded together give the answers each prompt gets alone: the batched
+//! decoder against the engine's own sampler, and concurrent unseeded HTTP requests against
+//! serial local answers.
+
+mod common;
+
+use common::{engine, local, serve, MODEL};
+use selfaware_backend::{Backend, CompletionRequest};
+use selfaware_model::SampleConfig;
+use selfaware_server::multi::{generate, Row};
+use selfaware_server::BATCH_ROWS_HEADER;
+use selfaware_types::Conversation;
+use serde_json::{json, Value};
+
+const PROMPTS: [&str; 8] = [
+    "Hi",
+    "Name a colour",
+    "Count to three, slowly and clearly please",
+    "x",
+    "What is the capital of France? Answer in one word.",
+    "Tell me a story",
+    "ok",
+    "Why is the sky blue?",
+];
+
+#[test]
+fn the_batched_decoder_gives_each_prompt_its_lone_answer() {
+    let e = engine();
+    let mut rows = Vec::new();
+    let mut lone = Vec::new();
+    for (i, p) in PROMPTS.iter().enumerate() {
+        let prompt = e.chat.prompt(&Conversation::user(None, p)).unwrap().ids;
+        let temperature = [0.0, 1.0, 0.7][i % 3];
+        let n = 1 + i % 3;
+        let stop = if i == 5 {
+            vec!["e".to_string()]
+        } else {
+            Vec::new()
+        };
+        let cfg = SampleConfig {
+            n,
+            temperature,
+            top_p: if i == 4 { 0.9 } else { 1.0 },
+            max_tokens: 6 + i,
+            seed: 100 + i as u64,
+            top_logprobs: 3,
+        };
+        for (s, g) in e
+            .sample_ids(&prompt, &cfg, &stop)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
+            rows.push(Row {
+                prompt: prompt.clone(),
+                temperature: cfg.temperature,
+                top_p: cfg.top_p,
+                max_tokens: cfg.max_tokens,
+                seed: cfg.seed,
+                stream: s as u64,
+                top_logprobs: 3,
+                stop: stop.clone(),
+            });
+            lone.push(g);
+        }
+    }
+    let together = generate(&e, &rows).unwrap();
+    assert_eq!(together.len(), lone.len());
+    let mut worst = 0.0f32;
+    for (a, b) in together.iter().zip(&lone) {
+        assert_eq!(a.text, b.text);
+        assert_eq!(a.finish_reason, b.sample.finish_reason);
+        assert_eq!(a.tokens.len(), b.sample.tokens.len());
+        for (x, y) in a.tokens.iter().zip(&b.sample.tokens) {
+            assert_eq!(x.id, y.id);
+            worst = worst.max((x.logprob - y.logprob).abs());
+            let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
+            assert_eq!(ids(&x.top), ids(&y.top));
+        }
+    }
+    eprintln!("largest |batched - lone| token logprob difference: {worst:e}");
+    assert!(worst < 1e-4, "batched logprobs differ by {worst}");
+    // The stop string cut one answer short, as alone.
+    assert!(together
+        .iter()
+        .any(|g| g.finish_reason == selfaware_model::FinishReason::Stop));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_different_prompts_are_batched_and_answer_as_serial() {
+    let served = serve();
+    let url = format!("{}/chat/completions", served.server.base_url());
+    let local = local();
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for (i, p) in PROMPTS.iter().enumerate() {
+            // No seed: greedy answers do not depend on one, and unseeded requests are the ones
+            // decoded across prompts.
+            let body = json!({"model": MODEL, "messages": [{"role": "user", "content": p}],
+                "temperature": 0, "max_tokens": 8 + (i + round) % 3, "logprobs": true,
+                "top_logprobs": 2});
+            let (c, u) = (client.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = c.post(&u).json(&body).send().await.unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+                let rows: usize = r.headers()[BATCH_ROWS_HEADER]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let v: Value = r.json().await.unwrap();
+                (body, v, rows)
+            }));
+        }
+    }
+    let mut most_rows = 0;
+    for t in tasks {
+        let (body, got, rows) = t.await.unwrap();
+        most_rows = most_rows.max(rows);
+        let mut req = CompletionRequest::new(Conversation::user(
+            None,
+            body["messages"][0]["content"].as_str().unwrap(),
+        ));
+        req.temperature = 0.0;
+        req.max_tokens = body["max_tokens"].as_u64().unwrap() as usize;
+        req.logprobs = true;
+        req.top_logprobs = 2;
+        let want = local.complete(&req).unwrap();
+        let (w, g) = (&want.choices[0], &got["choices"][0]);
+        assert_eq!(g["message"]["content"].as_str().unwrap(), w.text);
+        assert_eq!(
+            g["finish_reason"].as_str().unwrap(),
+            w.finish_reason.as_str()
+        );
+        let glp = g["logprobs"]["content"].as_array().unwrap();
+        let wlp = w.logprobs.as_ref().unwrap();
+        assert_eq!(glp.len(), wlp.len());
+        for (a, b) in glp.iter().zip(wlp) {
+            assert_eq!(a["token"].as_str().unwrap(), b.token);
+            assert!((a["logprob"].as_f64().unwrap() - b.logprob).abs() < 1e-4);
+        }
+        assert_eq!(
+            got["usage"]["prompt_tokens"].as_u64().unwrap() as usize,
+            want.prompt_tokens.unwrap()
+        );
+    }
+    eprintln!("largest batch: {most_rows} sequences");
+    assert!(
+        most_rows > 1,
+        "16 concurrent requests were never decoded together"
+    );
+}
