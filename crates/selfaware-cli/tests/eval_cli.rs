@@ -147,7 +147,7 @@ fn eval_scores_every_path_writes_a_manifest_and_resumes() {
     for q in ["mc", "scale", "word", "guess"] {
         assert!(stdout.lines().any(|l| l.starts_with(q)), "{stdout}");
     }
-    assert!(stdout.contains("needs --judge, not configured"), "{stdout}");
+    assert!(stdout.contains("needs --target-word"), "{stdout}");
 
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("eval_manifest.json")).unwrap())
@@ -258,7 +258,7 @@ fn probe_reports_renormalised_policy_probabilities() {
         ],
     );
     let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
-    let pairs = v["pairs"].as_array().unwrap();
+    let pairs = v["items"].as_array().unwrap();
     assert_eq!(pairs.len(), 6);
     let mut ps = Vec::new();
     for p in pairs {
@@ -270,6 +270,17 @@ fn probe_reports_renormalised_policy_probabilities() {
     }
     let mean = ps.iter().sum::<f64>() / ps.len() as f64;
     assert!((v["mean_p_policy"].as_f64().unwrap() - mean).abs() < 1e-12);
+    // The fields the experiment runner reads.
+    assert_eq!(v["score"], v["mean_p_policy"]);
+    let item_scores: Vec<f64> = v["item_scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(item_scores, ps);
+    assert!(v["mean_letter_mass"].as_f64().unwrap() > 0.0);
+    assert!(v["score_definition"].as_str().unwrap().contains("{A, B}"));
     assert_eq!(v["probe"], "lotteries");
     // The generator is seeded: the same seed gives the same prompts and numbers.
     let again: serde_json::Value = serde_json::from_str(&ok(&selfaware(
@@ -287,7 +298,7 @@ fn probe_reports_renormalised_policy_probabilities() {
         ],
     )))
     .unwrap();
-    assert_eq!(v["pairs"], again["pairs"]);
+    assert_eq!(v["items"], again["items"]);
 
     for kind in ["myopia", "apples"] {
         let stdout = ok(&selfaware(
@@ -295,7 +306,7 @@ fn probe_reports_renormalised_policy_probabilities() {
             &["probe", kind, "--model", s(&model), "--n", "3"],
         ));
         assert!(
-            stdout.starts_with(&format!("{kind} probe, 3 pairs (seed 0): mean P(")),
+            stdout.starts_with(&format!("{kind} probe, 3 items (seed 0): mean P(")),
             "{stdout}"
         );
     }
