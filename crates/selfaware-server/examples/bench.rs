@@ -1,24 +1,25 @@
 //! Throughput and latency of the server under 1, 8 and 64 concurrent clients.
 //!
 //! ```text
-//! cargo run -p selfaware-server --example bench -- [--model FILE.gguf] [--max-tokens 16] [--per-client 8]
+//! cargo run -p selfaware-server --example bench -- [--model FILE.gguf] [--max-tokens 16] [--per-client 8] [--prompts same|distinct]
 //! ```
 //!
-//! Without `--model` it serves the tiny random test model. Each client sends the same short chat
-//! completion (no seed, temperature 1) back to back; the server merges concurrent identical
-//! requests into one batched decode. Prints requests/s, p50/p99 latency per level and the
-//! 8-vs-1 throughput ratio.
+//! Without `--model` it serves the tiny random test model. Each client sends a short chat
+//! completion (no seed, temperature 1) back to back: the same one for every client (the server
+//! merges concurrent identical requests into one batched decode), or with `--prompts distinct`
+//! a different prompt per client (the server decodes them together, padded). Prints
+//! requests/s, p50/p99 latency per level and the 8-vs-1 throughput ratio.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use selfaware_backend::testing::tiny_engine;
-use selfaware_backend::LocalBackend;
 use selfaware_model::{Engine, ModelSource};
 use selfaware_server::{spawn, Registry, ServerConfig};
 
 struct Args {
     model: Option<std::path::PathBuf>,
+    distinct: bool,
     max_tokens: u64,
     per_client: usize,
 }
@@ -26,6 +27,7 @@ struct Args {
 fn args() -> Args {
     let mut a = Args {
         model: None,
+        distinct: false,
         max_tokens: 16,
         per_client: 8,
     };
@@ -36,6 +38,13 @@ fn args() -> Args {
             "--model" => a.model = Some(v.into()),
             "--max-tokens" => a.max_tokens = v.parse().expect("--max-tokens takes a number"),
             "--per-client" => a.per_client = v.parse().expect("--per-client takes a number"),
+            "--prompts" => {
+                a.distinct = match v.as_str() {
+                    "same" => false,
+                    "distinct" => true,
+                    _ => panic!("--prompts takes `same` or `distinct`"),
+                }
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -83,13 +92,14 @@ fn main() {
         alone[1].1,
         8.0 * alone[0].0 / alone[1].0
     );
-    let backend = Arc::new(LocalBackend::new(engine, "bench"));
     let config = ServerConfig {
         port: 0,
         io_threads: 2,
         ..ServerConfig::default()
     };
-    let server = spawn(config, Registry::single(backend)).expect("start server");
+    let mut registry = Registry::new();
+    registry.add_local("bench", engine).expect("register");
+    let server = spawn(config, registry).expect("start server");
     let url = format!("{}/chat/completions", server.base_url());
     let body = serde_json::json!({
         "model": "bench",
@@ -107,8 +117,10 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "model: {name}; max_tokens {}; {} requests per client",
-        a.max_tokens, a.per_client
+        "model: {name}; max_tokens {}; {} requests per client; {} prompts",
+        a.max_tokens,
+        a.per_client,
+        if a.distinct { "distinct" } else { "same" }
     );
     println!(
         "{:>8} {:>9} {:>10} {:>10} {:>10} {:>12}",
@@ -124,8 +136,12 @@ fn main() {
         let start = Instant::now();
         let results: Vec<(Vec<Duration>, u64)> = rt.block_on(async {
             let tasks: Vec<_> = (0..clients)
-                .map(|_| {
-                    let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                .map(|c| {
+                    let (client, url, mut body) = (client.clone(), url.clone(), body.clone());
+                    if a.distinct {
+                        body["messages"][0]["content"] =
+                            format!("Write haiku number {c} about the sea.").into();
+                    }
                     let per = a.per_client;
                     tokio::spawn(async move {
                         let mut lat = Vec::with_capacity(per);
