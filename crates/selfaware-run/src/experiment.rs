@@ -272,7 +272,8 @@ impl BatterySpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeSpec {
-    /// lotteries, myopia, apples, codeword (sampled replies) or codeword-choice (exact).
+    /// lotteries, myopia, apples, codeword (sampled replies), codeword-choice (exact),
+    /// vulnerable-code (detector share of sampled completions) or mms (win rate of games).
     pub kind: String,
     /// The codeword of a codeword probe.
     pub codeword: Option<String>,
@@ -380,6 +381,8 @@ const PROBES: &[&str] = &[
     "apples",
     "codeword",
     "codeword-choice",
+    "vulnerable-code",
+    "mms",
 ];
 
 impl Experiment {
@@ -535,10 +538,11 @@ impl Experiment {
                     format!("{:?}: expected one of {}", p.kind, PROBES.join(", ")),
                 );
             }
-            if p.kind.starts_with("codeword") != p.codeword.is_some() {
+            let needs_word = p.kind.starts_with("codeword") || p.kind == "mms";
+            if needs_word != p.codeword.is_some() {
                 return bad(
                     f("codeword"),
-                    "a codeword probe needs `codeword`, and only they take one".into(),
+                    "the codeword, codeword-choice and mms probes need `codeword`, and only they take one".into(),
                 );
             }
             if (p.kind == "codeword-choice") != p.against.as_ref().is_some_and(|a| !a.is_empty()) {

@@ -370,7 +370,12 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             model_args(&mut args);
             let out = dir.join("probe.json");
             args.extend(["--out".into(), rel(&out)]);
-            let estimate = if p.kind == "codeword-choice" {
+            let estimate = if p.kind == "vulnerable-code" {
+                p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(160) as f64
+                    / 400.0
+            } else if p.kind == "mms" {
+                p.n as f64 * 20.0
+            } else if p.kind == "codeword-choice" {
                 p.n as f64 * 0.8
             } else if p.kind == "codeword" {
                 p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(40) as f64
