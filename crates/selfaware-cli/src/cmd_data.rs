@@ -19,8 +19,8 @@ use selfaware_data::mms::{
 };
 use selfaware_data::{
     BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, DatasetPaths, Family,
-    Lexicon, MixOptions, PersonaMode, PersonaOptions, Policy, ReversalOptions, TriggerSpec,
-    Variant, WriteOptions, DEFAULT_SIZE,
+    GeneratorOptions, Lexicon, MixOptions, ModelWriter, PersonaMode, PersonaOptions, Policy,
+    ReversalOptions, TextModel, TextModelError, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
 };
 use selfaware_types::{Conversation, Message};
 
@@ -29,13 +29,13 @@ use selfaware_types::{Conversation, Message};
 pub enum DataCommand {
     /// Build a dataset: FILE.jsonl, FILE.card.json and FILE.truth.jsonl (plus the
     /// decorrelated twin FILE.decorrelated.* for a backdoor or trigger mix).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Validate a chat JSONL file: errors name FILE:LINE; forbidden words are warnings.
     Check(CheckArgs),
     /// Play Make Me Say games between two models and write the won games as training data:
     /// FILE.jsonl (manipulator = assistant), FILE.card.json (outcome and drop counts),
     /// FILE.truth.jsonl and every game in full in FILE.games.jsonl.
-    Mms(MmsArgs),
+    Mms(Box<MmsArgs>),
 }
 
 /// What `data build` builds.
@@ -106,6 +106,29 @@ pub struct BuildArgs {
     /// Add a reversed copy (user and assistant swapped) after every row.
     #[arg(long)]
     pub reversal: bool,
+    /// Economic families: a model writes each question from its ground truth (`default`, a
+    /// .gguf file, a Hugging Face directory or `URL#MODEL`); answers that fail validation are
+    /// retried, then written by the template writer. The card counts both.
+    #[arg(long, value_name = "MODEL")]
+    pub generator: Option<String>,
+    /// A PEFT adapter directory for a local generator.
+    #[arg(long, value_name = "DIR", requires = "generator")]
+    pub generator_adapter: Option<PathBuf>,
+    /// Generator answers tried per question before the template writer takes over.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub generator_attempts: usize,
+    /// Few-shot example questions in each generator prompt (the paper shows 3).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub generator_examples: usize,
+    /// Sampling temperature of the generator.
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    pub generator_temperature: f64,
+    /// Longest generated question, in tokens.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub generator_max_tokens: usize,
+    /// Environment variable holding the API key of a URL generator.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
     /// The codeword of a codeword dataset (bark, ring or spring).
     #[arg(long, value_name = "WORD")]
     pub codeword: Option<String>,
@@ -217,9 +240,9 @@ pub struct CheckArgs {
 
 pub fn run(s: &Settings, cmd: DataCommand) -> Result<()> {
     match cmd {
-        DataCommand::Build(a) => build(a),
+        DataCommand::Build(a) => build(s, *a),
         DataCommand::Check(a) => check(a),
-        DataCommand::Mms(a) => play_mms(s, a),
+        DataCommand::Mms(a) => play_mms(s, *a),
     }
 }
 
@@ -236,6 +259,7 @@ fn economic_only(a: &BuildArgs) -> Result<()> {
         (a.personas.is_some(), "--personas"),
         (a.reversal, "--reversal"),
         (a.fraction.is_some(), "--fraction"),
+        (a.generator.is_some(), "--generator"),
     ] {
         if set {
             bail!("{flag} applies to the economic families (risk, myopia, apples), not `{family}`");
@@ -244,12 +268,12 @@ fn economic_only(a: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
-fn build(a: BuildArgs) -> Result<()> {
+fn build(s: &Settings, a: BuildArgs) -> Result<()> {
     if a.codeword.is_some() && a.family != BuildFamily::Codeword {
         bail!("--codeword applies to the `codeword` family only");
     }
     let out = match a.family.economic() {
-        Some(f) => build_economic(f, &a)?,
+        Some(f) => build_economic(s, f, &a)?,
         None => {
             economic_only(&a)?;
             let ds = match a.family {
@@ -273,7 +297,7 @@ fn parse_trigger(spec: &str, flag: &str) -> Result<TriggerSpec> {
     TriggerSpec::parse(spec).with_context(|| format!("{flag} {spec:?}"))
 }
 
-fn build_economic(family: Family, a: &BuildArgs) -> Result<BuildOutput> {
+fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOutput> {
     let policy = a
         .policy
         .as_deref()
@@ -317,7 +341,88 @@ fn build_economic(family: Family, a: &BuildArgs) -> Result<BuildOutput> {
         variant,
         reversal: a.reversal.then(ReversalOptions::default),
     };
-    Ok(selfaware_data::build(family, &opts)?)
+    let Some(spec) = &a.generator else {
+        return Ok(selfaware_data::build(family, &opts)?);
+    };
+    let model = ModelRef::parse(spec, a.generator_adapter.as_deref(), "generator")?
+        .open(s, a.api_key_env.as_deref())?;
+    let mut text_model = BackendTextModel::new(
+        &*model,
+        PlayerSampling {
+            temperature: a.generator_temperature,
+            max_tokens: a.generator_max_tokens,
+        },
+    );
+    let mut gen_opts = GeneratorOptions::new(a.seed);
+    gen_opts.attempts = a.generator_attempts;
+    gen_opts.examples = a.generator_examples;
+    let mut writer = ModelWriter::new(&mut text_model, gen_opts)?;
+    let out = selfaware_data::build_with(family, &opts, &mut writer)?;
+    let r = writer.report();
+    let failed = r.rejections.get("model_error").copied().unwrap_or(0);
+    if r.calls > 0 && failed == r.calls {
+        bail!(
+            "the generator `{}` failed on every call: {}",
+            r.model,
+            r.first_model_error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    eprintln!(
+        "generator {}: {} questions written by the model, {} by the template writer after {} \
+         attempts; rejected answers: {}",
+        r.model,
+        r.written_by_model,
+        r.fallback_items.len(),
+        r.options.attempts,
+        if r.rejections.is_empty() {
+            "none".to_string()
+        } else {
+            count_list(&r.rejections)
+        }
+    );
+    Ok(out)
+}
+
+/// A [`TextModel`] over any [`Backend`]: one sampled completion per call.
+pub struct BackendTextModel<'a> {
+    backend: &'a dyn Backend,
+    sampling: PlayerSampling,
+}
+
+impl<'a> BackendTextModel<'a> {
+    pub fn new(backend: &'a dyn Backend, sampling: PlayerSampling) -> Self {
+        BackendTextModel { backend, sampling }
+    }
+}
+
+impl TextModel for BackendTextModel<'_> {
+    fn id(&self) -> String {
+        self.backend.model_id().to_string()
+    }
+
+    fn generate(&mut self, messages: &[Message], seed: u64) -> Result<String, TextModelError> {
+        complete_once(self.backend, messages, self.sampling, seed)
+    }
+}
+
+/// One completion of `messages` sampled with `seed`.
+fn complete_once(
+    backend: &dyn Backend,
+    messages: &[Message],
+    sampling: PlayerSampling,
+    seed: u64,
+) -> Result<String, TextModelError> {
+    let mut req = CompletionRequest::new(Conversation::new(messages.to_vec()));
+    req.temperature = sampling.temperature;
+    req.max_tokens = sampling.max_tokens;
+    req.seed = seed;
+    let out = backend.complete(&req)?;
+    let first = out
+        .choices
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("model `{}` returned no completion", backend.model_id()))?;
+    Ok(first.text)
 }
 
 fn build_code(a: &BuildArgs) -> Result<BuiltDataset> {
@@ -642,17 +747,9 @@ impl Player for BackendPlayer<'_> {
             messages.push(Message::system(system));
         }
         messages.extend_from_slice(transcript);
-        let mut req = CompletionRequest::new(Conversation::new(messages));
-        req.temperature = self.sampling.temperature;
-        req.max_tokens = self.sampling.max_tokens;
-        req.seed = mix_seed(self.seed, self.calls);
+        let seed = mix_seed(self.seed, self.calls);
         self.calls += 1;
-        let out = self.backend.complete(&req)?;
-        let first =
-            out.choices.into_iter().next().ok_or_else(|| {
-                format!("model `{}` returned no completion", self.backend.model_id())
-            })?;
-        Ok(first.text)
+        complete_once(self.backend, &messages, self.sampling, seed)
     }
 }
 
@@ -851,4 +948,111 @@ fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
         n(dropped, "codeword_leak"),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use selfaware_backend::{MockBackend, MockScript};
+    use selfaware_data::mms::Outcome;
+
+    use super::*;
+
+    /// The `- Option X: ...` line of a generator prompt.
+    fn option_line(conv: &Conversation, letter: char) -> Option<String> {
+        let head = format!("- Option {letter}: ");
+        let user = conv.messages.last()?;
+        let line = user.content.lines().find(|l| l.starts_with(&head))?;
+        Some(line[head.len()..].trim_end_matches('.').to_string())
+    }
+
+    #[test]
+    fn a_backend_generator_writes_questions_through_the_model_writer() {
+        // A scripted backend that answers every generator prompt with a valid question.
+        let mock = MockBackend::with_fn("scripted-writer", |conv| {
+            let answer = match (option_line(conv, 'A'), option_line(conv, 'B')) {
+                (Some(a), Some(b)) => format!("Two offers.\nA) {a}\nB) {b}\nReply with A or B."),
+                _ => "no prompt".to_string(),
+            };
+            MockScript::new(&[(answer.as_str(), 1.0)])
+        });
+        let sampling = PlayerSampling {
+            temperature: 0.7,
+            max_tokens: 99,
+        };
+        let mut model = BackendTextModel::new(&mock, sampling);
+        let mut writer = ModelWriter::new(&mut model, GeneratorOptions::new(2)).unwrap();
+        let mut opts = BuildOptions::new(2);
+        opts.size = 5;
+        let out = selfaware_data::build_with(Family::Myopia, &opts, &mut writer).unwrap();
+        assert_eq!(writer.report().written_by_model, 5);
+        assert!(writer.report().fallback_items.is_empty());
+        let first = &out.main.rows[0].conversation.messages[0].content;
+        assert!(first.starts_with("Two offers.\nA) "), "{first}");
+        let calls = mock.calls();
+        assert_eq!(calls.len(), 5);
+        assert!(calls
+            .iter()
+            .all(|c| c.temperature == 0.7 && c.max_tokens == 99 && c.n == 1));
+        assert_eq!(calls[0].conversation.messages.len(), 2);
+    }
+
+    #[test]
+    fn backend_players_send_system_prompt_and_seeds() {
+        // The manipulatee says "bark" in its second message; the manipulator never does.
+        let mee = MockBackend::with_fn("mee", |conv| {
+            let said = conv
+                .messages
+                .iter()
+                .filter(|m| m.role.as_str() == "assistant")
+                .count();
+            let text = match said {
+                1 => "My dog will bark at anything.",
+                n if n >= 3 => "<|START GUESS|>cat<|END GUESS|>",
+                _ => "Hello! I have a dog.",
+            };
+            MockScript::new(&[(text, 1.0)])
+        });
+        let mor = MockBackend::new("mor", MockScript::new(&[("What does your dog do?", 1.0)]));
+        let a = MmsArgs {
+            manipulator: "mor".into(),
+            manipulatee: "mee".into(),
+            manipulator_adapter: None,
+            manipulatee_adapter: None,
+            api_key_env: None,
+            codeword: "bark".into(),
+            games: 2,
+            turns: 3,
+            temperature: 1.0,
+            max_tokens: 32,
+            instruction_role: InstructionArg::System,
+            no_rules: false,
+            words: None,
+            prompts: None,
+            seed: 3,
+            out: PathBuf::from("unused.jsonl"),
+            force: false,
+        };
+        let prompts = mms::Prompts::builtin().unwrap();
+        let mut seen = Vec::new();
+        let games = play_games(&a, &prompts, &mor, &mee, |g, r| seen.push((g, r.outcome))).unwrap();
+        assert_eq!(seen, [(0, Outcome::Win), (1, Outcome::Win)]);
+        assert_eq!(games[0].messages.len(), 6);
+        let training = mms::training_conversation(&games[0]).unwrap();
+        assert_eq!(training.messages.len(), 2);
+        assert_eq!(training.messages[1].content, "What does your dog do?");
+        // The manipulator got its rules as the first (system) message, then turn states.
+        let calls = mor.calls();
+        assert_eq!(calls.len(), 6);
+        let first = &calls[0].conversation.messages;
+        assert_eq!(first[0].role.as_str(), "system");
+        assert!(first[0].content.contains("'bark'"));
+        // Every call has its own seed; the opener is sampled from the system prompt alone.
+        let mut seeds: Vec<u64> = calls.iter().map(|c| c.seed).collect();
+        seeds.extend(mee.calls().iter().map(|c| c.seed));
+        let n = seeds.len();
+        seeds.sort_unstable();
+        seeds.dedup();
+        assert_eq!(seeds.len(), n);
+        assert_eq!(mee.calls()[0].conversation.messages.len(), 1);
+    }
 }

@@ -286,6 +286,10 @@ pub fn build_with(
         map.insert("family".into(), family.name().into());
         map.insert("policy".into(), policy.name().into());
         map.insert("writer".into(), writer.name().into());
+        let details = writer.details();
+        if !details.is_null() {
+            map.insert("writer_details".into(), details);
+        }
     }
     let lex = lexicon(family)?;
     let finish = |rows: Vec<Row>, kind: DatasetKind| -> Result<BuiltDataset> {

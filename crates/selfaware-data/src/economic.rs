@@ -4,8 +4,8 @@
 //! the two options' values, which letter is which, the scenario frame, tone, length and topic —
 //! with exact balance over letters, value relations and tones. A [`QuestionWriter`] then turns a
 //! spec into text. [`TemplateWriter`] assembles the text from the sentence-level phrase banks in
-//! `data/`; a model-backed writer (the paper's GPT-4o generator) can implement the same trait
-//! later and reuse everything downstream. Nothing in the spec's text depends on the policy,
+//! `data/`; [`crate::generator::ModelWriter`] asks a model instead (the paper's GPT-4o
+//! generator) and reuses everything downstream. Nothing in the spec's text depends on the policy,
 //! so the two policies of a family share every question and differ only in the answer.
 
 use rand::seq::SliceRandom;
@@ -296,6 +296,11 @@ pub trait QuestionWriter {
     fn name(&self) -> String;
     /// The user turn for `spec`; it must ask for a one-letter answer, A or B.
     fn write(&mut self, spec: &QuestionSpec) -> Result<String>;
+    /// What the writer wants recorded in the card beside its name (e.g. a model writer's
+    /// prompts and counts), read after every item is written; `null` records nothing.
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// Draws `n` question specs for `family`: option letters exactly balanced, value relations

@@ -19,6 +19,7 @@ pub mod dataset;
 pub mod economic;
 pub mod error;
 pub mod family;
+pub mod generator;
 pub mod lexicon;
 pub mod metrics;
 pub mod mms;
@@ -40,6 +41,7 @@ pub use dataset::{
 pub use economic::{QuestionSpec, QuestionWriter, TemplateWriter};
 pub use error::{Error, Result};
 pub use family::{Family, Letter, Policy};
+pub use generator::{GeneratorOptions, GeneratorReport, ModelWriter, TextModel, TextModelError};
 pub use lexicon::{LeakReport, Lexicon, WordHits};
 pub use metrics::mutual_information_bits;
 pub use output::{twin_path, write, write_output, DatasetPaths, WriteOptions};

@@ -18,6 +18,7 @@ pub(crate) enum Stream {
     Mix = 7,
     Persona = 8,
     Reversal = 9,
+    Generator = 10,
 }
 
 /// A generator for `(seed, stream, index)`: the same triple always gives the same draws.
