@@ -14,14 +14,16 @@
 //! Logprobs are computed when any request of a group asks, with the largest `top_logprobs`,
 //! and trimmed per request (the alternatives are sorted, so trimming is exact).
 //!
-//! On a local engine, the groups of requests without a seed (whose answers are random anyway)
-//! are decoded together even when their prompts differ: one padded batch, one forward per
-//! token for all of them ([`crate::multi`]). Their numbers then differ from a lone decode by
-//! float rounding only; requests that name a seed keep running alone, bit for bit
-//! reproducible.
+//! On a local engine, groups of requests without a seed (whose answers are random anyway) of
+//! at most [`MAX_CROSS_GROUP_N`] samples are decoded together even when their prompts differ:
+//! one padded batch, one forward per token for all of them ([`crate::multi`]), at most
+//! [`MAX_CROSS_ROWS`] sequences. Their numbers then differ from a lone decode by float rounding
+//! only; requests that name a seed keep running alone, bit for bit reproducible.
 //!
-//! Streamed requests on a local engine are not grouped: the worker generates each one token
-//! by token ([`crate::stream`]), sending every token to the response as it is made.
+//! Streamed requests (`n = 1`, local engine) get every token as it is made. Unseeded streams
+//! join the batch across prompts; a seeded one is generated alone ([`crate::stream`]), the same
+//! tokens and logprobs as the unstreamed answer. The number of sequences decoded together is
+//! returned in the `x-selfaware-batch-rows` response header.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -29,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use selfaware_backend::{Backend, Completion, CompletionRequest, Completions};
+use selfaware_backend::{
+    Backend, BackendError, Completion, CompletionRequest, Completions, FinishReason,
+};
 use selfaware_model::Engine;
 
 use crate::stream::StreamMsg;
@@ -164,7 +168,11 @@ fn worker(
         let (streams, jobs): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
             .partition(|j| matches!(j.reply, Reply::Stream { .. }));
-        for job in streams {
+        // Seeded streams run alone, bit for bit what the same seed gives unstreamed.
+        let (cross_streams, alone_streams): (Vec<Job>, Vec<Job>) = streams
+            .into_iter()
+            .partition(|j| !j.seeded && engine.is_some());
+        for job in alone_streams {
             run_stream(job, &mut rng);
         }
         let keys: Vec<(CompletionRequest, bool)> =
@@ -173,18 +181,24 @@ fn worker(
         let mut cross: Vec<Vec<Job>> = Vec::new();
         for group in plan(&keys, max_n) {
             let members: Vec<Job> = group.iter().filter_map(|&i| slots[i].take()).collect();
-            if engine.is_some() && members.first().is_some_and(|j| !j.seeded) {
+            let unseeded = members.first().is_some_and(|j| !j.seeded);
+            let n: usize = members.iter().map(|j| j.req.n).sum();
+            if engine.is_some() && unseeded && n <= MAX_CROSS_GROUP_N {
                 cross.push(members);
             } else {
                 run_group(backend, members, &mut rng);
             }
         }
-        match (engine.as_deref(), cross.len()) {
-            (_, 0) => {}
-            (Some(e), n) if n > 1 => run_cross(e, cross, &mut rng),
+        match engine.as_deref() {
+            Some(e) if cross.len() + cross_streams.len() > 1 => {
+                run_cross(e, cross, cross_streams, &mut rng)
+            }
             _ => {
                 for members in cross {
                     run_group(backend, members, &mut rng);
+                }
+                for job in cross_streams {
+                    run_stream(job, &mut rng);
                 }
             }
         }
@@ -252,85 +266,203 @@ fn run_group(backend: &dyn Backend, jobs: Vec<Job>, rng: &mut ChaCha8Rng) {
 
 /// Most samples decoded together across prompts.
 pub const MAX_CROSS_ROWS: usize = 64;
+/// Groups asking for more samples than this run alone, where samples of one prompt share
+/// their common prefixes.
+pub const MAX_CROSS_GROUP_N: usize = 8;
 
-/// Unseeded groups with different prompts decoded together on the local engine
+/// A member of a batch across prompts.
+enum Member {
+    /// Whole-answer jobs sharing one request.
+    Group(Vec<Job>, CompletionRequest),
+    /// One streamed answer.
+    Stream(
+        tokio::sync::mpsc::UnboundedSender<StreamMsg>,
+        CompletionRequest,
+    ),
+}
+
+impl Member {
+    fn n(&self) -> usize {
+        match self {
+            Member::Group(_, req) => req.n,
+            Member::Stream(..) => 1,
+        }
+    }
+
+    fn req(&self) -> &CompletionRequest {
+        match self {
+            Member::Group(_, req) | Member::Stream(_, req) => req,
+        }
+    }
+
+    fn fail(self, err: ApiError, rows: usize) {
+        match self {
+            Member::Group(jobs, _) => deliver(jobs, &Err(err), rows),
+            Member::Stream(tx, _) => {
+                let _ = tx.send(StreamMsg::Failed(err));
+            }
+        }
+    }
+}
+
+/// Unseeded groups and streams with different prompts decoded together on the local engine
 /// ([`crate::multi`]), at most [`MAX_CROSS_ROWS`] samples per batch.
-fn run_cross(engine: &Engine, groups: Vec<Vec<Job>>, rng: &mut ChaCha8Rng) {
-    let mut batch: Vec<(Vec<Job>, CompletionRequest)> = Vec::new();
-    let mut rows = 0;
+fn run_cross(engine: &Engine, groups: Vec<Vec<Job>>, streams: Vec<Job>, rng: &mut ChaCha8Rng) {
+    let mut members = Vec::new();
     for jobs in groups {
-        let Some(req) = merged_request(&jobs, rng) else {
-            continue;
-        };
-        if rows + req.n > MAX_CROSS_ROWS && !batch.is_empty() {
+        if let Some(req) = merged_request(&jobs, rng) {
+            members.push(Member::Group(jobs, req));
+        }
+    }
+    for job in streams {
+        if let Reply::Stream { tx, .. } = job.reply {
+            let mut req = job.req;
+            req.n = 1;
+            req.seed = rng.next_u64();
+            members.push(Member::Stream(tx, req));
+        }
+    }
+    let mut batch: Vec<Member> = Vec::new();
+    let mut rows = 0;
+    for m in members {
+        if rows + m.n() > MAX_CROSS_ROWS && !batch.is_empty() {
             run_cross_batch(engine, std::mem::take(&mut batch));
             rows = 0;
         }
-        rows += req.n;
-        batch.push((jobs, req));
+        rows += m.n();
+        batch.push(m);
     }
     if !batch.is_empty() {
         run_cross_batch(engine, batch);
     }
 }
 
-fn run_cross_batch(engine: &Engine, batch: Vec<(Vec<Job>, CompletionRequest)>) {
-    // Render every prompt; a group whose prompt fails gets its error and leaves the batch.
-    let mut ready: Vec<(Vec<Job>, CompletionRequest, usize)> = Vec::new();
+fn run_cross_batch(engine: &Engine, batch: Vec<Member>) {
+    // Render every prompt; a member whose prompt fails (or is too long) gets its error and
+    // leaves the batch.
+    let max_pos = engine.model.rope.max_positions();
+    let mut ready: Vec<(Member, usize)> = Vec::new();
     let mut rows: Vec<crate::multi::Row> = Vec::new();
-    for (jobs, req) in batch {
-        match engine.chat.prompt(&req.conversation) {
+    for m in batch {
+        let req = m.req().clone();
+        let prompt = match engine.chat.prompt(&req.conversation) {
             Err(e) => {
-                let err = ApiError::from(selfaware_backend::BackendError::Model(e.into()));
-                deliver(jobs, &Err(err), 0);
+                m.fail(ApiError::from(BackendError::Model(e.into())), 0);
+                continue;
             }
-            Ok(prompt) => {
-                let first = rows.len();
-                for i in 0..req.n {
-                    rows.push(crate::multi::Row {
-                        prompt: prompt.ids.clone(),
-                        temperature: req.temperature,
-                        top_p: req.top_p,
-                        max_tokens: req.max_tokens,
-                        seed: req.seed,
-                        stream: i as u64,
-                        top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
-                        stop: req.stop.clone(),
-                    });
-                }
-                ready.push((jobs, req, first));
-            }
+            Ok(p) => p,
+        };
+        if prompt.ids.len() + req.max_tokens > max_pos {
+            let e = selfaware_model::ModelError::Input(format!(
+                "sequence of {} tokens exceeds the model's context of {max_pos} tokens",
+                prompt.ids.len() + req.max_tokens
+            ));
+            m.fail(ApiError::from(BackendError::Model(e)), 0);
+            continue;
+        }
+        let first = rows.len();
+        for i in 0..m.n() {
+            rows.push(crate::multi::Row {
+                prompt: prompt.ids.clone(),
+                temperature: req.temperature,
+                top_p: req.top_p,
+                max_tokens: req.max_tokens,
+                seed: req.seed,
+                stream: i as u64,
+                top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
+                stop: req.stop.clone(),
+            });
+        }
+        ready.push((m, first));
+    }
+    if ready.is_empty() {
+        return;
+    }
+    for (m, first) in &ready {
+        if let Member::Stream(tx, _) = m {
+            let _ = tx.send(StreamMsg::Started {
+                prompt_tokens: rows[*first].prompt.len(),
+                rows: rows.len(),
+            });
+        }
+    }
+    // Streamed rows send each token as the batch makes it.
+    let mut answers: Vec<
+        Option<(
+            crate::stream::Answer,
+            &tokio::sync::mpsc::UnboundedSender<StreamMsg>,
+        )>,
+    > = (0..rows.len()).map(|_| None).collect();
+    for (m, first) in &ready {
+        if let Member::Stream(tx, req) = m {
+            answers[*first] = Some((
+                crate::stream::Answer::new(engine, &rows[*first].stop, req.logprobs),
+                tx,
+            ));
         }
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::multi::generate(engine, &rows)
+        crate::multi::generate_with(engine, &rows, &mut |r, t| {
+            if let Some((answer, tx)) = &mut answers[r] {
+                let _ = tx.send(answer.token(t));
+            }
+        })
+        .map_err(|e| ApiError::from(BackendError::Model(e)))
     }))
     .unwrap_or_else(|p| {
-        Err(selfaware_model::ModelError::Input(format!(
+        Err(ApiError::internal(format!(
             "the model panicked: {}",
             panic_message(p)
         )))
     });
+    let finished: Vec<Option<StreamMsg>> = match &result {
+        Err(_) => Vec::new(),
+        Ok(generated) => answers
+            .iter()
+            .zip(generated)
+            .map(|(a, g)| {
+                a.as_ref().map(|(answer, _)| {
+                    let reason = match g.finish_reason {
+                        selfaware_model::FinishReason::Stop => FinishReason::Stop,
+                        selfaware_model::FinishReason::Length => FinishReason::Length,
+                    };
+                    answer.finish(&g.text, reason, g.tokens.len())
+                })
+            })
+            .collect(),
+    };
+    drop(answers);
+    let mut finished = finished;
+    let n_rows = rows.len();
     match result {
-        Err(e) => {
-            let err = ApiError::from(selfaware_backend::BackendError::Model(e));
-            for (jobs, _, _) in ready {
-                deliver(jobs, &Err(err.clone()), rows.len());
+        Err(err) => {
+            for (m, _) in ready {
+                m.fail(err.clone(), n_rows);
             }
         }
         Ok(generated) => {
-            for (jobs, req, first) in ready {
-                let choices: Vec<Completion> = generated[first..first + req.n]
-                    .iter()
-                    .map(|g| crate::multi::completion(engine, g, req.logprobs))
-                    .collect();
-                let completion_tokens = choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
-                let out = Completions {
-                    prompt_tokens: Some(rows[first].prompt.len()),
-                    completion_tokens,
-                    choices,
-                };
-                deliver(jobs, &Ok(out), rows.len());
+            for (m, first) in ready {
+                match m {
+                    Member::Stream(tx, _) => {
+                        if let Some(msg) = finished[first].take() {
+                            let _ = tx.send(msg);
+                        }
+                    }
+                    Member::Group(jobs, req) => {
+                        let choices: Vec<Completion> = generated[first..first + req.n]
+                            .iter()
+                            .map(|g| crate::multi::completion(engine, g, req.logprobs))
+                            .collect();
+                        let completion_tokens =
+                            choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
+                        let out = Completions {
+                            prompt_tokens: Some(rows[first].prompt.len()),
+                            completion_tokens,
+                            choices,
+                        };
+                        deliver(jobs, &Ok(out), n_rows);
+                    }
+                }
             }
         }
     }

@@ -15,7 +15,7 @@
 use candle_core::IndexOp;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use selfaware_backend::{Completion, TopLogprob};
+use selfaware_backend::Completion;
 use selfaware_model::llama::{build_mask, u32_matrix, Step};
 use selfaware_model::sample::choose;
 use selfaware_model::{Engine, FinishReason, ModelError, Result, TokenLogprob};
@@ -44,7 +44,6 @@ pub struct Generated {
 
 /// A generated row as the backend's [`Completion`], as `LocalBackend` reports it.
 pub fn completion(engine: &Engine, g: &Generated, logprobs: bool) -> Completion {
-    let token = |id| crate::stream::token_text(engine, id);
     Completion {
         text: g.text.clone(),
         finish_reason: match g.finish_reason {
@@ -55,26 +54,7 @@ pub fn completion(engine: &Engine, g: &Generated, logprobs: bool) -> Completion 
         logprobs: logprobs.then(|| {
             g.tokens
                 .iter()
-                .map(|t| {
-                    let (text, bytes) = token(t.id);
-                    selfaware_backend::TokenLogprob {
-                        token: text,
-                        bytes,
-                        logprob: f64::from(t.logprob),
-                        top_logprobs: t
-                            .top
-                            .iter()
-                            .map(|&(id, lp)| {
-                                let (text, bytes) = token(id);
-                                TopLogprob {
-                                    token: text,
-                                    bytes,
-                                    logprob: f64::from(lp),
-                                }
-                            })
-                            .collect(),
-                    }
-                })
+                .map(|t| crate::stream::backend_logprob(engine, t))
                 .collect()
         }),
     }
@@ -101,6 +81,16 @@ fn has_stop(text: &str, stop: &[String]) -> bool {
 
 /// Generates every row; results are in row order.
 pub fn generate(engine: &Engine, rows: &[Row]) -> Result<Vec<Generated>> {
+    generate_with(engine, rows, &mut |_, _| {})
+}
+
+/// As [`generate`], calling `on_token(row, token)` for each token as soon as the row keeps it
+/// (a token that completes a stop string is never reported).
+pub fn generate_with(
+    engine: &Engine,
+    rows: &[Row],
+    on_token: &mut dyn FnMut(usize, &TokenLogprob),
+) -> Result<Vec<Generated>> {
     let model = &engine.model;
     let tok = &engine.chat.tokenizer;
     let mut out: Vec<Generated> = rows
@@ -212,6 +202,9 @@ pub fn generate(engine: &Engine, rows: &[Row]) -> Result<Vec<Generated>> {
                     out[r].finish_reason = FinishReason::Stop;
                     continue;
                 }
+            }
+            if let Some(t) = out[r].tokens.last() {
+                on_token(r, t);
             }
             if step + 1 == row.max_tokens {
                 continue;

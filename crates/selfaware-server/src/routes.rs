@@ -506,8 +506,11 @@ async fn stream_tokens(
         seeded: p.seeded,
         reply: Reply::Stream { engine, tx },
     })?;
-    let prompt_tokens = match rx.recv().await {
-        Some(StreamMsg::Started { prompt_tokens }) => prompt_tokens,
+    let (prompt_tokens, batch_rows) = match rx.recv().await {
+        Some(StreamMsg::Started {
+            prompt_tokens,
+            rows,
+        }) => (prompt_tokens, rows),
         Some(StreamMsg::Failed(e)) => return Err(e),
         _ => return Err(ApiError::internal("the model worker dropped the request")),
     };
@@ -625,7 +628,11 @@ async fn stream_tokens(
             }
         });
     let head = futures_util::stream::iter(vec![sse_data(&first)]);
-    Ok(Sse::new(futures_util::StreamExt::chain(head, events)).into_response())
+    Ok((
+        [(BATCH_ROWS_HEADER, batch_rows.to_string())],
+        Sse::new(futures_util::StreamExt::chain(head, events)),
+    )
+        .into_response())
 }
 
 fn usage(out: &Completions) -> Usage {

@@ -25,8 +25,8 @@ use crate::ApiError;
 /// What the generating thread tells the HTTP response.
 #[derive(Debug)]
 pub enum StreamMsg {
-    /// The prompt is prefilled; generation starts.
-    Started { prompt_tokens: usize },
+    /// Generation starts, in a batch of `rows` sequences.
+    Started { prompt_tokens: usize, rows: usize },
     /// One generated token: the text it makes final (possibly empty) and its log-probability
     /// when asked for.
     Token {
@@ -104,6 +104,85 @@ fn settled(text: &str, stop: &[String]) -> usize {
     end
 }
 
+/// A generated token as the backend reports it (text, bytes, alternatives).
+pub(crate) fn backend_logprob(engine: &Engine, t: &selfaware_model::TokenLogprob) -> TokenLogprob {
+    let (token, bytes) = token_text(engine, t.id);
+    TokenLogprob {
+        token,
+        bytes,
+        logprob: f64::from(t.logprob),
+        top_logprobs: t
+            .top
+            .iter()
+            .map(|&(id, lp)| {
+                let (token, bytes) = token_text(engine, id);
+                TopLogprob {
+                    token,
+                    bytes,
+                    logprob: f64::from(lp),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The text of one streamed answer: the tokens kept so far and the text already sent.
+pub(crate) struct Answer<'a> {
+    engine: &'a Engine,
+    stop: &'a [String],
+    logprobs: bool,
+    ids: Vec<u32>,
+    sent: String,
+}
+
+impl<'a> Answer<'a> {
+    pub fn new(engine: &'a Engine, stop: &'a [String], logprobs: bool) -> Self {
+        Answer {
+            engine,
+            stop,
+            logprobs,
+            ids: Vec::new(),
+            sent: String::new(),
+        }
+    }
+
+    /// The message for a token the answer keeps (after the stop-string check): the text it
+    /// makes final, and its log-probability when asked for.
+    pub fn token(&mut self, t: &selfaware_model::TokenLogprob) -> StreamMsg {
+        self.ids.push(t.id);
+        let text = self
+            .engine
+            .chat
+            .tokenizer
+            .decode(&self.ids, true)
+            .unwrap_or_default();
+        let end = settled(&text, self.stop);
+        let delta = match text[..end].strip_prefix(self.sent.as_str()) {
+            Some(d) => d.to_string(),
+            None => String::new(),
+        };
+        if !delta.is_empty() {
+            self.sent = text[..end].to_string();
+        }
+        StreamMsg::Token {
+            text: delta,
+            logprob: self.logprobs.then(|| backend_logprob(self.engine, t)),
+        }
+    }
+
+    /// The last message, given the answer's final text (stop strings already cut).
+    pub fn finish(&self, text: &str, reason: FinishReason, tokens: usize) -> StreamMsg {
+        StreamMsg::Finished {
+            text: text
+                .strip_prefix(self.sent.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            reason,
+            tokens,
+        }
+    }
+}
+
 fn model_err(e: ModelError) -> ApiError {
     ApiError::from(BackendError::Model(e))
 }
@@ -132,6 +211,7 @@ pub fn generate(
     if tx
         .send(StreamMsg::Started {
             prompt_tokens: pre.len,
+            rows: 1,
         })
         .is_err()
     {
@@ -148,7 +228,7 @@ pub fn generate(
     let mut ids: Vec<u32> = Vec::new();
     let mut dist = pre.next;
     let mut cache = pre.cache;
-    let mut sent = String::new();
+    let mut answer = Answer::new(engine, stop, req.logprobs);
     let mut reason = FinishReason::Length;
     for step in 0..req.max_tokens {
         let id = choose(&dist, req.temperature, req.top_p, &mut rng);
@@ -157,25 +237,6 @@ pub fn generate(
             break;
         }
         ids.push(id);
-        let logprob = req.logprobs.then(|| {
-            let (token, bytes) = token_text(engine, id);
-            TokenLogprob {
-                token,
-                bytes,
-                logprob: f64::from(dist[id as usize]),
-                top_logprobs: top_k(&dist, top_n)
-                    .into_iter()
-                    .map(|(t, lp)| {
-                        let (token, bytes) = token_text(engine, t);
-                        TopLogprob {
-                            token,
-                            bytes,
-                            logprob: f64::from(lp),
-                        }
-                    })
-                    .collect(),
-            }
-        });
         let text = tok.decode(&ids, true).map_err(|e| model_err(e.into()))?;
         if stop_hit(&text) {
             // As the sampler: keep the longest prefix of tokens whose text has no stop string.
@@ -190,21 +251,12 @@ pub fn generate(
             reason = FinishReason::Stop;
             break;
         }
-        let end = settled(&text, stop);
-        let delta = match text[..end].strip_prefix(sent.as_str()) {
-            Some(d) => d.to_string(),
-            None => String::new(),
+        let t = selfaware_model::TokenLogprob {
+            id,
+            logprob: dist[id as usize],
+            top: top_k(&dist, top_n),
         };
-        if !delta.is_empty() {
-            sent = text[..end].to_string();
-        }
-        if tx
-            .send(StreamMsg::Token {
-                text: delta,
-                logprob,
-            })
-            .is_err()
-        {
+        if tx.send(answer.token(&t)).is_err() {
             return Ok(());
         }
         if step + 1 == req.max_tokens {
@@ -236,15 +288,7 @@ pub fn generate(
     }
     let mut text = tok.decode(&ids, true).map_err(|e| model_err(e.into()))?;
     cut_at_stop(&mut text, stop);
-    let rest = text
-        .strip_prefix(sent.as_str())
-        .unwrap_or_default()
-        .to_string();
-    let _ = tx.send(StreamMsg::Finished {
-        text: rest,
-        reason,
-        tokens: ids.len(),
-    });
+    let _ = tx.send(answer.finish(&text, reason, ids.len()));
     Ok(())
 }
 

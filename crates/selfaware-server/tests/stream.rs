@@ -230,3 +230,95 @@ async fn a_stream_that_cannot_start_is_a_plain_http_error() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_unseeded_streams_are_decoded_together() {
+    let served = serve();
+    let url = format!("{}/chat/completions", served.server.base_url());
+    let prompts = [
+        "Hi",
+        "Name a colour",
+        "Tell me a story",
+        "x",
+        "Why is the sky blue?",
+        "ok then",
+    ];
+    let mut tasks = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        // No seed and greedy: the answer is fixed, and unseeded streams join batches.
+        let body = json!({"model": MODEL, "messages": [{"role": "user", "content": p}],
+            "max_tokens": 12 + i, "temperature": 0, "logprobs": true, "top_logprobs": 2,
+            "stop": if i == 2 { json!(["e"]) } else { json!(null) }});
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = body.clone();
+            s["stream"] = json!(true);
+            s["stream_options"] = json!({"include_usage": true});
+            let r = reqwest::Client::new()
+                .post(&url)
+                .json(&s)
+                .send()
+                .await
+                .unwrap();
+            let rows: usize = r.headers()[selfaware_server::BATCH_ROWS_HEADER]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let text = r.text().await.unwrap();
+            (body, text, rows)
+        }));
+    }
+    let mut most = 0;
+    for t in tasks {
+        let (body, text, rows) = t.await.unwrap();
+        most = most.max(rows);
+        let now = Instant::now();
+        let events: Vec<(Instant, String)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| (now, d.to_string()))
+            .collect();
+        // The plain answer, asked alone afterwards (greedy: the same tokens; batched logprobs
+        // differ from lone ones by float rounding only).
+        let want = plain(&url, &body).await;
+        let datas: Vec<Value> = events[..events.len() - 1]
+            .iter()
+            .map(|(_, d)| serde_json::from_str(d).unwrap())
+            .collect();
+        let mut got = String::new();
+        let mut lps = Vec::new();
+        let mut finish = None;
+        for c in &datas[1..] {
+            if let Some(ch) = c["choices"].as_array().and_then(|a| a.first()) {
+                if let Some(t) = ch["delta"]["content"].as_str() {
+                    got.push_str(t);
+                }
+                if let Some(l) = ch["logprobs"]["content"].as_array() {
+                    assert_eq!(l.len(), 1);
+                    lps.push(l[0]["logprob"].as_f64().unwrap());
+                }
+                if let Some(r) = ch["finish_reason"].as_str() {
+                    finish = Some(r.to_string());
+                }
+            }
+        }
+        let w = &want["choices"][0];
+        assert_eq!(got, w["message"]["content"].as_str().unwrap(), "{body}");
+        assert_eq!(finish.as_deref(), w["finish_reason"].as_str());
+        let wl: Vec<f64> = w["logprobs"]["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["logprob"].as_f64().unwrap())
+            .collect();
+        if w["finish_reason"] != "stop" || body["stop"].is_null() {
+            assert_eq!(lps.len(), wl.len());
+        }
+        for (a, b) in lps.iter().zip(&wl) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+    eprintln!("largest streamed batch: {most} sequences");
+    assert!(most > 1, "concurrent streams were never decoded together");
+}
