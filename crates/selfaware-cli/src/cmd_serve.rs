@@ -64,7 +64,7 @@ pub fn serve(s: &Settings, a: ServeArgs) -> Result<()> {
     };
     let handle = selfaware_server::spawn(config, registry)?;
     eprintln!(
-        "selfaware: serving `{id}` at {}/v1 (Ctrl-C stops)",
+        "selfaware: serving `{id}` at {} (Ctrl-C stops)",
         handle.base_url()
     );
     loop {
