@@ -60,7 +60,7 @@ fn prompt_ids(e: &Engine) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
+pub(crate) fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
     let e = Engine::load(&ModelSource::Gguf(model.to_path_buf())).unwrap();
     let ds = data::load(data_path, &e.chat, 2048).unwrap();
     let cfg = TrainConfig {
@@ -103,7 +103,8 @@ fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
         .collect();
     let prompts: Vec<Value> = prompt_ids(&e)
         .iter()
-        .map(|ids| json!({"ids": ids, "logits": last_logits(t.model(), ids)}))
+        .zip(PROMPTS)
+        .map(|(ids, text)| json!({"text": text, "ids": ids, "logits": last_logits(t.model(), ids)}))
         .collect();
     let v = json!({
         "config": cfg,
@@ -116,7 +117,7 @@ fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
     std::fs::write(out.join("parity.json"), v.to_string()).unwrap();
 }
 
-fn check_peft(model: &Path, out: &Path) {
+pub(crate) fn check_peft(model: &Path, out: &Path) {
     let mut e = Engine::load(&ModelSource::Gguf(model.to_path_buf())).unwrap();
     e.attach_adapter_dir(&out.join("peft_made")).unwrap();
     let text = std::fs::read_to_string(out.join("peft_logits.json")).unwrap();
