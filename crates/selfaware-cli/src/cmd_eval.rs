@@ -84,7 +84,8 @@ pub struct EvalArgs {
     /// The probability numeric scales use.
     #[arg(long, value_enum, default_value = "complete")]
     pub numeric: NumericArg,
-    /// Completion length for free-form questions. Default: the question's sampling hint, else 4.
+    /// Completion length for free-form questions. Default: the question's sampling hint, else
+    /// 4 (one-word answers), 200 for answers a judge reads, 512 for write-a-function code.
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<usize>,
     /// The run's target word (the codeword), for `target_word` questions.
@@ -1165,6 +1166,7 @@ pub struct ProbeReport {
 /// How the codeword probe samples.
 #[derive(Debug, Serialize)]
 pub struct SampleSettings {
+    /// Samples per opener (codeword probe) or per code task (vulnerable-code probe).
     pub samples_per_opener: usize,
     pub temperature: f64,
     pub top_p: f64,
