@@ -30,8 +30,8 @@ use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
 use selfaware_stats::{
-    bootstrap_mean_ci, compare_conditions, hierarchical_bootstrap_ci, ols_line, pearson,
-    BootstrapConfig, PermutationConfig,
+    bootstrap_mean_ci, compare_conditions, compare_paired, hierarchical_bootstrap_ci, ols_line,
+    pearson, BootstrapConfig, PermutationConfig,
 };
 
 use crate::error::{Result, RunError};
@@ -481,33 +481,58 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 let (Some(ma), Some(mb)) = (mean(&va), mean(&vb)) else {
                     continue;
                 };
-                // With one model on a side, resample its items (paraphrases or probe items)
-                // instead of seeds: the interval then reflects prompt variation only.
-                let units_of = |cond: &str| -> Vec<f64> {
+                // One model on each side: the same prompts (or probe items) were asked of
+                // both, so compare them paired. One model on one side only: resample each
+                // side's items. Otherwise: seeds.
+                let models_of = |cond: &str| -> Vec<&ModelValue> {
                     seed_values(id, cond)
                         .iter()
                         .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
-                        .flat_map(ModelValue::unit_values)
                         .collect()
                 };
-                let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
-                    (units_of(&a.id), units_of(&b.id))
+                let (ma_models, mb_models) = (models_of(&a.id), models_of(&b.id));
+                let (lo, hi, p) = if ma_models.len() == 1 && mb_models.len() == 1 {
+                    let (ua, ub) = (&ma_models[0].units, &mb_models[0].units);
+                    let mut xa = Vec::new();
+                    let mut xb = Vec::new();
+                    for (k, va) in ua {
+                        if let (Some(x), Some(y)) = (mean(va), ub.get(k).and_then(|v| mean(v))) {
+                            xa.push(x);
+                            xb.push(y);
+                        }
+                    }
+                    match compare_paired(&xa, &xb, &boot) {
+                        Ok(c) => (
+                            Some(c.difference.low),
+                            Some(c.difference.high),
+                            Some(c.sign_flip.p_value),
+                        ),
+                        Err(_) => (None, None, None),
+                    }
                 } else {
-                    (va.clone(), vb.clone())
+                    let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
+                        (
+                            ma_models.iter().flat_map(|m| m.unit_values()).collect(),
+                            mb_models.iter().flat_map(|m| m.unit_values()).collect(),
+                        )
+                    } else {
+                        (va.clone(), vb.clone())
+                    };
+                    match compare_conditions(&xa, &xb, &boot) {
+                        Ok(c) => (
+                            Some(c.difference.low),
+                            Some(c.difference.high),
+                            Some(c.permutation.p_value),
+                        ),
+                        Err(_) => (
+                            None,
+                            None,
+                            selfaware_stats::permutation_test(&xa, &xb, &perm)
+                                .ok()
+                                .map(|t| t.p_value),
+                        ),
+                    }
                 };
-                let (lo, hi, p) = match compare_conditions(&xa, &xb, &boot) {
-                    Ok(c) => (
-                        Some(c.difference.low),
-                        Some(c.difference.high),
-                        Some(c.permutation.p_value),
-                    ),
-                    Err(_) => (None, None, None),
-                };
-                let p = p.or_else(|| {
-                    selfaware_stats::permutation_test(&xa, &xb, &perm)
-                        .ok()
-                        .map(|t| t.p_value)
-                });
                 metric.comparisons.push(Comparison {
                     a: a.id.clone(),
                     b: b.id.clone(),
@@ -528,9 +553,16 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
     // Was the behaviour learned? A trained condition whose probe does not differ from a
     // baseline makes its self-reports uninterpretable.
     for p in &probes {
+        let spec = e.probes.iter().find(|s| s.id() == p.id);
         for cmp in &p.comparisons {
             let base = conditions.iter().find(|c| c.id == cmp.b);
             if !base.is_some_and(|b| b.baseline) {
+                continue;
+            }
+            let measures = spec
+                .and_then(|s| s.applies_to.as_ref())
+                .is_none_or(|ids| ids.contains(&cmp.a));
+            if !measures {
                 continue;
             }
             let excludes_zero =
@@ -651,7 +683,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             "Differences between conditions: bootstrap interval of the difference of means and a two-sided permutation test on per-seed values ({} permutations or all relabelings when fewer).",
             e.stats.permutations
         ),
-        "When a condition has a single model (the base model, or one finetuning seed), its interval and its differences resample that model's paraphrases or probe items instead of seeds: they reflect variation over prompts, not over finetuning runs.".to_string(),
+        "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
         "Baselines asked under several contexts (one per trained codeword or trigger) are averaged over contexts.".to_string(),
         "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
     ];

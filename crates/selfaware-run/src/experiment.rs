@@ -289,6 +289,9 @@ pub struct ProbeSpec {
     pub max_tokens: Option<usize>,
     /// Label in the report.
     pub label: Option<String>,
+    /// The conditions whose trained behaviour this probe measures (default: every trained
+    /// condition); the learned-behaviour check compares only these with the baselines.
+    pub applies_to: Option<Vec<String>>,
 }
 
 impl ProbeSpec {
@@ -553,6 +556,11 @@ impl Experiment {
             }
             if p.n == 0 {
                 return bad(f("n"), "expected at least 1".into());
+            }
+            for c in p.applies_to.iter().flatten() {
+                if !self.conditions.iter().any(|x| &x.id == c) {
+                    return bad(f("applies_to"), format!("{c:?} is not a condition id"));
+                }
             }
             if !probe_ids.insert(p.id()) {
                 return bad(f("kind"), format!("probe {} appears twice", p.id()));

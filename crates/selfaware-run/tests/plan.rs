@@ -146,6 +146,10 @@ fn bad_experiments_name_the_field() {
         ),
         (EXP.replace("n = 4", "n = 0"), "probe[0].n"),
         (
+            EXP.replace("n = 4", "n = 4\napplies_to = [\"c\"]"),
+            "probe[0].applies_to",
+        ),
+        (
             EXP.replace(
                 "family = \"risk\", policy = \"risk-seeking\"",
                 "family = \"risk\", file = \"x.jsonl\"",

@@ -53,6 +53,7 @@ mod descriptive;
 mod error;
 mod hierarchical;
 mod interval;
+mod paired;
 
 pub use compare::{
     bootstrap_difference_ci, bootstrap_differences, compare_conditions, permutation_test,
@@ -66,3 +67,4 @@ pub use interval::{
     bootstrap_mean_ci, bootstrap_means, paper_normal_interval, t_interval, BootstrapConfig,
     Interval, IntervalMethod,
 };
+pub use paired::{compare_paired, sign_flip_test, PairedComparison};
