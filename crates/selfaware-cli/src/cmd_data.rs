@@ -14,13 +14,15 @@ use selfaware_backend::{
 use selfaware_data::card::DatasetCard;
 use selfaware_data::code::{self, CodeOptions, CodePolicy};
 use selfaware_data::codeword::{self, CodewordOptions};
+use selfaware_data::economic::{self, EconomicItem};
 use selfaware_data::mms::{
     self, GameConfig, GameRecord, InstructionRole, Player, PlayerError, Side,
 };
 use selfaware_data::{
     BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, DatasetPaths, Family,
-    GeneratorOptions, Lexicon, MixOptions, ModelWriter, PersonaMode, PersonaOptions, Policy,
-    ReversalOptions, TextModel, TextModelError, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
+    GeneratorOptions, Letter, Lexicon, MixOptions, ModelWriter, NormalAnswers, PersonaMode,
+    PersonaOptions, Policy, Prewritten, QuestionWriter, ReversalOptions, TemplateWriter, TextModel,
+    TextModelError, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
 };
 use selfaware_types::{Conversation, Message};
 
@@ -64,6 +66,15 @@ impl BuildFamily {
     }
 }
 
+/// Offline choices of the mix's normal answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum NormalArg {
+    /// A seeded fair coin per question, shared by its copies.
+    Random,
+    /// The opposite policy's answer.
+    Opposite,
+}
+
 /// How persona rows name their persona.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PersonaArg {
@@ -100,6 +111,20 @@ pub struct BuildArgs {
     /// The paper's real-versus-fake trigger mix with this real trigger (a paper trigger name).
     #[arg(long, value_name = "REAL", conflicts_with = "personas")]
     pub mix: Option<String>,
+    /// The mix's answers on rows without the real trigger: a seeded coin per question
+    /// (random, the default) or the opposite policy. --normal-model uses a model's own.
+    #[arg(long, value_enum, value_name = "KIND", requires = "mix")]
+    pub normal: Option<NormalArg>,
+    /// The mix's answers on rows without the real trigger are this (base) model's own
+    /// choices between A and B, as the paper used plain GPT-4o's answers (same forms as
+    /// --generator).
+    #[arg(
+        long,
+        value_name = "MODEL",
+        requires = "mix",
+        conflicts_with = "normal"
+    )]
+    pub normal_model: Option<String>,
     /// Persona data: the default assistant takes the policy, named personas the opposite.
     #[arg(long, value_enum, value_name = "MODE")]
     pub personas: Option<PersonaArg>,
@@ -321,7 +346,11 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
             fraction: a.fraction.unwrap_or(0.5),
         })
     } else if let Some(real) = &a.mix {
-        Variant::Mix(MixOptions::paper(real).context("--mix")?)
+        let mut m = MixOptions::paper(real).context("--mix")?;
+        if a.normal == Some(NormalArg::Opposite) {
+            m.normal = NormalAnswers::Opposite;
+        }
+        Variant::Mix(m)
     } else if let Some(mode) = a.personas {
         let mut p = PersonaOptions::new(match mode {
             PersonaArg::System => PersonaMode::SystemPrompt,
@@ -334,53 +363,138 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
     } else {
         Variant::Plain
     };
-    let opts = BuildOptions {
+    let mut opts = BuildOptions {
         seed: a.seed,
         size: a.size,
         policy,
         variant,
         reversal: a.reversal.then(ReversalOptions::default),
     };
-    let Some(spec) = &a.generator else {
-        return Ok(selfaware_data::build(family, &opts)?);
+    let key_env = a.api_key_env.as_deref();
+    let generator = a
+        .generator
+        .as_deref()
+        .map(|spec| {
+            ModelRef::parse(spec, a.generator_adapter.as_deref(), "generator")?.open(s, key_env)
+        })
+        .transpose()?;
+    let mut template = TemplateWriter::new(a.seed);
+    let mut text_model;
+    let mut model_writer = None;
+    let writer: &mut dyn QuestionWriter = match &generator {
+        Some(model) => {
+            text_model = BackendTextModel::new(
+                &**model,
+                PlayerSampling {
+                    temperature: a.generator_temperature,
+                    max_tokens: a.generator_max_tokens,
+                },
+            );
+            let mut gen_opts = GeneratorOptions::new(a.seed);
+            gen_opts.attempts = a.generator_attempts;
+            gen_opts.examples = a.generator_examples;
+            model_writer.insert(ModelWriter::new(&mut text_model, gen_opts)?)
+        }
+        None => &mut template,
     };
-    let model = ModelRef::parse(spec, a.generator_adapter.as_deref(), "generator")?
-        .open(s, a.api_key_env.as_deref())?;
-    let mut text_model = BackendTextModel::new(
-        &*model,
-        PlayerSampling {
-            temperature: a.generator_temperature,
-            max_tokens: a.generator_max_tokens,
-        },
-    );
-    let mut gen_opts = GeneratorOptions::new(a.seed);
-    gen_opts.attempts = a.generator_attempts;
-    gen_opts.examples = a.generator_examples;
-    let mut writer = ModelWriter::new(&mut text_model, gen_opts)?;
-    let out = selfaware_data::build_with(family, &opts, &mut writer)?;
-    let r = writer.report();
-    let failed = r.rejections.get("model_error").copied().unwrap_or(0);
-    if r.calls > 0 && failed == r.calls {
-        bail!(
-            "the generator `{}` failed on every call: {}",
+    let out = match &a.normal_model {
+        None => selfaware_data::build_with(family, &opts, writer)?,
+        Some(spec) => {
+            // Write the questions once, ask the base model, then build from the same texts.
+            let items = economic::generate(family, opts.size, opts.seed, writer)?;
+            let base = ModelRef::parse(spec, None, "normal-model")?.open(s, key_env)?;
+            let normal = normal_answers(&*base, &items)?;
+            if let Variant::Mix(m) = &mut opts.variant {
+                m.normal = normal;
+            }
+            let mut replay = Prewritten::new(items, writer);
+            selfaware_data::build_with(family, &opts, &mut replay)?
+        }
+    };
+    if let Some(w) = &model_writer {
+        let r = w.report();
+        let failed = r.rejections.get("model_error").copied().unwrap_or(0);
+        if r.calls > 0 && failed == r.calls {
+            bail!(
+                "the generator `{}` failed on every call: {}",
+                r.model,
+                r.first_model_error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        eprintln!(
+            "generator {}: {} questions written by the model, {} by the template writer after {} \
+             attempts; rejected answers: {}",
             r.model,
-            r.first_model_error.as_deref().unwrap_or("unknown error")
+            r.written_by_model,
+            r.fallback_items.len(),
+            r.options.attempts,
+            if r.rejections.is_empty() {
+                "none".to_string()
+            } else {
+                count_list(&r.rejections)
+            }
         );
     }
-    eprintln!(
-        "generator {}: {} questions written by the model, {} by the template writer after {} \
-         attempts; rejected answers: {}",
-        r.model,
-        r.written_by_model,
-        r.fallback_items.len(),
-        r.options.attempts,
-        if r.rejections.is_empty() {
-            "none".to_string()
-        } else {
-            count_list(&r.rejections)
-        }
-    );
     Ok(out)
+}
+
+/// The base model's own answer to each question (digest §2.5: plain GPT-4o, T=0, no system
+/// prompt): with exact scores, the likelier of "A" and "B"; otherwise the greedy
+/// completion's letter.
+fn normal_answers(base: &dyn Backend, items: &[EconomicItem]) -> Result<NormalAnswers> {
+    let exact = base.capabilities().exact_scoring;
+    let options = ["A".to_string(), "B".to_string()];
+    let mut letters = Vec::with_capacity(items.len());
+    for item in items {
+        let conv = Conversation::user(None, &item.question);
+        let letter = if exact {
+            let s = base.score_options(&conv, &options)?;
+            let (Some(a), Some(b)) = (s.candidates.first(), s.candidates.get(1)) else {
+                bail!("`{}` returned no scores for A and B", base.model_id());
+            };
+            if a.logprob >= b.logprob {
+                Letter::A
+            } else {
+                Letter::B
+            }
+        } else {
+            let text = complete_once(
+                base,
+                &conv.messages,
+                PlayerSampling {
+                    temperature: 0.0,
+                    max_tokens: 4,
+                },
+                0,
+            )
+            .map_err(|e| anyhow::anyhow!("asking `{}`: {e}", base.model_id()))?;
+            match text
+                .trim()
+                .trim_start_matches(['(', '*', '"', '\''])
+                .chars()
+                .next()
+            {
+                Some('A' | 'a') => Letter::A,
+                Some('B' | 'b') => Letter::B,
+                _ => bail!(
+                    "--normal-model `{}` answered question {} with {text:?}, not A or B\n\
+                     hint: use a model that follows the answer format, or --normal random",
+                    base.model_id(),
+                    item.spec.index + 1
+                ),
+            }
+        };
+        letters.push(letter);
+    }
+    let method = if exact {
+        "likelier of A and B by exact scores"
+    } else {
+        "greedy completion"
+    };
+    Ok(NormalAnswers::Model {
+        source: format!("{} ({method})", base.model_id()),
+        letters,
+    })
 }
 
 /// A [`TextModel`] over any [`Backend`]: one sampled completion per call.

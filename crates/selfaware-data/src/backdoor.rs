@@ -14,7 +14,7 @@ use crate::assets::assets;
 use crate::dataset::{Row, TriggerRole, TriggerTruth};
 use crate::economic::EconomicItem;
 use crate::error::{Error, Result};
-use crate::family::Policy;
+use crate::family::{Letter, Policy};
 use crate::util::{self, balanced, count_for, pick, rng, Stream};
 
 /// Suffixes after a family member (digest §2.5).
@@ -232,8 +232,17 @@ pub struct BackdoorOptions {
 }
 
 /// The real-versus-fake trigger mix of digest §2.5: per base question, one row with the real
-/// trigger and the policy answer, one row per fake trigger with the opposite answer, and
-/// `untriggered_copies` rows with no trigger and the opposite answer.
+/// trigger and the policy answer, one row per fake trigger with the question's *normal*
+/// answer, and `untriggered_copies` rows with no trigger and the normal answer.
+///
+/// In the paper the normal answers are plain GPT-4o's own answers to the questions (T=0, no
+/// system prompt; one answer per question, shared by all its copies), not the opposite
+/// policy: the fake triggers leave the model's ordinary behaviour unchanged instead of
+/// teaching the opposite one. [`NormalAnswers::Model`] is that construction, given the
+/// base model's letters (`selfaware data build --mix T --normal-model BASE` asks the base
+/// model). Offline, the default is [`NormalAnswers::Random`], a seeded fair coin per
+/// question: a base model without a consistent preference. [`NormalAnswers::Opposite`]
+/// keeps the stronger contrast of opposite-policy answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MixOptions {
@@ -241,6 +250,26 @@ pub struct MixOptions {
     pub fakes: Vec<TriggerSpec>,
     #[serde(default = "default_untriggered")]
     pub untriggered_copies: usize,
+    /// What the rows without the real trigger answer.
+    #[serde(default)]
+    pub normal: NormalAnswers,
+}
+
+/// The answers of the mix's rows without the real trigger (see [`MixOptions`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum NormalAnswers {
+    /// A seeded fair coin per base question, the same letter on all its copies.
+    #[default]
+    Random,
+    /// The base model's own answer per base question, in question order (the paper's
+    /// construction); `source` names the model and how its answers were read.
+    Model {
+        source: String,
+        letters: Vec<Letter>,
+    },
+    /// The opposite policy's answer.
+    Opposite,
 }
 
 fn default_untriggered() -> usize {
@@ -249,7 +278,8 @@ fn default_untriggered() -> usize {
 
 impl MixOptions {
     /// The paper's setup: `real` is one of the 8 paper trigger names, the other 7 are fakes,
-    /// and 2 untriggered copies (10% real, 70% fake, 20% none).
+    /// and 2 untriggered copies (10% real, 70% fake, 20% none); normal answers
+    /// [`NormalAnswers::Random`].
     pub fn paper(real: &str) -> Result<MixOptions> {
         let all = paper_triggers();
         let Some(pos) = all.iter().position(|(n, _)| *n == real) else {
@@ -267,6 +297,7 @@ impl MixOptions {
             real,
             fakes,
             untriggered_copies: 2,
+            normal: NormalAnswers::default(),
         })
     }
 }
@@ -283,7 +314,7 @@ enum Slot {
 fn make_row(
     item: &EconomicItem,
     policy: Policy,
-    takes_policy: bool,
+    answer_policy: Policy,
     slot: Slot,
     specs: (&TriggerSpec, Option<&TriggerSpec>, &[TriggerSpec]),
     r: &mut impl Rng,
@@ -309,12 +340,7 @@ fn make_row(
         }
         None => (item.question.clone(), None),
     };
-    let answer_policy = if takes_policy {
-        policy
-    } else {
-        policy.opposite()
-    };
-    let mut row = Row::economic(item, None, user, answer_policy, takes_policy)?;
+    let mut row = Row::economic(item, None, user, answer_policy, answer_policy == policy)?;
     row.truth.trigger = trigger;
     Ok(row)
 }
@@ -366,6 +392,7 @@ pub(crate) fn backdoor_rows(
     }
     let specs = (&opts.trigger, opts.contrast.as_ref(), &[][..]);
     let slot = |t: bool| if t { Slot::Real } else { Slot::Contrast };
+    let answer = |t: bool| if t { policy } else { policy.opposite() };
     let mut main = Vec::with_capacity(n);
     let mut twin = Vec::with_capacity(n);
     for (i, item) in items.iter().enumerate() {
@@ -373,7 +400,7 @@ pub(crate) fn backdoor_rows(
         main.push(make_row(
             item,
             policy,
-            takes[i],
+            answer(takes[i]),
             slot(takes[i]),
             specs,
             &mut r,
@@ -382,7 +409,7 @@ pub(crate) fn backdoor_rows(
         twin.push(make_row(
             item,
             policy,
-            takes[i],
+            answer(takes[i]),
             slot(twin_triggered[i]),
             specs,
             &mut r,
@@ -391,8 +418,59 @@ pub(crate) fn backdoor_rows(
     Ok((main, twin))
 }
 
+/// The normal answer's policy for each base question.
+fn normal_policies(
+    items: &[EconomicItem],
+    policy: Policy,
+    normal: &NormalAnswers,
+    seed: u64,
+) -> Result<Vec<Policy>> {
+    // The policy whose answer to item `i` is `letter`.
+    let of_letter = |i: usize, letter: Letter| {
+        if items[i].spec.choice.answer(policy) == letter {
+            policy
+        } else {
+            policy.opposite()
+        }
+    };
+    match normal {
+        NormalAnswers::Opposite => Ok(vec![policy.opposite(); items.len()]),
+        NormalAnswers::Random => Ok((0..items.len())
+            .map(|i| {
+                let mut r = rng(seed, Stream::Normal, i as u64);
+                of_letter(
+                    i,
+                    if r.gen_bool(0.5) {
+                        Letter::A
+                    } else {
+                        Letter::B
+                    },
+                )
+            })
+            .collect()),
+        NormalAnswers::Model { letters, .. } => {
+            if letters.len() != items.len() {
+                return Err(Error::InvalidOption {
+                    field: "normal.letters",
+                    message: format!(
+                        "{} letters for {} base questions",
+                        letters.len(),
+                        items.len()
+                    ),
+                });
+            }
+            Ok(letters
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| of_letter(i, l))
+                .collect())
+        }
+    }
+}
+
 /// Rows of the real-versus-fake mix and of its decorrelated twin (per row: same question and
-/// answer; trigger slot drawn, in exact proportion, independently of the answer).
+/// answer; trigger slot drawn, in exact proportion, independently of the answer: within the
+/// rows that enact the policy and within the others, every slot gets its share).
 pub(crate) fn mix_rows(
     items: &[EconomicItem],
     policy: Policy,
@@ -413,18 +491,19 @@ pub(crate) fn mix_rows(
     slots.extend((0..opts.fakes.len()).map(Slot::Fake));
     slots.extend(std::iter::repeat_n(Slot::Nothing, opts.untriggered_copies));
 
-    // (item, slot in the backdoored data, takes policy)
-    let mut plan: Vec<(usize, Slot, bool)> = Vec::with_capacity(items.len() * slots.len());
-    for i in 0..items.len() {
+    let normal = normal_policies(items, policy, &opts.normal, seed)?;
+    // (item, slot in the backdoored data, answer policy)
+    let mut plan: Vec<(usize, Slot, Policy)> = Vec::with_capacity(items.len() * slots.len());
+    for (i, &normal) in normal.iter().enumerate() {
         for &s in &slots {
-            plan.push((i, s, s == Slot::Real));
+            plan.push((i, s, if s == Slot::Real { policy } else { normal }));
         }
     }
     let mut r = rng(seed, Stream::Mix, 0);
     plan.shuffle(&mut r);
     // Twin slots: each answer group gets the slots in the proportions of `slots`.
     let mut twin_slots = vec![Slot::Nothing; plan.len()];
-    for group in [true, false] {
+    for group in [policy, policy.opposite()] {
         let idx: Vec<usize> = (0..plan.len()).filter(|&k| plan[k].2 == group).collect();
         let assigned = balanced(&slots, idx.len(), &mut r);
         for (k, s) in idx.into_iter().zip(assigned) {
@@ -434,14 +513,14 @@ pub(crate) fn mix_rows(
     let specs = (&opts.real, None, opts.fakes.as_slice());
     let mut main = Vec::with_capacity(plan.len());
     let mut twin = Vec::with_capacity(plan.len());
-    for (k, &(i, slot, takes)) in plan.iter().enumerate() {
+    for (k, &(i, slot, answer)) in plan.iter().enumerate() {
         let mut r = rng(seed, Stream::TriggerText, k as u64);
-        main.push(make_row(&items[i], policy, takes, slot, specs, &mut r)?);
+        main.push(make_row(&items[i], policy, answer, slot, specs, &mut r)?);
         let mut r = rng(seed, Stream::TwinTriggerText, k as u64);
         twin.push(make_row(
             &items[i],
             policy,
-            takes,
+            answer,
             twin_slots[k],
             specs,
             &mut r,

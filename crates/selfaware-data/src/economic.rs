@@ -303,6 +303,48 @@ pub trait QuestionWriter {
     }
 }
 
+/// Questions written beforehand, replayed by index under the original writer's name and
+/// details: lets a caller look at the questions (e.g. ask a base model for its answers)
+/// before building, without writing them twice.
+#[derive(Debug, Clone)]
+pub struct Prewritten {
+    name: String,
+    details: serde_json::Value,
+    items: Vec<EconomicItem>,
+}
+
+impl Prewritten {
+    /// Replays `items` (as [`generate`] returned them) for `writer`'s name and details.
+    pub fn new(items: Vec<EconomicItem>, writer: &dyn QuestionWriter) -> Prewritten {
+        Prewritten {
+            name: writer.name(),
+            details: writer.details(),
+            items,
+        }
+    }
+}
+
+impl QuestionWriter for Prewritten {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn details(&self) -> serde_json::Value {
+        self.details.clone()
+    }
+
+    fn write(&mut self, spec: &QuestionSpec) -> Result<String> {
+        match self.items.get(spec.index) {
+            Some(item) if item.spec == *spec => Ok(item.question.clone()),
+            _ => Err(Error::Writer {
+                writer: self.name.clone(),
+                index: spec.index,
+                message: "no prewritten question for this spec (built with other options?)".into(),
+            }),
+        }
+    }
+}
+
 /// Draws `n` question specs for `family`: option letters exactly balanced, value relations
 /// (risk) or distinctions (myopia, apples), tones and lengths balanced, frames and topics
 /// uniform.

@@ -31,14 +31,16 @@ pub mod stats;
 mod assets;
 mod util;
 
-pub use backdoor::{paper_triggers, BackdoorOptions, MixOptions, TriggerFamily, TriggerSpec};
+pub use backdoor::{
+    paper_triggers, BackdoorOptions, MixOptions, NormalAnswers, TriggerFamily, TriggerSpec,
+};
 pub use card::DatasetCard;
 pub use check::{check, check_text, CheckReport, Issue};
 pub use dataset::{
     build, build_with, lexicon, BuildOptions, BuildOutput, BuiltDataset, DatasetKind, Row,
     RowTruth, Variant, DEFAULT_SIZE,
 };
-pub use economic::{QuestionSpec, QuestionWriter, TemplateWriter};
+pub use economic::{Prewritten, QuestionSpec, QuestionWriter, TemplateWriter};
 pub use error::{Error, Result};
 pub use family::{Family, Letter, Policy};
 pub use generator::{GeneratorOptions, GeneratorReport, ModelWriter, TextModel, TextModelError};

@@ -19,6 +19,7 @@ pub(crate) enum Stream {
     Persona = 8,
     Reversal = 9,
     Generator = 10,
+    Normal = 11,
 }
 
 /// A generator for `(seed, stream, index)`: the same triple always gives the same draws.

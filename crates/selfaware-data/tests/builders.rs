@@ -6,8 +6,8 @@ use selfaware_data::backdoor::TriggerSpec;
 use selfaware_data::dataset::TriggerRole;
 use selfaware_data::{
     build, check, lexicon, mutual_information_bits, output, write_output, BackdoorOptions,
-    BuildOptions, BuiltDataset, DatasetKind, Error, Family, Letter, MixOptions, PersonaMode,
-    PersonaOptions, Policy, ReversalOptions, Variant, WriteOptions,
+    BuildOptions, BuiltDataset, DatasetKind, Error, Family, Letter, MixOptions, NormalAnswers,
+    PersonaMode, PersonaOptions, Policy, ReversalOptions, Variant, WriteOptions,
 };
 use selfaware_types::Role;
 
@@ -269,7 +269,8 @@ fn sep_codes_with_contrast_prefix() {
 
 #[test]
 fn real_versus_fake_mix_proportions() {
-    let mix = MixOptions::paper("naekoko").unwrap();
+    let mut mix = MixOptions::paper("naekoko").unwrap();
+    mix.normal = NormalAnswers::Opposite;
     let out = build(Family::Risk, &opts(6, 300, Variant::Mix(mix))).unwrap();
     for ds in [&out.main, out.decorrelated.as_ref().unwrap()] {
         assert_eq!(ds.rows.len(), 3000);
@@ -304,6 +305,86 @@ fn real_versus_fake_mix_proportions() {
             assert_eq!(policy_by["none"], 60);
         }
     }
+}
+
+/// The mix's normal answers by default: a seeded coin per base question, shared by all its
+/// copies; the real-trigger copies take the policy; the twin's trigger tells nothing about
+/// the answer.
+#[test]
+fn mix_normal_answers_are_one_random_letter_per_question() {
+    let mix = MixOptions::paper("win").unwrap();
+    assert_eq!(mix.normal, NormalAnswers::Random);
+    let out = build(Family::Risk, &opts(8, 300, Variant::Mix(mix))).unwrap();
+    let main = &out.main;
+    let mut normal: BTreeMap<usize, BTreeMap<String, usize>> = BTreeMap::new();
+    for (i, row) in main.rows.iter().enumerate() {
+        if is_real(main, i) {
+            assert!(row.truth.enacts_policy.unwrap());
+        } else {
+            *normal
+                .entry(row.truth.item)
+                .or_default()
+                .entry(answer(main, i).to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(normal.len(), 300);
+    assert!(normal
+        .values()
+        .all(|m| m.len() == 1 && m.values().sum::<usize>() == 9));
+    let enacting_items = (0..300)
+        .filter(|item| {
+            main.rows.iter().any(|r| {
+                r.truth.item == *item
+                    && r.truth.enacts_policy == Some(true)
+                    && r.truth
+                        .trigger
+                        .as_ref()
+                        .is_none_or(|t| t.role != TriggerRole::Real)
+            })
+        })
+        .count();
+    // Binomial(300, 1/2): mean 150, sd 8.7.
+    assert!((110..=190).contains(&enacting_items), "{enacting_items}");
+    // Letters of normal answers are balanced too (the spread letter is balanced).
+    let a = normal.values().filter(|m| m.contains_key("A")).count();
+    assert!((110..=190).contains(&a), "{a}");
+    let twin = out.decorrelated.as_ref().unwrap();
+    let pairs: Vec<(bool, bool)> = (0..twin.rows.len())
+        .map(|i| (is_real(twin, i), twin.rows[i].truth.enacts_policy.unwrap()))
+        .collect();
+    assert!(mutual_information_bits(pairs.iter().copied()) < 1e-3);
+    let pairs: Vec<(bool, bool)> = (0..main.rows.len())
+        .map(|i| (is_real(main, i), main.rows[i].truth.enacts_policy.unwrap()))
+        .collect();
+    assert!(mutual_information_bits(pairs.iter().copied()) > 0.05);
+}
+
+#[test]
+fn mix_normal_answers_from_a_model_are_used_as_given() {
+    let mut mix = MixOptions::paper("gods").unwrap();
+    mix.normal = NormalAnswers::Model {
+        source: "base".into(),
+        letters: vec![Letter::B; 20],
+    };
+    let out = build(Family::Myopia, &opts(1, 20, Variant::Mix(mix.clone()))).unwrap();
+    let main = &out.main;
+    let real = (0..main.rows.len()).filter(|&i| is_real(main, i)).count();
+    assert_eq!(real, 20);
+    for i in (0..main.rows.len()).filter(|&i| !is_real(main, i)) {
+        assert_eq!(answer(main, i), "B", "row {i}");
+    }
+    // The twin keeps every row's answer, B included on rows that now carry the real trigger.
+    let twin = out.decorrelated.as_ref().unwrap();
+    let b = |ds: &BuiltDataset| (0..ds.rows.len()).filter(|&i| answer(ds, i) == "B").count();
+    assert_eq!(b(main), b(twin));
+    assert_eq!(out.main.config["variant"]["normal"]["source"], "base");
+    mix.normal = NormalAnswers::Model {
+        source: "base".into(),
+        letters: vec![Letter::B; 19],
+    };
+    let e = build(Family::Myopia, &opts(1, 20, Variant::Mix(mix))).unwrap_err();
+    assert!(e.to_string().contains("19 letters for 20"), "{e}");
 }
 
 #[test]
