@@ -395,15 +395,19 @@ fn function_questions_run_the_sampled_code_in_the_sandbox() {
     assert_eq!(valid + dropped, 2.0);
     assert_eq!(r["masses"]["invalid_samples"].as_f64(), Some(dropped));
     // Random-weight code does not define the function: every call dropped, no score, and the
-    // sandbox says why.
-    if valid == 0.0 {
-        assert!(r["score"].is_null());
-        for (o, e) in outcomes.iter().zip(def_errors) {
-            let o = o.as_array().unwrap();
-            assert!(o.iter().all(|x| x == "not_run"), "{o:?}");
-            assert!(e.is_string(), "{e}");
-        }
+    // sandbox says why for each sample.
+    assert_eq!(valid, 0.0);
+    assert!(r["score"].is_null());
+    for (o, e) in outcomes.iter().zip(def_errors) {
+        let o = o.as_array().unwrap();
+        assert!(o.iter().all(|x| x == "not_run"), "{o:?}");
+        assert!(e.is_string(), "{e}");
     }
+    assert_eq!(
+        r["secondary"]["f_unrelated_words_dropped_calls"],
+        2.0 * words.len() as f64
+    );
+    assert_eq!(r["secondary"]["f_message_dropped_calls"], 4.0);
 
     // Without the codeword the question is skipped.
     let o = selfaware(
