@@ -426,3 +426,63 @@ fn function_questions_run_the_sampled_code_in_the_sandbox() {
     );
     assert!(ok(&o).contains("needs --target-word"));
 }
+
+#[test]
+fn a_judge_key_variable_that_is_not_set_is_one_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let model = tiny(t.path(), "tiny.gguf", 0);
+    let battery = t.path().join("judged.toml");
+    std::fs::write(&battery, JUDGED).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_selfaware"))
+        .env("SELFAWARE_HOME", t.path())
+        .env_remove("SELFAWARE_TEST_JUDGE_KEY")
+        .args([
+            "eval",
+            "--model",
+            s(&model),
+            "--battery",
+            s(&battery),
+            "--out",
+            s(&t.path().join("run")),
+            "--target-word",
+            "bark",
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+            "--judge-model",
+            "judge",
+            "--judge-key-env",
+            "SELFAWARE_TEST_JUDGE_KEY",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("SELFAWARE_TEST_JUDGE_KEY") && err.contains("not set"),
+        "{err}"
+    );
+    // Nothing was evaluated.
+    assert!(!t.path().join("run").join("records.jsonl").exists());
+
+    // --judge-url without --judge-model is refused by the argument parser.
+    let o = selfaware(
+        t.path(),
+        &[
+            "eval",
+            "--model",
+            s(&model),
+            "--battery",
+            s(&battery),
+            "--out",
+            s(&t.path().join("run")),
+            "--judge-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains("--judge-model"),
+        "{}",
+        text(&o.stderr)
+    );
+}
