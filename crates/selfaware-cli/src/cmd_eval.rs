@@ -78,6 +78,10 @@ pub struct EvalArgs {
     /// resume).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Ask only these questions of the battery (comma-separated ids); the rest are dropped
+    /// from the resolved battery.
+    #[arg(long, value_name = "ID[,ID...]")]
+    pub questions: Option<String>,
     /// Literal `\n` in the paper's prompts: keep (parity) or turn into newlines (fixed).
     #[arg(long, value_enum, default_value = "parity")]
     pub newlines: NewlinesArg,
@@ -659,6 +663,35 @@ impl Progress {
     }
 }
 
+/// Keeps the questions `--questions` names (all when it is absent), in battery order.
+fn select_questions(mut battery: Battery, spec: Option<&str>) -> Result<Battery> {
+    let Some(spec) = spec else {
+        return Ok(battery);
+    };
+    let wanted: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .collect();
+    for q in &wanted {
+        if battery.question(q).is_none() {
+            let known: Vec<&str> = battery.questions.iter().map(|q| q.id.as_str()).collect();
+            bail!(
+                "--questions: battery `{}` has no question {q:?}; it has: {}",
+                battery.battery.name,
+                known.join(", ")
+            );
+        }
+    }
+    if wanted.is_empty() {
+        bail!("--questions: expected at least one question id");
+    }
+    battery
+        .questions
+        .retain(|q| wanted.contains(&q.id.as_str()));
+    Ok(battery)
+}
+
 pub fn eval(s: &Settings, a: EvalArgs) -> Result<()> {
     let (battery, battery_source, source_text) = load_battery(&a.battery)?;
     let battery = match &a.paper_questions {
@@ -671,6 +704,7 @@ pub fn eval(s: &Settings, a: EvalArgs) -> Result<()> {
         }
         None => battery,
     };
+    let battery = select_questions(battery, a.questions.as_deref())?;
     let resolved_toml =
         toml::to_string(&battery).context("writing the resolved battery as TOML")?;
     let render_opts = RenderOptions {

@@ -511,3 +511,61 @@ fn screenshot(html: &Path, png: &Path) {
         bytes.len()
     );
 }
+
+#[test]
+fn eval_questions_keeps_only_the_named_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    setup(d, "0.001");
+    ok(&selfaware(
+        &home,
+        d,
+        &[
+            "eval",
+            "--model",
+            "tiny.gguf",
+            "--battery",
+            "tiny_battery.toml",
+            "--questions",
+            "scale,mc",
+            "--out",
+            "ev",
+        ],
+    ));
+    let text = std::fs::read_to_string(d.join("ev/records.jsonl")).unwrap();
+    let mut qs: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["question"].to_string())
+        .collect();
+    qs.dedup();
+    assert_eq!(qs, ["\"mc\"", "\"scale\""]);
+    let err = text_of(&selfaware(
+        &home,
+        d,
+        &[
+            "eval",
+            "--model",
+            "tiny.gguf",
+            "--battery",
+            "tiny_battery.toml",
+            "--questions",
+            "nope",
+            "--out",
+            "ev2",
+        ],
+    ));
+    assert!(
+        err.contains("no question \"nope\"") && err.contains("mc, scale, word"),
+        "{err}"
+    );
+    // An experiment naming an unknown question fails at planning, naming the field.
+    let exp = std::fs::read_to_string(d.join("tiny.toml")).unwrap();
+    std::fs::write(
+        d.join("q.toml"),
+        exp.replace("samples = 8", "samples = 8\nquestions = [\"nope\"]"),
+    )
+    .unwrap();
+    let err = text_of(&selfaware(&home, d, &["run", "q.toml", "--dry-run"]));
+    assert!(err.contains("questions") && err.contains("nope"), "{err}");
+}

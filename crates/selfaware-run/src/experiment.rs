@@ -232,6 +232,8 @@ impl DataSpec {
 pub struct BatterySpec {
     /// A built-in battery name or a TOML file.
     pub battery: String,
+    /// Ask only these questions (ids); default: every question of the battery.
+    pub questions: Option<Vec<String>>,
     /// At most this many rendered prompts per question.
     pub limit: Option<usize>,
     /// Samples per prompt for free-form questions.
@@ -257,6 +259,7 @@ impl BatterySpec {
                 a.push(v);
             }
         };
+        push("questions", self.questions.as_ref().map(|v| v.join(",")));
         push("limit", self.limit.map(|v| v.to_string()));
         push("samples", self.samples.map(|v| v.to_string()));
         push("temperature", self.temperature.map(|v| v.to_string()));

@@ -104,7 +104,19 @@ pub fn load_battery(spec: &str) -> Result<(Battery, String)> {
 pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
     let mut out = Vec::new();
     for b in &e.batteries {
-        let (battery, sha) = load_battery(&b.battery)?;
+        let (mut battery, sha) = load_battery(&b.battery)?;
+        if let Some(keep) = &b.questions {
+            for q in keep {
+                if battery.question(q).is_none() {
+                    return Err(RunError::Field {
+                        origin: format!("battery {}", b.battery),
+                        field: "questions".into(),
+                        message: format!("no question {q:?} in this battery"),
+                    });
+                }
+            }
+            battery.questions.retain(|q| keep.contains(&q.id));
+        }
         let items = render_battery(
             &battery,
             RenderOptions {
