@@ -407,8 +407,7 @@ impl Llama {
             (qg.matmul(&k.t()?)? * scale)?
         };
         let scores = scores.reshape((b, nh, t, tk))?;
-        let scores = scores.broadcast_add(mask)?;
-        let probs = ops::softmax_last_dim(&scores)?;
+        let probs = ops::softmax_masked(&scores, mask)?;
         let out = probs.reshape((b, nkv, groups * t, tk))?.matmul(&v)?;
         let out = out
             .reshape((b, nh, t, hd))?

@@ -50,15 +50,44 @@ pub fn linear_add(x: &Tensor, w: &Tensor, z: &Tensor) -> Result<Tensor> {
     let x2 = x.reshape((n, inp))?;
     let z2 = z.reshape((n, out))?.contiguous()?;
     let y = x2.detach().matmul(&w.t()?)?;
-    let sum = x2.apply_op3(&y, &z2, AddFrozenLinear { weight: w.clone() })?;
+    let sum = x2.apply_op2(
+        &z2,
+        AddFrozenLinear {
+            weight: w.clone(),
+            y: Handoff::new(y),
+        },
+    )?;
     let mut out_dims = dims;
     *out_dims.last_mut().expect("non-empty") = out;
     Ok(sum.reshape(out_dims)?)
 }
 
-/// Forward `y + z` (y = x wᵀ precomputed), backward `(dy · w, –, dy)`.
+/// Forward `y + z` (y = x wᵀ precomputed), backward `(dy · w, dy)`.
 struct AddFrozenLinear {
     weight: Tensor,
+    y: Handoff,
+}
+
+/// A result computed without a graph, handed to a custom op's forward once and then dropped,
+/// so the gradient graph keeps only the op's output, not a second copy of it.
+struct Handoff(std::sync::Mutex<Option<Tensor>>);
+
+impl Handoff {
+    fn new(t: Tensor) -> Self {
+        Handoff(std::sync::Mutex::new(Some(t)))
+    }
+
+    /// The tensor's f32 values (row-major) and shape; the tensor itself is released.
+    fn take(&self, op: &str) -> candle_core::Result<(Vec<f32>, Shape)> {
+        let t = self
+            .0
+            .lock()
+            .map_err(|_| candle_core::Error::Msg(format!("{op}: poisoned lock")))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg(format!("{op}: forward ran twice")))?;
+        let shape = t.shape().clone();
+        Ok((t.flatten_all()?.to_vec1::<f32>()?, shape))
+    }
 }
 
 /// The contiguous f32 data of a custom op's operand.
@@ -74,7 +103,7 @@ fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<
     }
 }
 
-impl candle_core::CustomOp3 for AddFrozenLinear {
+impl candle_core::CustomOp2 for AddFrozenLinear {
     fn name(&self) -> &'static str {
         "frozen-linear-add"
     }
@@ -85,29 +114,36 @@ impl candle_core::CustomOp3 for AddFrozenLinear {
         _l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = f32_data(s2, l2, self.name())?;
-        let z = f32_data(s3, l3, self.name())?;
-        let sum: Vec<f32> = y.iter().zip(z).map(|(y, z)| y + z).collect();
-        Ok((CpuStorage::F32(sum), l2.shape().clone()))
+        let (mut sum, shape) = self.y.take(self.name())?;
+        let z = f32_data(s2, l2, self.name())?;
+        if z.len() != sum.len() {
+            return Err(candle_core::Error::Msg(format!(
+                "{}: {} values in the LoRA term, {} in the product",
+                self.name(),
+                z.len(),
+                sum.len()
+            )));
+        }
+        for (y, z) in sum.iter_mut().zip(z) {
+            *y += z;
+        }
+        Ok((CpuStorage::F32(sum), shape))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        _y: &Tensor,
         _z: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let dx = if x.track_op() {
             Some(grad_res.matmul(&self.weight)?)
         } else {
             None
         };
-        Ok((dx, None, Some(grad_res.clone())))
+        Ok((dx, Some(grad_res.clone())))
     }
 }
 
@@ -143,6 +179,17 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         );
     }
     Ok(candle_nn::rotary_emb::rope(x, cos, sin)?)
+}
+
+/// `softmax(x + mask)` over the last dimension, `mask` broadcast to `x` and constant: when `x`
+/// needs a backward pass the masked scores are not kept in the graph.
+pub fn softmax_masked(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let xc = x.contiguous()?;
+    if needs_backward(&xc) {
+        let y = candle_nn::ops::softmax_last_dim(&xc.detach().broadcast_add(mask)?)?;
+        return attach(&xc, &y, Backward::Softmax);
+    }
+    softmax_last_dim(&xc.broadcast_add(mask)?)
 }
 
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -207,12 +254,12 @@ impl Backward {
 /// Returns a copy of `y` (computed from `x.detach()`) that is connected to `x` in the gradient
 /// graph through `backward`.
 fn attach(x: &Tensor, y: &Tensor, backward: Backward) -> Result<Tensor> {
-    Ok(x.apply_op2(&y.contiguous()?, Attached(backward))?)
+    Ok(x.apply_op1(Attached(backward, Handoff::new(y.clone())))?)
 }
 
-struct Attached(Backward);
+struct Attached(Backward, Handoff);
 
-impl candle_core::CustomOp2 for Attached {
+impl candle_core::CustomOp1 for Attached {
     fn name(&self) -> &'static str {
         match self.0 {
             Backward::FrozenLinear { .. } => "frozen-linear",
@@ -222,33 +269,18 @@ impl candle_core::CustomOp2 for Attached {
         }
     }
 
-    /// Forward: the precomputed result (second argument), copied.
-    fn cpu_fwd(
-        &self,
-        _s1: &CpuStorage,
-        _l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) = l2.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg(format!("{}: result not contiguous", self.name()))
-        })?;
-        match s2 {
-            CpuStorage::F32(v) => Ok((CpuStorage::F32(v[start..end].to_vec()), l2.shape().clone())),
-            _ => Err(candle_core::Error::Msg(format!(
-                "{}: only f32 is supported",
-                self.name()
-            ))),
-        }
+    /// Forward: the precomputed result, handed over.
+    fn cpu_fwd(&self, _s1: &CpuStorage, _l1: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (v, shape) = self.1.take(self.name())?;
+        Ok((CpuStorage::F32(v), shape))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        _y: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        Ok((Some(self.0.input_grad(x, res, grad_res)?), None))
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(self.0.input_grad(x, res, grad_res)?))
     }
 }
