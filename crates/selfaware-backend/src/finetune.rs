@@ -276,7 +276,10 @@ impl FinetuneClient {
             Body::None,
             false,
         )?;
+        // The list comes newest first, and `created_at` has one-second resolution: reverse it
+        // before the stable sort, so events of the same second stay in the order they happened.
         let mut events = l.data;
+        events.reverse();
         events.sort_by_key(|e| e.created_at);
         Ok(events)
     }
