@@ -107,8 +107,7 @@ fn make_plan(s: &Settings, e: &Experiment, dry_run: bool) -> Result<Plan> {
     )?)
 }
 
-pub fn experiments(s: &Settings) -> Result<()> {
-    let _ = s;
+pub fn experiments() -> Result<()> {
     println!("{:<14}  {:>9}  {:>6}  title", "name", "estimate", "stages");
     for name in selfaware_run::preset_names() {
         let e = selfaware_run::preset(name)?;
@@ -362,7 +361,7 @@ impl RunProgress {
                 }
             }
             Event::Cached { .. } => {}
-            Event::Started { index, stage } => {
+            Event::Started { stage, .. } => {
                 let msg = format!("{} (eta {})", stage.name, self.eta());
                 match &self.bar {
                     Some(b) => b.set_message(msg),
@@ -372,7 +371,6 @@ impl RunProgress {
                         self.total
                     ),
                 }
-                let _ = index;
             }
             Event::Finished {
                 index,

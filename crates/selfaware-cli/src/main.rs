@@ -92,7 +92,7 @@ fn main() {
         Command::Adapter(AdapterCommand::Merge(a)) => cmd_train::merge(&s, a),
         Command::Eval(a) => cmd_eval::eval(&s, a),
         Command::Run(a) => cmd_run::run(&s, cli.threads, a),
-        Command::Experiments => cmd_run::experiments(&s),
+        Command::Experiments => cmd_run::experiments(),
         Command::Report(a) => cmd_run::report(a),
         Command::Compare(a) => cmd_run::compare(a),
         Command::Probe(a) => cmd_eval::probe(&s, a),

@@ -313,7 +313,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             None => c.id.clone(),
         };
         for (bi, b) in e.batteries.iter().enumerate() {
-            let (source_sha, prompts, cost) = &inputs.batteries[bi];
+            let (source_sha, _prompts, cost) = &inputs.batteries[bi];
             for (target_word, trigger) in contexts_of(c) {
                 let eargs = b.eval_args();
                 let key = key_of(&json!({
@@ -347,7 +347,6 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                     args,
                     estimate_s: 3.0 + cost,
                 };
-                let _ = prompts;
                 let st = add(&mut stages, s);
                 measurements.push(Measurement {
                     stage: st,
