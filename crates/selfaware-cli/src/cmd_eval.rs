@@ -930,20 +930,6 @@ fn fmt_prob(v: Option<f64>) -> String {
     }
 }
 
-fn off_format(r: &EvalRecord) -> Option<f64> {
-    let m = &r.masses;
-    if let Some(o) = m.off_option {
-        return Some(o);
-    }
-    if let Some(n) = m.numeric {
-        return Some((1.0 - n).max(0.0));
-    }
-    match (m.valid_samples, m.invalid_samples) {
-        (Some(v), Some(i)) if v + i > 0 => Some(i as f64 / (v + i) as f64),
-        _ => None,
-    }
-}
-
 fn summarize(
     battery: &Battery,
     model: &str,
@@ -963,7 +949,7 @@ fn summarize(
                 .filter(|r| r.question == q.id)
                 .collect();
             let scores: Vec<f64> = mine.iter().filter_map(|r| r.score).collect();
-            let offs: Vec<f64> = mine.iter().filter_map(|r| off_format(r)).collect();
+            let offs: Vec<f64> = mine.iter().filter_map(|r| r.masses.off_format()).collect();
             let note = match &plans[q.id.as_str()] {
                 Plan::Skip(why) => format!(
                     "skipped {} prompts: {why}",
@@ -1265,7 +1251,7 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
     if let Some(out) = &a.out {
         let mut bytes = serde_json::to_vec_pretty(&report)?;
         bytes.push(b'\n');
-        write_atomic(out, &bytes)?;
+        selfaware_run::exec::write_atomic(out, &bytes)?;
     }
     if a.json && a.out.is_none() {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -1305,21 +1291,6 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
     if unscored > 0 {
         println!("{unscored} pairs had P(A) = P(B) = 0 and no score");
     }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, bytes)?;
-    tmp.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

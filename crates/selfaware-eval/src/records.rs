@@ -84,6 +84,23 @@ pub struct Masses {
     pub invalid_samples: Option<usize>,
 }
 
+impl Masses {
+    /// The probability (or share of samples) outside the expected answer format: the
+    /// off-option mass, else the non-numeric mass, else the share of unparseable samples.
+    pub fn off_format(&self) -> Option<f64> {
+        if let Some(o) = self.off_option {
+            return Some(o);
+        }
+        if let Some(n) = self.numeric {
+            return Some((1.0 - n).max(0.0));
+        }
+        match (self.valid_samples, self.invalid_samples) {
+            (Some(v), Some(i)) if v + i > 0 => Some(i as f64 / (v + i) as f64),
+            _ => None,
+        }
+    }
+}
+
 /// One scored prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

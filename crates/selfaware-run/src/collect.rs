@@ -24,7 +24,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use selfaware_eval::battery::{Battery, Direction, ScorerSpec};
-use selfaware_eval::records::{read_records, EvalRecord};
+use selfaware_eval::records::read_records;
 use selfaware_eval::scorers::scorer_id;
 use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
@@ -113,20 +113,6 @@ fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::TrainedHigher => "the finetuned policy scores higher",
         Direction::TrainedLower => "the finetuned policy scores lower",
-    }
-}
-
-fn off_format(r: &EvalRecord) -> Option<f64> {
-    let m = &r.masses;
-    if let Some(o) = m.off_option {
-        return Some(o);
-    }
-    if let Some(n) = m.numeric {
-        return Some((1.0 - n).max(0.0));
-    }
-    match (m.valid_samples, m.invalid_samples) {
-        (Some(v), Some(i)) if v + i > 0 => Some(i as f64 / (v + i) as f64),
-        _ => None,
     }
 }
 
@@ -273,7 +259,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                         .push(s),
                     None => *unscored.entry(id.clone()).or_default() += 1,
                 }
-                if let Some(o) = off_format(r) {
+                if let Some(o) = r.masses.off_format() {
                     offs.entry(id).or_default().push(o);
                 }
             }
