@@ -1,29 +1,9 @@
 //! `selfaware data build|check` through the binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
+mod common;
+use common::{ok_stdout as ok, s, selfaware, text};
 
 fn paper_file(rel: &str) -> PathBuf {
     Path::new(concat!(
@@ -31,10 +11,6 @@ fn paper_file(rel: &str) -> PathBuf {
         "/../../../shared/reference/paper/datasets"
     ))
     .join(rel)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -2,25 +2,15 @@
 //! noise never passes validation, so every question falls back to the template writer: the
 //! data equals a build without a generator, and the card counts the rejected attempts.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::Arc;
 
-use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_model::{Engine, ModelSource};
 use selfaware_server::{spawn, Registry, ServerConfig};
 
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{s, selfaware, text, tiny};
 
 fn ok(o: &Output) -> (String, String) {
     assert!(
@@ -30,16 +20,6 @@ fn ok(o: &Output) -> (String, String) {
         text(&o.stderr)
     );
     (text(&o.stdout), text(&o.stderr))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tiny(dir: &Path) -> PathBuf {
-    let p = dir.join("tiny.gguf");
-    write_tiny_gguf(&p, &TinySpec::default()).unwrap();
-    p
 }
 
 fn build(home: &Path, dir: &Path, extra: &[&str]) -> Output {

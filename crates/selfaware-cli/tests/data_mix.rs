@@ -2,24 +2,14 @@
 //! opposite policy on request, or a base model's own choices (the tiny random model).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_model::{Engine, ModelSource};
 use selfaware_types::Conversation;
 
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{s, selfaware, text, tiny};
 
 fn ok(o: &Output) {
     assert!(
@@ -28,16 +18,6 @@ fn ok(o: &Output) {
         text(&o.stdout),
         text(&o.stderr)
     );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tiny(dir: &Path) -> PathBuf {
-    let p = dir.join("tiny.gguf");
-    write_tiny_gguf(&p, &TinySpec::default()).unwrap();
-    p
 }
 
 fn jsonl(path: &Path) -> Vec<serde_json::Value> {

@@ -3,44 +3,14 @@
 //! check the mechanics: turn structure, seeded replay, the card's counts against the games.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
-use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_model::{Engine, ModelSource};
 use selfaware_server::{spawn, Registry, ServerConfig};
 
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tiny(dir: &Path) -> PathBuf {
-    let p = dir.join("tiny.gguf");
-    write_tiny_gguf(&p, &TinySpec::default()).unwrap();
-    p
-}
+mod common;
+use common::{ok_stdout as ok, s, selfaware, text, tiny};
 
 /// Short game prompts: the built-in ones do not fit the tiny model's 2 048-token context.
 fn short_prompts(dir: &Path) -> PathBuf {

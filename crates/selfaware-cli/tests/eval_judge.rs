@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use selfaware_backend::{Backend, CompletionRequest, HttpBackend, HttpConfig};
 use selfaware_eval::battery::LanguageName;
@@ -11,31 +11,8 @@ use selfaware_eval::scorers::{judge, language};
 use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_types::Conversation;
 
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{ok_stdout as ok, s, selfaware, text};
 
 fn tiny(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let p = dir.join(name);

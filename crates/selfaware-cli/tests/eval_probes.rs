@@ -1,41 +1,9 @@
 //! `selfaware probe vulnerable-code` and `selfaware probe mms` on the tiny random GGUF model.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use selfaware_model::testing::{write_tiny_gguf, TinySpec};
-
-fn selfaware(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_selfaware"))
-        .env("SELFAWARE_HOME", home)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout:\n{}\nstderr:\n{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn tiny(dir: &Path) -> PathBuf {
-    let p = dir.join("tiny.gguf");
-    write_tiny_gguf(&p, &TinySpec::default()).unwrap();
-    p
-}
+mod common;
+use common::{ok_stdout as ok, s, selfaware, text, tiny};
 
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()

@@ -34,3 +34,31 @@ pub fn ok(o: &Output) -> String {
     );
     text_of(o)
 }
+
+/// Runs `selfaware ARGS` with `SELFAWARE_HOME=home` in the current folder.
+pub fn selfaware(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_selfaware"))
+        .env("SELFAWARE_HOME", home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Asserts success (printing both streams otherwise) and returns stdout alone.
+pub fn ok_stdout(o: &Output) -> String {
+    ok(o);
+    text(&o.stdout)
+}
+
+/// A path as `&str` for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Writes the default tiny random model to `dir/tiny.gguf`.
+pub fn tiny(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("tiny.gguf");
+    selfaware_model::testing::write_tiny_gguf(&p, &selfaware_model::testing::TinySpec::default())
+        .unwrap();
+    p
+}
