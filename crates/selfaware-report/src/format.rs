@@ -50,12 +50,20 @@ pub fn format_mean_ci(
 ) -> String {
     let m = format_value(mean, range);
     match (mean, low, high) {
-        (Some(_), Some(lo), Some(hi)) => format!(
-            "{m} [{}, {}]",
+        (Some(_), Some(_), Some(_)) => format!("{m} {}", format_ci(low, high, range)),
+        _ => m,
+    }
+}
+
+/// Formats an interval, e.g. `[0.55, 0.70]`, or the missing-value mark when an end is missing.
+pub fn format_ci(low: Option<f64>, high: Option<f64>, range: (f64, f64)) -> String {
+    match (low, high) {
+        (Some(lo), Some(hi)) => format!(
+            "[{}, {}]",
             format_value(Some(lo), range),
             format_value(Some(hi), range)
         ),
-        _ => m,
+        _ => MISSING.to_string(),
     }
 }
 

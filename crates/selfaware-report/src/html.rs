@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    self, escape, format_mass, format_mean_ci, format_p, format_r, format_seed, format_value,
-    MISSING,
+    self, escape, format_ci, format_mass, format_mean_ci, format_p, format_r, format_seed,
+    format_value, MISSING,
 };
 use crate::results::{Metric, Results};
 use crate::svg;
@@ -362,14 +362,7 @@ fn comparisons(out: &mut String, r: &Results, metrics: &[&Metric]) {
     out.push_str("<table class=\"comparisons\">\n<tr><th>metric</th><th>a</th><th>b</th><th>a − b</th><th>95% CI</th><th>p</th></tr>\n");
     for m in metrics {
         for c in &m.comparisons {
-            let ci = match (c.ci_low, c.ci_high) {
-                (Some(lo), Some(hi)) => format!(
-                    "[{}, {}]",
-                    format_value(Some(lo), m.range),
-                    format_value(Some(hi), m.range)
-                ),
-                _ => MISSING.to_string(),
-            };
+            let ci = format_ci(c.ci_low, c.ci_high, m.range);
             w!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_mass,
+    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_ci, format_mass,
     format_mean_ci, format_p, format_r, format_seed, format_value, markdown_code as code, MISSING,
 };
 use crate::html::{condition_label, interval_methods};
@@ -105,14 +105,7 @@ pub fn render_markdown(r: &Results) -> String {
         out.push_str("| metric | a | b | a − b | 95% CI | p |\n|---|---|---|---:|---:|---:|\n");
         for m in &all {
             for c in &m.comparisons {
-                let ci = match (c.ci_low, c.ci_high) {
-                    (Some(lo), Some(hi)) => format!(
-                        "[{}, {}]",
-                        format_value(Some(lo), m.range),
-                        format_value(Some(hi), m.range)
-                    ),
-                    _ => MISSING.to_string(),
-                };
+                let ci = format_ci(c.ci_low, c.ci_high, m.range);
                 w!(
                     out,
                     "| {} | {} | {} | {} | {} | {} |\n",
