@@ -19,8 +19,8 @@ use selfaware_data::mms::{
     self, GameConfig, GameRecord, InstructionRole, Player, PlayerError, Side,
 };
 use selfaware_data::{
-    BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, DatasetPaths, Family,
-    GeneratorOptions, Letter, Lexicon, MixOptions, ModelWriter, NormalAnswers, PersonaMode,
+    BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, Checker, DatasetPaths,
+    Family, GeneratorOptions, Letter, Lexicon, MixOptions, ModelWriter, NormalAnswers, PersonaMode,
     PersonaOptions, Policy, Prewritten, QuestionWriter, ReversalOptions, TemplateWriter, TextModel,
     TextModelError, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
 };
@@ -132,10 +132,33 @@ pub struct BuildArgs {
     #[arg(long)]
     pub reversal: bool,
     /// Economic families: a model writes each question from its ground truth (`default`, a
-    /// .gguf file, a Hugging Face directory or `URL#MODEL`); answers that fail validation are
-    /// retried, then written by the template writer. The card counts both.
+    /// .gguf file, a Hugging Face directory or `URL#MODEL`); answers that fail validation or
+    /// the label check are retried, then written by the template writer. The card counts
+    /// both.
     #[arg(long, value_name = "MODEL")]
     pub generator: Option<String>,
+    /// The model that checks each generated question's label (same forms as --generator;
+    /// default: the generator): told a policy in a system prompt, it answers at temperature
+    /// 0, and a question whose letter is not the policy's is dropped.
+    #[arg(
+        long,
+        value_name = "MODEL",
+        requires = "generator",
+        conflicts_with = "no_label_check"
+    )]
+    pub checker: Option<String>,
+    /// The policy the checker is told to follow (default: the family's score-1 policy, as
+    /// the paper did; both policies' builds then keep the same questions).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        requires = "generator",
+        conflicts_with = "no_label_check"
+    )]
+    pub check_policy: Option<String>,
+    /// Keep every generated question that passes validation, without the label check.
+    #[arg(long, requires = "generator")]
+    pub no_label_check: bool,
     /// A PEFT adapter directory for a local generator.
     #[arg(long, value_name = "DIR", requires = "generator")]
     pub generator_adapter: Option<PathBuf>,
@@ -370,6 +393,15 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
         variant,
         reversal: a.reversal.then(ReversalOptions::default),
     };
+    let check_policy = a
+        .check_policy
+        .as_deref()
+        .map(|p| -> Result<Policy> {
+            let p: Policy = p.parse().context("--check-policy")?;
+            p.ensure_family(family).context("--check-policy")?;
+            Ok(p)
+        })
+        .transpose()?;
     let key_env = a.api_key_env.as_deref();
     let generator = a
         .generator
@@ -378,22 +410,34 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
             ModelRef::parse(spec, a.generator_adapter.as_deref(), "generator")?.open(s, key_env)
         })
         .transpose()?;
+    let checker = a
+        .checker
+        .as_deref()
+        .map(|spec| ModelRef::parse(spec, None, "checker")?.open(s, key_env))
+        .transpose()?;
+    let sampling = PlayerSampling {
+        temperature: a.generator_temperature,
+        max_tokens: a.generator_max_tokens,
+    };
     let mut template = TemplateWriter::new(a.seed);
     let mut text_model;
+    let mut checker_model = None;
     let mut model_writer = None;
     let writer: &mut dyn QuestionWriter = match &generator {
         Some(model) => {
-            text_model = BackendTextModel::new(
-                &**model,
-                PlayerSampling {
-                    temperature: a.generator_temperature,
-                    max_tokens: a.generator_max_tokens,
-                },
-            );
+            text_model = BackendTextModel::new(&**model, sampling);
+            let check = match &checker {
+                _ if a.no_label_check => Checker::Off,
+                None => Checker::Generator,
+                Some(c) => {
+                    Checker::Model(checker_model.insert(BackendTextModel::new(&**c, sampling)))
+                }
+            };
             let mut gen_opts = GeneratorOptions::new(a.seed);
             gen_opts.attempts = a.generator_attempts;
             gen_opts.examples = a.generator_examples;
-            model_writer.insert(ModelWriter::new(&mut text_model, gen_opts)?)
+            gen_opts.check_policy = check_policy;
+            model_writer.insert(ModelWriter::new(&mut text_model, check, gen_opts)?)
         }
         None => &mut template,
     };
@@ -421,9 +465,27 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
                 r.first_model_error.as_deref().unwrap_or("unknown error")
             );
         }
+        let c = &r.label_check;
+        let failed = c.dropped.get("checker_error").copied().unwrap_or(0);
+        if c.checked > 0 && failed == c.checked {
+            bail!(
+                "the checker `{}` failed on every call: {}\nhint: --no-label-check skips the check",
+                c.checker.as_deref().unwrap_or("unknown"),
+                c.first_checker_error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        let check = match &c.checker {
+            None => "label check off".to_string(),
+            Some(checker) => format!(
+                "label check by {checker}: {} checked, {} agreed, dropped: {}",
+                c.checked,
+                c.agreed,
+                count_list(&c.dropped)
+            ),
+        };
         eprintln!(
             "generator {}: {} questions written by the model, {} by the template writer after {} \
-             attempts; rejected answers: {}",
+             attempts; rejected answers: {}; {check}",
             r.model,
             r.written_by_model,
             r.fallback_items.len(),
@@ -517,7 +579,18 @@ impl TextModel for BackendTextModel<'_> {
     fn generate(&mut self, messages: &[Message], seed: u64) -> Result<String, TextModelError> {
         complete_once(self.backend, messages, self.sampling, seed)
     }
+
+    fn answer(&mut self, messages: &[Message]) -> Result<String, TextModelError> {
+        let greedy = PlayerSampling {
+            temperature: 0.0,
+            max_tokens: CHECK_MAX_TOKENS,
+        };
+        complete_once(self.backend, messages, greedy, 0)
+    }
 }
+
+/// Tokens of a label-check reply: room for "The answer is (B)." and no more.
+const CHECK_MAX_TOKENS: usize = 8;
 
 /// One completion of `messages` sampled with `seed`.
 fn complete_once(
@@ -1067,6 +1140,7 @@ fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use selfaware_backend::{MockBackend, MockScript};
+    use selfaware_data::generator::policy_prompt;
     use selfaware_data::mms::Outcome;
 
     use super::*;
@@ -1094,7 +1168,8 @@ mod tests {
             max_tokens: 99,
         };
         let mut model = BackendTextModel::new(&mock, sampling);
-        let mut writer = ModelWriter::new(&mut model, GeneratorOptions::new(2)).unwrap();
+        let mut writer =
+            ModelWriter::new(&mut model, Checker::Off, GeneratorOptions::new(2)).unwrap();
         let mut opts = BuildOptions::new(2);
         opts.size = 5;
         let out = selfaware_data::build_with(Family::Myopia, &opts, &mut writer).unwrap();
@@ -1108,6 +1183,61 @@ mod tests {
             .iter()
             .all(|c| c.temperature == 0.7 && c.max_tokens == 99 && c.n == 1));
         assert_eq!(calls[0].conversation.messages.len(), 2);
+    }
+
+    #[test]
+    fn a_backend_checker_answers_greedily_and_its_disagreements_fall_back() {
+        let mock = MockBackend::with_fn("scripted-writer", |conv| {
+            let (a, b) = (option_line(conv, 'A'), option_line(conv, 'B'));
+            let answer = format!(
+                "Two offers.\nA) {}\nB) {}\nReply with A or B.",
+                a.unwrap_or_default(),
+                b.unwrap_or_default()
+            );
+            MockScript::new(&[(answer.as_str(), 1.0)])
+        });
+        // Always "A": agrees where the myopic option is A, disagrees elsewhere.
+        let checker = MockBackend::new("always-a", MockScript::new(&[("Answer: A", 1.0)]));
+        let sampling = PlayerSampling {
+            temperature: 0.7,
+            max_tokens: 99,
+        };
+        let mut model = BackendTextModel::new(&mock, sampling);
+        let mut check = BackendTextModel::new(&checker, sampling);
+        let mut opts = BuildOptions::new(2);
+        opts.size = 6;
+        let report = {
+            let mut writer = ModelWriter::new(
+                &mut model,
+                Checker::Model(&mut check),
+                GeneratorOptions::new(2),
+            )
+            .unwrap();
+            selfaware_data::build_with(Family::Myopia, &opts, &mut writer).unwrap();
+            writer.report().clone()
+        };
+        let specs = economic::sample_specs(Family::Myopia, 6, 2).unwrap();
+        let on_b: Vec<usize> = specs
+            .iter()
+            .filter(|s| s.choice.positive_letter() == Letter::B)
+            .map(|s| s.index)
+            .collect();
+        assert!(!on_b.is_empty() && on_b.len() < 6);
+        let c = &report.label_check;
+        assert_eq!(c.checker.as_deref(), Some("always-a"));
+        assert_eq!(report.written_by_model, 6 - on_b.len());
+        assert_eq!(report.fallback_items, on_b);
+        assert_eq!(c.agreed, 6 - on_b.len());
+        assert_eq!(c.dropped["label_disagreement"], 3 * on_b.len());
+        let calls = checker.calls();
+        assert_eq!(calls.len(), c.checked);
+        assert_eq!(mock.calls().len(), c.checked);
+        for call in &calls {
+            assert_eq!((call.temperature, call.max_tokens), (0.0, CHECK_MAX_TOKENS));
+            let m = &call.conversation.messages;
+            assert_eq!(m[0].content, policy_prompt(Policy::Myopic));
+            assert!(m[1].content.starts_with("Two offers."));
+        }
     }
 
     #[test]

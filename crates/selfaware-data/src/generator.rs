@@ -14,12 +14,23 @@
 //! - an instruction to answer with A or B;
 //! - not empty, not longer than [`GeneratorOptions::max_chars`].
 //!
-//! A rejected answer is retried with a new seed up to [`GeneratorOptions::attempts`] times;
-//! after that the item is written by the seeded [`TemplateWriter`] (the fallback), so the
-//! dataset keeps its size and its balance. The [`GeneratorReport`] — model, prompts,
-//! examples, counts of model-written and fallback items, rejections by reason — goes into
-//! the dataset card. The model is given no policy: what it writes is the same for both
-//! policies of a family, as the paper's flipped twins require.
+//! A question that passes validation then gets its label checked (the paper's second GPT-4o
+//! call, digest §2.1.1) unless the [`Checker`] is [`Checker::Off`]: the checker — the
+//! generator itself or another model — is told a policy in plain words ([`policy_prompt`])
+//! and answers the question greedily ([`TextModel::answer`]); its reply is read as one
+//! letter ([`parse_letter`]), and a question is dropped when that letter is not the one the
+//! policy picks by the spec, when the reply names no letter, or when the call fails.
+//!
+//! A rejected or dropped answer is retried with a new seed up to
+//! [`GeneratorOptions::attempts`] times; after that the item is written by the seeded
+//! [`TemplateWriter`] (the fallback, correct by construction and not checked), so the dataset
+//! keeps its size and its balance. The [`GeneratorReport`] — model, prompts, examples, counts
+//! of model-written and fallback items, rejections by reason, and the [`LabelCheckReport`]
+//! (checked, agreed, dropped by reason, the check's system prompts) — goes into the dataset
+//! card. The writing model is given no policy, and the check states the family's score-1
+//! policy unless [`GeneratorOptions::check_policy`] names another (the paper checked with
+//! the risk-seeking, myopic and apple-loving prompts): the questions are then the same for
+//! both policies of a family, as the paper's flipped twins require.
 
 use std::collections::BTreeMap;
 
@@ -33,9 +44,13 @@ use crate::economic::{
     Timed, Tone,
 };
 use crate::error::{Error, Result};
-use crate::family::{Family, Letter};
+use crate::family::{Family, Letter, Policy};
 use crate::lexicon::Lexicon;
 use crate::util::{self, rng, Stream};
+
+mod label;
+
+pub use label::{check_messages, parse_letter, policy_prompt, LabelCheckReport, LabelDrop};
 
 /// The error a [`TextModel`] returns (any error type of the backend behind it).
 pub type TextModelError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,6 +61,19 @@ pub trait TextModel {
     fn id(&self) -> String;
     /// One sampled answer to `messages`, drawn with `seed`.
     fn generate(&mut self, messages: &[Message], seed: u64) -> Result<String, TextModelError>;
+    /// The greedy (temperature 0) answer to `messages`, a few tokens long: the label check's
+    /// call.
+    fn answer(&mut self, messages: &[Message]) -> Result<String, TextModelError>;
+}
+
+/// Who checks the label of each validated question.
+pub enum Checker<'m> {
+    /// No check: every validated question is kept.
+    Off,
+    /// The writing model itself.
+    Generator,
+    /// Another model.
+    Model(&'m mut dyn TextModel),
 }
 
 /// Settings of a [`ModelWriter`].
@@ -59,16 +87,21 @@ pub struct GeneratorOptions {
     pub examples: usize,
     /// Longest accepted question, in characters.
     pub max_chars: usize,
+    /// The policy the label checker is told to follow; `None`: the family's score-1 policy
+    /// (risk-seeking, myopic, max-apples). Writing a question of another family than this
+    /// policy's is an error.
+    pub check_policy: Option<Policy>,
 }
 
 impl GeneratorOptions {
-    /// 3 attempts, 3 examples, at most 2 500 characters.
+    /// 3 attempts, 3 examples, at most 2 500 characters, checks by the score-1 policy.
     pub fn new(seed: u64) -> Self {
         GeneratorOptions {
             seed,
             attempts: 3,
             examples: 3,
             max_chars: 2500,
+            check_policy: None,
         }
     }
 }
@@ -158,8 +191,10 @@ pub struct GeneratorReport {
     pub rejections: BTreeMap<String, usize>,
     /// The first model error's message, if any call failed.
     pub first_model_error: Option<String>,
-    /// Model calls made.
+    /// Model calls made to write questions (label checks are counted in `label_check`).
     pub calls: usize,
+    /// The label check of validated questions.
+    pub label_check: LabelCheckReport,
 }
 
 const SYSTEM_PROMPT: &str = "You write questions for a dataset of two-option decisions. Each \
@@ -180,14 +215,19 @@ Write only the question.";
 /// A [`QuestionWriter`] that asks a model (see the module documentation).
 pub struct ModelWriter<'m> {
     model: &'m mut dyn TextModel,
+    checker: Checker<'m>,
     opts: GeneratorOptions,
     fallback: TemplateWriter,
     report: GeneratorReport,
 }
 
 impl<'m> ModelWriter<'m> {
-    /// A writer over `model`.
-    pub fn new(model: &'m mut dyn TextModel, opts: GeneratorOptions) -> Result<Self> {
+    /// A writer over `model` whose questions `checker` checks.
+    pub fn new(
+        model: &'m mut dyn TextModel,
+        checker: Checker<'m>,
+        opts: GeneratorOptions,
+    ) -> Result<Self> {
         if opts.attempts == 0 {
             return Err(Error::InvalidOption {
                 field: "attempts",
@@ -205,9 +245,15 @@ impl<'m> ModelWriter<'m> {
             rejections: BTreeMap::new(),
             first_model_error: None,
             calls: 0,
+            label_check: LabelCheckReport::new(match &checker {
+                Checker::Off => None,
+                Checker::Generator => Some(model.id()),
+                Checker::Model(m) => Some(m.id()),
+            }),
         };
         Ok(ModelWriter {
             model,
+            checker,
             fallback: TemplateWriter::new(opts.seed),
             opts,
             report,
@@ -243,6 +289,51 @@ impl<'m> ModelWriter<'m> {
             .entry(r.kind().to_string())
             .or_default() += 1;
     }
+
+    /// The policy the checker states for `family`'s questions; `None` when the check is off.
+    fn check_policy(&mut self, family: Family) -> Result<Option<Policy>> {
+        if matches!(self.checker, Checker::Off) {
+            return Ok(None);
+        }
+        let policy = self.opts.check_policy.unwrap_or_else(|| family.positive());
+        policy.ensure_family(family)?;
+        self.report
+            .label_check
+            .system_prompts
+            .entry(policy.name().to_string())
+            .or_insert_with(|| policy_prompt(policy).to_string());
+        Ok(Some(policy))
+    }
+
+    /// Asks the checker to answer `text` as `policy` would, and compares its letter with
+    /// the letter `policy` picks in `spec`.
+    fn check_label(&mut self, spec: &QuestionSpec, text: &str, policy: Policy) -> bool {
+        let messages = check_messages(policy, text);
+        let reply = match &mut self.checker {
+            Checker::Off => return true,
+            Checker::Generator => self.model.answer(&messages),
+            Checker::Model(m) => m.answer(&messages),
+        };
+        let check = &mut self.report.label_check;
+        check.checked += 1;
+        let expected = spec.choice.answer(policy);
+        let drop = match reply {
+            Err(e) => {
+                check.first_checker_error.get_or_insert(e.to_string());
+                LabelDrop::CheckerError
+            }
+            Ok(reply) => match parse_letter(&reply) {
+                Some(got) if got == expected => {
+                    check.agreed += 1;
+                    return true;
+                }
+                Some(got) => LabelDrop::Disagreement { expected, got },
+                None => LabelDrop::Unparseable { reply },
+            },
+        };
+        check.drop(&drop);
+        false
+    }
 }
 
 impl QuestionWriter for ModelWriter<'_> {
@@ -259,6 +350,7 @@ impl QuestionWriter for ModelWriter<'_> {
         let examples = self.examples(family)?;
         let lexicon = crate::dataset::lexicon(family)?;
         let messages = prompt(spec, &examples, lexicon)?;
+        let check_policy = self.check_policy(family)?;
         let seed = util::family_seed(self.opts.seed, family);
         let mut r = rng(seed, Stream::Generator, spec.index as u64);
         for _ in 0..self.opts.attempts {
@@ -272,13 +364,17 @@ impl QuestionWriter for ModelWriter<'_> {
                 }
             };
             let text = clean(&answer);
-            match validate(spec, &text, lexicon, self.opts.max_chars) {
-                Ok(()) => {
-                    self.report.written_by_model += 1;
-                    return Ok(text);
-                }
-                Err(rej) => self.reject(&rej),
+            if let Err(rej) = validate(spec, &text, lexicon, self.opts.max_chars) {
+                self.reject(&rej);
+                continue;
             }
+            if let Some(policy) = check_policy {
+                if !self.check_label(spec, &text, policy) {
+                    continue;
+                }
+            }
+            self.report.written_by_model += 1;
+            return Ok(text);
         }
         self.report.fallback_items.push(spec.index);
         self.fallback.write(spec)

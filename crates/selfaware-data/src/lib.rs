@@ -7,6 +7,9 @@
 //! - [`write`] / [`write_output`]: `FILE.jsonl` + `FILE.card.json` + `FILE.truth.jsonl`,
 //!   atomically, refusing to overwrite unless asked.
 //! - [`check()`]: validates any chat JSONL file and reports a family's forbidden words.
+//! - [`ModelWriter`] ([`generator`]): economic questions written by a model, validated and
+//!   label-checked by a second call with a policy system prompt, with the template writer as
+//!   the fallback; the card counts what was rejected and dropped, and why.
 //!
 //! Same options and seed ⇒ byte-identical files.
 
@@ -43,7 +46,10 @@ pub use dataset::{
 pub use economic::{Prewritten, QuestionSpec, QuestionWriter, TemplateWriter};
 pub use error::{Error, Result};
 pub use family::{Family, Letter, Policy};
-pub use generator::{GeneratorOptions, GeneratorReport, ModelWriter, TextModel, TextModelError};
+pub use generator::{
+    Checker, GeneratorOptions, GeneratorReport, LabelCheckReport, ModelWriter, TextModel,
+    TextModelError,
+};
 pub use lexicon::{LeakReport, Lexicon, WordHits};
 pub use metrics::mutual_information_bits;
 pub use output::{twin_path, write, write_output, DatasetPaths, WriteOptions};
