@@ -87,7 +87,10 @@ fn model_ref(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelRef> {
 }
 
 fn make_plan(s: &Settings, e: &Experiment, dry_run: bool) -> Result<Plan> {
-    let model = model_ref(s, &e.model, dry_run)?;
+    let model = match &e.remote {
+        Some(r) => plan::remote_model_ref(r, &e.model),
+        None => model_ref(s, &e.model, dry_run)?,
+    };
     let batteries = selfaware_run::battery_inputs(e)?;
     let mut data_files = BTreeMap::new();
     for c in &e.conditions {
@@ -213,6 +216,7 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         model: p.model.clone(),
         datasets: BTreeMap::new(),
         adapters: BTreeMap::new(),
+        remote_models: BTreeMap::new(),
         seeds: e.seeds.clone(),
         experiment_source: source,
         experiment: e.clone(),

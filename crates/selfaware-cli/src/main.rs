@@ -6,12 +6,14 @@
 mod cmd_bench;
 mod cmd_data;
 mod cmd_eval;
+mod cmd_finetune;
 mod cmd_model;
 mod cmd_run;
 mod cmd_score;
 mod cmd_serve;
 mod cmd_train;
 mod settings;
+mod subject;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +40,8 @@ enum Command {
     Data(DataCommand),
     /// LoRA-finetune a local model on chat JSONL.
     Train(cmd_train::TrainArgs),
+    /// Finetune a model on an OpenAI-compatible server (upload, job, wait), resumably.
+    Finetune(cmd_finetune::FinetuneArgs),
     /// Work with LoRA adapters.
     #[command(subcommand)]
     Adapter(AdapterCommand),
@@ -89,6 +93,7 @@ fn main() {
         Command::Data(DataCommand::Files(c)) => cmd_data::run(&s, c),
         Command::Data(DataCommand::Inspect(a)) => cmd_train::inspect(&s, a),
         Command::Train(a) => cmd_train::train(&s, a),
+        Command::Finetune(a) => cmd_finetune::finetune(&s, a),
         Command::Adapter(AdapterCommand::Merge(a)) => cmd_train::merge(&s, a),
         Command::Eval(a) => cmd_eval::eval(&s, a),
         Command::Run(a) => cmd_run::run(&s, cli.threads, a),

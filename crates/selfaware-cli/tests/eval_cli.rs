@@ -335,3 +335,40 @@ fn paper_questions_replace_the_imported_texts() {
     };
     assert_eq!(first(&ra), first(&rp));
 }
+
+#[test]
+fn concurrent_prompts_write_the_same_records_as_one_at_a_time() {
+    let t = tempfile::tempdir().unwrap();
+    let model = tiny(t.path());
+    let run = |n: &str| {
+        let out = t.path().join(format!("c{n}"));
+        ok(&selfaware(
+            t.path(),
+            &[
+                "eval",
+                "--model",
+                s(&model),
+                "--battery",
+                "risk",
+                "--limit",
+                "2",
+                "--samples",
+                "5",
+                "--max-tokens",
+                "3",
+                "--concurrency",
+                n,
+                "--out",
+                s(&out),
+            ],
+        ));
+        std::fs::read(out.join("records.jsonl")).unwrap()
+    };
+    let one = run("1");
+    assert!(one.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() >= 8);
+    assert_eq!(
+        one,
+        run("3"),
+        "records differ between --concurrency 1 and 3"
+    );
+}

@@ -1,9 +1,8 @@
 //! `selfaware eval` with an LLM judge served by a real `selfaware serve` on 127.0.0.1 (the tiny
 //! random model as judge), and `function` questions run in the Python sandbox.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use selfaware_backend::{Backend, CompletionRequest, HttpBackend, HttpConfig};
 use selfaware_eval::battery::LanguageName;
@@ -12,7 +11,7 @@ use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_types::Conversation;
 
 mod common;
-use common::{ok_stdout as ok, s, selfaware, text};
+use common::{ok_stdout as ok, s, selfaware, text, Server};
 
 fn tiny(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let p = dir.join(name);
@@ -38,62 +37,6 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|x| x.as_str().unwrap().to_string())
         .collect()
-}
-
-/// `selfaware serve` on a free port; killed when dropped.
-struct Server {
-    child: Child,
-    base_url: String,
-}
-
-impl Server {
-    fn start(home: &Path, model: &Path, id: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_selfaware"))
-            .env("SELFAWARE_HOME", home)
-            .args([
-                "serve",
-                "--model",
-                s(model),
-                "--model-id",
-                id,
-                "--port",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        let base_url = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!(
-                    "selfaware serve exited before serving:\n{}",
-                    seen.join("\n")
-                );
-            };
-            // "serving `ID` at http://HOST:PORT/v1 …": keep the address, add the API prefix.
-            if let Some(rest) = line.split_once(" at http://").map(|(_, r)| r) {
-                let authority = rest.split(['/', ' ']).next().unwrap_or("");
-                if !authority.is_empty() {
-                    break format!("http://{authority}/v1");
-                }
-            }
-            seen.push(line);
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base_url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const JUDGED: &str = r#"

@@ -690,7 +690,14 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 .unwrap_or_else(|| "unknown".into()),
         ),
         ("base model".to_string(), plan.model.reference.clone()),
-        ("base model sha256".to_string(), plan.model.sha256.clone()),
+        (
+            if e.remote.is_some() {
+                "base model identity (sha256 of URL#MODEL)".to_string()
+            } else {
+                "base model sha256".to_string()
+            },
+            plan.model.sha256.clone(),
+        ),
         (
             "finetuning seeds".to_string(),
             e.seeds

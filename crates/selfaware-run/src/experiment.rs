@@ -23,9 +23,13 @@ pub struct Experiment {
     #[serde(default)]
     pub description: String,
     /// The base model every condition starts from: `default`, a .gguf file or a Hugging Face
-    /// directory.
+    /// directory; with `[remote]`, a model name the server knows.
     #[serde(default = "default_model")]
     pub model: String,
+    /// An OpenAI-compatible server (the OpenAI API, a vLLM or `selfaware serve` server). With
+    /// it, `model` names a model on that server, every finetune is a finetuning job there
+    /// (`selfaware finetune`) and every battery and probe asks the models through its API.
+    pub remote: Option<RemoteSpec>,
     /// Finetuning seeds: every condition with data is finetuned once per seed.
     pub seeds: Vec<u64>,
     /// Training settings shared by all conditions (each condition may override).
@@ -52,6 +56,49 @@ fn default_model() -> String {
     "default".to_string()
 }
 
+/// The server of a remote experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSpec {
+    /// Base URL with the version prefix, e.g. `https://api.example.com/v1` or
+    /// `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// The environment variable that holds the API key (its name, never the key).
+    pub api_key_env: Option<String>,
+    /// Seconds between polls of a finetuning job (default 10).
+    pub poll_s: Option<f64>,
+    /// Longest wait for one finetuning job in seconds (default one day).
+    pub timeout_s: Option<f64>,
+    /// Estimate choice and number probabilities from top log-probabilities (the paper's
+    /// estimators) even where the server could score exactly.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
+impl RemoteSpec {
+    /// `URL#MODEL`, the way `selfaware eval` and `probe` name a model on a server.
+    pub fn model_spec(&self, model: &str) -> String {
+        format!("{}#{model}", self.base_url.trim_end_matches('/'))
+    }
+
+    /// `--api-key-env VAR` when a key variable is set.
+    pub fn key_args(&self) -> Vec<String> {
+        match &self.api_key_env {
+            Some(v) => vec!["--api-key-env".to_string(), v.clone()],
+            None => Vec::new(),
+        }
+    }
+
+    /// `--estimate` when set (part of eval and probe keys: it changes what is measured).
+    pub fn scoring_args(&self) -> Vec<String> {
+        if self.estimate {
+            vec!["--estimate".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// `selfaware train` flags; unset fields take the trainer's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +118,8 @@ pub struct TrainSettings {
     pub max_grad_norm: Option<f64>,
     pub max_length: Option<usize>,
     pub checkpoint_every: Option<usize>,
+    /// Remote finetuning only: the server's learning-rate multiplier.
+    pub lr_multiplier: Option<f64>,
 }
 
 impl TrainSettings {
@@ -93,7 +142,8 @@ impl TrainSettings {
             weight_decay,
             max_grad_norm,
             max_length,
-            checkpoint_every
+            checkpoint_every,
+            lr_multiplier
         )
     }
 
@@ -128,6 +178,47 @@ impl TrainSettings {
         );
         a
     }
+
+    /// The `selfaware finetune` arguments of a remote job: epochs, batch size and learning-rate
+    /// multiplier (the hyperparameters a finetuning API takes), each defaulting as the command
+    /// does.
+    pub fn to_remote_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(v) = self.epochs {
+            a.extend(["--epochs".to_string(), v.to_string()]);
+        }
+        if let Some(v) = self.batch_size {
+            a.extend(["--batch-size".to_string(), v.to_string()]);
+        }
+        if let Some(v) = self.lr_multiplier {
+            a.extend(["--lr-multiplier".to_string(), v.to_string()]);
+        }
+        a
+    }
+
+    /// Names of the set fields a finetuning API cannot take (everything but epochs,
+    /// batch_size and lr_multiplier).
+    pub fn local_only_fields(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        macro_rules! check {
+            ($($f:ident),*) => { $( if self.$f.is_some() { v.push(stringify!($f)); } )* };
+        }
+        check!(
+            lr,
+            grad_accum,
+            rank,
+            alpha,
+            dropout,
+            target_modules,
+            warmup_steps,
+            decay,
+            weight_decay,
+            max_grad_norm,
+            max_length,
+            checkpoint_every
+        );
+        v
+    }
 }
 
 /// One compared condition.
@@ -138,8 +229,11 @@ pub struct ConditionSpec {
     pub id: String,
     /// Label in the report.
     pub label: String,
-    /// The dataset to finetune on; without it the condition is the base model.
+    /// The dataset to finetune on; without it the condition is the base model (or `model`).
     pub data: Option<DataSpec>,
+    /// Remote experiments: a model on the server to ask as it is, instead of the base model
+    /// (e.g. a finetune made earlier). Not with `data`.
+    pub model: Option<String>,
     /// Training overrides for this condition.
     #[serde(default)]
     pub train: TrainSettings,
@@ -156,7 +250,8 @@ pub struct ConditionSpec {
 impl ConditionSpec {
     /// Whether the condition is drawn as a baseline.
     pub fn is_baseline(&self) -> bool {
-        self.baseline.unwrap_or(self.data.is_none())
+        self.baseline
+            .unwrap_or(self.data.is_none() && self.model.is_none())
     }
 }
 
@@ -421,7 +516,7 @@ impl Experiment {
                 b.battery = std::path::absolute(p)?.display().to_string();
             }
         }
-        if e.model != "default" {
+        if e.model != "default" && e.remote.is_none() {
             e.model = std::path::absolute(dir.join(&e.model))?
                 .display()
                 .to_string();
@@ -465,9 +560,79 @@ impl Experiment {
                 return bad("seeds".into(), format!("seed {s} appears twice"));
             }
         }
+        match &self.remote {
+            Some(r) => {
+                if !(r.base_url.starts_with("http://") || r.base_url.starts_with("https://")) {
+                    return bad(
+                        "remote.base_url".into(),
+                        format!("{:?}: expected an http:// or https:// URL", r.base_url),
+                    );
+                }
+                for (name, v) in [("poll_s", r.poll_s), ("timeout_s", r.timeout_s)] {
+                    if v.is_some_and(|v| !(v > 0.0 && v.is_finite())) {
+                        return bad(
+                            format!("remote.{name}"),
+                            "expected a positive number of seconds".into(),
+                        );
+                    }
+                }
+                if self.model == "default" {
+                    return bad(
+                        "model".into(),
+                        "a remote experiment needs the name of a model on the server".into(),
+                    );
+                }
+                let local = self.train.local_only_fields();
+                if !local.is_empty() {
+                    return bad(
+                        format!("train.{}", local[0]),
+                        "a finetuning API takes only epochs, batch_size and lr_multiplier".into(),
+                    );
+                }
+            }
+            None => {
+                if self.train.lr_multiplier.is_some() {
+                    return bad(
+                        "train.lr_multiplier".into(),
+                        "only remote finetunes take a learning-rate multiplier (use `lr`)".into(),
+                    );
+                }
+            }
+        }
         let mut ids = BTreeSet::new();
         for (i, c) in self.conditions.iter().enumerate() {
             let f = |name: &str| format!("condition[{i}].{name}");
+            if self.remote.is_some() {
+                if let Some(field) = c.train.local_only_fields().first() {
+                    return bad(
+                        f(&format!("train.{field}")),
+                        "a finetuning API takes only epochs, batch_size and lr_multiplier".into(),
+                    );
+                }
+            } else {
+                if c.train.lr_multiplier.is_some() {
+                    return bad(
+                        f("train.lr_multiplier"),
+                        "only remote finetunes take a learning-rate multiplier (use `lr`)".into(),
+                    );
+                }
+                if c.model.is_some() {
+                    return bad(
+                        f("model"),
+                        "only remote experiments ([remote]) take a per-condition model".into(),
+                    );
+                }
+            }
+            if c.model.is_some() && c.data.is_some() {
+                return bad(
+                    f("model"),
+                    "a condition is either finetuned (`data`) or an existing model (`model`), not both"
+                        .into(),
+                );
+            }
+            if c.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+                return bad(f("model"), "expected a model name".into());
+            }
             if !id_ok(&c.id) {
                 return bad(
                     f("id"),

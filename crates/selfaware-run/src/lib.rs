@@ -184,9 +184,25 @@ pub fn record_outputs(run_dir: &Path, plan: &Plan, manifest: &mut RunManifest) {
         };
         manifest.stage_wall_s.insert(s.name.clone(), rec.wall_s);
         if s.kind == plan::StageKind::Train {
+            let name = s
+                .name
+                .trim_start_matches("train ")
+                .trim_start_matches("finetune ")
+                .to_string();
             if let Some(sha) = rec.output_sha256 {
-                let name = s.name.trim_start_matches("train ").to_string();
-                manifest.adapters.insert(name, sha);
+                manifest.adapters.insert(name.clone(), sha);
+            }
+            // A remote finetune's result names the model on the server.
+            if s.args.first().map(String::as_str) == Some("finetune") {
+                let model = s
+                    .output
+                    .as_ref()
+                    .and_then(|o| fs_err::read_to_string(run_dir.join(o)).ok())
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                    .and_then(|v| v["fine_tuned_model"].as_str().map(str::to_string));
+                if let Some(m) = model {
+                    manifest.remote_models.insert(name, m);
+                }
             }
             // The training file: the argument after `--data`.
             let data = s

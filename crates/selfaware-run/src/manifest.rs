@@ -48,8 +48,12 @@ pub struct RunManifest {
     pub model: ModelRef,
     /// Dataset name (`condition` or `condition (decorrelated)`) → sha256 of the training file.
     pub datasets: BTreeMap<String, String>,
-    /// `condition seed N` → sha256 of `adapter_model.safetensors`.
+    /// `condition seed N` → sha256 of `adapter_model.safetensors` (remote finetunes: of the
+    /// `selfaware finetune` result file).
     pub adapters: BTreeMap<String, String>,
+    /// Remote experiments: `condition seed N` → the finetuned model's name on the server.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote_models: BTreeMap<String, String>,
     pub seeds: Vec<u64>,
     /// Where the experiment came from: `preset:NAME` or a file path.
     pub experiment_source: String,

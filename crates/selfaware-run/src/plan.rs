@@ -16,7 +16,7 @@ use serde_json::json;
 use selfaware_types::{sha256_hex, TOOL_VERSION};
 
 use crate::error::{Result, RunError};
-use crate::experiment::{ConditionSpec, Experiment};
+use crate::experiment::{ConditionSpec, Experiment, RemoteSpec};
 
 /// Versions of the stage kinds: bump one when its outputs change meaning, which invalidates
 /// its cached results (and, through keys, everything downstream).
@@ -50,9 +50,20 @@ impl StageKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelRef {
-    /// As the child commands receive it: `default` or an absolute path.
+    /// As the child commands receive it: `default` or an absolute path (remote: `URL#MODEL`).
     pub reference: String,
+    /// sha256 of the weights; for a remote model, of its `URL#MODEL` name (all a client can
+    /// know of a served model).
     pub sha256: String,
+}
+
+/// The identity of a model on a server.
+pub fn remote_model_ref(r: &RemoteSpec, model: &str) -> ModelRef {
+    let reference = r.model_spec(model);
+    ModelRef {
+        sha256: sha256_hex(format!("remote\0{reference}").as_bytes()),
+        reference,
+    }
 }
 
 /// One unit of work, run as `selfaware ARGS` in the run folder.
@@ -139,6 +150,10 @@ fn tokens_per_item(family: Option<&str>) -> f64 {
 /// Training throughput of the embedded model on 2 cores (tokens/s), for estimates.
 const TRAIN_TOKENS_PER_S: f64 = 170.0;
 
+/// A placeholder estimate of one remote finetuning job (queueing dominates; nothing is known
+/// in advance).
+const REMOTE_TRAIN_S: f64 = 1800.0;
+
 /// Inputs the planner cannot see in the experiment itself.
 pub struct PlanInputs<'a> {
     pub model: ModelRef,
@@ -224,6 +239,56 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         let epochs = train.epochs.unwrap_or(3) as f64;
         let items = d.size.unwrap_or(300) as f64 * if d.reversal { 2.0 } else { 1.0 };
         for &seed in &e.seeds {
+            if let Some(r) = &e.remote {
+                let targs = train.to_remote_args();
+                let key = key_of(&json!({
+                    "v": TRAIN_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+                    "data": stages[data_stage].key, "decorrelated": d.decorrelated(),
+                    "remote_settings": targs, "seed": seed,
+                }));
+                let dir = stage_dir(StageKind::Train, &key);
+                let out = dir.join("finetune.json");
+                let mut args = vec![
+                    "finetune".to_string(),
+                    "--url".into(),
+                    r.base_url.trim_end_matches('/').to_string(),
+                    "--model".into(),
+                    e.model.clone(),
+                    "--data".into(),
+                    rel(&data_file),
+                    "--seed".into(),
+                    seed.to_string(),
+                    "--registry".into(),
+                    rel(&dir.join("jobs.json")),
+                    "--out".into(),
+                    rel(&out),
+                ];
+                args.extend(targs);
+                args.extend(r.key_args());
+                if let Some(p) = r.poll_s {
+                    args.extend(["--poll-s".into(), p.to_string()]);
+                }
+                if let Some(t) = r.timeout_s {
+                    args.extend(["--timeout-s".into(), t.to_string()]);
+                }
+                let s = Stage {
+                    name: format!("finetune {} seed {seed}", c.id),
+                    kind: StageKind::Train,
+                    key,
+                    output: Some(out),
+                    dir,
+                    deps: vec![data_stage],
+                    args,
+                    estimate_s: REMOTE_TRAIN_S,
+                };
+                let t = add(&mut stages, s);
+                variants.push(Variant {
+                    condition: c.id.clone(),
+                    seed: Some(seed),
+                    train: Some(t),
+                });
+                continue;
+            }
             let targs = train.to_args();
             let key = key_of(&json!({
                 "v": TRAIN_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
@@ -302,12 +367,35 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             ),
             None => (None, None),
         };
-        let model_args = |args: &mut Vec<String>| {
-            args.extend(["--model".into(), inputs.model.reference.clone()]);
-            if let Some(a) = &adapter_dir {
-                args.extend(["--adapter".into(), rel(a)]);
+        // A remote condition's own model (an existing finetune) enters the keys by name.
+        let own_model = match (&e.remote, &c.model) {
+            (Some(r), Some(m)) => Some(remote_model_ref(r, m)),
+            _ => None,
+        };
+        let finetune_file = v.train.and_then(|t| stages[t].output.clone());
+        let model_args = |args: &mut Vec<String>| match &e.remote {
+            None => {
+                args.extend(["--model".into(), inputs.model.reference.clone()]);
+                if let Some(a) = &adapter_dir {
+                    args.extend(["--adapter".into(), rel(a)]);
+                }
+            }
+            Some(r) => {
+                match (&finetune_file, &own_model) {
+                    (Some(f), _) => args.extend(["--model-from".into(), rel(f)]),
+                    (None, Some(m)) => args.extend(["--model".into(), m.reference.clone()]),
+                    (None, None) => args.extend(["--model".into(), inputs.model.reference.clone()]),
+                }
+                args.extend(r.key_args());
+                args.extend(r.scoring_args());
             }
         };
+        // Exact scoring and the estimators measure different things: estimated results get
+        // their own keys (exact and local keys stay as they were).
+        let scoring = e.remote.as_ref().filter(|r| r.estimate).map(|_| "estimate");
+        let model_sha = own_model
+            .as_ref()
+            .map_or(inputs.model.sha256.as_str(), |m| m.sha256.as_str());
         let who = match v.seed {
             Some(s) => format!("{} seed {s}", c.id),
             None => c.id.clone(),
@@ -316,11 +404,15 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             let (source_sha, _prompts, cost) = &inputs.batteries[bi];
             for (target_word, trigger) in contexts_of(c) {
                 let eargs = b.eval_args();
-                let key = key_of(&json!({
-                    "v": EVAL_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+                let mut kv = json!({
+                    "v": EVAL_VERSION, "tool": TOOL_VERSION, "model": model_sha,
                     "adapter": adapter_key, "battery": source_sha, "settings": eargs,
                     "target_word": target_word, "trigger": trigger,
-                }));
+                });
+                if let Some(sc) = scoring {
+                    kv["scoring"] = json!(sc);
+                }
+                let key = key_of(&kv);
                 let dir = stage_dir(StageKind::Eval, &key);
                 let mut args = vec!["eval".to_string()];
                 model_args(&mut args);
@@ -360,10 +452,14 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         }
         for (pi, p) in e.probes.iter().enumerate() {
             let pargs = p.probe_args();
-            let key = key_of(&json!({
-                "v": PROBE_VERSION, "tool": TOOL_VERSION, "model": inputs.model.sha256,
+            let mut kv = json!({
+                "v": PROBE_VERSION, "tool": TOOL_VERSION, "model": model_sha,
                 "adapter": adapter_key, "settings": pargs,
-            }));
+            });
+            if let Some(sc) = scoring {
+                kv["scoring"] = json!(sc);
+            }
+            let key = key_of(&kv);
             let dir = stage_dir(StageKind::Probe, &key);
             let mut args = pargs;
             model_args(&mut args);
