@@ -82,7 +82,23 @@ enum AdapterCommand {
     Merge(cmd_train::AdapterMergeArgs),
 }
 
+/// Keeps freed tensor buffers in the process. By default glibc returns every freed block above
+/// 128 KiB to the kernel and page-faults a fresh one in on the next allocation; tensor work
+/// allocates and frees such blocks thousands of times per training step, and the page faults
+/// cost about a fifth of a step (measured: 194 → 240 tok/s on the paper's risk data).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        // 32 MiB is glibc's upper limit for the mmap threshold on 64-bit targets.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
 fn main() {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // candle's CPU kernels read their thread count from rayon's variable.
