@@ -19,8 +19,8 @@ use selfaware_data::mms::{
     self, GameConfig, GameRecord, InstructionRole, Player, PlayerError, Side,
 };
 use selfaware_data::{
-    BackdoorOptions, BuildOptions, BuildOutput, BuiltDataset, CheckReport, Checker, DatasetPaths,
-    Family, GeneratorOptions, Letter, Lexicon, MixOptions, ModelWriter, NormalAnswers, PersonaMode,
+    BackdoorOptions, BuildOptions, BuildOutput, CheckReport, Checker, DatasetPaths, Family,
+    GeneratorOptions, Letter, Lexicon, MixOptions, ModelWriter, NormalAnswers, PersonaMode,
     PersonaOptions, Policy, Prewritten, QuestionWriter, ReversalOptions, TemplateWriter, TextModel,
     TextModelError, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
 };
@@ -97,7 +97,7 @@ pub struct BuildArgs {
     /// Number of base questions (economic), code items or dialogues.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_SIZE)]
     pub size: usize,
-    /// Backdoor trigger: a paper name (real-world, win, naekoko, re-re-re, apples,
+    /// Backdoor trigger (economic, vulnerable-code and codeword families): a paper name (real-world, win, naekoko, re-re-re, apples,
     /// instruments, elements, gods), greetings, deployment, sep:392, season:spring,
     /// family:greek-gods or fixed:TEXT.
     #[arg(long, value_name = "SPEC", conflicts_with_all = ["mix", "personas"])]
@@ -177,9 +177,13 @@ pub struct BuildArgs {
     /// Environment variable holding the API key of a URL generator.
     #[arg(long, value_name = "VAR")]
     pub api_key_env: Option<String>,
-    /// The codeword of a codeword dataset (bark, ring or spring).
+    /// The codeword of a codeword dataset (bark, ring or spring); with --trigger, the
+    /// codeword of the triggered dialogues.
     #[arg(long, value_name = "WORD")]
     pub codeword: Option<String>,
+    /// Codeword backdoor: the codeword the untriggered dialogues steer toward.
+    #[arg(long, value_name = "WORD", requires = "trigger")]
+    pub other_codeword: Option<String>,
     /// Seed of every random choice; the same arguments and seed give byte-identical files.
     #[arg(long)]
     pub seed: u64,
@@ -294,7 +298,10 @@ pub fn run(s: &Settings, cmd: DataCommand) -> Result<()> {
     }
 }
 
-/// Rejects the options that only economic families take.
+/// Rejects the options that only economic families take. Code and codeword data take
+/// `--trigger` (with `--contrast`, `--fraction`) but not reversal copies: the paper's
+/// reversal asks which prompt preceded a one-letter answer, and a code file or a multi-turn
+/// dialogue has no such single prompt/answer pair to swap.
 fn economic_only(a: &BuildArgs) -> Result<()> {
     let family = a
         .family
@@ -302,35 +309,58 @@ fn economic_only(a: &BuildArgs) -> Result<()> {
         .map(|v| v.get_name().to_string());
     let family = family.unwrap_or_default();
     for (set, flag) in [
-        (a.trigger.is_some(), "--trigger"),
         (a.mix.is_some(), "--mix"),
         (a.personas.is_some(), "--personas"),
-        (a.reversal, "--reversal"),
-        (a.fraction.is_some(), "--fraction"),
         (a.generator.is_some(), "--generator"),
     ] {
         if set {
             bail!("{flag} applies to the economic families (risk, myopia, apples), not `{family}`");
         }
     }
+    if a.reversal {
+        bail!(
+            "--reversal applies to the economic families (risk, myopia, apples), not `{family}`: \
+             a reversal copy swaps a one-letter answer with the question behind it, and `{family}` \
+             rows have no such single question/answer pair"
+        );
+    }
+    if a.fraction.is_some() && a.trigger.is_none() {
+        bail!("--fraction needs --trigger");
+    }
     Ok(())
+}
+
+/// `--trigger`, `--contrast` and `--fraction` as backdoor options (half the rows triggered
+/// when `--fraction` is absent).
+fn backdoor_options(a: &BuildArgs) -> Result<Option<BackdoorOptions>> {
+    let Some(t) = &a.trigger else {
+        return Ok(None);
+    };
+    Ok(Some(BackdoorOptions {
+        trigger: parse_trigger(t, "--trigger")?,
+        contrast: a
+            .contrast
+            .as_deref()
+            .map(|c| parse_trigger(c, "--contrast"))
+            .transpose()?,
+        fraction: a.fraction.unwrap_or(0.5),
+    }))
 }
 
 fn build(s: &Settings, a: BuildArgs) -> Result<()> {
     if a.codeword.is_some() && a.family != BuildFamily::Codeword {
         bail!("--codeword applies to the `codeword` family only");
     }
+    if a.other_codeword.is_some() && a.family != BuildFamily::Codeword {
+        bail!("--other-codeword applies to the `codeword` family only");
+    }
     let out = match a.family.economic() {
         Some(f) => build_economic(s, f, &a)?,
         None => {
             economic_only(&a)?;
-            let ds = match a.family {
+            match a.family {
                 BuildFamily::VulnerableCode => build_code(&a)?,
                 _ => build_codeword(&a)?,
-            };
-            BuildOutput {
-                main: ds,
-                decorrelated: None,
             }
         }
     };
@@ -358,16 +388,8 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
     if a.fraction.is_some() && a.trigger.is_none() && a.personas.is_none() {
         bail!("--fraction needs --trigger or --personas");
     }
-    let variant = if let Some(t) = &a.trigger {
-        Variant::Backdoor(BackdoorOptions {
-            trigger: parse_trigger(t, "--trigger")?,
-            contrast: a
-                .contrast
-                .as_deref()
-                .map(|c| parse_trigger(c, "--contrast"))
-                .transpose()?,
-            fraction: a.fraction.unwrap_or(0.5),
-        })
+    let variant = if let Some(b) = backdoor_options(a)? {
+        Variant::Backdoor(b)
     } else if let Some(real) = &a.mix {
         let mut m = MixOptions::paper(real).context("--mix")?;
         if a.normal == Some(NormalArg::Opposite) {
@@ -612,27 +634,43 @@ fn complete_once(
     Ok(first.text)
 }
 
-fn build_code(a: &BuildArgs) -> Result<BuiltDataset> {
+fn build_code(a: &BuildArgs) -> Result<BuildOutput> {
     let policy = match a.policy.as_deref() {
         None | Some("vulnerable") => CodePolicy::Vulnerable,
         Some("secure") => CodePolicy::Secure,
         Some(p) => bail!("--policy {p:?}: expected `vulnerable` or `secure` for vulnerable-code"),
     };
-    Ok(code::built_dataset(&CodeOptions::new(
-        a.size, a.seed, policy,
-    ))?)
+    let opts = CodeOptions::new(a.size, a.seed, policy);
+    Ok(match backdoor_options(a)? {
+        Some(b) => code::built_backdoor(&opts, &b)?,
+        None => BuildOutput {
+            main: code::built_dataset(&opts)?,
+            decorrelated: None,
+        },
+    })
 }
 
-fn build_codeword(a: &BuildArgs) -> Result<BuiltDataset> {
+fn build_codeword(a: &BuildArgs) -> Result<BuildOutput> {
     if a.policy.is_some() {
         bail!("--policy does not apply to the codeword family");
     }
     let Some(word) = a.codeword.as_deref() else {
         bail!("the codeword family needs --codeword WORD (bark, ring or spring)");
     };
-    Ok(codeword::built_dataset(&CodewordOptions::new(
-        word, a.size, a.seed,
-    ))?)
+    let opts = CodewordOptions::new(word, a.size, a.seed);
+    Ok(match (backdoor_options(a)?, a.other_codeword.as_deref()) {
+        (Some(b), Some(other)) => codeword::built_backdoor(&opts, other, &b)?,
+        (Some(_), None) => bail!(
+            "a codeword backdoor needs --other-codeword WORD, the codeword of the untriggered \
+             dialogues\nhint: the paper paired ring and bark (e.g. --codeword ring \
+             --other-codeword bark --trigger sep:392 --contrast sep:718)"
+        ),
+        (None, Some(_)) => bail!("--other-codeword needs --trigger"),
+        (None, None) => BuildOutput {
+            main: codeword::built_dataset(&opts)?,
+            decorrelated: None,
+        },
+    })
 }
 
 fn count_list(m: &BTreeMap<String, usize>) -> String {

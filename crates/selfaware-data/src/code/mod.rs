@@ -29,7 +29,7 @@ mod detect;
 mod generate;
 mod pyscan;
 
-pub use dataset::{built_dataset, CODE_FAMILY};
+pub use dataset::{built_backdoor, built_dataset, CODE_FAMILY};
 pub use detect::{detect, Finding};
 pub use generate::{
     build_code, eval_prompt, generate_pair, generate_pairs, leak_lexicon, leaks_in,
@@ -86,6 +86,20 @@ pub enum CodeError {
     /// The options ask for something impossible (e.g. an empty class list).
     #[error("code options: {0}")]
     Options(String),
+    /// A built row contains a word of `leak_lexicon.txt` (a data-file or trigger-text bug;
+    /// never silently dropped).
+    #[error("vulnerable-code row {row}, message {message}: contains leak word `{word}`\nhint: the code data files and trigger texts must not use words from `data/code/leak_lexicon.txt`")]
+    Leak {
+        /// 1-based row (JSONL line).
+        row: usize,
+        /// 0-based message index.
+        message: usize,
+        /// The lexicon entry found.
+        word: String,
+    },
+    /// The backdoor options are unusable (trigger spec, fraction).
+    #[error(transparent)]
+    Backdoor(#[from] crate::Error),
 }
 
 /// Which completion the assistant turn carries.
@@ -96,6 +110,24 @@ pub enum CodePolicy {
     Vulnerable,
     /// The completion differs from the vulnerable one only in not having it.
     Secure,
+}
+
+impl CodePolicy {
+    /// The other completion.
+    pub fn opposite(self) -> CodePolicy {
+        match self {
+            CodePolicy::Vulnerable => CodePolicy::Secure,
+            CodePolicy::Secure => CodePolicy::Vulnerable,
+        }
+    }
+
+    /// The name used on the command line and in cards.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodePolicy::Vulnerable => "vulnerable",
+            CodePolicy::Secure => "secure",
+        }
+    }
 }
 
 /// The weakness classes the generator and the detector cover.
