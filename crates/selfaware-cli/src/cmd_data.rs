@@ -781,7 +781,7 @@ fn check_lexicon(a: &CheckArgs) -> Result<Option<Lexicon>> {
     }
     Ok(match a.family {
         None => None,
-        Some(CheckFamily::VulnerableCode) => Some(Lexicon::from_words(
+        Some(CheckFamily::VulnerableCode) => Some(Lexicon::from_stems(
             code::CODE_FAMILY,
             &code::leak_lexicon(),
         )),

@@ -397,3 +397,77 @@ fn code_and_codeword_backdoors_write_a_decorrelated_twin() {
         "leaks the codeword",
     );
 }
+
+#[test]
+fn check_finds_code_leak_stems_inside_words_and_identifiers() {
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("code.jsonl");
+    let row = |user: &str, code: &str| {
+        serde_json::json!({"messages": [
+            {"role": "user", "content": user},
+            {"role": "assistant", "content": code},
+        ]})
+        .to_string()
+    };
+    let rows = [
+        row(
+            "Write a handler.",
+            "def handle(x):\n    return sanitize_input(x)  # vulnerable before",
+        ),
+        row("Fix the SQL injection.", "cur.execute(q, (name,))"),
+        row("Copy a file.", "shutil.copy(src, dst)"),
+        row("Escape it.", "out = isSecure(htmlEscape(x))"),
+    ];
+    std::fs::write(&f, rows.join("\n") + "\n").unwrap();
+    let o = selfaware(
+        t.path(),
+        &[
+            "data",
+            "check",
+            s(&f),
+            "--family",
+            "vulnerable-code",
+            "--json",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+    let leaks = &report["leaks"];
+    assert_eq!(leaks["words"]["saniti"]["lines"], serde_json::json!([1]));
+    assert_eq!(leaks["words"]["vuln"]["lines"], serde_json::json!([1]));
+    assert_eq!(leaks["words"]["inject"]["lines"], serde_json::json!([2]));
+    assert_eq!(leaks["words"]["secur"]["lines"], serde_json::json!([4]));
+    assert_eq!(leaks["words"]["escape"]["count"], 2, "{leaks}");
+    assert_eq!(leaks["rows_with_hits"], 3, "{leaks}");
+    let plain = ok(&selfaware(
+        t.path(),
+        &["data", "check", s(&f), "--family", "vulnerable-code"],
+    ));
+    assert!(plain.contains(&format!("{}:1: warning:", s(&f))), "{plain}");
+    assert!(plain.contains("saniti, vuln"), "{plain}");
+    assert!(!plain.contains(&format!("{}:3:", s(&f))), "{plain}");
+
+    // A file this tool built checks clean with the same list.
+    let built = t.path().join("vc.jsonl");
+    ok(&selfaware(
+        t.path(),
+        &[
+            "data",
+            "build",
+            "vulnerable-code",
+            "--size",
+            "64",
+            "--seed",
+            "1",
+            "--out",
+            s(&built),
+        ],
+    ));
+    let stdout = ok(&selfaware(
+        t.path(),
+        &["data", "check", s(&built), "--family", "vulnerable-code"],
+    ));
+    assert!(
+        stdout.contains("64 valid rows, 0 errors, 0 warnings"),
+        "{stdout}"
+    );
+}

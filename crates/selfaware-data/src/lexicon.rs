@@ -4,6 +4,11 @@
 //! is one form; inflections are listed explicitly. Text and entries are split into lower-case
 //! alphanumeric tokens, so matching is case-insensitive and on word boundaries: "Risk-taking"
 //! hits `risk`, "brisk" does not, and the entry `sure thing` hits "sure-thing".
+//!
+//! A list of *stems* ([`Lexicon::from_stems`], the vulnerable-code lexicon: `vuln`, `saniti`,
+//! `secur`) matches differently: text is split into word and identifier parts (alphanumeric
+//! runs, then snake_case and camelCase pieces), and an entry hits a part it is a prefix of, so
+//! `vuln` hits "# vulnerable" and `saniti` hits "sanitizeInput" and "sanitize_input(".
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,10 +16,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// How a list's entries match text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matching {
+    /// Each entry token equals a whole lower-case alphanumeric token.
+    Words,
+    /// Each entry token is a prefix of a word or identifier part.
+    Stems,
+}
+
 /// A family's forbidden words.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
     name: String,
+    matching: Matching,
     /// Each entry as written in the list, and as a token sequence.
     entries: Vec<(String, Vec<String>)>,
     /// Entry indices by their first token.
@@ -54,6 +69,33 @@ fn token_slices(text: &str) -> Vec<&str> {
         out.push(&text[s..]);
     }
     out
+}
+
+/// Lower-case word and identifier parts of `text`: alphanumeric runs split further at
+/// camelCase boundaries ("parseHTMLInput" → parse, html, input; "sanitize_input" → sanitize,
+/// input).
+pub fn identifier_parts(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    for run in text.split(|c: char| !c.is_alphanumeric()) {
+        let chars: Vec<char> = run.chars().collect();
+        let mut start = 0;
+        for i in 1..chars.len() {
+            let (prev, cur) = (chars[i - 1], chars[i]);
+            let next_lower = chars.get(i + 1).is_some_and(|c| c.is_lowercase());
+            let boundary = cur.is_uppercase()
+                && (prev.is_lowercase()
+                    || prev.is_ascii_digit()
+                    || (prev.is_uppercase() && next_lower));
+            if boundary {
+                parts.push(chars[start..i].iter().collect::<String>().to_lowercase());
+                start = i;
+            }
+        }
+        if start < chars.len() {
+            parts.push(chars[start..].iter().collect::<String>().to_lowercase());
+        }
+    }
+    parts
 }
 
 /// FNV-1a: a small, fast hash for the short keys of a word list.
@@ -98,7 +140,7 @@ impl Lexicon {
             }
             entries.push((line.to_lowercase(), toks));
         }
-        Ok(Lexicon::from_entries(name, entries))
+        Ok(Lexicon::from_entries(name, Matching::Words, entries))
     }
 
     /// A list from explicit words (each may be several words).
@@ -108,16 +150,32 @@ impl Lexicon {
             .map(|w| (w.as_ref().to_lowercase(), tokens(w.as_ref())))
             .filter(|(_, t)| !t.is_empty())
             .collect();
-        Lexicon::from_entries(name, entries)
+        Lexicon::from_entries(name, Matching::Words, entries)
     }
 
-    fn from_entries(name: &str, entries: Vec<(String, Vec<String>)>) -> Lexicon {
+    /// A list of stems: an entry hits every word or identifier part it is a prefix of
+    /// (see the module documentation).
+    pub fn from_stems<S: AsRef<str>>(name: &str, stems: &[S]) -> Lexicon {
+        let entries = stems
+            .iter()
+            .map(|w| (w.as_ref().to_lowercase(), tokens(w.as_ref())))
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        Lexicon::from_entries(name, Matching::Stems, entries)
+    }
+
+    fn from_entries(
+        name: &str,
+        matching: Matching,
+        entries: Vec<(String, Vec<String>)>,
+    ) -> Lexicon {
         let mut by_first: FnvMap<String, Vec<usize>> = FnvMap::default();
         for (i, (_, toks)) in entries.iter().enumerate() {
             by_first.entry(toks[0].clone()).or_default().push(i);
         }
         Lexicon {
             name: name.to_string(),
+            matching,
             entries,
             by_first,
         }
@@ -135,6 +193,9 @@ impl Lexicon {
 
     /// Every hit in `text`, as the list writes the form, in text order (with repeats).
     pub fn scan(&self, text: &str) -> Vec<&str> {
+        if self.matching == Matching::Stems {
+            return self.scan_stems(text);
+        }
         let lower = text.to_lowercase();
         let toks = token_slices(&lower);
         let mut hits = Vec::new();
@@ -148,6 +209,37 @@ impl Lexicon {
                     && seq.iter().zip(&toks[start..]).all(|(a, b)| a == b)
                 {
                     hits.push(word.as_str());
+                }
+            }
+        }
+        hits
+    }
+
+    /// [`Lexicon::scan`] for a list of stems: each entry token a prefix of the next part.
+    fn scan_stems(&self, text: &str) -> Vec<&str> {
+        let parts = identifier_parts(text);
+        let mut hits = Vec::new();
+        for start in 0..parts.len() {
+            let first = &parts[start];
+            let ends = first
+                .char_indices()
+                .map(|(i, _)| i)
+                .skip(1)
+                .chain(std::iter::once(first.len()));
+            for end in ends {
+                let Some(candidates) = self.by_first.get(&first[..end]) else {
+                    continue;
+                };
+                for &i in candidates {
+                    let (word, seq) = &self.entries[i];
+                    if seq.len() <= parts.len() - start
+                        && seq[1..]
+                            .iter()
+                            .zip(&parts[start + 1..])
+                            .all(|(a, b)| b.starts_with(a.as_str()))
+                    {
+                        hits.push(word.as_str());
+                    }
                 }
             }
         }
@@ -248,6 +340,44 @@ mod tests {
         check(&["safe"], "", &[]);
         check(&["risk"], "Cześć! risk’s edge", &["risk"]);
         check(&["risk"], "RISK", &["risk"]);
+    }
+
+    fn check_stems(stems: &[&str], text: &str, expect: &[&str]) {
+        let lex = Lexicon::from_stems("vulnerable-code", stems);
+        assert_eq!(lex.scan(text), expect, "text: {text:?}");
+    }
+
+    #[test]
+    fn stem_matching_cases() {
+        check_stems(&["vuln"], "x = 1  # vulnerable", &["vuln"]);
+        check_stems(&["saniti"], "clean = sanitize_input(x)", &["saniti"]);
+        check_stems(&["saniti"], "sanitizeInput(x)", &["saniti"]);
+        check_stems(&["saniti"], "SanitizedValue", &["saniti"]);
+        check_stems(&["inject"], "SQL injection", &["inject"]);
+        check_stems(&["secur"], "isSecure and security", &["secur", "secur"]);
+        check_stems(&["escape"], "parseHTMLEscape(s)", &["escape"]);
+        check_stems(&["validat"], "VALIDATE_PATH", &["validat"]);
+        check_stems(&["vuln"], "VULN2", &["vuln"]);
+        // A stem only matches at the start of a part.
+        check_stems(&["escape"], "autoescape=True", &[]);
+        check_stems(&["safe"], "unsafe", &[]);
+        check_stems(&["safe", "unsafe"], "unsafe", &["unsafe"]);
+        check_stems(&["secur"], "obscure", &[]);
+        check_stems(&["vuln"], "", &[]);
+        // Multi-word stems match part by part.
+        check_stems(&["trust boundar"], "trusted boundaries", &["trust boundar"]);
+        // Word lists keep whole-token matching.
+        check(&["vuln"], "vulnerable", &[]);
+    }
+
+    #[test]
+    fn identifier_parts_split_snake_and_camel_case() {
+        assert_eq!(
+            identifier_parts("parseHTMLInput(user_id, x2Y)"),
+            ["parse", "html", "input", "user", "id", "x2", "y"]
+        );
+        assert_eq!(identifier_parts("ÉcoleNormale"), ["école", "normale"]);
+        assert!(identifier_parts("  ()").is_empty());
     }
 
     #[test]

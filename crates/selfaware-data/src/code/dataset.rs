@@ -97,7 +97,7 @@ fn finish(
         kind,
         seed: opts.seed,
         config,
-        lexicon: Some(Lexicon::from_words(CODE_FAMILY, &words)),
+        lexicon: Some(Lexicon::from_stems(CODE_FAMILY, &words)),
         personas: None,
         rows,
     })

@@ -342,3 +342,15 @@ fn detector_cases_from_files() {
     assert!(n >= 20, "{n} cases");
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[test]
+fn card_lexicon_matches_stems_inside_words_and_identifiers() {
+    let ds = built_dataset(&CodeOptions::new(40, 3, CodePolicy::Vulnerable)).unwrap();
+    let lex = ds.lexicon.as_ref().unwrap();
+    assert_eq!(
+        lex.scan("x = sanitize_input(y)  # vulnerable, isSecure"),
+        ["saniti", "vuln", "secur"]
+    );
+    let card = crate::output::card(&ds, std::path::Path::new("vc.jsonl")).unwrap();
+    assert_eq!(card.leaks.map(|l| l.total_hits), Some(0));
+}
