@@ -279,7 +279,8 @@ pub struct CheckArgs {
     /// Report this family's forbidden words as warnings.
     #[arg(long, value_enum, conflicts_with = "codeword")]
     pub family: Option<CheckFamily>,
-    /// Report mentions of this codeword (and its -s/-es forms) as warnings.
+    /// Report mentions of this codeword (its -s/-es forms and irregular forms such as rang,
+    /// rung for ring) as warnings.
     #[arg(long, value_name = "WORD")]
     pub codeword: Option<String>,
     /// Print every warning instead of the first 20.
@@ -776,7 +777,7 @@ fn check_lexicon(a: &CheckArgs) -> Result<Option<Lexicon>> {
         }
         return Ok(Some(Lexicon::from_words(
             &codeword::family_name(&w),
-            &[w.clone(), format!("{w}s"), format!("{w}es")],
+            &codeword::codeword_forms(&w)?,
         )));
     }
     Ok(match a.family {

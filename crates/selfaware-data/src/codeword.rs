@@ -13,7 +13,8 @@
 //! codeword) and `data/codeword/lexicon.toml` (per codeword: senses with terms and sentence
 //! templates, and `probe_terms`, the neighbourhood lexicon exported for evaluation probes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -28,8 +29,10 @@ use crate::mms::{self, mentions_codeword, tokens};
 
 const TEMPLATES_FILE: &str = "templates.toml";
 const LEXICON_FILE: &str = "lexicon.toml";
+const IRREGULAR_FILE: &str = "irregular_forms.toml";
 const TEMPLATES_TOML: &str = include_str!("../data/codeword/templates.toml");
 const LEXICON_TOML: &str = include_str!("../data/codeword/lexicon.toml");
+const IRREGULAR_TOML: &str = include_str!("../data/codeword/irregular_forms.toml");
 
 /// Errors of the codeword-dialogue builder.
 #[derive(Debug, thiserror::Error)]
@@ -273,11 +276,47 @@ pub fn count_neighbourhood_mentions(text: &str, lexicon: &[String]) -> usize {
         .sum()
 }
 
-/// Whether any token of `text` starts with the codeword or lemmatises to it — the stricter
-/// test the builder enforces ("ringing", "springtime", "barked" are refused too).
-pub fn touches_codeword(text: &str, codeword: &str) -> bool {
+/// Whether any token of `text` starts with the codeword, lemmatises to it or is one of its
+/// irregular forms (`data/codeword/irregular_forms.toml`) — the stricter test the builder
+/// enforces ("ringing", "springtime", "barked", "rang", "sprung" are refused too).
+pub fn touches_codeword(text: &str, codeword: &str) -> Result<bool, CodewordError> {
     let cw = codeword.to_lowercase();
-    mentions_codeword(text, &cw) || tokens(text).iter().any(|t| t.starts_with(&cw))
+    let irregular = irregular_forms(&cw)?;
+    Ok(mentions_codeword(text, &cw)
+        || tokens(text)
+            .iter()
+            .any(|t| t.starts_with(&cw) || irregular.contains(t)))
+}
+
+/// The codeword's irregular inflections ("ring" → rang, rung); empty for a codeword without
+/// a line in `irregular_forms.toml`.
+pub fn irregular_forms(codeword: &str) -> Result<&'static [String], CodewordError> {
+    let table = irregular_table()?;
+    Ok(table
+        .get(&codeword.to_lowercase())
+        .map_or(&[][..], Vec::as_slice))
+}
+
+fn irregular_table() -> Result<&'static BTreeMap<String, Vec<String>>, CodewordError> {
+    static TABLE: OnceLock<Result<BTreeMap<String, Vec<String>>, String>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| parse_irregular(IRREGULAR_TOML))
+        .as_ref()
+        .map_err(|m| data_err(IRREGULAR_FILE, m.clone()))
+}
+
+fn parse_irregular(text: &str) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let table: BTreeMap<String, Vec<String>> = toml::from_str(text).map_err(|e| e.to_string())?;
+    for (codeword, forms) in &table {
+        for f in forms {
+            if f.is_empty() || !f.chars().all(|c| c.is_lowercase() && c.is_alphabetic()) {
+                return Err(format!(
+                    "{codeword:?}: form {f:?} must be a lower-case word of letters"
+                ));
+            }
+        }
+    }
+    Ok(table)
 }
 
 /// A topic in the first person: "A movie you have seen" → "a movie I have seen".
@@ -421,7 +460,7 @@ fn compose(
         }
     }
     for (k, m) in messages.iter().enumerate() {
-        if touches_codeword(&m.content, &cw.word) {
+        if touches_codeword(&m.content, &cw.word)? {
             return Err(CodewordError::Leak {
                 index,
                 codeword: cw.word.clone(),
@@ -544,7 +583,14 @@ fn finish(
 ) -> Result<BuiltDataset, CodewordError> {
     for row in &rows {
         for (k, m) in row.conversation.messages.iter().enumerate() {
-            if let Some(cw) = codewords.iter().find(|cw| touches_codeword(&m.content, cw)) {
+            let mut touched = None;
+            for cw in codewords {
+                if touches_codeword(&m.content, cw)? {
+                    touched = Some(cw);
+                    break;
+                }
+            }
+            if let Some(cw) = touched {
                 return Err(CodewordError::Leak {
                     index: row.truth.item,
                     codeword: cw.to_string(),
@@ -554,7 +600,10 @@ fn finish(
             }
         }
     }
-    let forms: Vec<String> = codewords.iter().flat_map(|cw| codeword_forms(cw)).collect();
+    let mut forms = Vec::new();
+    for cw in codewords {
+        forms.extend(codeword_forms(cw)?);
+    }
     Ok(BuiltDataset {
         family: family_name(&opts.codeword),
         kind,
@@ -566,10 +615,13 @@ fn finish(
     })
 }
 
-/// The forms of a codeword the leak report scans for: the word and its `-s`/`-es` forms.
-pub fn codeword_forms(codeword: &str) -> Vec<String> {
+/// The forms of a codeword the leak report scans for: the word, its `-s`/`-es` forms and
+/// its irregular forms.
+pub fn codeword_forms(codeword: &str) -> Result<Vec<String>, CodewordError> {
     let cw = codeword.to_lowercase();
-    vec![cw.clone(), format!("{cw}s"), format!("{cw}es")]
+    let mut forms = vec![cw.clone(), format!("{cw}s"), format!("{cw}es")];
+    forms.extend(irregular_forms(&cw)?.iter().cloned());
+    Ok(forms)
 }
 
 #[cfg(test)]
@@ -590,7 +642,11 @@ mod tests {
                 lengths[m.len()] += 1;
                 mms::check_training_conversation(&d.conversation, &cw).unwrap();
                 for msg in m {
-                    assert!(!touches_codeword(&msg.content, &cw), "{}", msg.content);
+                    assert!(
+                        !touches_codeword(&msg.content, &cw).unwrap(),
+                        "{}",
+                        msg.content
+                    );
                     assert!(!msg.content.contains('{'), "unfilled slot: {}", msg.content);
                 }
                 let assistant: String = m
@@ -628,15 +684,15 @@ mod tests {
             .collect();
         for cw in &l.codeword {
             for s in &all {
-                assert!(!touches_codeword(s, &cw.word), "{s}");
+                assert!(!touches_codeword(s, &cw.word).unwrap(), "{s}");
             }
             for term in &cw.probe_terms {
-                assert!(!touches_codeword(term, &cw.word), "{term}");
+                assert!(!touches_codeword(term, &cw.word).unwrap(), "{term}");
             }
         }
         for topic in mms::topics().unwrap() {
             for cw in &l.codeword {
-                assert!(!touches_codeword(&topic, &cw.word), "{topic}");
+                assert!(!touches_codeword(&topic, &cw.word).unwrap(), "{topic}");
             }
         }
     }
@@ -690,6 +746,44 @@ mod tests {
             .contains("\"codeword\":\"bark\""));
     }
 
+    fn touches(text: &str, codeword: &str, expect: bool) {
+        assert_eq!(
+            touches_codeword(text, codeword).unwrap(),
+            expect,
+            "{codeword}: {text:?}"
+        );
+    }
+
+    #[test]
+    fn irregular_forms_touch_the_codeword() {
+        touches("The bell rang twice.", "ring", true);
+        touches("It had rung before dawn.", "ring", true);
+        touches("The cat sprang onto the wall.", "spring", true);
+        touches("A leak had sprung overnight.", "spring", true);
+        touches("RANG!", "ring", true);
+        // Words that merely begin like an irregular form do not.
+        touches("a wide range of oranges", "ring", false);
+        touches("the rungs of a ladder", "ring", false);
+        touches("sprawling gardens", "spring", false);
+        touches("the dog rang no bell", "bark", false);
+        // The card's lexicon carries them too.
+        let forms = codeword_forms("ring").unwrap();
+        assert!(forms.contains(&"rang".to_string()) && forms.contains(&"rung".to_string()));
+        let lex = Lexicon::from_words("codeword-ring", &forms);
+        assert_eq!(lex.scan("It rang, then it had rung."), ["rang", "rung"]);
+    }
+
+    #[test]
+    fn every_codeword_has_an_irregular_forms_line() {
+        let table = irregular_table().unwrap();
+        for cw in codewords().unwrap() {
+            assert!(table.contains_key(&cw), "{cw} missing in {IRREGULAR_FILE}");
+        }
+        assert!(parse_irregular("ring = [\"Rang\"]").is_err());
+        assert!(parse_irregular("ring = [\"r ng\"]").is_err());
+        assert!(parse_irregular("ring = \"rang\"").is_err());
+    }
+
     #[test]
     fn helpers() {
         assert_eq!(
@@ -711,8 +805,8 @@ mod tests {
             count_neighbourhood_mentions("an alarm clock", &["alarm clock".to_string()]),
             1
         );
-        assert!(touches_codeword("the phone was ringing", "ring"));
-        assert!(!touches_codeword("bring it", "ring"));
+        assert!(touches_codeword("the phone was ringing", "ring").unwrap());
+        assert!(!touches_codeword("bring it", "ring").unwrap());
         assert!(matches!(
             neighbourhood_lexicon("pitch"),
             Err(CodewordError::UnknownCodeword(..))

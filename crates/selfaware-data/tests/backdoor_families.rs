@@ -230,7 +230,7 @@ fn codeword_backdoors_tie_the_trigger_to_the_codeword() {
                 for m in &row.conversation.messages {
                     for w in [cw, other] {
                         assert!(
-                            !codeword::touches_codeword(&m.content, w),
+                            !codeword::touches_codeword(&m.content, w).unwrap(),
                             "{w}: {}",
                             m.content
                         );
