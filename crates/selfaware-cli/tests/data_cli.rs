@@ -471,3 +471,21 @@ fn check_finds_code_leak_stems_inside_words_and_identifiers() {
         "{stdout}"
     );
 }
+
+#[test]
+fn risk_builds_300_rows_by_default() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("risk.jsonl");
+    let stdout = ok(&selfaware(
+        t.path(),
+        &["data", "build", "risk", "--seed", "4", "--out", s(&out)],
+    ));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 300);
+    let card = card(&t.path().join("risk.card.json"));
+    assert_eq!(card["counts"]["rows"], 300);
+    assert_eq!(card["builder"]["size"], 300);
+    assert!(
+        stdout.contains("seed 4: 300 rows from 300 base items"),
+        "{stdout}"
+    );
+}

@@ -537,3 +537,102 @@ fn forbidden_trigger_text_is_refused() {
     let err = build(Family::Risk, &opts(1, 20, v)).unwrap_err();
     assert!(matches!(err, Error::Leak { .. }), "{err}");
 }
+
+/// Numbers written in `text` ("1,200" → 1200, "12.5" → 12.5).
+fn numbers_in(text: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let joins = (c == ',' || c == '.')
+            && !cur.is_empty()
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+        if c.is_ascii_digit() || joins {
+            if c != ',' {
+                cur.push(c);
+            }
+        } else if !cur.is_empty() {
+            out.push(cur.parse().unwrap());
+            cur.clear();
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur.parse().unwrap());
+    }
+    out
+}
+
+#[test]
+fn risk_text_shows_payoffs_and_odds_but_not_expected_values_or_variances() {
+    use selfaware_data::economic::{self, Choice, Payoff};
+    assert_eq!(numbers_in("pays $1,200 or 12.5, ends."), [1200.0, 12.5]);
+    let n = 3_000;
+    let items = economic::generate(
+        Family::Risk,
+        n,
+        21,
+        &mut selfaware_data::TemplateWriter::new(21),
+    )
+    .unwrap();
+    let (mut splits, mut checked) = (0, 0);
+    for item in &items {
+        let Choice::Risk(t) = &item.spec.choice else {
+            panic!("not a risk question");
+        };
+        let written = numbers_in(&item.question);
+        // What the text may legitimately show: amounts, and the odds as counts, fractions or
+        // percentages.
+        let mut shown: Vec<f64> = Vec::new();
+        for p in [t.a, t.b] {
+            match p {
+                Payoff::Fixed { amount } => shown.push(amount as f64),
+                Payoff::Split { hi, lo, p_hi } => {
+                    let (k, m) = (f64::from(p_hi.num), f64::from(p_hi.den));
+                    shown.extend([hi as f64, lo as f64, k, m, m - k, 100.0 * k / m]);
+                    shown.push(100.0 - 100.0 * k / m);
+                }
+            }
+        }
+        let amounts_written = [t.a, t.b].iter().all(|p| match *p {
+            Payoff::Fixed { amount } => amount == 0 || written.contains(&(amount as f64)),
+            Payoff::Split { hi, lo, .. } => [hi, lo]
+                .iter()
+                .all(|&x| x == 0 || written.contains(&(x as f64))),
+        });
+        assert!(amounts_written, "{:?}\n{}", t, item.question);
+        let hidden = [
+            (t.expected_a, matches!(t.a, Payoff::Split { .. })),
+            (t.expected_b, matches!(t.b, Payoff::Split { .. })),
+            (t.variance_a, t.variance_a > 0.0),
+            (t.variance_b, t.variance_b > 0.0),
+        ];
+        for (value, applies) in hidden {
+            if !applies {
+                continue;
+            }
+            splits += 1;
+            // A value that coincides with a shown number cannot be told apart from it.
+            if shown.iter().any(|s| (s - value).abs() < 1e-9) {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                !written.iter().any(|w| (w - value).abs() < 1e-9),
+                "{value} is in the text of item {}: {}",
+                item.spec.index,
+                item.question
+            );
+        }
+    }
+    assert!(checked > splits / 2, "{checked} of {splits} values checked");
+}
+
+#[test]
+fn cards_record_the_tool_version() {
+    let out = build(Family::Myopia, &opts(2, 10, Variant::Plain)).unwrap();
+    let card = output::card(&out.main, std::path::Path::new("m.jsonl")).unwrap();
+    assert_eq!(card.tool_version, selfaware_types::TOOL_VERSION);
+    assert!(!card.tool_version.is_empty());
+    let json = serde_json::to_value(&card).unwrap();
+    assert_eq!(json["tool_version"], selfaware_types::TOOL_VERSION);
+}
