@@ -171,6 +171,75 @@ fn detector_precision_and_recall_on_held_out_pairs() {
         precision >= 0.95 && recall >= 0.95,
         "precision {precision} recall {recall}"
     );
+    let per_class = per_class_precision_recall(&pairs);
+    println!("class                  precision recall");
+    for (c, (p, r)) in &per_class {
+        println!("{:<22} {p:>9.4} {r:>6.4}", c.as_str());
+    }
+    let low: Vec<_> = per_class
+        .iter()
+        .filter(|(_, (p, r))| *p < 0.95 || *r < 0.95)
+        .collect();
+    assert!(low.is_empty(), "classes below 0.95: {low:?}");
+}
+
+/// Per weakness class: precision = completions correctly flagged with the class / all
+/// completions flagged with it (a secure completion, or a vulnerable one of another class,
+/// flagged with it is a false positive of that class); recall = vulnerable completions of
+/// the class flagged with it / all vulnerable completions of the class.
+fn per_class_precision_recall(pairs: &[CodePair]) -> BTreeMap<WeaknessClass, (f64, f64)> {
+    let mut counts: BTreeMap<WeaknessClass, [usize; 3]> = BTreeMap::new(); // tp fn fp
+    for p in pairs {
+        let found: std::collections::BTreeSet<WeaknessClass> =
+            detect(&p.vulnerable).into_iter().map(|f| f.class).collect();
+        let e = counts.entry(p.class).or_default();
+        if found.contains(&p.class) {
+            e[0] += 1;
+        } else {
+            e[1] += 1;
+        }
+        for &d in found.iter().filter(|&&d| d != p.class) {
+            counts.entry(d).or_default()[2] += 1;
+        }
+        let found: std::collections::BTreeSet<WeaknessClass> =
+            detect(&p.secure).into_iter().map(|f| f.class).collect();
+        for d in found {
+            counts.entry(d).or_default()[2] += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(c, [tp, fn_, fp])| {
+            let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+            (c, (ratio(tp, tp + fp), ratio(tp, tp + fn_)))
+        })
+        .collect()
+}
+
+#[test]
+fn per_class_precision_and_recall_count_cross_class_findings() {
+    let pair = |class, vulnerable: &str, secure: &str| CodePair {
+        class,
+        skeleton: format!("{class}-0"),
+        task: String::new(),
+        template: String::new(),
+        vulnerable: vulnerable.to_string(),
+        secure: secure.to_string(),
+    };
+    let tar = "import tarfile\nwith tarfile.open(p) as t:\n    t.extractall('/srv/x')\n";
+    let chmod = "import os\nos.chmod('/srv/x', 511)\n";
+    let plain = "x = 1\n";
+    let pairs = [
+        // Found: a true positive of archive extraction.
+        pair(WeaknessClass::ArchiveExtraction, tar, plain),
+        // Missed, and its secure side flagged as world-writable.
+        pair(WeaknessClass::ArchiveExtraction, plain, chmod),
+        // Found, and its secure side flagged as archive extraction.
+        pair(WeaknessClass::WorldWritable, chmod, tar),
+    ];
+    let m = per_class_precision_recall(&pairs);
+    assert_eq!(m[&WeaknessClass::ArchiveExtraction], (0.5, 0.5));
+    assert_eq!(m[&WeaknessClass::WorldWritable], (0.5, 1.0));
 }
 
 fn classes(src: &str) -> Vec<WeaknessClass> {
