@@ -11,6 +11,7 @@
 
 mod config;
 mod error;
+mod gemv;
 pub mod home;
 pub mod llama;
 pub mod lora;

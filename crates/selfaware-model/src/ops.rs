@@ -28,6 +28,16 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let y = if needs_backward(&x2) && !needs_backward(w) {
         let y = x2.detach().matmul(&w.t()?)?;
         attach(&x2, &y, Backward::FrozenLinear { weight: w.clone() })?
+    } else if n <= crate::gemv::MAX_ROWS
+        && x2.dtype() == candle_core::DType::F32
+        && w.dtype() == candle_core::DType::F32
+        && x2.device().is_cpu()
+        && w.is_contiguous()
+        && !needs_backward(w)
+    {
+        // A few rows (decoding): stream the weights once instead of packing them.
+        x2.contiguous()?
+            .apply_op2_no_bwd(w, &crate::gemv::SmallRowsLinear)?
     } else {
         x2.matmul(&w.t()?)?
     };
@@ -91,7 +101,11 @@ impl Handoff {
 }
 
 /// The contiguous f32 data of a custom op's operand.
-fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn f32_data<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let (a, b) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: operand not contiguous")))?;
