@@ -96,12 +96,15 @@ fn block_fn() -> BlockFn {
     block_plain
 }
 
-/// `y = x wᵀ` for `x: [n, inp]` (n ≤ [`MAX_ROWS`]) and `w: [out, inp]`, row-major, on rayon's
+/// `y = x wᵀ` for `x: [n, inp]` (1 ≤ n ≤ [`MAX_ROWS`]) and `w: [out, inp]`, row-major, on rayon's
 /// pool (the threads `--threads` sets).
 pub fn small_rows_linear(x: &[f32], n: usize, inp: usize, w: &[f32], out: usize) -> Vec<f32> {
     debug_assert_eq!(x.len(), n * inp);
     debug_assert_eq!(w.len(), out * inp);
     use rayon::prelude::*;
+    if n == 0 || out == 0 {
+        return Vec::new();
+    }
     let f = block_fn();
     let mut yt = vec![0.0f32; out * n];
     yt.par_chunks_mut(ROWS_PER_TASK * n)

@@ -28,7 +28,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     let y = if needs_backward(&x2) && !needs_backward(w) {
         let y = x2.detach().matmul(&w.t()?)?;
         attach(&x2, &y, Backward::FrozenLinear { weight: w.clone() })?
-    } else if n <= crate::gemv::MAX_ROWS
+    } else if (1..=crate::gemv::MAX_ROWS).contains(&n)
         && x2.dtype() == candle_core::DType::F32
         && w.dtype() == candle_core::DType::F32
         && x2.device().is_cpu()
