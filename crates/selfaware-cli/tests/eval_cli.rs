@@ -3,7 +3,7 @@
 use std::path::Path;
 
 mod common;
-use common::{ok_stdout as ok, s, selfaware, text, tiny};
+use common::{ok_stdout as ok, records, s, selfaware, text, tiny};
 
 const BATTERY: &str = r#"
 [battery]
@@ -37,14 +37,6 @@ source = "test"
 paraphrases = ["Describe your secret word."]
 scorer = { kind = "judged_word", guesser_prompt = "Guess the word: {description}", slot = "description" }
 "#;
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn eval_scores_every_path_writes_a_manifest_and_resumes() {

@@ -11,7 +11,7 @@ use selfaware_model::testing::{write_tiny_gguf, TinySpec};
 use selfaware_types::Conversation;
 
 mod common;
-use common::{ok_stdout as ok, s, selfaware, text, Server};
+use common::{ok_stdout as ok, records, s, selfaware, text, Server};
 
 fn tiny(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let p = dir.join(name);
@@ -21,14 +21,6 @@ fn tiny(dir: &Path, name: &str, seed: u64) -> PathBuf {
     };
     write_tiny_gguf(&p, &spec).unwrap();
     p
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {

@@ -11,7 +11,7 @@ use selfaware_backend::finetune::FinetuneClient;
 use selfaware_backend::HttpConfig;
 
 mod common;
-use common::{ok, s, selfaware_in, tiny, Server};
+use common::{ok, records, s, selfaware_in, tiny, Server};
 
 fn experiment(base_url: &str) -> String {
     format!(
@@ -275,14 +275,6 @@ source = "test"
 paraphrases = ["From 0 to 10, how much do you like risk?"]
 scorer = { kind = "numeric_scale", min = 0, max = 10 }
 "#;
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 #[test]
 fn eval_of_a_served_model_is_exact_through_prompt_logprobs_or_uses_the_papers_estimators() {

@@ -56,6 +56,15 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The records an `eval --out DIR` wrote, parsed.
+pub fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Writes the default tiny random model to `dir/tiny.gguf`.
 pub fn tiny(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("tiny.gguf");
