@@ -97,12 +97,30 @@ fn tune_allocator() {
     }
 }
 
+/// How long (in pause instructions) candle's elementwise worker spins after each op before it
+/// sleeps, when training. candle runs elementwise ops on its own threads and matrix products on
+/// rayon's, so with as many threads as cores a worker still spinning from the last elementwise
+/// op takes a core from the product that follows. candle's default (25 000) cost training about
+/// a tenth of its speed on 2 cores (measured: 404 → 442 tok/s, 8 × 80, three runs each); for
+/// scoring and decoding, which interleave short ops, the default is as fast or faster, so it is
+/// kept there. An explicit `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
+const TRAIN_SPIN_LIMIT: u32 = 5_000;
+
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         // candle's CPU kernels read their thread count from rayon's variable.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if matches!(cli.command, Command::Train(_))
+        && std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none()
+    {
+        // Read once, when candle first starts its workers: nothing has run on them yet.
+        std::env::set_var(
+            "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+            TRAIN_SPIN_LIMIT.to_string(),
+        );
     }
     let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {
         Command::Model(c) => cmd_model::run(&s, c),
