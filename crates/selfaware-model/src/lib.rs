@@ -11,6 +11,7 @@
 
 mod config;
 mod error;
+mod fused;
 mod gemv;
 pub mod home;
 pub mod llama;

@@ -41,6 +41,10 @@ impl Linear {
     /// As [`Linear::forward`], with dropout on the LoRA input when given (training).
     pub fn forward_with(&self, x: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let y = match &self.lora {
+            // Without dropout the LoRA input is `x` itself: one fused node.
+            Some(l) if dropout.as_ref().is_none_or(|d| d.p <= 0.0) => {
+                ops::lora_linear(x, &self.weight, &l.a, &l.b, l.scale)?
+            }
             Some(l) => {
                 let xd = match dropout {
                     Some(d) => d.apply(x)?,
@@ -346,7 +350,7 @@ impl Llama {
             let up = layer.up_proj.forward_with(&h, dropout.as_deref_mut())?;
             let m = layer
                 .down_proj
-                .forward_with(&(ops::silu(&gate)? * up)?, dropout.as_deref_mut())?;
+                .forward_with(&ops::swiglu(&gate, &up)?, dropout.as_deref_mut())?;
             x = (x + m)?;
         }
         ops::rms_norm(&x, &self.norm, eps)

@@ -72,6 +72,105 @@ pub fn linear_add(x: &Tensor, w: &Tensor, z: &Tensor) -> Result<Tensor> {
     Ok(sum.reshape(out_dims)?)
 }
 
+/// A LoRA linear layer `x wᵀ + scale · (x aᵀ) bᵀ` for `x: [.., in]`, `w: [out, in]` frozen,
+/// `a: [r, in]` and `b: [out, r]`. When gradients are needed the whole layer is one node of
+/// the graph: products are computed without a graph and the node's backward gives the
+/// gradients of `x`, `a` and `b` directly. Composed of candle ops, the same layer is ten
+/// nodes (reshapes, the scaling, two products, the sum), and candle's backward adds each
+/// node's gradient into a freshly zeroed buffer: two extra passes over activations per node.
+pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let tracked = needs_backward(x) || needs_backward(a) || needs_backward(b);
+    if !tracked || needs_backward(w) || x.dtype() != candle_core::DType::F32 || !x.device().is_cpu()
+    {
+        let z = linear(&(linear(x, a)? * scale)?, b)?;
+        return linear_add(x, w, &z);
+    }
+    let dims = x.dims().to_vec();
+    let inp = *dims.last().expect("linear input has a last dimension");
+    let n: usize = dims[..dims.len() - 1].iter().product();
+    let out = w.dim(0)?;
+    let xc = x.contiguous()?;
+    let x2 = xc.detach().reshape((n, inp))?;
+    let u = (x2.matmul(&a.detach().t()?)? * scale)?;
+    let y = (x2.matmul(&w.t()?)? + u.matmul(&b.detach().t()?)?)?;
+    let mut out_dims = dims;
+    *out_dims.last_mut().expect("non-empty") = out;
+    Ok(xc.apply_op3(
+        a,
+        b,
+        LoraLinear {
+            weight: w.clone(),
+            scale,
+            y: Handoff::new(y.reshape(out_dims)?),
+        },
+    )?)
+}
+
+/// Forward: the precomputed `x wᵀ + scale (x aᵀ) bᵀ`. Backward, with `g = dy b`:
+/// `dx = dy w + scale · g a`, `da = scale · gᵀ x`, `db = dyᵀ (scale · x aᵀ)`.
+struct LoraLinear {
+    weight: Tensor,
+    scale: f64,
+    y: Handoff,
+}
+
+impl candle_core::CustomOp3 for LoraLinear {
+    fn name(&self) -> &'static str {
+        "lora-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _s1: &CpuStorage,
+        _l1: &Layout,
+        _s2: &CpuStorage,
+        _l2: &Layout,
+        _s3: &CpuStorage,
+        _l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (v, shape) = self.y.take(self.name())?;
+        Ok((CpuStorage::F32(v), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The gradient products need no graph of their own.
+        let (dx_needed, da_needed, db_needed) = (x.track_op(), a.track_op(), b.track_op());
+        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let inp = x.dim(D::Minus1)?;
+        let out = self.weight.dim(0)?;
+        let n = x.elem_count() / inp;
+        let x2 = x.reshape((n, inp))?;
+        let dy = grad_res.contiguous()?.reshape((n, out))?;
+        // [n, r]
+        let g = dy.matmul(&b)?;
+        let db = if db_needed {
+            let u = (x2.matmul(&a.t()?)? * self.scale)?;
+            Some(dy.t()?.matmul(&u)?)
+        } else {
+            None
+        };
+        let da = if da_needed {
+            Some((g.t()?.matmul(&x2)? * self.scale)?)
+        } else {
+            None
+        };
+        let dx = if dx_needed {
+            let dx = (dy.matmul(&self.weight)? + (g * self.scale)?.matmul(&a)?)?;
+            Some(dx.reshape(x.dims())?)
+        } else {
+            None
+        };
+        Ok((dx, da, db))
+    }
+}
+
 /// Forward `y + z` (y = x wᵀ precomputed), backward `(dy · w, dy)`.
 struct AddFrozenLinear {
     weight: Tensor,
@@ -219,6 +318,20 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     Ok(x.silu()?)
 }
 
+/// `silu(gate) · up` (the gated MLP's activation). When gradients are needed, one fused op
+/// whose backward yields both input gradients in a single pass; otherwise candle's kernels.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if (needs_backward(gate) || needs_backward(up))
+        && gate.dtype() == candle_core::DType::F32
+        && gate.device().is_cpu()
+    {
+        return Ok(gate
+            .contiguous()?
+            .apply_op2(&up.contiguous()?, crate::fused::SwiGlu)?);
+    }
+    Ok((silu(gate)? * up)?)
+}
+
 /// Log-softmax over the last dimension (built from primitive ops, so it has a backward).
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(x, D::Minus1)?)
@@ -230,11 +343,11 @@ pub enum Backward {
     /// `y = x wᵀ` with `w: [out, in]` frozen: `dx = dy w`.
     FrozenLinear { weight: Tensor },
     /// `y = x r w`, `r = 1/sqrt(mean(x²) + eps)`, `w` frozen:
-    /// `dx = r (dy w − x r² mean(dy w x))`.
+    /// `dx = r (dy w − x r² mean(dy w x))` (one fused pass, [`crate::fused::RmsNormGrad`]).
     RmsNorm { weight: Tensor, eps: f32 },
     /// Rotation by angle θ; its transpose is the rotation by −θ: `dx = rope(dy, cos, −sin)`.
     Rope { cos: Tensor, sin: Tensor },
-    /// `y = softmax(x)`: `dx = y (dy − Σ dy y)`.
+    /// `y = softmax(x)`: `dx = y (dy − Σ dy y)` (one fused pass, [`crate::fused::SoftmaxGrad`]).
     Softmax,
 }
 
@@ -243,24 +356,17 @@ impl Backward {
     pub fn input_grad(&self, x: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Backward::FrozenLinear { weight } => dy.matmul(weight),
-            Backward::RmsNorm { weight, eps } => {
-                let n = x.dim(D::Minus1)? as f64;
-                let r = (x.sqr()?.mean_keepdim(D::Minus1)? + *eps as f64)?
-                    .sqrt()?
-                    .recip()?;
-                let gw = dy.broadcast_mul(weight)?;
-                let dot = ((&gw * x)?.sum_keepdim(D::Minus1)? / n)?;
-                let coef = (r.sqr()? * dot)?;
-                let inner = (gw - x.broadcast_mul(&coef)?)?;
-                inner.broadcast_mul(&r)
-            }
+            Backward::RmsNorm { weight, eps } => x.contiguous()?.apply_op3_no_bwd(
+                &dy.contiguous()?,
+                &weight.contiguous()?,
+                &crate::fused::RmsNormGrad { eps: *eps },
+            ),
             Backward::Rope { cos, sin } => {
                 candle_nn::rotary_emb::rope(&dy.contiguous()?, cos, &sin.neg()?)
             }
-            Backward::Softmax => {
-                let s = (dy * y)?.sum_keepdim(D::Minus1)?;
-                y * dy.broadcast_sub(&s)?
-            }
+            Backward::Softmax => y
+                .contiguous()?
+                .apply_op2_no_bwd(&dy.contiguous()?, &crate::fused::SoftmaxGrad),
         }
     }
 }

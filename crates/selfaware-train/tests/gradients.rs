@@ -113,6 +113,22 @@ fn custom_backwards_match_slow_ops() {
         |x| candle_nn::rotary_emb::rope_slow(x, &cos, &sin).unwrap(),
     );
 
+    // silu(gate) · up, differentiated with respect to each input in turn.
+    let other = randn(&mut rng, &[2, 5, 16]);
+    let gate = (randn(&mut rng, &[2, 5, 16]) * 4.0).unwrap();
+    check_op(
+        "swiglu (gate)",
+        &gate,
+        |g| ops::swiglu(g, &other).unwrap(),
+        |g| (g.silu().unwrap() * &other).unwrap(),
+    );
+    check_op(
+        "swiglu (up)",
+        &x,
+        |u| ops::swiglu(&gate, u).unwrap(),
+        |u| (gate.silu().unwrap() * u).unwrap(),
+    );
+
     let lin_w = randn(&mut rng, &[12, 16]);
     check_op(
         "frozen linear",
@@ -128,6 +144,34 @@ fn custom_backwards_match_slow_ops() {
         &x,
         |x| ops::linear_add(x, &lin_w, &z_of(x)).unwrap(),
         |x| (x.broadcast_matmul(&lin_w.t().unwrap()).unwrap() + z_of(x)).unwrap(),
+    );
+}
+
+#[test]
+fn fused_backwards_split_across_tasks_match_slow_ops() {
+    // Large enough that the fused kernels hand rows to several rayon tasks.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = randn(&mut rng, &[40, 100, 16]);
+    let w = randn(&mut rng, &[16]).affine(0.3, 1.0).unwrap();
+    check_op(
+        "rms_norm, many rows",
+        &x,
+        |x| ops::rms_norm(x, &w, 1e-5).unwrap(),
+        |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5).unwrap(),
+    );
+    let s = (randn(&mut rng, &[4, 2, 100, 50]) * 3.0).unwrap();
+    check_op(
+        "softmax, many rows",
+        &s,
+        |x| ops::softmax_last_dim(x).unwrap(),
+        |x| candle_nn::ops::softmax(x, D::Minus1).unwrap(),
+    );
+    let up = randn(&mut rng, &[40, 100, 16]);
+    check_op(
+        "swiglu, many values",
+        &(x.clone() * 4.0).unwrap(),
+        |g| ops::swiglu(g, &up).unwrap(),
+        |g| (g.silu().unwrap() * &up).unwrap(),
     );
 }
 
