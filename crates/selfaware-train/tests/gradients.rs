@@ -32,14 +32,21 @@ fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
 
 /// Gradient of `sum(f(x) · g)` with respect to `x`.
 fn grad_of(x: &Tensor, g: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    forward_and_grad(x, g, f).1
+}
+
+/// `f(x)` computed with `x` in a gradient graph (the training path), and the gradient of
+/// `sum(f(x) · g)` with respect to `x`.
+fn forward_and_grad(x: &Tensor, g: &Tensor, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
     let v = Var::from_tensor(x).unwrap();
     let y = f(v.as_tensor());
-    let loss = (y * g).unwrap().sum_all().unwrap();
+    let loss = (&y * g).unwrap().sum_all().unwrap();
     let grads = loss.backward().unwrap();
-    grads
+    let grad = grads
         .get(v.as_tensor())
         .expect("a gradient reached x")
-        .clone()
+        .clone();
+    (y.detach(), grad)
 }
 
 /// The op's output (fast path) equals the slow op's, and so does its input gradient.
@@ -57,7 +64,12 @@ fn check_op(
         "{name}: forward differs"
     );
     let g = randn(&mut rng, y_fast.dims());
-    let gf = grad_of(x, &g, &fast);
+    let (y_train, gf) = forward_and_grad(x, &g, &fast);
+    // The training path (x in a graph) may take a different kernel: its forward must agree too.
+    assert!(
+        max_rel_diff(&y_train, &y_slow) < 1e-5,
+        "{name}: forward with gradients differs"
+    );
     let gs = grad_of(x, &g, &slow);
     let d = max_rel_diff(&gf, &gs);
     assert!(d < 1e-5, "{name}: backward differs from the slow op by {d}");
@@ -172,6 +184,38 @@ fn fused_backwards_split_across_tasks_match_slow_ops() {
         &(x.clone() * 4.0).unwrap(),
         |g| ops::swiglu(g, &up).unwrap(),
         |g| (g.silu().unwrap() * &up).unwrap(),
+    );
+}
+
+#[test]
+fn lora_linear_matches_slow_ops_for_every_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let x = randn(&mut rng, &[2, 5, 16]);
+    let w = randn(&mut rng, &[12, 16]);
+    let a = randn(&mut rng, &[4, 16]);
+    let b = randn(&mut rng, &[12, 4]);
+    let slow = |x: &Tensor, a: &Tensor, b: &Tensor| {
+        let base = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+        let low = (x.broadcast_matmul(&a.t().unwrap()).unwrap() * 0.5).unwrap();
+        (base + low.broadcast_matmul(&b.t().unwrap()).unwrap()).unwrap()
+    };
+    check_op(
+        "lora linear (x)",
+        &x,
+        |x| ops::lora_linear(x, &w, &a, &b, 0.5).unwrap(),
+        |x| slow(x, &a, &b),
+    );
+    check_op(
+        "lora linear (A)",
+        &a,
+        |a| ops::lora_linear(&x, &w, a, &b, 0.5).unwrap(),
+        |a| slow(&x, a, &b),
+    );
+    check_op(
+        "lora linear (B)",
+        &b,
+        |b| ops::lora_linear(&x, &w, &a, b, 0.5).unwrap(),
+        |b| slow(&x, &a, b),
     );
 }
 
