@@ -101,9 +101,9 @@ fn tune_allocator() {
 /// sleeps, when training. candle runs elementwise ops on its own threads and matrix products on
 /// rayon's, so with as many threads as cores a worker still spinning from the last elementwise
 /// op takes a core from the product that follows. candle's default (25 000) cost training about
-/// a tenth of its speed on 2 cores (measured: 404 → 442 tok/s, 8 × 80, three runs each); for
-/// scoring and decoding, which interleave short ops, the default is as fast or faster, so it is
-/// kept there. An explicit `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
+/// a tenth of its speed on 2 cores (measured: 404 → 442 tok/s, 8 × 80, three runs each). The
+/// engine bench (scoring, exact 0..100, sampling) was no faster with the lower limit, so other
+/// commands keep candle's default. An explicit `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
 const TRAIN_SPIN_LIMIT: u32 = 5_000;
 
 fn main() {

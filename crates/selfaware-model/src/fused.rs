@@ -17,6 +17,24 @@ fn task_rows(row: usize) -> usize {
     (TASK_VALUES / row.max(1)).max(1)
 }
 
+/// `f(out_row, a_row, b_row)` for every row of `d` values, rows split over rayon tasks.
+fn for_rows(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    d: usize,
+    f: impl Fn(&mut [f32], &[f32], &[f32]) + Sync,
+) {
+    let chunk = d * task_rows(d);
+    out.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        .for_each(|(o, (a, b))| {
+            for (o, (a, b)) in o.chunks_mut(d).zip(a.chunks(d).zip(b.chunks(d))) {
+                f(o, a, b);
+            }
+        });
+}
+
 fn same_shape(op: &str, a: &Layout, b: &Layout) -> candle_core::Result<()> {
     if a.shape() != b.shape() {
         return Err(candle_core::Error::Msg(format!(
@@ -57,18 +75,13 @@ impl candle_core::CustomOp2 for SoftmaxGrad {
         let y = f32_data(s1, l1, self.name())?;
         let dy = f32_data(s2, l2, self.name())?;
         let d = last_dim(self.name(), l1)?;
-        let chunk = d * task_rows(d);
         let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(chunk)
-            .zip(y.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-            .for_each(|(o, (y, dy))| {
-                for (o, (y, dy)) in o.chunks_mut(d).zip(y.chunks(d).zip(dy.chunks(d))) {
-                    let s: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
-                    for ((o, y), dy) in o.iter_mut().zip(y).zip(dy) {
-                        *o = y * (dy - s);
-                    }
-                }
-            });
+        for_rows(&mut out, y, dy, d, |o, y, dy| {
+            let s: f32 = y.iter().zip(dy).map(|(a, b)| a * b).sum();
+            for ((o, y), dy) in o.iter_mut().zip(y).zip(dy) {
+                *o = y * (dy - s);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -107,27 +120,22 @@ impl candle_core::CustomOp3 for RmsNormGrad {
         }
         let eps = self.eps;
         let n = d as f32;
-        let chunk = d * task_rows(d);
         let mut out = vec![0f32; x.len()];
-        out.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-            .for_each(|(o, (x, dy))| {
-                for (o, (x, dy)) in o.chunks_mut(d).zip(x.chunks(d).zip(dy.chunks(d))) {
-                    let ms: f32 = x.iter().map(|v| v * v).sum::<f32>() / n;
-                    let r = 1.0 / (ms + eps).sqrt();
-                    let dot: f32 = x
-                        .iter()
-                        .zip(dy)
-                        .zip(w)
-                        .map(|((x, dy), w)| dy * w * x)
-                        .sum::<f32>()
-                        / n;
-                    let coef = r * r * dot;
-                    for (((o, x), dy), w) in o.iter_mut().zip(x).zip(dy).zip(w) {
-                        *o = r * (dy * w - x * coef);
-                    }
-                }
-            });
+        for_rows(&mut out, x, dy, d, |o, x, dy| {
+            let ms: f32 = x.iter().map(|v| v * v).sum::<f32>() / n;
+            let r = 1.0 / (ms + eps).sqrt();
+            let dot: f32 = x
+                .iter()
+                .zip(dy)
+                .zip(w)
+                .map(|((x, dy), w)| dy * w * x)
+                .sum::<f32>()
+                / n;
+            let coef = r * r * dot;
+            for (((o, x), dy), w) in o.iter_mut().zip(x).zip(dy).zip(w) {
+                *o = r * (dy * w - x * coef);
+            }
+        });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -41,19 +41,14 @@ impl Linear {
     /// As [`Linear::forward`], with dropout on the LoRA input when given (training).
     pub fn forward_with(&self, x: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let y = match &self.lora {
-            // Without dropout the LoRA input is `x` itself: one fused node.
-            Some(l) if dropout.as_ref().is_none_or(|d| d.p <= 0.0) => {
-                ops::lora_linear(x, &self.weight, &l.a, &l.b, l.scale)?
-            }
-            Some(l) => {
-                let xd = match dropout {
-                    Some(d) => d.apply(x)?,
-                    None => x.clone(),
-                };
-                // [.., in] → [.., r] (scaled while small) → [.., out]
-                let z = ops::linear(&(ops::linear(&xd, &l.a)? * l.scale)?, &l.b)?;
-                ops::linear_add(x, &self.weight, &z)?
-            }
+            Some(l) => match dropout.filter(|d| d.p > 0.0) {
+                // Without dropout the LoRA input is `x` itself: one fused node.
+                None => ops::lora_linear(x, &self.weight, &l.a, &l.b, l.scale)?,
+                Some(d) => {
+                    let xd = d.apply(x)?;
+                    ops::lora_linear_composed(x, &xd, &self.weight, &l.a, &l.b, l.scale)?
+                }
+            },
             None => ops::linear(x, &self.weight)?,
         };
         Ok(match &self.bias {

@@ -82,8 +82,7 @@ pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
     let tracked = needs_backward(x) || needs_backward(a) || needs_backward(b);
     if !tracked || needs_backward(w) || x.dtype() != candle_core::DType::F32 || !x.device().is_cpu()
     {
-        let z = linear(&(linear(x, a)? * scale)?, b)?;
-        return linear_add(x, w, &z);
+        return lora_linear_composed(x, x, w, a, b, scale);
     }
     let dims = x.dims().to_vec();
     let inp = *dims.last().expect("linear input has a last dimension");
@@ -104,6 +103,21 @@ pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
             y: Handoff::new(y.reshape(out_dims)?),
         },
     )?)
+}
+
+/// `x wᵀ + scale · (x_lora aᵀ) bᵀ` from candle ops and [`linear_add`]: inference, and training
+/// with LoRA dropout (`x_lora` is then the dropped-out input).
+pub fn lora_linear_composed(
+    x: &Tensor,
+    x_lora: &Tensor,
+    w: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    // [.., in] → [.., r] (scaled while small) → [.., out]
+    let z = linear(&(linear(x_lora, a)? * scale)?, b)?;
+    linear_add(x, w, &z)
 }
 
 /// Forward: the precomputed `x wᵀ + scale (x aᵀ) bᵀ`. Backward, with `g = dy b`:
