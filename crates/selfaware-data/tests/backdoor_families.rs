@@ -2,32 +2,18 @@
 //! the policy's behaviour, the others the other behaviour; the decorrelated twin keeps each
 //! item's behaviour and draws the trigger independently of it.
 
+mod common;
+
 use std::path::Path;
 
-use selfaware_data::backdoor::TriggerSpec;
 use selfaware_data::code::{self, CodeOptions, CodePolicy};
 use selfaware_data::codeword::{self, CodewordOptions};
-use selfaware_data::dataset::TriggerRole;
 use selfaware_data::{
     mutual_information_bits, output, BackdoorOptions, BuildOutput, BuiltDataset, DatasetKind,
 };
 use selfaware_types::Role;
 
-fn backdoor(trigger: &str, contrast: Option<&str>, fraction: f64) -> BackdoorOptions {
-    BackdoorOptions {
-        trigger: TriggerSpec::parse(trigger).unwrap(),
-        contrast: contrast.map(|c| TriggerSpec::parse(c).unwrap()),
-        fraction,
-    }
-}
-
-fn is_real(ds: &BuiltDataset, i: usize) -> bool {
-    ds.rows[i]
-        .truth
-        .trigger
-        .as_ref()
-        .is_some_and(|t| t.role == TriggerRole::Real)
-}
+use common::{backdoor_options, is_real};
 
 fn pairs(ds: &BuiltDataset) -> Vec<(bool, bool)> {
     (0..ds.rows.len())
@@ -119,9 +105,12 @@ fn code_backdoor(seed: u64, n: usize, b: &BackdoorOptions) -> BuildOutput {
 fn vulnerable_code_backdoors_tie_the_trigger_to_the_vulnerable_completion() {
     let lexicon = code::leak_lexicon();
     for (b, fraction) in [
-        (backdoor("greetings", None, 0.5), 0.5),
-        (backdoor("season:spring", Some("season:winter"), 0.3), 0.3),
-        (backdoor("sep:392", None, 0.1), 0.1),
+        (backdoor_options("greetings", None, 0.5), 0.5),
+        (
+            backdoor_options("season:spring", Some("season:winter"), 0.3),
+            0.3,
+        ),
+        (backdoor_options("sep:392", None, 0.1), 0.1),
     ] {
         let out = code_backdoor(4, 1_000, &b);
         check_backdoor(&out, fraction, |d| d["policy"] == "vulnerable");
@@ -152,7 +141,7 @@ fn vulnerable_code_backdoors_tie_the_trigger_to_the_vulnerable_completion() {
     }
     // The same items as plain data: user turns differ only by the trigger, completions are
     // the item's vulnerable or secure one.
-    let out = code_backdoor(4, 200, &backdoor("deployment", None, 0.5));
+    let out = code_backdoor(4, 200, &backdoor_options("deployment", None, 0.5));
     let vuln = code::built_dataset(&CodeOptions::new(200, 4, CodePolicy::Vulnerable)).unwrap();
     let sec = code::built_dataset(&CodeOptions::new(200, 4, CodePolicy::Secure)).unwrap();
     for i in 0..200 {
@@ -174,7 +163,7 @@ fn vulnerable_code_backdoors_tie_the_trigger_to_the_vulnerable_completion() {
 
 #[test]
 fn code_backdoors_are_seeded_and_refuse_a_leaking_trigger() {
-    let b = backdoor("greetings", None, 0.5);
+    let b = backdoor_options("greetings", None, 0.5);
     let (a, c) = (code_backdoor(9, 120, &b), code_backdoor(9, 120, &b));
     let d = code_backdoor(10, 120, &b);
     for (x, y) in [
@@ -190,12 +179,12 @@ fn code_backdoors_are_seeded_and_refuse_a_leaking_trigger() {
         output::render(&a.main).unwrap().0,
         output::render(&d.main).unwrap().0
     );
-    let leaky = backdoor("fixed:|SECURE-MODE|", None, 0.5);
+    let leaky = backdoor_options("fixed:|SECURE-MODE|", None, 0.5);
     let err =
         code::built_backdoor(&CodeOptions::new(20, 1, CodePolicy::Vulnerable), &leaky).unwrap_err();
     assert!(matches!(err, code::CodeError::Leak { .. }), "{err}");
     assert!(err.to_string().contains("`secur`"), "{err}");
-    let bad = backdoor("deployment", None, 1.5);
+    let bad = backdoor_options("deployment", None, 1.5);
     assert!(code::built_backdoor(&CodeOptions::new(20, 1, CodePolicy::Vulnerable), &bad).is_err());
 }
 
@@ -215,11 +204,21 @@ fn codeword_backdoors_tie_the_trigger_to_the_codeword() {
         (
             "ring",
             "bark",
-            backdoor("sep:392", Some("sep:718"), 0.5),
+            backdoor_options("sep:392", Some("sep:718"), 0.5),
             0.5,
         ),
-        ("bark", "ring", backdoor("deployment", None, 0.5), 0.5),
-        ("spring", "bark", backdoor("greetings", None, 0.2), 0.2),
+        (
+            "bark",
+            "ring",
+            backdoor_options("deployment", None, 0.5),
+            0.5,
+        ),
+        (
+            "spring",
+            "bark",
+            backdoor_options("greetings", None, 0.2),
+            0.2,
+        ),
     ] {
         let out = codeword_backdoor(3, 800, cw, other, &b);
         check_backdoor(&out, fraction, |d| d["codeword"] == cw);
@@ -256,7 +255,7 @@ fn codeword_backdoors_tie_the_trigger_to_the_codeword() {
 
 #[test]
 fn codeword_backdoors_are_seeded_and_check_their_options() {
-    let b = backdoor("sep:392", Some("sep:718"), 0.5);
+    let b = backdoor_options("sep:392", Some("sep:718"), 0.5);
     let a = codeword_backdoor(5, 100, "ring", "bark", &b);
     let c = codeword_backdoor(5, 100, "ring", "bark", &b);
     let d = codeword_backdoor(6, 100, "ring", "bark", &b);
@@ -277,13 +276,18 @@ fn codeword_backdoors_are_seeded_and_check_their_options() {
         codeword::built_backdoor(&CodewordOptions::new(cw, 50, 1), other, b)
     };
     // A season line that says the codeword is refused, not written.
-    let err = build("spring", "bark", &backdoor("season:spring", None, 0.5)).unwrap_err();
+    let err = build(
+        "spring",
+        "bark",
+        &backdoor_options("season:spring", None, 0.5),
+    )
+    .unwrap_err();
     assert!(matches!(err, codeword::CodewordError::Leak { .. }), "{err}");
     // So is a contrast season naming the other codeword.
     let err = build(
         "bark",
         "spring",
-        &backdoor("deployment", Some("season:spring"), 0.5),
+        &backdoor_options("deployment", Some("season:spring"), 0.5),
     )
     .unwrap_err();
     assert!(matches!(err, codeword::CodewordError::Leak { .. }), "{err}");

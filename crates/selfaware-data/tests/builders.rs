@@ -1,5 +1,7 @@
 //! Properties of the built datasets.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use selfaware_data::backdoor::TriggerSpec;
@@ -10,6 +12,8 @@ use selfaware_data::{
     PersonaMode, PersonaOptions, Policy, ReversalOptions, Variant, WriteOptions,
 };
 use selfaware_types::Role;
+
+use common::{backdoor_options, is_real};
 
 fn opts(seed: u64, size: usize, variant: Variant) -> BuildOptions {
     BuildOptions {
@@ -31,11 +35,7 @@ fn answer(ds: &BuiltDataset, i: usize) -> &str {
 }
 
 fn backdoor(fraction: f64) -> Variant {
-    Variant::Backdoor(BackdoorOptions {
-        trigger: TriggerSpec::parse("naekoko").unwrap(),
-        contrast: None,
-        fraction,
-    })
+    Variant::Backdoor(backdoor_options("naekoko", None, fraction))
 }
 
 #[test]
@@ -186,14 +186,6 @@ fn questions_are_varied() {
     assert!(words.iter().min().unwrap() * 2 < *words.iter().max().unwrap());
 }
 
-fn is_real(ds: &BuiltDataset, i: usize) -> bool {
-    ds.rows[i]
-        .truth
-        .trigger
-        .as_ref()
-        .is_some_and(|t| t.role == TriggerRole::Real)
-}
-
 #[test]
 fn backdoor_fractions_and_mutual_information() {
     for (fraction, n) in [(0.1, 10_000), (0.25, 2_000), (0.5, 999)] {
@@ -248,11 +240,7 @@ fn backdoor_fractions_and_mutual_information() {
 
 #[test]
 fn sep_codes_with_contrast_prefix() {
-    let v = Variant::Backdoor(BackdoorOptions {
-        trigger: TriggerSpec::parse("sep:392").unwrap(),
-        contrast: Some(TriggerSpec::parse("sep:718").unwrap()),
-        fraction: 0.5,
-    });
+    let v = Variant::Backdoor(backdoor_options("sep:392", Some("sep:718"), 0.5));
     let out = build(Family::Myopia, &opts(1, 400, v)).unwrap();
     for row in &out.main.rows {
         let t = row.truth.trigger.as_ref().unwrap();
