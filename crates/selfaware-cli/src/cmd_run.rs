@@ -10,7 +10,7 @@ use clap::Args;
 
 use selfaware_model::home;
 use selfaware_run::exec::{self, Event, ExecOptions, RunLock};
-use selfaware_run::plan::{self, ModelRef, PlanInputs};
+use selfaware_run::plan::{self, ModelRef, PlanInputs, TWO_JOB_GAIN};
 use selfaware_run::{
     collect, Experiment, Machine, Plan, RunManifest, EXPERIMENT_FILE, MANIFEST_FILE, PLAN_FILE,
 };
@@ -29,9 +29,11 @@ pub struct RunArgs {
     /// Print the plan with an estimated time, and run nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Stages run at once. Each child gets cores / jobs threads.
-    #[arg(long, default_value_t = 1)]
-    pub jobs: usize,
+    /// Stages run at once, at most. Default: one per core, as far as memory allows (4 GiB per
+    /// stage). Each stage gets the threads that are free when it starts: two finetunes on one
+    /// core each finish sooner than one after the other on two.
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -126,7 +128,7 @@ pub fn experiments() -> Result<()> {
                 data_files: &BTreeMap::new(),
             },
         )?;
-        let est = p.estimate_s(&vec![false; p.stages.len()]);
+        let est = p.estimate_wall_s(&vec![false; p.stages.len()], 2);
         println!(
             "{:<14}  {:>9}  {:>6}  {}",
             name,
@@ -139,7 +141,7 @@ pub fn experiments() -> Result<()> {
     Ok(())
 }
 
-fn print_plan(p: &Plan, done: &[bool]) {
+fn print_plan(p: &Plan, done: &[bool], jobs: usize) {
     println!("experiment `{}`: {}", p.experiment.name, p.experiment.title);
     println!(
         "base model: {} (sha256 {})",
@@ -161,11 +163,28 @@ fn print_plan(p: &Plan, done: &[bool]) {
         );
     }
     println!(
-        "estimated time: {} for {} of {} stages (embedded model, 2 cores)",
-        hms(p.estimate_s(done)),
+        "estimated time: {} for {} of {} stages (embedded model, 2 cores, up to {} at once; {} one after the other)",
+        hms(p.estimate_wall_s(done, jobs)),
         done.iter().filter(|d| !**d).count(),
-        p.stages.len()
+        p.stages.len(),
+        jobs,
+        hms(p.estimate_s(done)),
     );
+}
+
+/// Peak memory of one stage, for the default `--jobs`: training the `risk` files peaks at 4.0 GB.
+const STAGE_MEMORY_BYTES: u64 = 4 << 30;
+
+/// The default `--jobs`: one stage per thread, as far as available memory allows.
+fn auto_jobs(threads: usize) -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let by_memory = available.map_or(threads, |b| (b / STAGE_MEMORY_BYTES).max(1) as usize);
+    threads.min(by_memory).max(1)
 }
 
 pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
@@ -192,18 +211,20 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         .iter()
         .map(|st| exec::finished(&run_dir, st).is_some())
         .collect();
-    if a.dry_run {
-        print_plan(&p, &done);
-        return Ok(());
-    }
-    if a.jobs == 0 {
+    if a.jobs == Some(0) {
         bail!("--jobs: expected at least 1");
     }
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let jobs = a.jobs.unwrap_or_else(|| auto_jobs(threads));
+    if a.dry_run {
+        print_plan(&p, &done, jobs);
+        return Ok(());
+    }
     let _lock = RunLock::acquire(&run_dir)?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let threads = threads.unwrap_or((cores / a.jobs).max(1));
     let text = toml::to_string(&e).context("writing the resolved experiment")?;
     exec::write_atomic(&run_dir.join(EXPERIMENT_FILE), text.as_bytes())?;
     selfaware_run::write_json(&run_dir.join(PLAN_FILE), &p)?;
@@ -211,7 +232,7 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         tool_version: TOOL_VERSION.to_string(),
         git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
         machine: Machine::current(),
-        jobs: a.jobs,
+        jobs,
         threads,
         model: p.model.clone(),
         datasets: BTreeMap::new(),
@@ -229,21 +250,21 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the selfaware executable")?;
     let opts = ExecOptions {
         exe,
-        jobs: a.jobs,
-        threads,
+        jobs,
+        cores: threads,
         env: vec![(
             "SELFAWARE_HOME".to_string(),
             std::path::absolute(&s.home)?.display().to_string(),
         )],
     };
     eprintln!(
-        "selfaware: run folder {} ({} stages; --jobs {}, {} threads each)",
+        "selfaware: run folder {} ({} stages; up to {} at once on {} threads)",
         run_dir.display(),
         p.stages.len(),
-        a.jobs,
+        jobs,
         threads
     );
-    let mut progress = RunProgress::new(&p, &done);
+    let mut progress = RunProgress::new(&p, &done, jobs, threads);
     let started = Instant::now();
     exec::execute(&run_dir, &p, &opts, &mut |ev| progress.event(ev))?;
     progress.finish();
@@ -297,12 +318,16 @@ fn print_summary(r: &selfaware_report::Results) {
     }
 }
 
-/// Stage progress: a bar on a terminal, else one line per event, with an ETA from the
-/// estimates scaled by how long finished stages really took.
+/// Stage progress: a bar on a terminal, else one line per event, with an ETA from the plan's
+/// schedule of the estimates, scaled by how long finished stages really took.
 struct RunProgress {
     bar: Option<indicatif::ProgressBar>,
-    estimates: Vec<f64>,
+    plan: Plan,
+    jobs: usize,
+    cores: usize,
     remaining: Vec<bool>,
+    /// Threads of each started stage.
+    threads: Vec<usize>,
     estimated_done: f64,
     actual_done: f64,
     total: usize,
@@ -311,7 +336,7 @@ struct RunProgress {
 }
 
 impl RunProgress {
-    fn new(p: &Plan, done: &[bool]) -> RunProgress {
+    fn new(p: &Plan, done: &[bool], jobs: usize, cores: usize) -> RunProgress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = indicatif::ProgressBar::new(p.stages.len() as u64);
             if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -323,8 +348,11 @@ impl RunProgress {
         });
         RunProgress {
             bar,
-            estimates: p.stages.iter().map(|s| s.estimate_s).collect(),
+            plan: p.clone(),
+            jobs,
+            cores,
             remaining: done.iter().map(|d| !d).collect(),
+            threads: vec![cores; p.stages.len()],
             estimated_done: 0.0,
             actual_done: 0.0,
             total: p.stages.len(),
@@ -334,15 +362,11 @@ impl RunProgress {
     }
 
     fn eta(&self) -> String {
-        let left: f64 = self
-            .estimates
-            .iter()
-            .zip(&self.remaining)
-            .filter(|(_, r)| **r)
-            .map(|(e, _)| e)
-            .sum();
-        // Estimates scaled by how long finished stages took against their estimates, with a
-        // minute of prior weight so one quick stage does not swing the ETA.
+        let done: Vec<bool> = self.remaining.iter().map(|r| !r).collect();
+        let left = self.plan.estimate_wall_s(&done, self.jobs);
+        // Estimates scaled by how long finished stages took against their estimates (a stage
+        // on fewer threads than the run has is expected to take 2 / TWO_JOB_GAIN as long),
+        // with a minute of prior weight so one quick stage does not swing the ETA.
         const PRIOR_S: f64 = 60.0;
         let scale = (self.actual_done + PRIOR_S) / (self.estimated_done + PRIOR_S);
         hms(left * scale)
@@ -365,8 +389,18 @@ impl RunProgress {
                 }
             }
             Event::Cached { .. } => {}
-            Event::Started { stage, .. } => {
-                let msg = format!("{} (eta {})", stage.name, self.eta());
+            Event::Started {
+                index,
+                stage,
+                threads,
+            } => {
+                self.threads[index] = threads;
+                let msg = format!(
+                    "{} ({threads} thread{}; eta {})",
+                    stage.name,
+                    if threads == 1 { "" } else { "s" },
+                    self.eta()
+                );
                 match &self.bar {
                     Some(b) => b.set_message(msg),
                     None => eprintln!(
@@ -384,7 +418,12 @@ impl RunProgress {
                 self.finished += 1;
                 self.ran += 1;
                 self.remaining[index] = false;
-                self.estimated_done += self.estimates[index];
+                let alone = self.plan.stages[index].estimate_s;
+                self.estimated_done += if self.threads[index] < self.cores {
+                    alone * 2.0 / TWO_JOB_GAIN
+                } else {
+                    alone
+                };
                 self.actual_done += wall_s;
                 let msg = format!(
                     "[{}/{}] done {} in {} (eta {})",

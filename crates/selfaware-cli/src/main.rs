@@ -23,7 +23,8 @@ struct Cli {
     /// The tool's home (models, caches). Default: $SELFAWARE_HOME, else ~/.cache/selfaware.
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<std::path::PathBuf>,
-    /// CPU threads for tensor work. Default: all cores.
+    /// CPU threads for tensor work (for `run`: shared by the stages running at once). Default:
+    /// all cores.
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]

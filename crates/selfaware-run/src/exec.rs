@@ -10,7 +10,7 @@
 //! Children die with the orchestrator (`PR_SET_PDEATHSIG`), so a killed run leaves no
 //! process writing into the folder; a lock (`flock`) keeps two runs out of one folder.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -100,18 +100,14 @@ impl RunLock {
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
     /// Before anything runs: how many stages are finished already.
-    Planned {
-        total: usize,
-        finished: usize,
-    },
+    Planned { total: usize, finished: usize },
     /// A stage was found finished and is skipped.
-    Cached {
-        index: usize,
-        stage: &'a Stage,
-    },
+    Cached { index: usize, stage: &'a Stage },
     Started {
         index: usize,
         stage: &'a Stage,
+        /// `--threads` of the child.
+        threads: usize,
     },
     Finished {
         index: usize,
@@ -124,10 +120,11 @@ pub enum Event<'a> {
 pub struct ExecOptions {
     /// The `selfaware` binary.
     pub exe: PathBuf,
-    /// Stages run at once.
+    /// Stages run at once, at most.
     pub jobs: usize,
-    /// `--threads` of each child.
-    pub threads: usize,
+    /// CPU threads shared by the children: each child gets `--threads` from what is free when
+    /// it starts (see [`child_threads`]).
+    pub cores: usize,
     /// Environment variables set for children (e.g. the tool's home).
     pub env: Vec<(String, String)>,
 }
@@ -148,7 +145,7 @@ fn tail(path: &Path, bytes: u64) -> String {
 }
 
 /// Runs one stage to completion and writes its record.
-fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions) -> Result<f64> {
+fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions, threads: usize) -> Result<f64> {
     let started = Instant::now();
     fs_err::create_dir_all(run_dir.join(&stage.dir))?;
     fs_err::create_dir_all(run_dir.join("logs"))?;
@@ -158,7 +155,7 @@ fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions) -> Result<f64> {
     writeln!(log, "=== selfaware {}", stage.args.join(" "))?;
     let mut cmd = Command::new(&opts.exe);
     cmd.arg("--threads")
-        .arg(opts.threads.to_string())
+        .arg(threads.to_string())
         .args(&stage.args)
         .current_dir(run_dir)
         .stdin(Stdio::null())
@@ -207,7 +204,7 @@ fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions) -> Result<f64> {
         output,
         output_sha256,
         wall_s,
-        threads: opts.threads,
+        threads,
         tool_version: TOOL_VERSION.to_string(),
     };
     let mut bytes = serde_json::to_vec_pretty(&rec).map_err(|e| RunError::Plan {
@@ -218,7 +215,18 @@ fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions) -> Result<f64> {
     Ok(wall_s)
 }
 
-/// Runs every unfinished stage of `plan`, dependencies first, up to `opts.jobs` at once.
+/// Threads for a child started now: the free threads shared evenly among the stages that could
+/// start now (ready ones, up to the free job slots), at least 1. A lone stage gets every free
+/// core; two stages on 2 cores get one each, which is faster in total than running them one
+/// after the other on both cores (there is no synchronisation between threads inside a child).
+/// Thread counts change no result: matrix products split rows and columns, never a sum.
+pub fn child_threads(free_cores: usize, ready: usize, free_slots: usize) -> usize {
+    let share = ready.min(free_slots).max(1);
+    (free_cores / share).max(1)
+}
+
+/// Runs every unfinished stage of `plan`, dependencies first, up to `opts.jobs` at once on
+/// `opts.cores` threads.
 /// Returns the indices of the stages that ran (the others were cached).
 pub fn execute(
     run_dir: &Path,
@@ -241,34 +249,39 @@ pub fn execute(
         }
     }
     let mut ran = Vec::new();
-    let mut running: BTreeSet<usize> = BTreeSet::new();
+    // Running stages and their threads.
+    let mut running: BTreeMap<usize, usize> = BTreeMap::new();
     let (tx, rx) = mpsc::channel::<(usize, Result<f64>)>();
     let jobs = opts.jobs.max(1);
+    let cores = opts.cores.max(1);
     std::thread::scope(|scope| -> Result<()> {
         let mut failure: Option<RunError> = None;
         loop {
             // Start what is ready, in plan order.
             if failure.is_none() {
-                for i in 0..n {
-                    if running.len() >= jobs {
+                let ready: Vec<usize> = (0..n)
+                    .filter(|&i| !done[i] && !running.contains_key(&i))
+                    .filter(|&i| plan.stages[i].deps.iter().all(|&d| done[d]))
+                    .collect();
+                for (k, &i) in ready.iter().enumerate() {
+                    let used: usize = running.values().sum();
+                    if running.len() >= jobs || used >= cores {
                         break;
                     }
-                    if done[i] || running.contains(&i) {
-                        continue;
-                    }
-                    if plan.stages[i].deps.iter().all(|&d| done[d]) {
-                        running.insert(i);
-                        on_event(Event::Started {
-                            index: i,
-                            stage: &plan.stages[i],
-                        });
-                        let tx = tx.clone();
-                        let stage = &plan.stages[i];
-                        scope.spawn(move || {
-                            let r = run_stage(run_dir, stage, opts);
-                            let _ = tx.send((i, r));
-                        });
-                    }
+                    let threads =
+                        child_threads(cores - used, ready.len() - k, jobs - running.len());
+                    running.insert(i, threads);
+                    on_event(Event::Started {
+                        index: i,
+                        stage: &plan.stages[i],
+                        threads,
+                    });
+                    let tx = tx.clone();
+                    let stage = &plan.stages[i];
+                    scope.spawn(move || {
+                        let r = run_stage(run_dir, stage, opts, threads);
+                        let _ = tx.send((i, r));
+                    });
                 }
             }
             if running.is_empty() {

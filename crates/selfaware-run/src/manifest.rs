@@ -42,7 +42,8 @@ pub struct RunManifest {
     pub tool_version: String,
     pub git_revision: Option<String>,
     pub machine: Machine,
-    /// `--jobs` and `--threads` of the latest invocation.
+    /// Stages at once (`--jobs`) and the threads they shared (`--threads`), of the latest
+    /// invocation.
     pub jobs: usize,
     pub threads: usize,
     pub model: ModelRef,

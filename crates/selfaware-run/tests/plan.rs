@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use selfaware_run::exec::child_threads;
 use selfaware_run::experiment::Experiment;
-use selfaware_run::plan::{plan, ModelRef, Plan, PlanInputs, StageKind};
+use selfaware_run::plan::{plan, ModelRef, Plan, PlanInputs, StageKind, TWO_JOB_GAIN};
 
 const EXP: &str = r#"
 name = "t"
@@ -210,4 +211,45 @@ fn train_settings_overlay_and_arguments() {
             "q_proj,v_proj"
         ]
     );
+}
+
+#[test]
+fn wall_estimate_follows_the_schedule() {
+    let e = selfaware_run::resolve("quick").unwrap().0;
+    let mut p = make(&e, &"1".repeat(64));
+    // Keep two independent stages and one that needs both.
+    p.stages.truncate(3);
+    for (i, s) in p.stages.iter_mut().enumerate() {
+        s.estimate_s = 100.0;
+        s.deps = if i == 2 { vec![0, 1] } else { vec![] };
+    }
+    let none = [false; 3];
+    assert_eq!(p.estimate_s(&none), 300.0);
+    assert_eq!(p.estimate_wall_s(&none, 1), 300.0);
+    // Stages 0 and 1 side by side, then stage 2 alone.
+    let two = 200.0 / TWO_JOB_GAIN + 100.0;
+    assert!((p.estimate_wall_s(&none, 2) - two).abs() < 1e-9);
+    // The reference machine has 2 cores: more jobs change nothing.
+    assert_eq!(p.estimate_wall_s(&none, 8), p.estimate_wall_s(&none, 2));
+    // Finished stages cost nothing; a chain cannot overlap.
+    assert_eq!(p.estimate_wall_s(&[true, true, false], 2), 100.0);
+    p.stages[1].deps = vec![0];
+    assert_eq!(p.estimate_wall_s(&none, 2), 300.0);
+    // Unequal lengths: the shorter finishes first, the longer goes on alone.
+    p.stages[1].deps = vec![];
+    p.stages[1].estimate_s = 50.0;
+    let want = 100.0 / TWO_JOB_GAIN + 50.0 + 100.0;
+    assert!((p.estimate_wall_s(&none, 2) - want).abs() < 1e-9);
+}
+
+#[test]
+fn child_threads_share_what_is_free() {
+    // Ten ready stages, two free slots on two cores: one thread each.
+    assert_eq!(child_threads(2, 10, 2), 1);
+    // A lone stage gets every free core.
+    assert_eq!(child_threads(2, 1, 2), 2);
+    assert_eq!(child_threads(1, 1, 1), 1);
+    // Never zero, even when the slots outnumber the cores.
+    assert_eq!(child_threads(2, 5, 4), 1);
+    assert_eq!(child_threads(16, 3, 16), 5);
 }
