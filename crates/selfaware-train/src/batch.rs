@@ -4,6 +4,12 @@
 //! 16 batches by length so the sequences of a batch have similar lengths (little padding), cuts
 //! them into batches and shuffles the batch order. Batches are right-padded, so with the causal
 //! mask no real token ever attends to padding.
+//!
+//! The tokens every sequence of a batch starts with (the chat template's head: system prompt and
+//! user header) are run once for the whole batch: a `[1, P]` step whose keys and values every
+//! row then attends to, instead of `B` copies of the same `P` positions. The loss and gradients
+//! are those of the unshared batch (the prefix's gradient is the sum over rows, which is what
+//! the copies would add up to); only the work shrinks, by P / T.
 
 use candle_core::Tensor;
 use rand::seq::SliceRandom;
@@ -55,15 +61,42 @@ pub fn plan_epoch(
     batches
 }
 
-/// The tensors of one batch.
-pub struct Batch {
-    /// `[B, T]` u32
+/// Shortest shared head worth running once: below this the copies of its keys and values cost
+/// about what they save.
+const MIN_SHARED: usize = 4;
+
+/// The head shared by every sequence of a batch, run once.
+pub struct SharedPrefix {
+    /// `[1, P]` u32
     pub tokens: Tensor,
-    /// `[B, T]` u32
+    /// `[1, P]` u32, `0..P`
     pub positions: Tensor,
-    /// `[1, 1, T, T]` causal mask
+    /// `[1, 1, P, P]` causal mask
     pub mask: Tensor,
-    /// Flat indices `b·T + t` of the positions whose next token is trained.
+    pub len: usize,
+}
+
+impl SharedPrefix {
+    pub fn step(&self) -> Step<'_> {
+        Step {
+            tokens: &self.tokens,
+            positions: &self.positions,
+            mask: &self.mask,
+        }
+    }
+}
+
+/// The tensors of one batch: an optional shared head, then each sequence's rest.
+pub struct Batch {
+    /// The head every sequence starts with, run once (None: nothing shared).
+    pub prefix: Option<SharedPrefix>,
+    /// `[B, T − P]` u32: each sequence after the shared head, right-padded.
+    pub tokens: Tensor,
+    /// `[B, T − P]` u32, `P..T`
+    pub positions: Tensor,
+    /// `[1, 1, T − P, T]` causal mask over the head and the rest
+    pub mask: Tensor,
+    /// Flat indices `b·(T − P) + t − P` of the positions `t` whose next token is trained.
     pub select: Tensor,
     /// The trained next tokens, aligned with `select`.
     pub targets: Tensor,
@@ -73,31 +106,47 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Builds the batch of `examples`, right-padded with `pad`.
-    pub fn new(examples: &[&Example], pad: u32) -> Result<Self> {
+    /// Builds the batch of `examples`, right-padded with `pad`. With `share_prefix`, the tokens
+    /// all of them start with (up to the first trained position) are run once for the batch.
+    pub fn new(examples: &[&Example], pad: u32, share_prefix: bool) -> Result<Self> {
         let t = examples.iter().map(|e| e.len()).max().unwrap_or(0);
+        let p = if share_prefix {
+            shared_len(examples)
+        } else {
+            0
+        };
         let mut rows = Vec::with_capacity(examples.len());
         let mut select = Vec::new();
         let mut targets = Vec::new();
         for (b, e) in examples.iter().enumerate() {
-            let mut row = e.ids.clone();
-            row.resize(t, pad);
+            let mut row = e.ids[p..].to_vec();
+            row.resize(t - p, pad);
             rows.push(row);
-            for p in 1..e.len() {
-                if e.trained[p] {
-                    select.push((b * t + p - 1) as u32);
-                    targets.push(e.ids[p]);
+            for q in 1..e.len() {
+                if e.trained[q] {
+                    select.push((b * (t - p) + q - 1 - p) as u32);
+                    targets.push(e.ids[q]);
                 }
             }
         }
         let positions: Vec<Vec<u32>> = (0..examples.len())
-            .map(|_| (0..t as u32).collect())
+            .map(|_| (p as u32..t as u32).collect())
             .collect();
+        let prefix = match p {
+            0 => None,
+            _ => Some(SharedPrefix {
+                tokens: u32_matrix(&[examples[0].ids[..p].to_vec()])?,
+                positions: u32_matrix(&[(0..p as u32).collect()])?,
+                mask: build_mask(1, p, p, |_, q, k| k <= q)?,
+                len: p,
+            }),
+        };
         let n = select.len();
         Ok(Batch {
+            prefix,
             tokens: u32_matrix(&rows)?,
             positions: u32_matrix(&positions)?,
-            mask: build_mask(1, t, t, |_, q, k| k <= q)?,
+            mask: build_mask(1, t - p, t, |_, q, k| k <= q + p)?,
             select: Tensor::from_vec(select, n, &candle_core::Device::Cpu)?,
             targets: Tensor::from_vec(targets, n, &candle_core::Device::Cpu)?,
             n_trained: n,
@@ -105,12 +154,42 @@ impl Batch {
         })
     }
 
+    /// The step after the shared head (the whole batch when nothing is shared).
     pub fn step(&self) -> Step<'_> {
         Step {
             tokens: &self.tokens,
             positions: &self.positions,
             mask: &self.mask,
         }
+    }
+}
+
+/// Length of the head shared by all `examples`: their longest common prefix, cut so that every
+/// sequence keeps at least one position after it and no position whose next token is trained
+/// falls inside it; 0 when that is shorter than [`MIN_SHARED`] or there is only one sequence.
+fn shared_len(examples: &[&Example]) -> usize {
+    let Some(first) = examples.first() else {
+        return 0;
+    };
+    if examples.len() < 2 {
+        return 0;
+    }
+    let mut p = first.len();
+    for e in examples {
+        let common = first
+            .ids
+            .iter()
+            .zip(&e.ids)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // The first trained token's predictor (its previous position) must stay in the rest.
+        let first_trained = (1..e.len()).find(|&q| e.trained[q]).unwrap_or(e.len());
+        p = p.min(common).min(first_trained.saturating_sub(1));
+    }
+    if p < MIN_SHARED {
+        0
+    } else {
+        p
     }
 }
 
@@ -149,7 +228,8 @@ mod tests {
             ids: vec![1, 2, 3],
             trained: vec![false, true, false],
         };
-        let b = Batch::new(&[&e1, &e2], 0).unwrap();
+        let b = Batch::new(&[&e1, &e2], 0, false).unwrap();
+        assert!(b.prefix.is_none());
         assert_eq!(
             b.tokens.to_vec2::<u32>().unwrap(),
             vec![vec![5, 6, 7, 8], vec![1, 2, 3, 0]]
@@ -157,5 +237,49 @@ mod tests {
         assert_eq!(b.select.to_vec1::<u32>().unwrap(), vec![1, 2, 4]);
         assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![7, 8, 2]);
         assert_eq!(b.n_tokens, 7);
+    }
+
+    #[test]
+    fn shared_head_is_cut_before_trained_positions() {
+        let ex = |ids: Vec<u32>, first_trained: usize| Example {
+            line: 1,
+            trained: (0..ids.len()).map(|i| i >= first_trained).collect(),
+            ids,
+        };
+        let e1 = ex(vec![1, 2, 3, 4, 5, 6, 7, 8, 9], 8);
+        let e2 = ex(vec![1, 2, 3, 4, 5, 6, 10, 11], 7);
+        let e3 = ex(vec![1, 2, 3, 4, 5, 6, 7, 12, 13, 14], 9);
+        // Common prefix 6, but e2's first trained token (position 7) is predicted at 6.
+        assert_eq!(shared_len(&[&e1, &e2, &e3]), 6);
+        let e4 = ex(vec![1, 2, 3, 4, 5, 6, 7, 8], 5);
+        assert_eq!(shared_len(&[&e1, &e4]), 4);
+        // Too short to share, or a single sequence.
+        let e5 = ex(vec![1, 2, 3, 9, 9], 4);
+        assert_eq!(shared_len(&[&e1, &e5]), 0);
+        assert_eq!(shared_len(&[&e1]), 0);
+        // Identical untrained sequences keep one position each.
+        let e6 = ex(vec![1, 2, 3, 4, 5, 6], 6);
+        assert_eq!(shared_len(&[&e6, &e6]), 5);
+
+        let b = Batch::new(&[&e1, &e2, &e3], 0, true).unwrap();
+        let pre = b.prefix.as_ref().unwrap();
+        assert_eq!(pre.len, 6);
+        assert_eq!(
+            pre.tokens.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 2, 3, 4, 5, 6]]
+        );
+        assert_eq!(
+            b.tokens.to_vec2::<u32>().unwrap(),
+            vec![vec![7, 8, 9, 0], vec![10, 11, 0, 0], vec![7, 12, 13, 14]]
+        );
+        assert_eq!(b.positions.to_vec2::<u32>().unwrap()[0], vec![6, 7, 8, 9]);
+        // Trained: e1 at 8 (predicted at 7), e2 at 7 (at 6), e3 at 9 (at 8).
+        assert_eq!(b.select.to_vec1::<u32>().unwrap(), vec![1, 4, 10]);
+        assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![9, 11, 14]);
+        // Row queries see the whole head and their own past.
+        let mask = b.mask.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(b.mask.dims(), &[1, 1, 4, 10]);
+        assert_eq!(mask[..10].iter().filter(|x| **x == 0.0).count(), 7);
+        assert_eq!(mask[30..].iter().filter(|x| **x == 0.0).count(), 10);
     }
 }

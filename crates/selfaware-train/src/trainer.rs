@@ -291,7 +291,8 @@ impl<'d> Trainer<'d> {
             .iter()
             .map(|idx| {
                 let exs: Vec<_> = idx.iter().map(|&i| &self.data.examples[i]).collect();
-                Batch::new(&exs, self.pad)
+                // LoRA dropout draws per row, so a head run once would share its masks.
+                Batch::new(&exs, self.pad, self.cfg.dropout == 0.0)
             })
             .collect::<Result<Vec<_>>>()?;
         let n_trained: usize = batches.iter().map(|b| b.n_trained).sum();

@@ -268,7 +268,8 @@ fn lora_gradient_matches_finite_differences() {
     let file = common::ab_file(dir.path(), 3);
     let ds = data::load(&file, &e.chat, 512).unwrap();
     let exs: Vec<_> = ds.examples.iter().collect();
-    let batch = Batch::new(&exs, e.chat.tokenizer.pad_id).unwrap();
+    let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, true).unwrap();
+    assert!(batch.prefix.is_some(), "the examples share a chat head");
 
     // A non-zero B so that gradients reach A too; deterministic values.
     let cfg = TrainConfig::default();
@@ -323,4 +324,38 @@ fn lora_gradient_matches_finite_differences() {
         }
     }
     assert_eq!(checked, 28);
+}
+
+#[test]
+fn shared_head_gives_the_loss_and_gradients_of_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let file = common::ab_file(dir.path(), 5);
+    let ds = data::load(&file, &e.chat, 512).unwrap();
+    let exs: Vec<_> = ds.examples.iter().collect();
+    let pad = e.chat.tokenizer.pad_id;
+    let shared = Batch::new(&exs, pad, true).unwrap();
+    let whole = Batch::new(&exs, pad, false).unwrap();
+    assert!(shared.prefix.as_ref().unwrap().len >= 8);
+    assert!(whole.prefix.is_none());
+    assert_eq!(shared.n_trained, whole.n_trained);
+
+    let cfg = TrainConfig::default();
+    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 5).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (_, (_, b)) in adapter.factors.iter_mut() {
+        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
+    }
+    let (l_shared, g_shared) = loss_with(&e, &adapter, &shared);
+    let (l_whole, g_whole) = loss_with(&e, &adapter, &whole);
+    assert!(
+        (l_shared - l_whole).abs() < 1e-5 * l_whole.abs(),
+        "{l_shared} vs {l_whole}"
+    );
+    for ((name, a), (_, b)) in g_shared.iter().zip(&g_whole) {
+        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+        let norm = b.sqr().unwrap().sum_all().unwrap();
+        let rel = (diff.to_scalar::<f32>().unwrap() / norm.to_scalar::<f32>().unwrap()).sqrt();
+        assert!(rel < 1e-4, "{name}: relative difference {rel}");
+    }
 }

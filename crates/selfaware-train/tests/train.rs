@@ -161,8 +161,10 @@ fn dropout_accumulation_and_cosine_train_deterministically() {
         },
         None,
     );
-    // Dropout changes the result (not the first loss: B starts at zero).
-    assert_eq!(t1.log[0].loss, t3.log[0].loss);
+    // Dropout changes the result (not the first loss: B starts at zero). Without dropout the
+    // chat head is run once per batch, so the first losses agree to rounding, not bit for bit.
+    let (l1, l3) = (t1.log[0].loss, t3.log[0].loss);
+    assert!((l1 - l3).abs() < 1e-5 * l3.abs(), "{l1} vs {l3}");
     assert_ne!(
         adapter_bytes(&t1, &dir.path().join("a1")),
         adapter_bytes(&t3, &dir.path().join("a3"))
