@@ -130,29 +130,34 @@ impl Subject {
 
     /// First-token probabilities of `labels` (which must start with different tokens).
     pub fn label_probs(&self, conv: &Conversation, labels: &[String]) -> Result<FirstToken> {
-        let r = match self {
-            Subject::Local(e) => e.score_options(conv, labels)?,
+        let firsts: Vec<(u32, f64)> = match self {
+            Subject::Local(e) => e.first_token_logprobs(conv, labels)?,
             Subject::Remote(b) if b.capabilities().exact_scoring => {
                 b.score_options(conv, labels)?
+                    .candidates
+                    .iter()
+                    .map(|c| {
+                        let first =
+                            c.token_ids.first().copied().ok_or_else(|| {
+                                anyhow::anyhow!("option {:?} has no tokens", c.text)
+                            })?;
+                        Ok((first, c.first_token_logprob))
+                    })
+                    .collect::<Result<_>>()?
             }
             Subject::Remote(b) => return Ok(FirstToken::TopLogprobs(top_first(b, conv)?)),
         };
-        let mut firsts = std::collections::HashSet::new();
-        for c in &r.candidates {
-            if let Some(first) = c.token_ids.first() {
-                if !firsts.insert(*first) {
-                    bail!(
-                        "option labels {labels:?} share a first token, so first-token \
-                         probabilities cannot tell them apart"
-                    );
-                }
+        let mut seen = std::collections::HashSet::new();
+        for (first, _) in &firsts {
+            if !seen.insert(*first) {
+                bail!(
+                    "option labels {labels:?} share a first token, so first-token \
+                     probabilities cannot tell them apart"
+                );
             }
         }
         Ok(FirstToken::Exact(
-            r.candidates
-                .iter()
-                .map(|c| c.first_token_logprob.exp())
-                .collect(),
+            firsts.iter().map(|(_, lp)| lp.exp()).collect(),
         ))
     }
 

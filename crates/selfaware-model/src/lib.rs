@@ -112,6 +112,7 @@ pub struct Engine {
     pub chat: ChatFormat,
     pub info: ModelInfo,
     digit_start: OnceLock<Vec<bool>>,
+    heads: std::sync::Mutex<score::HeadCache>,
 }
 
 /// sha256 of a file, streamed.
@@ -213,6 +214,7 @@ impl Engine {
             chat,
             info,
             digit_start: OnceLock::new(),
+            heads: Default::default(),
         }
     }
 
@@ -241,16 +243,56 @@ impl Engine {
         })
     }
 
-    /// Prefills the conversation's prompt (the conversation rendered with the generation prompt).
+    /// Prefills the conversation's prompt (the conversation rendered with the generation
+    /// prompt), as its head (everything before the last message's text: system prompt, earlier
+    /// turns, the template's header) and then the rest. Heads are kept for the next prompts
+    /// ([`score::HeadCache`]), so a battery asked under one system prompt runs it once.
     pub fn prefill(&self, conv: &Conversation) -> Result<score::Prefilled> {
         let prompt = self.chat.prompt(conv)?;
-        score::prefill(&self.model, &prompt.ids)
+        let head = self.head_len(conv, &prompt.ids);
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        score::prefill_split(&self.model, &prompt.ids, head, &mut heads)
+    }
+
+    /// How many of `ids` (the prompt of `conv`) come before the last message's text: the tokens
+    /// the prompt shares with the same conversation whose last message is empty.
+    fn head_len(&self, conv: &Conversation, ids: &[u32]) -> usize {
+        let mut empty = conv.clone();
+        match empty.messages.last_mut() {
+            Some(m) => m.content.clear(),
+            None => return 0,
+        }
+        match self.chat.prompt(&empty) {
+            Ok(p) => p.ids.iter().zip(ids).take_while(|(a, b)| a == b).count(),
+            Err(_) => 0,
+        }
     }
 
     /// Exact scores of candidate answers (see [`OptionScores`]).
     pub fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores> {
         let pre = self.prefill(conv)?;
         self.score_options_prefilled(&pre, options)
+    }
+
+    /// For each option, its first token and log P(that token | prompt): the prompt's prefill
+    /// alone, without the step that scores whole options ([`Engine::score_options`] gives the
+    /// same first-token numbers).
+    pub fn first_token_logprobs(
+        &self,
+        conv: &Conversation,
+        options: &[String],
+    ) -> Result<Vec<(u32, f64)>> {
+        let pre = self.prefill(conv)?;
+        options
+            .iter()
+            .map(|o| {
+                let ids = self.chat.answer_ids(o)?;
+                let first = *ids
+                    .first()
+                    .ok_or_else(|| ModelError::Input(format!("candidate {o:?} has no tokens")))?;
+                Ok((first, pre.next[first as usize] as f64))
+            })
+            .collect()
     }
 
     /// As [`Engine::score_options`], reusing a prefilled prompt.

@@ -17,21 +17,32 @@ use crate::llama::{build_mask, u32_matrix, KvCache, Llama, Step};
 pub struct Prefilled {
     pub cache: KvCache,
     pub len: usize,
+    /// Leading tokens run as a separate head before the rest (0: one pass).
+    pub head_len: usize,
     /// `[vocab]` log-probabilities of the token after the prompt.
     pub next: Vec<f32>,
 }
 
 /// Runs the prompt through the model once.
 pub fn prefill(model: &Llama, prompt: &[u32]) -> Result<Prefilled> {
+    prefill_after(model, prompt, None)
+}
+
+/// Runs `prompt` through the model, its first `head.len` tokens taken from `head`'s cache.
+fn prefill_after(model: &Llama, prompt: &[u32], head: Option<&Head>) -> Result<Prefilled> {
     if prompt.is_empty() {
         return Err(ModelError::Input("cannot score an empty prompt".into()));
     }
     check_len(model, prompt.len())?;
     let p = prompt.len();
-    let tokens = u32_matrix(&[prompt.to_vec()])?;
-    let positions = u32_matrix(&[(0..p as u32).collect()])?;
-    let mask = build_mask(1, p, p, |_, q, k| k <= q)?;
-    let mut cache = model.new_cache();
+    let h = head.map_or(0, |x| x.tokens.len());
+    let tokens = u32_matrix(&[prompt[h..].to_vec()])?;
+    let positions = u32_matrix(&[(h as u32..p as u32).collect()])?;
+    let mask = build_mask(1, p - h, p, |_, q, k| k <= q + h)?;
+    let mut cache = match head {
+        Some(x) => x.cache.clone(),
+        None => model.new_cache(),
+    };
     let hidden = model.forward(
         &Step {
             tokens: &tokens,
@@ -40,13 +51,75 @@ pub fn prefill(model: &Llama, prompt: &[u32]) -> Result<Prefilled> {
         },
         Some(&mut cache),
     )?;
-    let last = hidden.i((0, p - 1))?.unsqueeze(0)?;
+    let last = hidden.i((0, p - h - 1))?.unsqueeze(0)?;
     let next = model.log_softmax(&last)?.squeeze(0)?.to_vec1()?;
     Ok(Prefilled {
         cache,
         len: p,
+        head_len: h,
         next,
     })
+}
+
+/// A prompt head's tokens and their keys and values.
+struct Head {
+    tokens: Vec<u32>,
+    cache: KvCache,
+}
+
+/// Heads kept at once (a battery or probe uses one or a few system prompts).
+const HEADS_KEPT: usize = 4;
+
+/// Shortest head worth running on its own.
+const MIN_HEAD: usize = 4;
+
+/// Keys and values of recent prompt heads (the chat template up to the last user message's
+/// text), so that prompts sharing a head run it once. [`prefill_split`] always runs a prompt as
+/// head then rest, cached or not, so a prompt's numbers never depend on what ran before it. The
+/// cache remembers which tensors the model was made of and forgets everything when they change
+/// (an adapter attached, merged or detached).
+#[derive(Default)]
+pub struct HeadCache {
+    model: (Vec<candle_core::TensorId>, Vec<u64>),
+    heads: Vec<Head>,
+}
+
+/// Prefills `prompt` as its first `head_len` tokens, then the rest. The head's keys and values
+/// come from `cache` when it holds them (and are stored there otherwise). A head shorter than
+/// [`MIN_HEAD`] tokens, or one that leaves no rest, is not split off.
+pub fn prefill_split(
+    model: &Llama,
+    prompt: &[u32],
+    head_len: usize,
+    cache: &mut HeadCache,
+) -> Result<Prefilled> {
+    if head_len < MIN_HEAD || head_len >= prompt.len() {
+        return prefill(model, prompt);
+    }
+    let identity = model.identity();
+    if cache.model != identity {
+        cache.model = identity;
+        cache.heads.clear();
+    }
+    let head = &prompt[..head_len];
+    let found = cache.heads.iter().position(|x| x.tokens == head);
+    let entry = match found {
+        Some(i) => cache.heads.remove(i),
+        None => {
+            let pre = prefill(model, head)?;
+            Head {
+                tokens: head.to_vec(),
+                cache: pre.cache,
+            }
+        }
+    };
+    let out = prefill_after(model, prompt, Some(&entry));
+    // Most recently used last.
+    cache.heads.push(entry);
+    if cache.heads.len() > HEADS_KEPT {
+        cache.heads.remove(0);
+    }
+    out
 }
 
 pub(crate) fn check_len(model: &Llama, n: usize) -> Result<()> {

@@ -298,3 +298,111 @@ fn greedy_decode_with_cache_equals_uncached_argmax() {
     }
     assert_eq!(got.sample.ids(), want);
 }
+
+/// A random adapter with non-zero B, so that attaching it changes the model.
+fn random_adapter(e: &Engine, seed: u64) -> selfaware_model::lora::Adapter {
+    use candle_core::{Device, Tensor};
+    let spec = selfaware_model::lora::LoraSpec {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: selfaware_model::llama::PROJECTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        use_rslora: false,
+    };
+    let mut ad = selfaware_model::lora::Adapter::init(&e.model.cfg, &spec, seed).unwrap();
+    for (k, (_, b)) in ad.factors.values_mut().enumerate() {
+        let v: Vec<f32> = (0..b.elem_count())
+            .map(|i| (((i * 7 + k * 13) % 17) as f32 - 8.0) * 0.03)
+            .collect();
+        *b = Tensor::from_vec(v, b.shape(), &Device::Cpu).unwrap();
+    }
+    ad
+}
+
+#[test]
+fn prefill_by_head_equals_one_pass_and_does_not_depend_on_what_ran_before() {
+    let (_d, mut e) = engine(&TinySpec::default());
+    let system = Some("You are a careful assistant who answers with one letter.");
+    let a = Conversation::user(system, "Is the sky blue? Answer A or B.");
+    let b = Conversation::user(system, "Is grass red? Answer A or B, nothing else.");
+    for c in [&a, &b] {
+        let ids = e.chat.prompt(c).unwrap().ids;
+        let one_pass = selfaware_model::score::prefill(&e.model, &ids).unwrap();
+        let split = e.prefill(c).unwrap();
+        assert_eq!(split.len, ids.len());
+        // The head is what the prompt shares with the same conversation without the user's
+        // text (system prompt and headers).
+        let empty = e.chat.prompt(&Conversation::user(system, "")).unwrap().ids;
+        assert!(split.head_len >= 4, "head of {} tokens", split.head_len);
+        assert_eq!(ids[..split.head_len], empty[..split.head_len]);
+        assert_ne!(ids[split.head_len], empty[split.head_len]);
+        assert!(max_abs_diff(&split.next, &one_pass.next) < 1e-4);
+    }
+    // b after a (a's head kept) gives the bits b gives on a fresh engine.
+    let (_d2, fresh) = engine(&TinySpec::default());
+    let after_a = e.prefill(&b).unwrap().next;
+    assert_eq!(after_a, fresh.prefill(&b).unwrap().next);
+
+    // Attaching an adapter drops the kept heads: the numbers are the adapted model's.
+    let adapter = random_adapter(&e, 3);
+    e.model
+        .attach_adapter(&adapter, std::path::Path::new("test"))
+        .unwrap();
+    let mut fresh = fresh;
+    fresh
+        .model
+        .attach_adapter(&adapter, std::path::Path::new("test"))
+        .unwrap();
+    let adapted = e.prefill(&b).unwrap().next;
+    assert!(
+        max_abs_diff(&adapted, &after_a) > 1e-3,
+        "the adapter moved nothing"
+    );
+    assert_eq!(adapted, fresh.prefill(&b).unwrap().next);
+    // So does merging it (the weights are replaced, and their transposes remade).
+    e.model.merge_adapters().unwrap();
+    fresh.model.merge_adapters().unwrap();
+    let merged = e.prefill(&b).unwrap().next;
+    assert!(max_abs_diff(&merged, &adapted) < 1e-4);
+    assert_eq!(merged, fresh.prefill(&b).unwrap().next);
+}
+
+#[test]
+fn inference_on_many_rows_equals_the_tracked_path_bit_for_bit() {
+    use candle_core::{Device, Tensor, Var};
+    let (_d, e) = engine(&TinySpec::default());
+    let lin = &e.model.layers[0].gate_proj;
+    let inp = lin.weight.dim(1).unwrap();
+    for rows in [17usize, 40] {
+        let v: Vec<f32> = (0..rows * inp)
+            .map(|i| ((i * 31 % 97) as f32 - 48.0) * 0.01)
+            .collect();
+        let x = Tensor::from_vec(v, (rows, inp), &Device::Cpu).unwrap();
+        let plain = lin.forward(&x).unwrap();
+        // A tracked input takes the training path (x Wᵀ with the weight packed per call).
+        let tracked = lin
+            .forward(Var::from_tensor(&x).unwrap().as_tensor())
+            .unwrap();
+        assert_eq!(
+            plain.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            tracked.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{rows} rows"
+        );
+    }
+}
+
+#[test]
+fn first_token_logprobs_equal_the_option_scores() {
+    let (_d, e) = engine(&TinySpec::default());
+    let c = conv("Pick one. Answer A or B.");
+    let options = vec!["A".to_string(), "B".to_string(), "C".to_string()];
+    let full = e.score_options(&c, &options).unwrap();
+    let firsts = e.first_token_logprobs(&c, &options).unwrap();
+    for (f, s) in firsts.iter().zip(&full.candidates) {
+        assert_eq!(f.0, s.token_ids[0]);
+        assert_eq!(f.1, s.first_token_logprob);
+    }
+}
