@@ -149,9 +149,9 @@ fn tokens_per_item(family: Option<&str>) -> f64 {
     }
 }
 
-/// Training throughput of the embedded model on 2 cores (tokens/s), for estimates: the `risk`
-/// preset's finetunes ran at 408–455 tok/s (119,748 tokens in 4 min 23 s – 4 min 54 s).
-const TRAIN_TOKENS_PER_S: f64 = 400.0;
+/// Training throughput of the embedded model alone on 2 cores (tokens/s), for estimates: 64
+/// `risk` items (7,474 tokens) trained in 18.4 s of process time, about 17.4 s of it steps.
+const TRAIN_TOKENS_PER_S: f64 = 430.0;
 
 /// A placeholder estimate of one remote finetuning job (queueing dominates; nothing is known
 /// in advance).
@@ -512,9 +512,9 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
 }
 
 /// How much more work two stages on one core each get through than one stage on both cores of
-/// the 2-core reference machine: two 64-item `risk` finetunes ran side by side in 28.1 s each,
-/// against 18.5 s each one after the other (36.9 s).
-pub const TWO_JOB_GAIN: f64 = 1.31;
+/// the 2-core reference machine: two 64-item `risk` finetunes ran side by side in 25.5 s and
+/// 26.4 s, against 18.4 s each one after the other (36.8 s).
+pub const TWO_JOB_GAIN: f64 = 1.39;
 
 impl Plan {
     /// Total estimated seconds of the stages not in `done`, one after the other.
