@@ -121,6 +121,19 @@ fn read(p: &Path) -> Vec<u8> {
     std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Output file and its sha256 of every finished stage, sorted.
+fn stage_outputs(run: &Path) -> Vec<String> {
+    let mut v: Vec<String> = stage_records(run)
+        .values()
+        .map(|b| {
+            let j: serde_json::Value = serde_json::from_slice(b).unwrap();
+            format!("{} {}", j["output"], j["output_sha256"])
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 const REPORT_FILES: [&str; 4] = ["results.json", "report.html", "report.md", "results.csv"];
 
 #[test]
@@ -325,20 +338,64 @@ fn kill_9_at_several_points_then_resume_gives_identical_results_and_recomputes_n
         );
     }
     // Adapters and records are identical too.
-    let a = stage_records(&d.join("straight"));
-    let b = stage_records(&d.join("killed"));
-    let outputs = |m: &BTreeMap<PathBuf, Vec<u8>>| -> Vec<String> {
-        let mut v: Vec<String> = m
+    assert_eq!(
+        stage_outputs(&d.join("straight")),
+        stage_outputs(&d.join("killed"))
+    );
+}
+
+#[test]
+fn stages_side_by_side_on_one_thread_each_give_the_same_bytes_as_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    setup(d, "0.001");
+    let alone = [
+        "--threads",
+        "2",
+        "run",
+        "tiny.toml",
+        "--out",
+        "alone",
+        "--jobs",
+        "1",
+    ];
+    let out = ok(&selfaware(&home, d, &alone));
+    assert!(out.contains("up to 1 at once on 2 threads"), "{out}");
+    let paired = [
+        "--threads",
+        "2",
+        "run",
+        "tiny.toml",
+        "--out",
+        "paired",
+        "--jobs",
+        "2",
+    ];
+    ok(&selfaware(&home, d, &paired));
+    // Every stage ran on 2 threads alone; side by side, some ran on 1.
+    let threads = |run: &str| -> Vec<u64> {
+        stage_records(&d.join(run))
             .values()
             .map(|b| {
-                let j: serde_json::Value = serde_json::from_slice(b).unwrap();
-                format!("{} {}", j["output"], j["output_sha256"])
+                serde_json::from_slice::<serde_json::Value>(b).unwrap()["threads"]
+                    .as_u64()
+                    .unwrap()
             })
-            .collect();
-        v.sort();
-        v
+            .collect()
     };
-    assert_eq!(outputs(&a), outputs(&b));
+    assert!(threads("alone").iter().all(|&t| t == 2));
+    assert!(threads("paired").contains(&1));
+    assert_eq!(
+        stage_outputs(&d.join("alone")),
+        stage_outputs(&d.join("paired"))
+    );
+    for f in REPORT_FILES {
+        assert!(
+            read(&d.join("alone").join(f)) == read(&d.join("paired").join(f)),
+            "{f} differs between --jobs 1 and --jobs 2"
+        );
+    }
 }
 
 #[test]

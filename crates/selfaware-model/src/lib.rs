@@ -9,6 +9,7 @@
 //! The forward pass lives in [`llama`]; a naive loop implementation in [`naive`] is its test
 //! reference.
 
+mod attention;
 mod config;
 mod error;
 mod fused;

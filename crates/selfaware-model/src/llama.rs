@@ -491,12 +491,19 @@ impl Llama {
             }
             None => (k, v),
         };
+        let scale = 1.0 / (hd as f64).sqrt();
+        if ops::needs_backward(&q) || ops::needs_backward(&k) || ops::needs_backward(&v) {
+            // Training: one graph node with a hand-written backward.
+            let out = ops::attention(&q, &k, &v, mask, scale)?
+                .transpose(1, 2)?
+                .reshape((b, t, nh * hd))?;
+            return layer.o_proj.forward_with(&out, dropout);
+        }
         let tk = k.dim(2)?;
         let groups = nh / nkv;
         // Grouped-query attention without copying K/V: fold each group's heads into the query
         // rows. Head h uses KV head h / groups, as in transformers' repeat_kv.
         let qg = q.reshape((b, nkv, groups * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
         let scores = if ops::needs_backward(&qg) {
             // Scaling q ([.., hd]) instead of the scores ([.., tk]) keeps one activation fewer.
             (qg * scale)?.matmul(&k.t()?)?

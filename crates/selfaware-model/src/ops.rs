@@ -346,6 +346,31 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Ok((silu(gate)? * up)?)
 }
 
+/// `softmax(scale · q kᵀ + mask) v` with `q: [B, nh, T, hd]`, `k, v: [B, nkv, Tk, hd]` (query
+/// head `h` reads KV head `h / (nh / nkv)`) and an additive `mask: [1 or B, 1, T, Tk]`, as one
+/// graph node with a hand-written backward ([`crate::attention`]). For training: inference keeps
+/// the composed path, which needs no stored probabilities.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let (b, _, t, _) = q.dims4()?;
+    let (mb, _, mt, mtk) = mask.dims4()?;
+    if mt != t || mtk != k.dim(2)? || (mb != 1 && mb != b) {
+        return Err(crate::error::ModelError::Input(format!(
+            "attention mask {:?} does not fit queries {:?} and keys {:?}",
+            mask.dims(),
+            q.dims(),
+            k.dims()
+        )));
+    }
+    let op = crate::attention::Attention {
+        mask: mask.flatten_all()?.to_vec1()?,
+        per_sequence: mb > 1,
+        scale: scale as f32,
+        probs: std::sync::Mutex::new(None),
+    };
+    Ok(q.contiguous()?
+        .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?)
+}
+
 /// Log-softmax over the last dimension (built from primitive ops, so it has a backward).
 pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::ops::log_softmax(x, D::Minus1)?)

@@ -359,3 +359,68 @@ fn shared_head_gives_the_loss_and_gradients_of_the_whole_batch() {
         assert!(rel < 1e-4, "{name}: relative difference {rel}");
     }
 }
+
+/// Attention from candle's differentiable ops: KV heads repeated for their query heads.
+fn slow_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Tensor {
+    let (b, nh, _, hd) = q.dims4().unwrap();
+    let (_, nkv, tk, _) = k.dims4().unwrap();
+    let repeat = |x: &Tensor| {
+        x.unsqueeze(2)
+            .unwrap()
+            .broadcast_as((b, nkv, nh / nkv, tk, hd))
+            .unwrap()
+            .contiguous()
+            .unwrap()
+            .reshape((b, nh, tk, hd))
+            .unwrap()
+    };
+    let s = (q.matmul(&repeat(k).t().unwrap()).unwrap() * scale)
+        .unwrap()
+        .broadcast_add(mask)
+        .unwrap();
+    candle_nn::ops::softmax(&s, D::Minus1)
+        .unwrap()
+        .matmul(&repeat(v))
+        .unwrap()
+}
+
+#[test]
+fn attention_matches_slow_ops_for_every_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (b, nh, nkv, t, p, hd) = (2, 6, 2, 5, 3, 4);
+    let q = randn(&mut rng, &[b, nh, t, hd]);
+    let k = randn(&mut rng, &[b, nkv, p + t, hd]);
+    let v = randn(&mut rng, &[b, nkv, p + t, hd]);
+    let scale = 0.5;
+    // A shared head of p keys, then causal; and one mask per sequence with padded keys.
+    let causal = selfaware_model::llama::build_mask(1, t, p + t, |_, i, j| j <= i + p).unwrap();
+    let padded =
+        selfaware_model::llama::build_mask(b, t, p + t, |s, i, j| j <= i + p && j < p + t - s)
+            .unwrap();
+    for (what, mask) in [("causal", &causal), ("per sequence", &padded)] {
+        check_op(
+            &format!("attention (q, {what})"),
+            &q,
+            |q| ops::attention(q, &k, &v, mask, scale).unwrap(),
+            |q| slow_attention(q, &k, &v, mask, scale),
+        );
+        check_op(
+            &format!("attention (k, {what})"),
+            &k,
+            |k| ops::attention(&q, k, &v, mask, scale).unwrap(),
+            |k| slow_attention(&q, k, &v, mask, scale),
+        );
+        check_op(
+            &format!("attention (v, {what})"),
+            &v,
+            |v| ops::attention(&q, &k, v, mask, scale).unwrap(),
+            |v| slow_attention(&q, &k, v, mask, scale),
+        );
+    }
+    // A mask that fits neither the queries nor the keys is one clear error.
+    let wrong = selfaware_model::llama::build_mask(1, t, t, |_, i, j| j <= i).unwrap();
+    let err = ops::attention(&q, &k, &v, &wrong, scale)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not fit"), "{err}");
+}

@@ -233,8 +233,12 @@ fn adapter_round_trips_and_equals_its_merge() {
         diff(&adapted, &base) > 1e-2,
         "the adapter changes the model"
     );
-    // The trainer's own model gives the same numbers as the reloaded adapter.
-    assert!(diff(&logp(t.model()), &adapted) < 1e-5);
+    // The trainer's own model gives the same numbers as the reloaded adapter, to rounding: its
+    // forward is the training path (fused attention and LoRA kernels), and log-probabilities of
+    // the tiny random model reach about 46 here.
+    let own = diff(&logp(t.model()), &adapted);
+    let scale = adapted.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(own < 1e-5 * scale, "{own} of {scale}");
 }
 
 #[test]
