@@ -218,8 +218,9 @@ fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions, threads: usize) 
 /// Threads for a child started now: the free threads shared evenly among the stages that could
 /// start now (ready ones, up to the free job slots), at least 1. A lone stage gets every free
 /// core; two stages on 2 cores get one each, which is faster in total than running them one
-/// after the other on both cores (there is no synchronisation between threads inside a child).
-/// Thread counts change no result: matrix products split rows and columns, never a sum.
+/// after the other on both cores (a one-thread child never waits for another thread). Thread
+/// counts change no result: products and fused kernels split rows and columns, never a sum,
+/// and `eval` writes its records in prompt order whatever its concurrency.
 pub fn child_threads(free_cores: usize, ready: usize, free_slots: usize) -> usize {
     let share = ready.min(free_slots).max(1);
     (free_cores / share).max(1)

@@ -149,9 +149,10 @@ fn tokens_per_item(family: Option<&str>) -> f64 {
     }
 }
 
-/// Training throughput of the embedded model alone on 2 cores (tokens/s), for estimates: 64
-/// `risk` items (7,474 tokens) trained in 18.4 s of process time, about 17.4 s of it steps.
-const TRAIN_TOKENS_PER_S: f64 = 430.0;
+/// Training throughput of the embedded model alone on 2 cores (tokens/s), for estimates: in the
+/// `risk` run of 2026-11-28 00:23 UTC, ten finetunes of 119,748 tokens took 5 min 36 s –
+/// 5 min 52 s two at a time on one core each, about 240 s each alone by [`TWO_JOB_GAIN`].
+const TRAIN_TOKENS_PER_S: f64 = 500.0;
 
 /// A placeholder estimate of one remote finetuning job (queueing dominates; nothing is known
 /// in advance).
@@ -479,7 +480,8 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(40) as f64
                     / 400.0
             } else {
-                p.n as f64 * 0.12
+                // Two-option pairs: 250 took 31–35 s on one core beside another stage.
+                p.n as f64 * 0.08
             };
             let s = Stage {
                 name: format!("probe {} on {who}", p.id().trim_start_matches("probe/")),
