@@ -251,8 +251,7 @@ impl Engine {
     pub fn prefill(&self, conv: &Conversation) -> Result<score::Prefilled> {
         let prompt = self.chat.prompt(conv)?;
         let head = self.head_len(conv, &prompt.ids);
-        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
-        score::prefill_split(&self.model, &prompt.ids, head, &mut heads)
+        score::prefill_split(&self.model, &prompt.ids, head, &self.heads)
     }
 
     /// How many of `ids` (the prompt of `conv`) come before the last message's text: the tokens

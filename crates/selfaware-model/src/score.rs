@@ -7,6 +7,8 @@
 //! 100) are computed once. This is what makes a full 0..100 distribution cost about as much as a
 //! 100-token forward instead of 101 separate sequences.
 
+use std::sync::Mutex;
+
 use candle_core::{Device, IndexOp, Tensor};
 use serde::Serialize;
 
@@ -28,19 +30,24 @@ pub fn prefill(model: &Llama, prompt: &[u32]) -> Result<Prefilled> {
     prefill_after(model, prompt, None)
 }
 
-/// Runs `prompt` through the model, its first `head.len` tokens taken from `head`'s cache.
-fn prefill_after(model: &Llama, prompt: &[u32], head: Option<&Head>) -> Result<Prefilled> {
+/// Runs `prompt` through the model, its first `head.0` tokens' keys and values taken from
+/// `head.1`.
+fn prefill_after(
+    model: &Llama,
+    prompt: &[u32],
+    head: Option<(usize, &KvCache)>,
+) -> Result<Prefilled> {
     if prompt.is_empty() {
         return Err(ModelError::Input("cannot score an empty prompt".into()));
     }
     check_len(model, prompt.len())?;
     let p = prompt.len();
-    let h = head.map_or(0, |x| x.tokens.len());
+    let h = head.map_or(0, |x| x.0);
     let tokens = u32_matrix(&[prompt[h..].to_vec()])?;
     let positions = u32_matrix(&[(h as u32..p as u32).collect()])?;
     let mask = build_mask(1, p - h, p, |_, q, k| k <= q + h)?;
     let mut cache = match head {
-        Some(x) => x.cache.clone(),
+        Some((_, kv)) => kv.clone(),
         None => model.new_cache(),
     };
     let hidden = model.forward(
@@ -84,42 +91,70 @@ pub struct HeadCache {
     heads: Vec<Head>,
 }
 
+impl HeadCache {
+    /// The kept keys and values of `head`, most recently used last; forgets every head first
+    /// when the model is not the one they were computed with.
+    fn get(
+        &mut self,
+        identity: &(Vec<candle_core::TensorId>, Vec<u64>),
+        head: &[u32],
+    ) -> Option<KvCache> {
+        if self.model != *identity {
+            self.model = identity.clone();
+            self.heads.clear();
+        }
+        let i = self.heads.iter().position(|x| x.tokens == head)?;
+        let entry = self.heads.remove(i);
+        let kv = entry.cache.clone();
+        self.heads.push(entry);
+        Some(kv)
+    }
+
+    fn put(
+        &mut self,
+        identity: &(Vec<candle_core::TensorId>, Vec<u64>),
+        head: &[u32],
+        cache: KvCache,
+    ) {
+        if self.model != *identity || self.heads.iter().any(|x| x.tokens == head) {
+            return;
+        }
+        self.heads.push(Head {
+            tokens: head.to_vec(),
+            cache,
+        });
+        if self.heads.len() > HEADS_KEPT {
+            self.heads.remove(0);
+        }
+    }
+}
+
 /// Prefills `prompt` as its first `head_len` tokens, then the rest. The head's keys and values
-/// come from `cache` when it holds them (and are stored there otherwise). A head shorter than
-/// [`MIN_HEAD`] tokens, or one that leaves no rest, is not split off.
+/// come from `cache` when it holds them (and are stored there otherwise); the lock is held only
+/// to look them up or store them, so prompts on other threads prefill at the same time. A head
+/// shorter than [`MIN_HEAD`] tokens, or one that leaves no rest, is not split off.
 pub fn prefill_split(
     model: &Llama,
     prompt: &[u32],
     head_len: usize,
-    cache: &mut HeadCache,
+    cache: &Mutex<HeadCache>,
 ) -> Result<Prefilled> {
     if head_len < MIN_HEAD || head_len >= prompt.len() {
         return prefill(model, prompt);
     }
+    let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
     let identity = model.identity();
-    if cache.model != identity {
-        cache.model = identity;
-        cache.heads.clear();
-    }
     let head = &prompt[..head_len];
-    let found = cache.heads.iter().position(|x| x.tokens == head);
-    let entry = match found {
-        Some(i) => cache.heads.remove(i),
+    let kept = lock().get(&identity, head);
+    let kv = match kept {
+        Some(kv) => kv,
         None => {
-            let pre = prefill(model, head)?;
-            Head {
-                tokens: head.to_vec(),
-                cache: pre.cache,
-            }
+            let kv = prefill(model, head)?.cache;
+            lock().put(&identity, head, kv.clone());
+            kv
         }
     };
-    let out = prefill_after(model, prompt, Some(&entry));
-    // Most recently used last.
-    cache.heads.push(entry);
-    if cache.heads.len() > HEADS_KEPT {
-        cache.heads.remove(0);
-    }
-    out
+    prefill_after(model, prompt, Some((head_len, &kv)))
 }
 
 pub(crate) fn check_len(model: &Llama, n: usize) -> Result<()> {
