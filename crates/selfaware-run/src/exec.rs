@@ -216,7 +216,8 @@ fn run_stage(run_dir: &Path, stage: &Stage, opts: &ExecOptions, threads: usize) 
 }
 
 /// Threads for a child started now: the free threads shared evenly among the stages that could
-/// start now (ready ones, up to the free job slots), at least 1. A lone stage gets every free
+/// start now (ready ones, up to the free job slots), at least 1 (so with more jobs than cores,
+/// stages share cores, as remote stages that mostly wait can). A lone stage gets every free
 /// core; two stages on 2 cores get one each, which is faster in total than running them one
 /// after the other on both cores (a one-thread child never waits for another thread). Thread
 /// counts change no result: products and fused kernels split rows and columns, never a sum,
@@ -266,11 +267,15 @@ pub fn execute(
                     .collect();
                 for (k, &i) in ready.iter().enumerate() {
                     let used: usize = running.values().sum();
-                    if running.len() >= jobs || used >= cores {
+                    if running.len() >= jobs {
                         break;
                     }
-                    let threads =
-                        child_threads(cores - used, ready.len() - k, jobs - running.len());
+                    // More jobs than cores (e.g. stages waiting on a server) share the cores.
+                    let threads = child_threads(
+                        cores.saturating_sub(used),
+                        ready.len() - k,
+                        jobs - running.len(),
+                    );
                     running.insert(i, threads);
                     on_event(Event::Started {
                         index: i,

@@ -252,4 +252,6 @@ fn child_threads_share_what_is_free() {
     // Never zero, even when the slots outnumber the cores.
     assert_eq!(child_threads(2, 5, 4), 1);
     assert_eq!(child_threads(16, 3, 16), 5);
+    // More jobs than cores: the stages beyond the cores still start, on one thread.
+    assert_eq!(child_threads(0, 3, 2), 1);
 }
