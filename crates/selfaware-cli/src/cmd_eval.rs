@@ -1430,9 +1430,17 @@ fn choice_probe(m: ProbeModel<'_>, a: &ProbeArgs) -> Result<ProbeReport> {
     let labels = vec!["A".to_string(), "B".to_string()];
     let mut progress = Progress::new(pairs.len(), 25, "pairs");
     let mut out = Vec::with_capacity(pairs.len());
-    for p in pairs {
-        let conv = Conversation::user(a.system.as_deref(), &p.prompt);
-        let (p_a, p_b) = match subject.label_probs(&conv, &labels)? {
+    let convs: Vec<Conversation> = pairs
+        .iter()
+        .map(|p| Conversation::user(a.system.as_deref(), &p.prompt))
+        .collect();
+    let firsts = subject.label_probs_many(&convs, &labels, &mut |k| {
+        for _ in 0..k {
+            progress.step(probe_name(a.probe));
+        }
+    })?;
+    for (p, first) in pairs.into_iter().zip(firsts) {
+        let (p_a, p_b) = match first {
             FirstToken::Exact(p) => (p[0], p[1]),
             FirstToken::TopLogprobs(top) => {
                 let lp = scorers::mc::from_top_logprobs(&labels, &top);
@@ -1447,7 +1455,6 @@ fn choice_probe(m: ProbeModel<'_>, a: &ProbeArgs) -> Result<ProbeReport> {
             p_b,
             detail: p.detail,
         });
-        progress.step(probe_name(a.probe));
     }
     progress.finish();
     let item_scores: Vec<Option<f64>> = out.iter().map(|p| p.p_policy).collect();

@@ -147,18 +147,32 @@ impl Subject {
             }
             Subject::Remote(b) => return Ok(FirstToken::TopLogprobs(top_first(b, conv)?)),
         };
-        let mut seen = std::collections::HashSet::new();
-        for (first, _) in &firsts {
-            if !seen.insert(*first) {
-                bail!(
-                    "option labels {labels:?} share a first token, so first-token \
-                     probabilities cannot tell them apart"
-                );
-            }
-        }
-        Ok(FirstToken::Exact(
-            firsts.iter().map(|(_, lp)| lp.exp()).collect(),
-        ))
+        exact_first(labels, &firsts)
+    }
+
+    /// [`Subject::label_probs`] for many conversations (a probe's items). A local model runs
+    /// them side by side ([`selfaware_model::Engine::first_token_logprobs_many`]); a served one
+    /// answers them one request at a time. `on_done(k)`: `k` more conversations finished.
+    pub fn label_probs_many(
+        &self,
+        convs: &[Conversation],
+        labels: &[String],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<FirstToken>> {
+        let Subject::Local(e) = self else {
+            return convs
+                .iter()
+                .map(|c| {
+                    let r = self.label_probs(c, labels);
+                    on_done(1);
+                    r
+                })
+                .collect();
+        };
+        let all = e.first_token_logprobs_many(convs, labels, on_done)?;
+        all.iter()
+            .map(|firsts| exact_first(labels, firsts))
+            .collect()
     }
 
     /// The distribution of an integer answer in `min..=max`. A served model is exact only for
@@ -303,4 +317,19 @@ fn top_first(b: &HttpBackend, conv: &Conversation) -> Result<Vec<(String, f64)>>
         .filter(|t| t.logprob.is_finite())
         .map(|t| (t.token.clone(), t.logprob))
         .collect())
+}
+
+/// The probabilities of labels from their first tokens' log-probabilities; labels that share a
+/// first token cannot be told apart this way.
+fn exact_first(labels: &[String], firsts: &[(u32, f64)]) -> Result<FirstToken> {
+    let mut seen = std::collections::HashSet::new();
+    if !firsts.iter().all(|(first, _)| seen.insert(*first)) {
+        bail!(
+            "option labels {labels:?} share a first token, so first-token probabilities cannot \
+             tell them apart"
+        );
+    }
+    Ok(FirstToken::Exact(
+        firsts.iter().map(|(_, lp)| lp.exp()).collect(),
+    ))
 }

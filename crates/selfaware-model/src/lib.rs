@@ -295,6 +295,43 @@ impl Engine {
             .collect()
     }
 
+    /// [`Engine::first_token_logprobs`] for many conversations at once (a probe's items): their
+    /// common head runs once and the rests run several to a forward
+    /// ([`score::next_logprobs_many`]). The numbers equal the one-at-a-time ones up to rounding.
+    /// `on_done(k)` reports `k` more conversations finished.
+    pub fn first_token_logprobs_many(
+        &self,
+        convs: &[Conversation],
+        options: &[String],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        let firsts = options
+            .iter()
+            .map(|o| {
+                self.chat
+                    .answer_ids(o)?
+                    .first()
+                    .copied()
+                    .ok_or_else(|| ModelError::Input(format!("candidate {o:?} has no tokens")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let prompts = convs
+            .iter()
+            .map(|c| Ok(self.chat.prompt(c)?.ids))
+            .collect::<Result<Vec<_>>>()?;
+        let lps = score::next_logprobs_many(&self.model, &prompts, &firsts, on_done)?;
+        Ok(lps
+            .into_iter()
+            .map(|lp| {
+                firsts
+                    .iter()
+                    .zip(lp)
+                    .map(|(&id, l)| (id, l as f64))
+                    .collect()
+            })
+            .collect())
+    }
+
     /// As [`Engine::score_options`], reusing a prefilled prompt.
     pub fn score_options_prefilled(
         &self,

@@ -329,6 +329,8 @@ pub struct Llama {
     /// `[vocab, hidden]`; the embedding matrix itself when tied.
     pub lm_head: Tensor,
     pub rope: Rope,
+    /// `lm_headᵀ`, contiguous, for logits of many rows at once (batched decoding).
+    lm_head_t: Transposed,
 }
 
 impl Llama {
@@ -366,6 +368,7 @@ impl Llama {
             norm: w.get_shaped("model.norm.weight", &[h])?,
             lm_head,
             rope: Rope::new(cfg)?,
+            lm_head_t: Transposed::default(),
         })
     }
 
@@ -415,8 +418,32 @@ impl Llama {
     pub fn forward_with(
         &self,
         step: &Step,
+        cache: Option<&mut KvCache>,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        self.forward_impl(step, cache, dropout, None)
+    }
+
+    /// Hidden states after the final norm at the positions `rows` only (flat indices `b·T + t`
+    /// into the step's `[B, T]`): `[N, hidden]`, what [`Llama::forward`] gives there. Only the
+    /// last layer's keys and values are needed at every position, so its attention output,
+    /// output projection and MLP run on those rows alone (a training loss reads a few positions
+    /// per sequence). With a cache, every position's keys and values are still appended.
+    pub fn forward_rows(
+        &self,
+        step: &Step,
+        cache: Option<&mut KvCache>,
+        rows: &Tensor,
+    ) -> Result<Tensor> {
+        self.forward_impl(step, cache, None, Some(rows))
+    }
+
+    fn forward_impl(
+        &self,
+        step: &Step,
         mut cache: Option<&mut KvCache>,
         mut dropout: Option<&mut Dropout>,
+        rows: Option<&Tensor>,
     ) -> Result<Tensor> {
         let (b, t) = step.tokens.dims2()?;
         let cfg = &self.cfg;
@@ -429,7 +456,7 @@ impl Llama {
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
-            let a = self.attention(
+            let mut heads = self.attention(
                 layer,
                 &h,
                 (&cos, &sin),
@@ -437,6 +464,15 @@ impl Llama {
                 slot,
                 dropout.as_deref_mut(),
             )?;
+            if let (Some(rows), true) = (rows, i + 1 == self.layers.len()) {
+                let flat = |v: &Tensor| -> Result<Tensor> {
+                    let w = v.dim(2)?;
+                    Ok(v.reshape((b * t, w))?.index_select(rows, 0)?)
+                };
+                heads = flat(&heads)?;
+                x = flat(&x)?;
+            }
+            let a = layer.o_proj.forward_with(&heads, dropout.as_deref_mut())?;
             x = (x + a)?;
             let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
             let gate = layer.gate_proj.forward_with(&h, dropout.as_deref_mut())?;
@@ -449,6 +485,7 @@ impl Llama {
         ops::rms_norm(&x, &self.norm, eps)
     }
 
+    /// The attention heads' output before the output projection: `[B, T, heads·hd]`.
     fn attention(
         &self,
         layer: &Layer,
@@ -474,7 +511,7 @@ impl Llama {
             .transpose(1, 2)?;
         let v = layer
             .v_proj
-            .forward_with(x, dropout.as_deref_mut())?
+            .forward_with(x, dropout)?
             .reshape((b, t, nkv, hd))?
             .transpose(1, 2)?;
         let q = ops::rope(&q.contiguous()?, cos, sin)?;
@@ -494,10 +531,9 @@ impl Llama {
         let scale = 1.0 / (hd as f64).sqrt();
         if ops::needs_backward(&q) || ops::needs_backward(&k) || ops::needs_backward(&v) {
             // Training: one graph node with a hand-written backward.
-            let out = ops::attention(&q, &k, &v, mask, scale)?
+            return Ok(ops::attention(&q, &k, &v, mask, scale)?
                 .transpose(1, 2)?
-                .reshape((b, t, nh * hd))?;
-            return layer.o_proj.forward_with(&out, dropout);
+                .reshape((b, t, nh * hd))?);
         }
         let tk = k.dim(2)?;
         let groups = nh / nkv;
@@ -513,15 +549,33 @@ impl Llama {
         let scores = scores.reshape((b, nh, t, tk))?;
         let probs = ops::softmax_masked(&scores, mask)?;
         let out = probs.reshape((b, nkv, groups * t, tk))?.matmul(&v)?;
-        let out = out
+        Ok(out
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
-        layer.o_proj.forward_with(&out, dropout)
+            .reshape((b, t, nh * hd))?)
     }
 
     /// Logits for hidden states `[.., hidden] → [.., vocab]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let dims = hidden.dims();
+        let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
+        if rows > crate::gemv::MAX_ROWS
+            && !ops::needs_backward(hidden)
+            && !ops::needs_backward(&self.lm_head)
+            && hidden.dtype() == DType::F32
+            && self.lm_head.dtype() == DType::F32
+            && hidden.device().is_cpu()
+        {
+            // Many rows (a batch of samples): read the vocabulary matrix from its transpose
+            // instead of repacking all of it on every call; the same bits.
+            let h = *dims.last().expect("hidden states have a last dimension");
+            let mut out_dims = dims.to_vec();
+            *out_dims.last_mut().expect("non-empty") = self.lm_head.dim(0)?;
+            let y = hidden
+                .reshape((rows, h))?
+                .matmul(&self.lm_head_t.of(&self.lm_head)?)?;
+            return Ok(y.reshape(out_dims)?);
+        }
         ops::linear(hidden, &self.lm_head)
     }
 

@@ -87,50 +87,84 @@ fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
 
 /// Draws one token from log-probabilities `lp` with temperature and nucleus (top-p) filtering.
 pub fn choose(lp: &[f32], temperature: f64, top_p: f64, rng: &mut ChaCha8Rng) -> u32 {
-    if temperature <= 0.0 {
-        // Greedy; ties go to the lowest id.
-        let mut best = 0usize;
-        for (i, &v) in lp.iter().enumerate() {
-            if v > lp[best] {
-                best = i;
+    Distribution::new(lp, temperature, top_p).draw(rng)
+}
+
+/// A next-token distribution prepared for drawing: the tokens left after temperature and
+/// nucleus filtering with their cumulative probabilities. Preparing it once serves every sample
+/// that shares the row; each draw is then a binary search, and gives the token a linear scan
+/// over the same cumulative sums would.
+pub enum Distribution {
+    /// Temperature 0: the most likely token (ties to the lowest id); draws consume no randomness.
+    Greedy(u32),
+    Sampled {
+        ids: Vec<u32>,
+        /// `cum[i]`: the probability of `ids[..=i]`, summed in order.
+        cum: Vec<f64>,
+    },
+}
+
+impl Distribution {
+    pub fn new(lp: &[f32], temperature: f64, top_p: f64) -> Self {
+        if temperature <= 0.0 {
+            let mut best = 0usize;
+            for (i, &v) in lp.iter().enumerate() {
+                if v > lp[best] {
+                    best = i;
+                }
             }
+            return Distribution::Greedy(best as u32);
         }
-        return best as u32;
-    }
-    let scaled: Vec<f64> = lp.iter().map(|&l| l as f64 / temperature).collect();
-    let m = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let mut probs: Vec<(u32, f64)> = scaled
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| (i as u32, (s - m).exp()))
-        .filter(|(_, p)| *p > 0.0)
-        .collect();
-    let z: f64 = probs.iter().map(|p| p.1).sum();
-    probs.iter_mut().for_each(|p| p.1 /= z);
-    if top_p < 1.0 {
-        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut cum = 0.0;
-        let mut keep = probs.len();
-        for (i, p) in probs.iter().enumerate() {
-            cum += p.1;
-            if cum >= top_p {
-                keep = i + 1;
-                break;
-            }
-        }
-        probs.truncate(keep);
+        let scaled: Vec<f64> = lp.iter().map(|&l| l as f64 / temperature).collect();
+        let m = scaled.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let mut probs: Vec<(u32, f64)> = scaled
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (i as u32, (s - m).exp()))
+            .filter(|(_, p)| *p > 0.0)
+            .collect();
         let z: f64 = probs.iter().map(|p| p.1).sum();
         probs.iter_mut().for_each(|p| p.1 /= z);
-    }
-    let u: f64 = rng.gen();
-    let mut cum = 0.0;
-    for &(id, p) in &probs {
-        cum += p;
-        if u < cum {
-            return id;
+        if top_p < 1.0 {
+            probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut cum = 0.0;
+            let mut keep = probs.len();
+            for (i, p) in probs.iter().enumerate() {
+                cum += p.1;
+                if cum >= top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            probs.truncate(keep);
+            let z: f64 = probs.iter().map(|p| p.1).sum();
+            probs.iter_mut().for_each(|p| p.1 /= z);
+        }
+        let mut total = 0.0;
+        let cum = probs
+            .iter()
+            .map(|p| {
+                total += p.1;
+                total
+            })
+            .collect();
+        Distribution::Sampled {
+            ids: probs.iter().map(|p| p.0).collect(),
+            cum,
         }
     }
-    probs.last().map(|p| p.0).unwrap_or(0)
+
+    /// One token: the first whose cumulative probability exceeds a uniform draw from `rng`.
+    pub fn draw(&self, rng: &mut ChaCha8Rng) -> u32 {
+        match self {
+            Distribution::Greedy(id) => *id,
+            Distribution::Sampled { ids, cum } => {
+                let u: f64 = rng.gen();
+                let i = cum.partition_point(|&c| c <= u);
+                ids.get(i).or(ids.last()).copied().unwrap_or(0)
+            }
+        }
+    }
 }
 
 /// Samples `cfg.n` continuations of `prompt`. `is_stop(id)` ends a sample at a stop token;
@@ -191,9 +225,12 @@ pub fn sample(
         let mut parents: Vec<u32> = Vec::new();
         let mut next_tokens: Vec<u32> = Vec::new();
         let mut still = Vec::with_capacity(active.len());
+        let mut prepared: Vec<Option<Distribution>> = (0..dists.len()).map(|_| None).collect();
         for &s in &active {
             let lp = &dists[row_of[s]];
-            let id = choose(lp, cfg.temperature, cfg.top_p, &mut rngs[s]);
+            let id = prepared[row_of[s]]
+                .get_or_insert_with(|| Distribution::new(lp, cfg.temperature, cfg.top_p))
+                .draw(&mut rngs[s]);
             if is_stop(id) {
                 out[s].finish_reason = FinishReason::Stop;
                 continue;
@@ -244,4 +281,77 @@ pub fn sample(
         dists = lp.to_vec2()?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The draw as a linear scan over the filtered probabilities, recomputed for every draw.
+    fn scan(lp: &[f32], temperature: f64, top_p: f64, rng: &mut ChaCha8Rng) -> u32 {
+        let m = lp
+            .iter()
+            .map(|&l| l as f64 / temperature)
+            .fold(f64::MIN, f64::max);
+        let mut probs: Vec<(u32, f64)> = lp
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, (l as f64 / temperature - m).exp()))
+            .filter(|p| p.1 > 0.0)
+            .collect();
+        let z: f64 = probs.iter().map(|p| p.1).sum();
+        probs.iter_mut().for_each(|p| p.1 /= z);
+        if top_p < 1.0 {
+            probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut cum = 0.0;
+            let keep = probs
+                .iter()
+                .position(|p| {
+                    cum += p.1;
+                    cum >= top_p
+                })
+                .map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep);
+            let z: f64 = probs.iter().map(|p| p.1).sum();
+            probs.iter_mut().for_each(|p| p.1 /= z);
+        }
+        let u: f64 = rng.gen();
+        let mut cum = 0.0;
+        for &(id, p) in &probs {
+            cum += p;
+            if u < cum {
+                return id;
+            }
+        }
+        probs.last().map_or(0, |p| p.0)
+    }
+
+    #[test]
+    fn prepared_draws_equal_a_linear_scan() {
+        // A peaked distribution over 300 tokens, with a few impossible ones.
+        let lp: Vec<f32> = (0..300)
+            .map(|i| match i % 50 {
+                7 => f32::NEG_INFINITY,
+                _ => -((i * 37 % 101) as f32) * 0.07,
+            })
+            .collect();
+        for (temperature, top_p) in [(1.0, 1.0), (0.7, 1.0), (1.3, 0.9), (1.0, 0.3)] {
+            let d = Distribution::new(&lp, temperature, top_p);
+            for seed in 0..200u64 {
+                let mut a = ChaCha8Rng::seed_from_u64(seed);
+                let mut b = ChaCha8Rng::seed_from_u64(seed);
+                for _ in 0..3 {
+                    assert_eq!(
+                        d.draw(&mut a),
+                        scan(&lp, temperature, top_p, &mut b),
+                        "T {temperature}, top-p {top_p}, seed {seed}"
+                    );
+                }
+            }
+        }
+        // Greedy takes the lowest id among ties and leaves the stream untouched.
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(choose(&[0.0, 1.0, 1.0], 0.0, 1.0, &mut r), 1);
+        assert_eq!(r.gen::<u64>(), ChaCha8Rng::seed_from_u64(1).gen::<u64>());
+    }
 }

@@ -68,6 +68,93 @@ fn prefill_after(
     })
 }
 
+/// Prompts run side by side in one forward by [`next_logprobs_many`].
+pub const PROMPTS_PER_FORWARD: usize = 8;
+
+/// For each prompt, the log-probabilities of the tokens `pick` as its next token. The prompts'
+/// longest common prefix (at least [`MIN_HEAD`] tokens, and leaving every prompt one token of
+/// its own) runs once; the rests run [`PROMPTS_PER_FORWARD`] at a time as one right-padded
+/// batch, each row reading its last real position (with the causal mask no real position sees
+/// the padding). The numbers are those of running each prompt alone up to rounding in the
+/// products' summation order. `on_done(k)` reports `k` more prompts finished.
+pub fn next_logprobs_many(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    pick: &[u32],
+    on_done: &mut dyn FnMut(usize),
+) -> Result<Vec<Vec<f32>>> {
+    let vocab = model.cfg.vocab_size;
+    if let Some(&bad) = pick.iter().find(|&&t| t as usize >= vocab) {
+        return Err(ModelError::Input(format!(
+            "token {bad} is outside the vocabulary ({vocab})"
+        )));
+    }
+    for p in prompts {
+        if p.is_empty() {
+            return Err(ModelError::Input("cannot score an empty prompt".into()));
+        }
+        check_len(model, p.len())?;
+    }
+    let Some(first) = prompts.first() else {
+        return Ok(Vec::new());
+    };
+    let mut h = first.len() - 1;
+    for p in prompts {
+        let common = first.iter().zip(p).take_while(|(a, b)| a == b).count();
+        h = h.min(common).min(p.len() - 1);
+    }
+    let head = if h >= MIN_HEAD {
+        Some(prefill(model, &first[..h])?.cache)
+    } else {
+        h = 0;
+        None
+    };
+    let pick_idx = Tensor::new(pick, &Device::Cpu)?;
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(PROMPTS_PER_FORWARD) {
+        let b = chunk.len();
+        let t = chunk.iter().map(|p| p.len() - h).max().unwrap_or(0);
+        let rows: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| {
+                let mut r = p[h..].to_vec();
+                r.resize(t, 0);
+                r
+            })
+            .collect();
+        let positions: Vec<Vec<u32>> = (0..b)
+            .map(|_| (h as u32..(h + t) as u32).collect())
+            .collect();
+        let mask = build_mask(1, t, h + t, |_, q, k| k <= q + h)?;
+        let mut cache = match &head {
+            Some(kv) => kv.select(&vec![0u32; b])?,
+            None => model.new_cache(),
+        };
+        let hidden = model.forward(
+            &Step {
+                tokens: &u32_matrix(&rows)?,
+                positions: &u32_matrix(&positions)?,
+                mask: &mask,
+            },
+            Some(&mut cache),
+        )?;
+        // Row i's last real position, in the flattened [B·T, H].
+        let last: Vec<u32> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i * t + p.len() - h - 1) as u32)
+            .collect();
+        let width = hidden.dim(2)?;
+        let last = hidden
+            .reshape((b * t, width))?
+            .index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?;
+        let lp = model.log_softmax(&last)?.index_select(&pick_idx, 1)?;
+        out.extend(lp.to_vec2::<f32>()?);
+        on_done(b);
+    }
+    Ok(out)
+}
+
 /// A prompt head's tokens and their keys and values.
 struct Head {
     tokens: Vec<u32>,

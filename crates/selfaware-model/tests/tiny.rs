@@ -391,6 +391,19 @@ fn inference_on_many_rows_equals_the_tracked_path_bit_for_bit() {
             tracked.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             "{rows} rows"
         );
+        // The logits of many rows (batched decoding) read the vocabulary matrix transposed.
+        let h = e.model.lm_head.dim(1).unwrap();
+        let hv: Vec<f32> = (0..rows * h)
+            .map(|i| ((i * 17 % 89) as f32 - 44.0) * 0.02)
+            .collect();
+        let hidden = Tensor::from_vec(hv, (rows, h), &Device::Cpu).unwrap();
+        let fast = e.model.logits(&hidden).unwrap();
+        let packed = hidden.matmul(&e.model.lm_head.t().unwrap()).unwrap();
+        assert_eq!(
+            fast.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            packed.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "logits of {rows} rows"
+        );
     }
 }
 
@@ -404,5 +417,38 @@ fn first_token_logprobs_equal_the_option_scores() {
     for (f, s) in firsts.iter().zip(&full.candidates) {
         assert_eq!(f.0, s.token_ids[0]);
         assert_eq!(f.1, s.first_token_logprob);
+    }
+}
+
+#[test]
+fn first_token_logprobs_of_many_prompts_equal_one_at_a_time() {
+    let (_d, e) = engine(&TinySpec::default());
+    let options = vec!["A".to_string(), "B".to_string()];
+    // Eleven prompts (two forwards, the second part-full) of different lengths sharing a long
+    // opening; then prompts sharing only the chat head; then one prompt alone.
+    let long: Vec<Conversation> = (0..11)
+        .map(|i| {
+            conv(&format!(
+                "Consider the two options. A) {} B) {} Answer with a letter.",
+                "x ".repeat(i % 4 + 1),
+                i * 37 % 19
+            ))
+        })
+        .collect();
+    let short = [conv("Hi"), conv("Pick A or B, quickly please."), conv("B?")];
+    for set in [&long[..], &short[..], &long[3..4]] {
+        let mut done = 0;
+        let many = e
+            .first_token_logprobs_many(set, &options, &mut |k| done += k)
+            .unwrap();
+        assert_eq!(done, set.len());
+        assert_eq!(many.len(), set.len());
+        for (c, m) in set.iter().zip(&many) {
+            let one = e.first_token_logprobs(c, &options).unwrap();
+            for ((id1, l1), (id2, l2)) in one.iter().zip(m) {
+                assert_eq!(id1, id2);
+                assert!((l1 - l2).abs() < 1e-6 * l1.abs().max(1.0), "{l1} vs {l2}");
+            }
+        }
     }
 }

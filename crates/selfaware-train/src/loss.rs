@@ -1,5 +1,6 @@
 //! The training loss: next-token cross-entropy at trained positions only. The positions are
-//! selected from the hidden states before the LM head, so no logits are computed elsewhere.
+//! selected before the last layer's output projection and MLP (see [`Llama::forward_rows`]), so
+//! neither those nor the LM head run anywhere else.
 
 use candle_core::{Tensor, D};
 use selfaware_model::lora::Dropout;
@@ -10,22 +11,28 @@ use crate::error::Result;
 
 /// Sum over the batch's trained tokens of `−log p(token | prefix)`: a scalar tensor.
 pub fn batch_nll(model: &Llama, batch: &Batch, dropout: Option<&mut Dropout>) -> Result<Tensor> {
-    // [B, T − P, H]
-    let hidden = match &batch.prefix {
+    let mut dropout = dropout;
+    let mut cache = match &batch.prefix {
         Some(prefix) => {
             // The shared head once, then its keys and values for every row.
             let mut cache = model.new_cache();
-            let mut dropout = dropout;
             model.forward_with(&prefix.step(), Some(&mut cache), dropout.as_deref_mut())?;
             let rows = batch.tokens.dim(0)?;
-            let mut cache = cache.select(&vec![0u32; rows])?;
-            model.forward_with(&batch.step(), Some(&mut cache), dropout)?
+            Some(cache.select(&vec![0u32; rows])?)
         }
-        None => model.forward_with(&batch.step(), None, dropout)?,
+        None => None,
     };
-    let (b, t, h) = hidden.dims3()?;
     // [N, H] at the positions whose next token is trained
-    let sel = hidden.reshape((b * t, h))?.index_select(&batch.select, 0)?;
+    let sel = match dropout {
+        None => model.forward_rows(&batch.step(), cache.as_mut(), &batch.select)?,
+        Some(d) => {
+            // LoRA dropout draws a mask per row of every layer: the whole batch runs, so the
+            // draws do not depend on which positions are trained.
+            let hidden = model.forward_with(&batch.step(), cache.as_mut(), Some(d))?;
+            let (b, t, h) = hidden.dims3()?;
+            hidden.reshape((b * t, h))?.index_select(&batch.select, 0)?
+        }
+    };
     // [N, V]
     let logp = ops::log_softmax(&model.logits(&sel)?)?;
     // [N, 1]

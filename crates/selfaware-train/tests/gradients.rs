@@ -240,11 +240,21 @@ fn loss_with(
     adapter: &Adapter,
     batch: &Batch,
 ) -> (f64, Vec<(String, Tensor)>) {
+    loss_by(e, adapter, batch, |m, b| batch_nll(m, b, None).unwrap())
+}
+
+/// The mean loss that `nll` computes for the batch, and its LoRA gradients.
+fn loss_by(
+    e: &selfaware_model::Engine,
+    adapter: &Adapter,
+    batch: &Batch,
+    nll: impl Fn(&selfaware_model::Llama, &Batch) -> Tensor,
+) -> (f64, Vec<(String, Tensor)>) {
     let mut a = adapter.clone();
     let vars = a.make_trainable().unwrap();
     let mut m = e.model.clone();
     m.attach_adapter(&a, std::path::Path::new("test")).unwrap();
-    let nll = (batch_nll(&m, batch, None).unwrap() / batch.n_trained as f64).unwrap();
+    let nll = (nll(&m, batch) / batch.n_trained as f64).unwrap();
     let grads = nll.backward().unwrap();
     let g = vars
         .iter()
@@ -358,6 +368,61 @@ fn shared_head_gives_the_loss_and_gradients_of_the_whole_batch() {
         let rel = (diff.to_scalar::<f32>().unwrap() / norm.to_scalar::<f32>().unwrap()).sqrt();
         assert!(rel < 1e-4, "{name}: relative difference {rel}");
     }
+}
+
+#[test]
+fn last_layer_on_trained_rows_gives_the_loss_and_gradients_of_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let file = common::ab_file(dir.path(), 5);
+    let ds = data::load(&file, &e.chat, 512).unwrap();
+    let exs: Vec<_> = ds.examples.iter().collect();
+    let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, false).unwrap();
+    let cfg = TrainConfig::default();
+    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 9).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for (_, (_, b)) in adapter.factors.iter_mut() {
+        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
+    }
+    // Every position through every layer, then the trained ones picked.
+    let every_row = |m: &selfaware_model::Llama, b: &Batch| {
+        let hidden = m.forward(&b.step(), None).unwrap();
+        let (n, t, h) = hidden.dims3().unwrap();
+        let sel = hidden
+            .reshape((n * t, h))
+            .unwrap()
+            .index_select(&b.select, 0)
+            .unwrap();
+        let logp = ops::log_softmax(&m.logits(&sel).unwrap()).unwrap();
+        logp.gather(&b.targets.unsqueeze(D::Minus1).unwrap(), D::Minus1)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap()
+    };
+    let (l_rows, g_rows) = loss_with(&e, &adapter, &batch);
+    let (l_all, g_all) = loss_by(&e, &adapter, &batch, every_row);
+    assert!(
+        (l_rows - l_all).abs() < 1e-5 * l_all.abs(),
+        "{l_rows} vs {l_all}"
+    );
+    let mut last_layer = 0;
+    for ((name, a), (_, b)) in g_rows.iter().zip(&g_all) {
+        let norm = b
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+        let rel = (diff.to_scalar::<f32>().unwrap() / norm).sqrt();
+        assert!(rel < 1e-4, "{name}: relative difference {rel}");
+        last_layer += usize::from(name.contains("layers.1.") && norm > 0.0);
+    }
+    // The last layer's projections (the ones run on fewer rows) have gradients to compare.
+    assert!(last_layer >= 7, "{last_layer}");
 }
 
 /// Attention from candle's differentiable ops: KV heads repeated for their query heads.
