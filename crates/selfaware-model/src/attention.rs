@@ -16,10 +16,9 @@
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, Layout, Shape, Storage, Tensor};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::ops::f32_data;
+use crate::ops::{f32_data, matmul};
 
 const NAME: &str = "attention";
 
@@ -69,48 +68,6 @@ fn dims(q: &Layout, k: &Layout, v: &Layout) -> candle_core::Result<Dims> {
         tk,
         hd,
     })
-}
-
-/// `dst (m × n, row-major) = [dst +] beta · A B`, with `A: m × k` and `B: k × n` given by their
-/// row and column strides.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
-    beta: f32,
-) {
-    debug_assert!(dst.len() >= m * n);
-    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    debug_assert!(k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the slices hold every element the strides reach (checked above in debug builds,
-    // and by the callers' shapes), `dst` does not overlap `a` or `b`, and no other thread
-    // touches `dst` during the call.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
 }
 
 impl Attention {
@@ -167,13 +124,21 @@ impl candle_core::CustomOp3 for Attention {
                 let ks = &k[kv..kv + tk * hd];
                 let vs = &v[kv..kv + tk * hd];
                 // S = scale · Q Kᵀ
-                matmul((t, tk, hd), p, false, (qs, hd, 1), (ks, 1, hd), self.scale);
+                matmul(
+                    (t, tk, hd),
+                    p,
+                    false,
+                    (qs, hd, 1),
+                    (ks, 1, hd),
+                    self.scale,
+                    1,
+                );
                 let mask = self.mask_block(d, seq);
                 for (row, m) in p.chunks_mut(tk).zip(mask.chunks(tk)) {
                     softmax_row(row, m);
                 }
                 // O = P V
-                matmul((t, hd, tk), o, false, (p, tk, 1), (vs, hd, 1), 1.0);
+                matmul((t, hd, tk), o, false, (p, tk, 1), (vs, hd, 1), 1.0, 1);
             });
         *self.probs.lock().unwrap_or_else(|e| e.into_inner()) = Some(probs);
         Ok((CpuStorage::F32(out), Shape::from((b, nh, t, hd))))
@@ -271,9 +236,17 @@ impl Attention {
                     let qs = &q[bh * t * hd..(bh + 1) * t * hd];
                     let dos = &dout[bh * t * hd..(bh + 1) * t * hd];
                     // dV += Pᵀ dO
-                    matmul((tk, hd, t), dv_g, j > 0, (p, 1, tk), (dos, hd, 1), 1.0);
+                    matmul((tk, hd, t), dv_g, j > 0, (p, 1, tk), (dos, hd, 1), 1.0, 1);
                     // dP = dO Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)) in place
-                    matmul((t, tk, hd), &mut ds, false, (dos, hd, 1), (vs, 1, hd), 1.0);
+                    matmul(
+                        (t, tk, hd),
+                        &mut ds,
+                        false,
+                        (dos, hd, 1),
+                        (vs, 1, hd),
+                        1.0,
+                        1,
+                    );
                     for (drow, prow) in ds.chunks_mut(tk).zip(p.chunks(tk)) {
                         let dot: f32 = drow.iter().zip(prow).map(|(a, b)| a * b).sum();
                         for (x, &pv) in drow.iter_mut().zip(prow) {
@@ -288,6 +261,7 @@ impl Attention {
                         (&ds, tk, 1),
                         (ks, hd, 1),
                         self.scale,
+                        1,
                     );
                     // dK += scale · dSᵀ Q
                     matmul(
@@ -297,6 +271,7 @@ impl Attention {
                         (&ds, 1, tk),
                         (qs, hd, 1),
                         self.scale,
+                        1,
                     );
                 }
             });

@@ -88,19 +88,63 @@ pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
     let inp = *dims.last().expect("linear input has a last dimension");
     let n: usize = dims[..dims.len() - 1].iter().product();
     let out = w.dim(0)?;
+    let r = a.dim(0)?;
     let xc = x.contiguous()?;
-    let x2 = xc.detach().reshape((n, inp))?;
-    let u = (x2.matmul(&a.detach().t()?)? * scale)?;
-    let y = (x2.matmul(&w.t()?)? + u.matmul(&b.detach().t()?)?)?;
+    let (wc, ac, bc) = (
+        w.contiguous()?,
+        a.detach().contiguous()?,
+        b.detach().contiguous()?,
+    );
+    let threads = candle_core::utils::get_num_threads();
+    // u = scale · x aᵀ  [n, r]; y = x wᵀ + u bᵀ  [n, out], the second product added in place.
+    let mut u = vec![0f32; n * r];
+    let mut y = vec![0f32; n * out];
+    with_f32(&xc, |xs| {
+        with_f32(&wc, |ws| {
+            with_f32(&ac, |as_| {
+                with_f32(&bc, |bs| {
+                    matmul(
+                        (n, r, inp),
+                        &mut u,
+                        false,
+                        (xs, inp, 1),
+                        (as_, 1, inp),
+                        scale as f32,
+                        threads,
+                    );
+                    matmul(
+                        (n, out, inp),
+                        &mut y,
+                        false,
+                        (xs, inp, 1),
+                        (ws, 1, inp),
+                        1.0,
+                        threads,
+                    );
+                    matmul(
+                        (n, out, r),
+                        &mut y,
+                        true,
+                        (&u, r, 1),
+                        (bs, 1, r),
+                        1.0,
+                        threads,
+                    );
+                    Ok(())
+                })
+            })
+        })
+    })?;
     let mut out_dims = dims;
     *out_dims.last_mut().expect("non-empty") = out;
     Ok(xc.apply_op3(
         a,
         b,
         LoraLinear {
-            weight: w.clone(),
+            weight: wc,
             scale,
-            y: Handoff::new(y.reshape(out_dims)?),
+            y: Handoff::from_vec(y, Shape::from(out_dims)),
+            u: std::sync::Mutex::new(Some(u)),
         },
     )?)
 }
@@ -120,12 +164,14 @@ pub fn lora_linear_composed(
     linear_add(x, w, &z)
 }
 
-/// Forward: the precomputed `x wᵀ + scale (x aᵀ) bᵀ`. Backward, with `g = dy b`:
-/// `dx = dy w + scale · g a`, `da = scale · gᵀ x`, `db = dyᵀ (scale · x aᵀ)`.
+/// Forward: the precomputed `x wᵀ + u bᵀ` with `u = scale · x aᵀ`. Backward, with `g = dy b`:
+/// `dx = dy w + scale · g a`, `da = scale · gᵀ x`, `db = dyᵀ u`.
 struct LoraLinear {
     weight: Tensor,
     scale: f64,
     y: Handoff,
+    /// `u = scale · x aᵀ` `[n, r]` from the forward, for `db`.
+    u: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl candle_core::CustomOp3 for LoraLinear {
@@ -154,34 +200,172 @@ impl candle_core::CustomOp3 for LoraLinear {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // The gradient products need no graph of their own.
         let (dx_needed, da_needed, db_needed) = (x.track_op(), a.track_op(), b.track_op());
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
+        let u = self
+            .u
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lora-linear: poisoned lock".into()))?
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("lora-linear: backward ran twice".into()))?;
+        let (x, a, b) = (
+            x.detach().contiguous()?,
+            a.detach().contiguous()?,
+            b.detach().contiguous()?,
+        );
         let inp = x.dim(D::Minus1)?;
-        let out = self.weight.dim(0)?;
+        let (out, r) = b.dims2()?;
         let n = x.elem_count() / inp;
-        let x2 = x.reshape((n, inp))?;
-        let dy = grad_res.contiguous()?.reshape((n, out))?;
-        // [n, r]
-        let g = dy.matmul(&b)?;
-        let db = if db_needed {
-            let u = (x2.matmul(&a.t()?)? * self.scale)?;
-            Some(dy.t()?.matmul(&u)?)
-        } else {
-            None
+        let dy = grad_res.contiguous()?;
+        let threads = candle_core::utils::get_num_threads();
+        let scale = self.scale as f32;
+        let mut g = vec![0f32; n * r];
+        let mut da = vec![0f32; if da_needed { r * inp } else { 0 }];
+        let mut db = vec![0f32; if db_needed { out * r } else { 0 }];
+        let mut dx = vec![0f32; if dx_needed { n * inp } else { 0 }];
+        let dev = x.device().clone();
+        let mut run = |dys: &[f32], xs: &[f32], ws: &[f32], as_: &[f32], bs: &[f32]| {
+            // g = dy b  [n, r]
+            matmul(
+                (n, r, out),
+                &mut g,
+                false,
+                (dys, out, 1),
+                (bs, r, 1),
+                1.0,
+                threads,
+            );
+            if db_needed {
+                // db = dyᵀ u  [out, r]
+                matmul(
+                    (out, r, n),
+                    &mut db,
+                    false,
+                    (dys, 1, out),
+                    (&u, r, 1),
+                    1.0,
+                    threads,
+                );
+            }
+            if da_needed {
+                // da = scale · gᵀ x  [r, in]
+                matmul(
+                    (r, inp, n),
+                    &mut da,
+                    false,
+                    (&g, 1, r),
+                    (xs, inp, 1),
+                    scale,
+                    threads,
+                );
+            }
+            if dx_needed {
+                // dx = dy w + scale · g a  [n, in]
+                matmul(
+                    (n, inp, out),
+                    &mut dx,
+                    false,
+                    (dys, out, 1),
+                    (ws, inp, 1),
+                    1.0,
+                    threads,
+                );
+                matmul(
+                    (n, inp, r),
+                    &mut dx,
+                    true,
+                    (&g, r, 1),
+                    (as_, inp, 1),
+                    scale,
+                    threads,
+                );
+            }
+            Ok(())
         };
-        let da = if da_needed {
-            Some((g.t()?.matmul(&x2)? * self.scale)?)
-        } else {
-            None
-        };
-        let dx = if dx_needed {
-            let dx = (dy.matmul(&self.weight)? + (g * self.scale)?.matmul(&a)?)?;
-            Some(dx.reshape(x.dims())?)
-        } else {
-            None
-        };
-        Ok((dx, da, db))
+        with_f32(&dy, |dys| {
+            with_f32(&x, |xs| {
+                with_f32(&self.weight, |ws| {
+                    with_f32(&a, |as_| with_f32(&b, |bs| run(dys, xs, ws, as_, bs)))
+                })
+            })
+        })?;
+        Ok((
+            dx_needed
+                .then(|| Tensor::from_vec(dx, x.dims(), &dev))
+                .transpose()?,
+            da_needed
+                .then(|| Tensor::from_vec(da, (r, inp), &dev))
+                .transpose()?,
+            db_needed
+                .then(|| Tensor::from_vec(db, (out, r), &dev))
+                .transpose()?,
+        ))
+    }
+}
+
+/// Runs `f` on the f32 values of a contiguous CPU tensor.
+fn with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(c) => f(f32_data(c, layout, "tensor")?),
+        _ => Err(candle_core::Error::Msg("expected a CPU tensor".into())),
+    }
+}
+
+/// `dst (m × n, row-major) = [dst +] beta · A B`, with `A: m × k` and `B: k × n` given by their
+/// row and column strides, on `threads` threads (the split is over output blocks, so every
+/// element's sum is taken in the same order whatever the count).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    beta: f32,
+    threads: usize,
+) {
+    assert!(dst.len() >= m * n, "matmul: destination too small");
+    assert!(
+        m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs,
+        "matmul: left operand too small"
+    );
+    assert!(
+        k == 0 || n == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs,
+        "matmul: right operand too small"
+    );
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the slices hold every element the strides reach (checked above), `dst` does not
+    // overlap `a` or `b` (it is borrowed mutably), and no other thread touches `dst` during the
+    // call.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
 }
 
@@ -193,23 +377,38 @@ struct AddFrozenLinear {
 
 /// A result computed without a graph, handed to a custom op's forward once and then dropped,
 /// so the gradient graph keeps only the op's output, not a second copy of it.
-struct Handoff(std::sync::Mutex<Option<Tensor>>);
+struct Handoff(std::sync::Mutex<Option<Handed>>);
+
+enum Handed {
+    Tensor(Tensor),
+    Values(Vec<f32>, Shape),
+}
 
 impl Handoff {
     fn new(t: Tensor) -> Self {
-        Handoff(std::sync::Mutex::new(Some(t)))
+        Handoff(std::sync::Mutex::new(Some(Handed::Tensor(t))))
     }
 
-    /// The tensor's f32 values (row-major) and shape; the tensor itself is released.
+    /// Values computed straight into a buffer: handed over without a copy.
+    fn from_vec(v: Vec<f32>, shape: Shape) -> Self {
+        Handoff(std::sync::Mutex::new(Some(Handed::Values(v, shape))))
+    }
+
+    /// The f32 values (row-major) and shape; the tensor itself is released.
     fn take(&self, op: &str) -> candle_core::Result<(Vec<f32>, Shape)> {
-        let t = self
+        let handed = self
             .0
             .lock()
             .map_err(|_| candle_core::Error::Msg(format!("{op}: poisoned lock")))?
             .take()
             .ok_or_else(|| candle_core::Error::Msg(format!("{op}: forward ran twice")))?;
-        let shape = t.shape().clone();
-        Ok((t.flatten_all()?.to_vec1::<f32>()?, shape))
+        match handed {
+            Handed::Values(v, shape) => Ok((v, shape)),
+            Handed::Tensor(t) => {
+                let shape = t.shape().clone();
+                Ok((t.flatten_all()?.to_vec1::<f32>()?, shape))
+            }
+        }
     }
 }
 
