@@ -293,7 +293,12 @@ fn softmax_row(row: &mut [f32], mask: &[f32]) {
     }
     let mut sum = 0f32;
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
+        // exp(−inf) is 0: masked keys skip the call.
+        *x = if *x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*x - max).exp()
+        };
         sum += *x;
     }
     for x in row.iter_mut() {

@@ -144,11 +144,6 @@ impl candle_core::CustomOp3 for RmsNormGrad {
 /// ([`SwiGluGrad`]).
 pub(crate) struct SwiGlu;
 
-#[inline]
-fn sigmoid(g: f32) -> f32 {
-    1.0 / (1.0 + (-g).exp())
-}
-
 /// `silu(g)` rounded exactly as candle's kernel rounds it, so a training forward gives the
 /// same values as inference.
 #[inline]
@@ -231,8 +226,10 @@ impl candle_core::CustomOp3 for SwiGluGrad {
             )
             .for_each(|((dg, du), ((g, u), dy))| {
                 for i in 0..g.len() {
-                    let s = sigmoid(g[i]);
-                    du[i] = dy[i] * silu(g[i]);
+                    // σ(g) = 1 / (1 + e^−g) and silu(g) (rounded as `silu` rounds it) from one exp.
+                    let e1 = 1.0 + (-g[i]).exp();
+                    let s = 1.0 / e1;
+                    du[i] = dy[i] * (g[i] / e1);
                     dg[i] = dy[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
                 }
             });
