@@ -178,32 +178,44 @@ impl Layer {
 }
 
 /// Key/value tensors of every layer for the tokens seen so far: `[B, n_kv, T, head_dim]` each.
+///
+/// A cache can also hold a *shared* prefix, `[1, n_kv, P, head_dim]` per layer, that every row
+/// attends to before its own keys ([`KvCache::share`]): when many samples continue one prompt,
+/// the prompt's keys and values are stored and read once instead of copied into every row, and
+/// its attention scores are one product for the whole batch. Inference only.
 #[derive(Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<KeysValues>>,
+    shared: Vec<Option<KeysValues>>,
 }
+
+/// One layer's cached keys and values.
+type KeysValues = (Tensor, Tensor);
 
 impl KvCache {
     pub fn new(n_layers: usize) -> Self {
         KvCache {
             layers: vec![None; n_layers],
+            shared: vec![None; n_layers],
         }
     }
 
-    /// Number of cached positions.
+    /// Number of cached positions (shared and own).
     pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map(|(k, _)| k.dim(2).unwrap_or(0))
-            .unwrap_or(0)
+        let len = |l: &[Option<KeysValues>]| {
+            l.first()
+                .and_then(|l| l.as_ref())
+                .map(|(k, _)| k.dim(2).unwrap_or(0))
+                .unwrap_or(0)
+        };
+        len(&self.shared) + len(&self.layers)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Batch size of the cached tensors (0 when empty).
+    /// Batch size of the rows' own cached tensors (0 when there are none).
     pub fn batch(&self) -> usize {
         self.layers
             .first()
@@ -212,7 +224,8 @@ impl KvCache {
             .unwrap_or(0)
     }
 
-    /// Keeps only the batch rows in `rows` (e.g. the sequences still generating).
+    /// Keeps only the batch rows in `rows` (e.g. the sequences still generating); a shared
+    /// prefix stays shared.
     pub fn select(&self, rows: &[u32]) -> Result<Self> {
         let idx = Tensor::new(rows, &Device::Cpu)?;
         let mut out = Vec::with_capacity(self.layers.len());
@@ -222,7 +235,23 @@ impl KvCache {
                 None => None,
             });
         }
-        Ok(KvCache { layers: out })
+        Ok(KvCache {
+            layers: out,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// This one-row cache as a prefix shared by any number of rows that follow it.
+    pub fn share(self) -> Result<Self> {
+        if self.shared.iter().any(Option::is_some) || self.batch() > 1 {
+            return Err(crate::error::ModelError::Input(
+                "only a one-row cache without a shared prefix can be shared".into(),
+            ));
+        }
+        Ok(KvCache {
+            shared: self.layers,
+            layers: vec![None; self.shared.len()],
+        })
     }
 }
 
@@ -454,7 +483,9 @@ impl Llama {
         let (cos, sin) = self.rope.tables(step.positions)?;
         let eps = cfg.rms_eps as f32;
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let slot = cache
+                .as_deref_mut()
+                .map(|c| (c.shared.get(i).and_then(Option::as_ref), &mut c.layers[i]));
             let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
             let mut heads = self.attention(
                 layer,
@@ -492,7 +523,7 @@ impl Llama {
         x: &Tensor,
         (cos, sin): (&Tensor, &Tensor),
         mask: &Tensor,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(Option<&KeysValues>, &mut Option<KeysValues>)>,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -517,7 +548,11 @@ impl Llama {
         let q = ops::rope(&q.contiguous()?, cos, sin)?;
         let k = ops::rope(&k.contiguous()?, cos, sin)?;
         let v = v.contiguous()?;
-        let (k, v) = match cache {
+        let (shared, slot) = match cache {
+            Some((shared, slot)) => (shared, Some(slot)),
+            None => (None, None),
+        };
+        let (k, v) = match slot {
             Some(slot) => {
                 let kv = match slot.take() {
                     Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
@@ -529,7 +564,16 @@ impl Llama {
             None => (k, v),
         };
         let scale = 1.0 / (hd as f64).sqrt();
-        if ops::needs_backward(&q) || ops::needs_backward(&k) || ops::needs_backward(&v) {
+        let tracked = ops::needs_backward(&q) || ops::needs_backward(&k) || ops::needs_backward(&v);
+        if let Some((sk, sv)) = shared {
+            if tracked {
+                return Err(crate::error::ModelError::Input(
+                    "a shared-prefix cache is for inference, not training".into(),
+                ));
+            }
+            return shared_attention(&q, (sk, sv), (&k, &v), mask, scale);
+        }
+        if tracked {
             // Training: one graph node with a hand-written backward.
             return Ok(ops::attention(&q, &k, &v, mask, scale)?
                 .transpose(1, 2)?
@@ -585,6 +629,56 @@ impl Llama {
         let logits = self.logits(hidden)?;
         Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
     }
+}
+
+/// Inference attention of `q: [B, nh, T, hd]` over a prefix shared by every row
+/// (`[1, nkv, P, hd]`) followed by each row's own keys and values (`[B, nkv, Tk, hd]`), with
+/// `mask: [B or 1, 1, T, P + Tk]`; returns `[B, T, nh · hd]`. The shared part is one product
+/// per KV head for all rows and query heads at once.
+fn shared_attention(
+    q: &Tensor,
+    (sk, sv): (&Tensor, &Tensor),
+    (k, v): (&Tensor, &Tensor),
+    mask: &Tensor,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, nh, t, hd) = q.dims4()?;
+    let (_, nkv, p, _) = sk.dims4()?;
+    let tk = k.dim(2)?;
+    let rows = (nh / nkv) * t;
+    // Head h uses KV head h / groups: fold each group's heads into the query rows.
+    let qg = q.reshape((b, nkv, rows, hd))?;
+    // [nkv, B·rows, hd] · [nkv, hd, P] → [nkv, B·rows, P] → [B, nkv, rows, P]
+    let by_head = qg
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((nkv, b * rows, hd))?;
+    let s_shared = by_head
+        .matmul(&sk.squeeze(0)?.t()?)?
+        .reshape((nkv, b, rows, p))?
+        .transpose(0, 1)?;
+    let s_own = qg.matmul(&k.t()?)?;
+    let scores = (Tensor::cat(&[&s_shared, &s_own], 3)? * scale)?;
+    let probs = ops::softmax_masked(&scores.reshape((b, nh, t, p + tk))?, mask)?.reshape((
+        b,
+        nkv,
+        rows,
+        p + tk,
+    ))?;
+    let p_shared = probs
+        .narrow(3, 0, p)?
+        .transpose(0, 1)?
+        .contiguous()?
+        .reshape((nkv, b * rows, p))?;
+    let o_shared = p_shared
+        .matmul(&sv.squeeze(0)?)?
+        .reshape((nkv, b, rows, hd))?
+        .transpose(0, 1)?;
+    let o_own = probs.narrow(3, p, tk)?.contiguous()?.matmul(v)?;
+    Ok((o_shared + o_own)?
+        .reshape((b, nh, t, hd))?
+        .transpose(1, 2)?
+        .reshape((b, t, nh * hd))?)
 }
 
 /// Additive attention mask `[B, 1, Tq, Tk]` from a predicate `allowed(b, q, k)`.

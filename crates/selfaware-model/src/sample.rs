@@ -1,4 +1,5 @@
-//! Sampling: `n` continuations of one prompt decoded as one batch over the shared prompt cache.
+//! Sampling: `n` continuations of one prompt decoded as one batch over the shared prompt cache
+//! (stored once, not copied per row).
 //!
 //! Each sample `i` draws from its own ChaCha8 stream (`seed`, stream `i`), so a sample's text
 //! depends only on the seed and its index — not on how many others are decoded beside it or
@@ -218,7 +219,9 @@ pub fn sample(
     let mut active: Vec<usize> = (0..cfg.n).collect();
     let mut row_of: Vec<usize> = vec![0; cfg.n];
     let mut dists: Vec<Vec<f32>> = vec![pre.next];
-    let mut cache = pre.cache;
+    // The prompt's keys and values are stored once for every row (see `KvCache::share`); rows
+    // copy and extend only their own generated part.
+    let mut cache = pre.cache.share()?;
     for step in 0..cfg.max_tokens {
         // (parent row, token) → new row, in first-seen order so batches are deterministic.
         let mut rows: std::collections::BTreeMap<(usize, u32), usize> = Default::default();

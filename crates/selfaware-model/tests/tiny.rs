@@ -452,3 +452,41 @@ fn first_token_logprobs_of_many_prompts_equal_one_at_a_time() {
         }
     }
 }
+
+#[test]
+fn sampled_logprobs_equal_a_full_forward_of_each_sample() {
+    let (_d, e) = engine(&TinySpec {
+        seed: 3,
+        ..TinySpec::default()
+    });
+    let c = conv("Tell me something long about the sea and its tides.");
+    let prompt = e.chat.prompt(&c).unwrap().ids;
+    let cfg = SampleConfig {
+        n: 7,
+        temperature: 1.0,
+        top_p: 1.0,
+        max_tokens: 9,
+        seed: 11,
+        top_logprobs: 0,
+    };
+    // Decoding reads the prompt's keys and values shared across rows; the whole sequence run
+    // again from scratch must give every sampled token the same log-probability.
+    let samples = e.sample(&c, &cfg).unwrap();
+    let mut compared = 0;
+    for s in &samples {
+        let mut seq = prompt.clone();
+        seq.extend(s.sample.ids());
+        let full = e.sequence_logprobs(&[seq]).unwrap().remove(0);
+        for (i, t) in s.sample.tokens.iter().enumerate() {
+            // full[j]: log P(seq[j + 1] | seq[..=j])
+            let want = full[prompt.len() - 1 + i];
+            assert!(
+                (t.logprob - want).abs() < 1e-4 * want.abs().max(1.0),
+                "token {i}: {} vs {want}",
+                t.logprob
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 20, "{compared}");
+}

@@ -227,7 +227,8 @@ pub fn generate(
     let top_n = if req.logprobs { req.top_logprobs } else { 0 };
     let mut ids: Vec<u32> = Vec::new();
     let mut dist = pre.next;
-    let mut cache = pre.cache;
+    // The prompt's keys and values as a shared prefix, as the sampler keeps them.
+    let mut cache = pre.cache.share().map_err(model_err)?;
     let mut answer = Answer::new(engine, stop, req.logprobs);
     let mut reason = FinishReason::Length;
     for step in 0..req.max_tokens {
