@@ -147,7 +147,7 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
                 _ => {
                     let samples = b.samples.unwrap_or(100) as f64;
                     let tokens = b.max_tokens.unwrap_or(4) as f64;
-                    0.3 + samples * tokens * 0.004
+                    0.3 + samples * tokens * 0.0017
                 }
             };
         }

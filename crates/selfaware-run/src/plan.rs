@@ -18,12 +18,15 @@ use selfaware_types::{sha256_hex, TOOL_VERSION};
 use crate::error::{Result, RunError};
 use crate::experiment::{ConditionSpec, Experiment, RemoteSpec};
 
-/// Versions of the stage kinds: bump one when its outputs change meaning, which invalidates
-/// its cached results (and, through keys, everything downstream).
+/// Versions of the stage kinds: bump one when its outputs change, in meaning or in their
+/// numbers (rounding included), which invalidates its cached results (and, through keys,
+/// everything downstream), so a resumed run never mixes results of two engines.
+/// Train, eval and probe are at 2 since the local engine's sums changed order (probes eight
+/// prompts to a forward, decoding over a shared prompt, the last layer on trained rows).
 pub const DATA_VERSION: &str = "data/1";
-pub const TRAIN_VERSION: &str = "train/1";
-pub const EVAL_VERSION: &str = "eval/1";
-pub const PROBE_VERSION: &str = "probe/1";
+pub const TRAIN_VERSION: &str = "train/2";
+pub const EVAL_VERSION: &str = "eval/2";
+pub const PROBE_VERSION: &str = "probe/2";
 
 /// What a stage does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -150,9 +153,10 @@ fn tokens_per_item(family: Option<&str>) -> f64 {
 }
 
 /// Training throughput of the embedded model alone on 2 cores (tokens/s), for estimates: in the
-/// `risk` run of 2026-11-28 00:23 UTC, ten finetunes of 119,748 tokens took 5 min 36 s –
-/// 5 min 52 s two at a time on one core each, about 240 s each alone by [`TWO_JOB_GAIN`].
-const TRAIN_TOKENS_PER_S: f64 = 500.0;
+/// `risk` run of 2026-11-28 02:40 UTC, ten finetunes of 119,748 tokens took 5 min 00 s –
+/// 5 min 16 s two at a time on one core each, about 213 s each alone by [`TWO_JOB_GAIN`]
+/// (205 s of tokens after the fixed 8 s).
+const TRAIN_TOKENS_PER_S: f64 = 585.0;
 
 /// A placeholder estimate of one remote finetuning job (queueing dominates; nothing is known
 /// in advance).
@@ -480,8 +484,9 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(40) as f64
                     / 400.0
             } else {
-                // Two-option pairs: 250 took 31–35 s on one core beside another stage.
-                p.n as f64 * 0.08
+                // Two-option pairs: 250 took 19.6–21.4 s on one core beside another stage
+                // (2026-11-28 02:40 UTC).
+                p.n as f64 * 0.045
             };
             let s = Stage {
                 name: format!("probe {} on {who}", p.id().trim_start_matches("probe/")),
