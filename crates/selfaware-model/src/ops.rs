@@ -144,7 +144,7 @@ pub fn lora_linear(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
             weight: wc,
             scale,
             y: Handoff::from_vec(y, Shape::from(out_dims)),
-            u: std::sync::Mutex::new(Some(u)),
+            u,
         },
     )?)
 }
@@ -170,8 +170,9 @@ struct LoraLinear {
     weight: Tensor,
     scale: f64,
     y: Handoff,
-    /// `u = scale · x aᵀ` `[n, r]` from the forward, for `db`.
-    u: std::sync::Mutex<Option<Vec<f32>>>,
+    /// `u = scale · x aᵀ` `[n, r]` from the forward, for `db` (kept, not taken, so the graph
+    /// can be differentiated more than once).
+    u: Vec<f32>,
 }
 
 impl candle_core::CustomOp3 for LoraLinear {
@@ -201,12 +202,7 @@ impl candle_core::CustomOp3 for LoraLinear {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx_needed, da_needed, db_needed) = (x.track_op(), a.track_op(), b.track_op());
-        let u = self
-            .u
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lora-linear: poisoned lock".into()))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("lora-linear: backward ran twice".into()))?;
+        let u = &self.u;
         let (x, a, b) = (
             x.detach().contiguous()?,
             a.detach().contiguous()?,
@@ -241,7 +237,7 @@ impl candle_core::CustomOp3 for LoraLinear {
                     &mut db,
                     false,
                     (dys, 1, out),
-                    (&u, r, 1),
+                    (u, r, 1),
                     1.0,
                     threads,
                 );
