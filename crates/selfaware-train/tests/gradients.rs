@@ -234,6 +234,28 @@ fn fused_ops_without_grad_graph_are_unchanged() {
     );
 }
 
+/// A fresh adapter with a random non-zero B (so gradients reach A too); deterministic.
+fn adapter_with_random_b(e: &selfaware_model::Engine, init_seed: u64, b_seed: u64) -> Adapter {
+    let cfg = TrainConfig::default();
+    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), init_seed).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(b_seed);
+    for (_, (_, b)) in adapter.factors.iter_mut() {
+        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
+    }
+    adapter
+}
+
+/// Every named gradient of `got` within 1e-4 (relative L2) of the same one in `want`.
+fn assert_same_gradients(got: &[(String, Tensor)], want: &[(String, Tensor)]) {
+    assert_eq!(got.len(), want.len());
+    for ((name, a), (_, b)) in got.iter().zip(want) {
+        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
+        let norm = b.sqr().unwrap().sum_all().unwrap();
+        let rel = (diff.to_scalar::<f32>().unwrap() / norm.to_scalar::<f32>().unwrap()).sqrt();
+        assert!(rel < 1e-4, "{name}: relative difference {rel}");
+    }
+}
+
 /// Loss (mean NLL over trained tokens) of the tiny model with `adapter` attached.
 fn loss_with(
     e: &selfaware_model::Engine,
@@ -281,7 +303,8 @@ fn lora_gradient_matches_finite_differences() {
     let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, true).unwrap();
     assert!(batch.prefix.is_some(), "the examples share a chat head");
 
-    // A non-zero B so that gradients reach A too; deterministic values.
+    // A non-zero B so that gradients reach A too; deterministic values. The same stream then
+    // draws the probe directions.
     let cfg = TrainConfig::default();
     let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 5).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
@@ -350,24 +373,14 @@ fn shared_head_gives_the_loss_and_gradients_of_the_whole_batch() {
     assert!(whole.prefix.is_none());
     assert_eq!(shared.n_trained, whole.n_trained);
 
-    let cfg = TrainConfig::default();
-    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 5).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for (_, (_, b)) in adapter.factors.iter_mut() {
-        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
-    }
+    let adapter = adapter_with_random_b(&e, 5, 3);
     let (l_shared, g_shared) = loss_with(&e, &adapter, &shared);
     let (l_whole, g_whole) = loss_with(&e, &adapter, &whole);
     assert!(
         (l_shared - l_whole).abs() < 1e-5 * l_whole.abs(),
         "{l_shared} vs {l_whole}"
     );
-    for ((name, a), (_, b)) in g_shared.iter().zip(&g_whole) {
-        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
-        let norm = b.sqr().unwrap().sum_all().unwrap();
-        let rel = (diff.to_scalar::<f32>().unwrap() / norm.to_scalar::<f32>().unwrap()).sqrt();
-        assert!(rel < 1e-4, "{name}: relative difference {rel}");
-    }
+    assert_same_gradients(&g_shared, &g_whole);
 }
 
 #[test]
@@ -378,12 +391,7 @@ fn last_layer_on_trained_rows_gives_the_loss_and_gradients_of_every_row() {
     let ds = data::load(&file, &e.chat, 512).unwrap();
     let exs: Vec<_> = ds.examples.iter().collect();
     let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, false).unwrap();
-    let cfg = TrainConfig::default();
-    let mut adapter = Adapter::init(&e.model.cfg, &cfg.lora_spec(), 9).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
-    for (_, (_, b)) in adapter.factors.iter_mut() {
-        *b = (randn(&mut rng, b.dims()) * 0.2).unwrap();
-    }
+    let adapter = adapter_with_random_b(&e, 9, 4);
     // Every position through every layer, then the trained ones picked.
     let every_row = |m: &selfaware_model::Llama, b: &Batch| {
         let hidden = m.forward(&b.step(), None).unwrap();
@@ -407,20 +415,14 @@ fn last_layer_on_trained_rows_gives_the_loss_and_gradients_of_every_row() {
         (l_rows - l_all).abs() < 1e-5 * l_all.abs(),
         "{l_rows} vs {l_all}"
     );
-    let mut last_layer = 0;
-    for ((name, a), (_, b)) in g_rows.iter().zip(&g_all) {
-        let norm = b
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap();
-        let rel = (diff.to_scalar::<f32>().unwrap() / norm).sqrt();
-        assert!(rel < 1e-4, "{name}: relative difference {rel}");
-        last_layer += usize::from(name.contains("layers.1.") && norm > 0.0);
-    }
+    assert_same_gradients(&g_rows, &g_all);
+    let last_layer = g_all
+        .iter()
+        .filter(|(name, g)| {
+            let norm = g.sqr().unwrap().sum_all().unwrap();
+            name.contains("layers.1.") && norm.to_scalar::<f32>().unwrap() > 0.0
+        })
+        .count();
     // The last layer's projections (the ones run on fewer rows) have gradients to compare.
     assert!(last_layer >= 7, "{last_layer}");
 }
