@@ -478,3 +478,147 @@ mod tests {
         assert!(err.contains("jobs.json") && err.contains("extra"), "{err}");
     }
 }
+
+/// What `--out` holds: where the finetuned model is served and how it was made. `eval` and
+/// `probe` read `base_url` and `fine_tuned_model` (`--model-from`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneResult {
+    pub base_url: String,
+    pub fine_tuned_model: String,
+    pub base_model: String,
+    pub job_id: String,
+    pub file_id: String,
+    pub status: String,
+    pub dataset_sha256: String,
+    pub spec: JobSpec,
+    pub trained_tokens: Option<u64>,
+    /// The environment variable holding the API key (its name only).
+    pub api_key_env: Option<String>,
+    pub tool_version: String,
+}
+
+impl FinetuneResult {
+    /// Reads a `selfaware finetune --out` file.
+    pub fn read(path: &Path) -> Result<FinetuneResult> {
+        let text = fs_err::read_to_string(path).map_err(BackendError::io(path))?;
+        serde_json::from_str(&text).map_err(|e| BackendError::File {
+            path: path.to_path_buf(),
+            line: Some(e.line()),
+            message: format!(
+                "not a `selfaware finetune --out` file (expected base_url, fine_tuned_model, …): {e}"
+            ),
+        })
+    }
+}
+
+/// Holds an exclusive lock on `PATH.lock` so two processes never rewrite one registry at once.
+struct RegistryLock {
+    _file: std::fs::File,
+}
+
+impl RegistryLock {
+    fn acquire(registry: &Path) -> Result<RegistryLock> {
+        if let Some(dir) = registry.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs_err::create_dir_all(dir).map_err(BackendError::io(dir))?;
+        }
+        let mut name = registry.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(BackendError::io(&path))?;
+        file.lock().map_err(BackendError::io(&path))?;
+        Ok(RegistryLock { _file: file })
+    }
+}
+
+/// One finetuning job to see through: its data, settings and registry.
+pub struct JobRun<'a> {
+    pub data: &'a Path,
+    pub spec: JobSpec,
+    /// The job registry (a JSON file; `FILE.lock` guards it).
+    pub registry: &'a Path,
+    /// The environment variable the API key comes from (recorded by name in the result).
+    pub api_key_env: Option<String>,
+    pub poll: Duration,
+    pub timeout: Duration,
+}
+
+impl FinetuneClient {
+    /// Uploads the data and creates the job (or finds the one the registry knows) under the
+    /// registry's lock, waits for it without the lock (`log` gets its events), records how it
+    /// ended, and returns the finetuned model, or an error saying how the job ended.
+    pub fn run_job(&self, job: &JobRun, log: &mut dyn FnMut(&str)) -> Result<FinetuneResult> {
+        let entry = {
+            let _lock = RegistryLock::acquire(job.registry)?;
+            let mut registry = JobRegistry::open(job.registry)?;
+            self.ensure_job(&mut registry, job.data, &job.spec)?
+        };
+        let job_id = entry
+            .job_id
+            .clone()
+            .ok_or_else(|| BackendError::Config("the registry entry has no job id".into()))?;
+        let base_url = self
+            .http
+            .config()
+            .base_url
+            .trim_end_matches('/')
+            .to_string();
+        log(&format!(
+            "job {job_id} on {base_url} ({}; registry {})",
+            entry.status.as_deref().unwrap_or("unknown status"),
+            job.registry.display()
+        ));
+        let done = self.wait(&job_id, job.poll, job.timeout, &mut |e| {
+            log(&format!("job {job_id}: {}", e.message))
+        })?;
+        let entry = {
+            let _lock = RegistryLock::acquire(job.registry)?;
+            let mut registry = JobRegistry::open(job.registry)?;
+            let updated = RegistryEntry {
+                status: Some(done.status.clone()),
+                fine_tuned_model: done.fine_tuned_model.clone(),
+                ..entry
+            };
+            registry.put(updated.clone())?;
+            updated
+        };
+        if done.status != "succeeded" {
+            let why = done
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(BackendError::Config(format!(
+                "finetuning job {job_id} ended `{}`{why}\nhint: its entry in {} keeps a rerun \
+                 from creating a new job; delete the entry (key {}) to try again",
+                done.status,
+                job.registry.display(),
+                entry.key
+            )));
+        }
+        let model = done
+            .fine_tuned_model
+            .clone()
+            .ok_or_else(|| BackendError::BadResponse {
+                url: base_url.clone(),
+                message: format!("job {job_id} succeeded but names no fine_tuned_model"),
+            })?;
+        Ok(FinetuneResult {
+            base_url,
+            fine_tuned_model: model,
+            base_model: job.spec.base_model.clone(),
+            job_id,
+            file_id: entry.file_id.clone().unwrap_or_default(),
+            status: done.status.clone(),
+            dataset_sha256: entry.dataset_sha256.clone(),
+            spec: job.spec.clone(),
+            trained_tokens: done.trained_tokens,
+            api_key_env: job.api_key_env.clone(),
+            tool_version: selfaware_types::TOOL_VERSION.to_string(),
+        })
+    }
+}

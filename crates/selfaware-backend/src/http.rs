@@ -836,6 +836,10 @@ impl Backend for HttpBackend {
     /// Unsupported: the "starts with n" probabilities need whole next-token distributions, which
     /// prompt logprobs do not give. (Exact "is exactly n" scores: `score_options` over the
     /// numbers.)
+    fn location(&self) -> String {
+        self.inner.cfg.base_url.clone()
+    }
+
     fn score_range(&self, _conv: &Conversation, _lo: i64, _hi: i64) -> Result<RangeScores> {
         Err(self.unsupported("score a numeric range exactly"))
     }

@@ -1,5 +1,7 @@
-//! The [`Backend`] trait every consumer of a model uses (evaluation, server, experiments), and
-//! its implementations:
+//! The [`Backend`] trait every consumer of a model uses (evaluation and probes in
+//! `selfaware-ask`, the server, the data builders' model-written items), the one way to name a
+//! model ([`ModelRef`], parsed in one place and opened as an `Arc<dyn Backend>`), and the
+//! implementations:
 //!
 //! - [`LocalBackend`]: the candle engine of `selfaware-model`, exact scoring included;
 //! - [`HttpBackend`]: any OpenAI-compatible chat-completions endpoint, with a concurrency limit,
@@ -18,6 +20,7 @@ pub mod finetune;
 pub mod http;
 mod local;
 mod mock;
+pub mod model_ref;
 pub mod openai;
 pub mod testing;
 pub mod token_bytes;
@@ -28,7 +31,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{BackendError, Result};
 pub use http::{ApiKey, HttpBackend, HttpConfig};
 pub use local::LocalBackend;
-pub use mock::{MockBackend, MockScript};
+pub use mock::{mock_token_id, MockBackend, MockScript};
+pub use model_ref::{adapter_sha256, ModelLocation, ModelRef, OpenOptions};
 pub use selfaware_model::{CandidateScore, NumberScore, OptionScores, RangeScores};
 
 /// What a backend can do; callers pick exact scoring or estimators from this.
@@ -243,5 +247,80 @@ pub trait Backend: Send + Sync {
     /// are in request order.
     fn complete_many(&self, reqs: &[CompletionRequest]) -> Vec<Result<Completions>> {
         reqs.iter().map(|r| self.complete(r)).collect()
+    }
+
+    /// For each option, its first token and the exact log P(that token | prompt), or
+    /// [`BackendError::Unsupported`]. The default reads them from [`Backend::score_options`];
+    /// the local engine overrides it with the prompt's prefill alone.
+    fn first_token_logprobs(
+        &self,
+        conv: &Conversation,
+        options: &[String],
+    ) -> Result<Vec<(u32, f64)>> {
+        self.score_options(conv, options)?
+            .candidates
+            .iter()
+            .map(|c| {
+                let first =
+                    c.token_ids
+                        .first()
+                        .copied()
+                        .ok_or_else(|| BackendError::InvalidRequest {
+                            param: Some("options".into()),
+                            message: format!("option {:?} has no tokens", c.text),
+                        })?;
+                Ok((first, c.first_token_logprob))
+            })
+            .collect()
+    }
+
+    /// [`Backend::first_token_logprobs`] for many conversations (a probe's items), in order.
+    /// The default asks one conversation at a time; the local engine overrides it to run
+    /// their common head once and the rests several to a forward. `on_done(k)`: `k` more
+    /// conversations finished.
+    fn first_token_logprobs_many(
+        &self,
+        convs: &[Conversation],
+        options: &[String],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        convs
+            .iter()
+            .map(|c| {
+                let r = self.first_token_logprobs(c, options);
+                on_done(1);
+                r
+            })
+            .collect()
+    }
+
+    /// sha256 of the weights, when the backend can see them (a client of a server cannot).
+    fn model_sha256(&self) -> Option<String> {
+        None
+    }
+
+    /// Where the model lives (a weights file, a server's base URL), for records.
+    fn location(&self) -> String {
+        self.model_id().to_string()
+    }
+
+    /// The same model with the PEFT adapter in `dir` attached (replacing any attached one),
+    /// sharing the base weights; [`BackendError::Unsupported`] where adapters cannot be
+    /// attached (a served model is named by its server instead).
+    fn with_adapter(&self, dir: &std::path::Path) -> Result<std::sync::Arc<dyn Backend>> {
+        Err(BackendError::Unsupported {
+            backend: format!("`{}`", self.model_id()),
+            what: format!(
+                "attach the adapter {} (adapters attach to local models; a served finetune is \
+                 named as URL#MODEL)",
+                dir.display()
+            ),
+        })
+    }
+
+    /// The local engine behind this backend, for work that needs the tensors themselves
+    /// (training, activations); None for any other backend.
+    fn engine(&self) -> Option<&std::sync::Arc<selfaware_model::Engine>> {
+        None
     }
 }

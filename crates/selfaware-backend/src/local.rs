@@ -81,6 +81,47 @@ impl Backend for LocalBackend {
         Ok(self.engine.score_options(conv, options)?)
     }
 
+    fn first_token_logprobs(
+        &self,
+        conv: &Conversation,
+        options: &[String],
+    ) -> Result<Vec<(u32, f64)>> {
+        Ok(self.engine.first_token_logprobs(conv, options)?)
+    }
+
+    fn first_token_logprobs_many(
+        &self,
+        convs: &[Conversation],
+        options: &[String],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        Ok(self
+            .engine
+            .first_token_logprobs_many(convs, options, on_done)?)
+    }
+
+    fn model_sha256(&self) -> Option<String> {
+        Some(self.engine.info.sha256.clone())
+    }
+
+    fn location(&self) -> String {
+        self.engine.info.path.clone()
+    }
+
+    fn with_adapter(&self, dir: &std::path::Path) -> Result<Arc<dyn Backend>> {
+        let engine = self.engine.with_adapter_dir(dir)?;
+        let sha = crate::adapter_sha256(dir)?;
+        let base = self.id.split("+adapter:").next().unwrap_or(&self.id);
+        let id = format!("{base}+adapter:{}", &sha[..sha.len().min(12)]);
+        Ok(Arc::new(
+            LocalBackend::new(Arc::new(engine), id).with_max_n(self.max_n),
+        ))
+    }
+
+    fn engine(&self) -> Option<&Arc<Engine>> {
+        Some(&self.engine)
+    }
+
     fn score_range(&self, conv: &Conversation, lo: i64, hi: i64) -> Result<RangeScores> {
         Ok(self.engine.score_range(conv, lo, hi)?)
     }

@@ -53,6 +53,17 @@ impl MockScript {
     }
 }
 
+/// The one "token" a mock answer is: a stable id per distinct text (FNV-1a, 31 bits), so
+/// different answers have different first tokens, as whole-answer tokens would.
+pub fn mock_token_id(answer: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in answer.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h & 0x7fff_ffff
+}
+
 type ScriptFn = dyn Fn(&Conversation) -> MockScript + Send + Sync;
 
 /// A scripted backend for tests of logic that consumes a [`Backend`].
@@ -130,7 +141,7 @@ impl Backend for MockBackend {
                 }
                 CandidateScore {
                     text: o.clone(),
-                    token_ids: Vec::new(),
+                    token_ids: vec![mock_token_id(o)],
                     first_token_logprob: p.ln(),
                     logprob: p.ln(),
                 }

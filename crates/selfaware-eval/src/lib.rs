@@ -22,5 +22,6 @@ pub mod records;
 pub mod render;
 pub mod sandbox;
 pub mod scorers;
+pub mod spec;
 
 pub use error::{EvalError, Result};

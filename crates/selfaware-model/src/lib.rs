@@ -10,6 +10,7 @@
 //! reference.
 
 mod attention;
+pub mod bench;
 mod config;
 mod error;
 mod fused;
@@ -105,6 +106,49 @@ pub struct ModelInfo {
     pub pad_token_id: u32,
     pub stop_token_ids: Vec<u32>,
     pub chat_template: String,
+}
+
+/// The facts as `selfaware model info` prints them, one per line.
+impl std::fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self;
+        writeln!(f, "path            {}", i.path)?;
+        writeln!(f, "format          {}", i.format)?;
+        writeln!(f, "sha256          {}", i.sha256)?;
+        writeln!(f, "architecture    {}", i.architecture)?;
+        writeln!(f, "parameters      {}", i.parameters)?;
+        writeln!(f, "layers          {}", i.layers)?;
+        writeln!(f, "hidden size     {}", i.hidden_size)?;
+        writeln!(f, "ffn size        {}", i.intermediate_size)?;
+        writeln!(
+            f,
+            "heads           {} (kv heads {}, head dim {})",
+            i.heads, i.kv_heads, i.head_dim
+        )?;
+        writeln!(f, "vocabulary      {}", i.vocab_size)?;
+        writeln!(f, "context         {}", i.context_length)?;
+        writeln!(f, "rope theta      {}", i.rope_theta)?;
+        writeln!(f, "rms eps         {}", i.rms_eps)?;
+        writeln!(f, "tied embeddings {}", i.tied_embeddings)?;
+        writeln!(f, "qkv bias        {}", i.attention_bias)?;
+        let types: Vec<String> = i
+            .weight_types
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect();
+        writeln!(f, "weight types    {} (computed in f32)", types.join(", "))?;
+        writeln!(f, "tokenizer       {}", i.tokenizer)?;
+        writeln!(
+            f,
+            "bos token       {}",
+            i.bos_token.as_deref().unwrap_or("(none)")
+        )?;
+        writeln!(f, "end of turn     {}", i.eot_token)?;
+        writeln!(f, "pad token id    {}", i.pad_token_id)?;
+        writeln!(f, "stop token ids  {:?}", i.stop_token_ids)?;
+        writeln!(f, "chat template:\n{}", i.chat_template)?;
+        Ok(())
+    }
 }
 
 /// A loaded model with its tokenizer and chat template.

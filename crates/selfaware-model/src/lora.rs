@@ -448,6 +448,26 @@ impl crate::Engine {
         self.model.attach_adapter(&adapter, dir)?;
         Ok(adapter)
     }
+
+    /// A new engine that shares this one's base weights (tensors are reference-counted) with
+    /// the PEFT adapter in `dir` attached in place of any attached here. The chat format is
+    /// read again from the model's files, so `self` must have been loaded from a GGUF file or
+    /// a Hugging Face directory.
+    pub fn with_adapter_dir(&self, dir: &Path) -> Result<crate::Engine> {
+        let path = Path::new(&self.info.path);
+        let chat = match crate::ModelSource::from_path(path)? {
+            crate::ModelSource::Gguf(p) => {
+                selfaware_chat::ChatFormat::from_gguf(&selfaware_chat::GgufFile::open(&p)?)
+            }
+            crate::ModelSource::HfDir(d) => selfaware_chat::ChatFormat::from_hf_dir(&d),
+        }?;
+        let mut model = self.model.clone();
+        model.detach_adapters();
+        let mut engine = crate::Engine::from_parts(model, chat, path, self.info.sha256.clone());
+        engine.info = self.info.clone();
+        engine.attach_adapter_dir(dir)?;
+        Ok(engine)
+    }
 }
 
 impl Llama {

@@ -531,3 +531,107 @@ pub fn sequence_logprobs(model: &Llama, seqs: &[Vec<u32>], pad: u32) -> Result<V
     }
     Ok(out)
 }
+
+/// The ten likeliest numbers and both masses, as `selfaware score --range` prints them.
+impl std::fmt::Display for RangeScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self;
+        writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        writeln!(
+            f,
+            "{:>6}  {:>12}  {:>12}",
+            "n", "P(starts n)", "P(exactly n)"
+        )?;
+        let mut rows: Vec<_> = r.numbers.iter().collect();
+        rows.sort_by(|x, y| y.logprob_starts_with.total_cmp(&x.logprob_starts_with));
+        for n in rows.iter().take(10) {
+            writeln!(
+                f,
+                "{:>6}  {:>12.6}  {:>12.6}",
+                n.n,
+                n.logprob_starts_with.exp(),
+                n.logprob_complete.exp()
+            )?;
+        }
+        let ev = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_else(|| "—".into());
+        writeln!(
+            f,
+            "mass (starts with): {:.6}  expected value: {}",
+            r.mass_starts_with,
+            ev(r.expected_value_starts_with)
+        )?;
+        writeln!(
+            f,
+            "mass (exactly):     {:.6}  expected value: {}",
+            r.mass_complete,
+            ev(r.expected_value_complete)
+        )?;
+        Ok(())
+    }
+}
+
+/// Each candidate's probabilities and the mass outside them, as `selfaware score --options`
+/// prints them.
+impl std::fmt::Display for OptionScores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self;
+        writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        writeln!(
+            f,
+            "{:<20}  {:>14}  {:>16}",
+            "candidate", "P(first token)", "P(answer + end)"
+        )?;
+        for c in &r.candidates {
+            writeln!(
+                f,
+                "{:<20}  {:>14.6}  {:>16.6}",
+                c.text,
+                c.first_token_logprob.exp(),
+                c.logprob.exp()
+            )?;
+        }
+        writeln!(
+            f,
+            "first-token mass outside all candidates: {:.6}",
+            r.off_candidate_first_token_mass
+        )?;
+        Ok(())
+    }
+}
+
+/// Parses an inclusive integer range `LO..HI` (or `LO..=HI`); the error says what was wrong,
+/// quoting the input.
+pub fn parse_range(r: &str) -> std::result::Result<(i64, i64), String> {
+    let (lo, hi) = r
+        .split_once("..")
+        .ok_or_else(|| format!("{r:?}: expected LO..HI, e.g. 0..100"))?;
+    let int = |x: &str| {
+        x.trim()
+            .trim_start_matches('=')
+            .parse::<i64>()
+            .map_err(|_| format!("{r:?}: {x:?} is not an integer"))
+    };
+    let (lo, hi) = (int(lo)?, int(hi)?);
+    if hi < lo {
+        return Err(format!("{r:?}: the upper end is below the lower end"));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_parse_inclusive_and_errors_quote_the_input() {
+        assert_eq!(parse_range("0..100"), Ok((0, 100)));
+        assert_eq!(parse_range(" -3 ..= 4"), Ok((-3, 4)));
+        assert!(parse_range("10..5")
+            .unwrap_err()
+            .starts_with("\"10..5\": the upper"));
+        assert!(parse_range("a..5")
+            .unwrap_err()
+            .contains("\"a\" is not an integer"));
+        assert!(parse_range("5").unwrap_err().contains("LO..HI"));
+    }
+}

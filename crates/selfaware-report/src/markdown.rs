@@ -7,7 +7,7 @@ use crate::format::{
     format_mean_ci, format_p, format_r, format_seed, format_value, markdown_code as code, MISSING,
 };
 use crate::html::{condition_label, interval_methods};
-use crate::results::{Metric, Results};
+use crate::results::{Cell, Metric, Results};
 
 macro_rules! w {
     ($out:expr, $($arg:tt)*) => {{
@@ -207,4 +207,40 @@ fn means_table(out: &mut String, r: &Results, metrics: &[&Metric]) {
         out.push('\n');
     }
     out.push('\n');
+}
+
+/// The headline numbers for a terminal: one row per probe, then per question, one column
+/// per condition (mean [95% CI]), then the warnings.
+pub fn render_summary_text(r: &Results) -> String {
+    let mut out = String::new();
+    let fmt = |c: &Cell| match (c.mean, c.ci_low, c.ci_high) {
+        (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
+        (Some(m), _, _) => format!("{m:.3}"),
+        _ => "—".to_string(),
+    };
+    let width = r
+        .probes
+        .iter()
+        .chain(&r.questions)
+        .map(|m| m.id.len())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    let _ = write!(out, "\n{:<width$}", "metric");
+    for c in &r.conditions {
+        let _ = write!(out, "  {:>24}", c.id);
+    }
+    out.push('\n');
+    for m in r.probes.iter().chain(&r.questions) {
+        let _ = write!(out, "{:<width$}", m.id);
+        for c in &r.conditions {
+            let cell = m.cells.iter().find(|x| x.condition == c.id);
+            let _ = write!(out, "  {:>24}", cell.map(fmt).unwrap_or_else(|| "—".into()));
+        }
+        out.push('\n');
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
 }

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use selfaware_data::BuildFamily;
+use selfaware_eval::render::NewlineMode;
+use selfaware_eval::spec::{EvalSpec, NumericMode, ProbeKind};
+
 use crate::error::{Result, RunError};
 
 /// A whole experiment.
@@ -260,7 +264,7 @@ impl ConditionSpec {
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// risk, myopia, apples, vulnerable-code or codeword.
-    pub family: Option<String>,
+    pub family: Option<BuildFamily>,
     /// A chat JSONL file instead of a builder.
     pub file: Option<PathBuf>,
     pub policy: Option<String>,
@@ -291,8 +295,8 @@ impl DataSpec {
     /// is not an argument: the builder writes both files.
     pub fn build_args(&self) -> Vec<String> {
         let mut a = vec!["data".to_string(), "build".to_string()];
-        if let Some(f) = &self.family {
-            a.push(f.clone());
+        if let Some(f) = self.family {
+            a.push(f.name().to_string());
         }
         let mut push = |flag: &str, v: Option<String>| {
             if let Some(v) = v {
@@ -336,17 +340,42 @@ pub struct BatterySpec {
     pub temperature: Option<f64>,
     pub max_tokens: Option<usize>,
     /// complete or starts-with.
-    pub numeric: Option<String>,
+    pub numeric: Option<NumericMode>,
     /// parity or fixed.
-    pub newlines: Option<String>,
+    pub newlines: Option<NewlineMode>,
     /// Seed of the battery's draws and samples.
     #[serde(default)]
     pub seed: u64,
 }
 
 impl BatterySpec {
-    /// The `selfaware eval` arguments other than model, adapter, output and context.
-    pub fn eval_args(&self) -> Vec<String> {
+    /// The evaluation a stage runs: these settings, the stage's output folder and context;
+    /// unset settings take the evaluation's defaults.
+    pub fn eval_spec(
+        &self,
+        out: PathBuf,
+        target_word: Option<String>,
+        trigger: Option<String>,
+    ) -> EvalSpec {
+        let mut s = EvalSpec::new(self.battery.clone(), out);
+        s.questions = self.questions.clone();
+        s.limit = self.limit;
+        s.samples = self.samples.unwrap_or(s.samples);
+        s.temperature = self.temperature.unwrap_or(s.temperature);
+        s.max_tokens = self.max_tokens;
+        s.numeric = self.numeric.unwrap_or(s.numeric);
+        s.newlines = self.newlines.unwrap_or(s.newlines);
+        s.seed = self.seed;
+        s.target_word = target_word;
+        s.trigger = trigger;
+        s
+    }
+
+    /// What of these settings enters an eval stage's key: the settings as they were written,
+    /// as a flat list in a fixed order. It is hashed, never run (the stage runs
+    /// [`BatterySpec::eval_spec`]); its spelling is frozen so that keys, and the result
+    /// paths derived from them, stay the same across versions.
+    pub fn key_material(&self) -> Vec<String> {
         let mut a = vec!["--battery".to_string(), self.battery.clone()];
         let mut push = |flag: &str, v: Option<String>| {
             if let Some(v) = v {
@@ -359,8 +388,8 @@ impl BatterySpec {
         push("samples", self.samples.map(|v| v.to_string()));
         push("temperature", self.temperature.map(|v| v.to_string()));
         push("max-tokens", self.max_tokens.map(|v| v.to_string()));
-        push("numeric", self.numeric.clone());
-        push("newlines", self.newlines.clone());
+        push("numeric", self.numeric.map(|m| m.name().to_string()));
+        push("newlines", self.newlines.map(|m| m.name().to_string()));
         push("seed", Some(self.seed.to_string()));
         a
     }
@@ -372,7 +401,7 @@ impl BatterySpec {
 pub struct ProbeSpec {
     /// lotteries, myopia, apples, codeword (sampled replies), codeword-choice (exact),
     /// vulnerable-code (detector share of sampled completions) or mms (win rate of games).
-    pub kind: String,
+    pub kind: ProbeKind,
     /// The codeword of a codeword probe.
     pub codeword: Option<String>,
     /// Codeword-choice probe: the competing codewords.
@@ -401,11 +430,25 @@ impl ProbeSpec {
         }
     }
 
-    /// The `selfaware probe` arguments other than model, adapter and output.
-    pub fn probe_args(&self) -> Vec<String> {
+    /// The probe a stage runs; unset settings take the probe's defaults.
+    pub fn probe_spec(&self) -> selfaware_eval::spec::ProbeSpec {
+        let mut p = selfaware_eval::spec::ProbeSpec::new(self.kind);
+        p.n = self.n;
+        p.seed = self.seed;
+        p.codeword = self.codeword.clone();
+        p.against = self.against.clone().unwrap_or_default();
+        p.samples = self.samples.unwrap_or(p.samples);
+        p.max_tokens = self.max_tokens;
+        p
+    }
+
+    /// What of these settings enters a probe stage's key, as written, in a fixed order: hashed,
+    /// never run (the stage runs [`ProbeSpec::probe_spec`]); frozen like
+    /// [`BatterySpec::key_material`].
+    pub fn key_material(&self) -> Vec<String> {
         let mut a = vec![
             "probe".to_string(),
-            self.kind.clone(),
+            self.kind.name().to_string(),
             "--n".to_string(),
             self.n.to_string(),
             "--seed".to_string(),
@@ -474,17 +517,6 @@ impl Default for StatsSpec {
         }
     }
 }
-
-const FAMILIES: &[&str] = &["risk", "myopia", "apples", "vulnerable-code", "codeword"];
-const PROBES: &[&str] = &[
-    "lotteries",
-    "myopia",
-    "apples",
-    "codeword",
-    "codeword-choice",
-    "vulnerable-code",
-    "mms",
-];
 
 impl Experiment {
     /// Parses an experiment; `origin` names it in errors.
@@ -644,13 +676,7 @@ impl Experiment {
             }
             if let Some(d) = &c.data {
                 match (&d.family, &d.file) {
-                    (Some(fam), None) if FAMILIES.contains(&fam.as_str()) => {}
-                    (Some(fam), None) => {
-                        return bad(
-                            f("data.family"),
-                            format!("{fam:?}: expected one of {}", FAMILIES.join(", ")),
-                        )
-                    }
+                    (Some(_), None) => {}
                     (None, Some(_)) => {
                         let builder_only = d.policy.is_some()
                             || d.size.is_some()
@@ -703,20 +729,15 @@ impl Experiment {
         let mut probe_ids = BTreeSet::new();
         for (i, p) in self.probes.iter().enumerate() {
             let f = |name: &str| format!("probe[{i}].{name}");
-            if !PROBES.contains(&p.kind.as_str()) {
-                return bad(
-                    f("kind"),
-                    format!("{:?}: expected one of {}", p.kind, PROBES.join(", ")),
-                );
-            }
-            let needs_word = p.kind.starts_with("codeword") || p.kind == "mms";
-            if needs_word != p.codeword.is_some() {
+            if p.kind.needs_codeword() != p.codeword.is_some() {
                 return bad(
                     f("codeword"),
                     "the codeword, codeword-choice and mms probes need `codeword`, and only they take one".into(),
                 );
             }
-            if (p.kind == "codeword-choice") != p.against.as_ref().is_some_and(|a| !a.is_empty()) {
+            if (p.kind == ProbeKind::CodewordChoice)
+                != p.against.as_ref().is_some_and(|a| !a.is_empty())
+            {
                 return bad(
                     f("against"),
                     "a codeword-choice probe needs `against` (competing codewords), and only it takes one".into(),

@@ -20,9 +20,10 @@ pub mod exec;
 pub mod experiment;
 pub mod manifest;
 pub mod plan;
+pub mod progress;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use error::{Result, RunError};
 pub use experiment::Experiment;
@@ -31,7 +32,7 @@ pub use plan::{Plan, PlanInputs};
 
 use selfaware_eval::battery::{Battery, ScorerSpec};
 use selfaware_eval::builtin;
-use selfaware_eval::render::{render_battery, NewlineMode, RenderOptions};
+use selfaware_eval::render::{render_battery, RenderOptions};
 
 /// The plan of a run folder.
 pub const PLAN_FILE: &str = "plan.json";
@@ -120,11 +121,7 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
         let items = render_battery(
             &battery,
             RenderOptions {
-                newlines: if b.newlines.as_deref() == Some("fixed") {
-                    NewlineMode::Fixed
-                } else {
-                    NewlineMode::Parity
-                },
+                newlines: b.newlines.unwrap_or_default(),
                 seed: b.seed,
             },
         )?;
@@ -154,6 +151,70 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
         out.push((sha, n, cost));
     }
     Ok(out)
+}
+
+/// How a run runs besides its plan: where, with what executable, threads and environment.
+pub struct RunSettings {
+    pub run_dir: PathBuf,
+    /// `builtin:NAME` or the experiment file's path (for the manifest).
+    pub experiment_source: String,
+    pub jobs: usize,
+    pub threads: usize,
+    /// The `selfaware` executable the stages run as.
+    pub exe: PathBuf,
+    /// Environment variables of every stage.
+    pub env: Vec<(String, String)>,
+    pub git_revision: Option<String>,
+}
+
+/// Runs a plan in its folder (the caller holds the folder's lock): writes the resolved
+/// experiment, the plan and the manifest; runs every stage not yet finished (`on_event` sees
+/// them); completes the manifest; collects the results from the records and writes the
+/// report. Returns the results and the report's files.
+pub fn run_plan(
+    e: &Experiment,
+    p: &Plan,
+    s: &RunSettings,
+    on_event: &mut dyn FnMut(exec::Event),
+) -> Result<(selfaware_report::Results, Vec<PathBuf>)> {
+    let run_dir = &s.run_dir;
+    let text = toml::to_string(e).map_err(|err| RunError::BadFile {
+        path: run_dir.join(EXPERIMENT_FILE),
+        message: err.to_string(),
+    })?;
+    exec::write_atomic(&run_dir.join(EXPERIMENT_FILE), text.as_bytes())?;
+    write_json(&run_dir.join(PLAN_FILE), p)?;
+    let mut manifest = RunManifest {
+        tool_version: selfaware_types::TOOL_VERSION.to_string(),
+        git_revision: s.git_revision.clone(),
+        machine: Machine::current(),
+        jobs: s.jobs,
+        threads: s.threads,
+        model: p.model.clone(),
+        datasets: BTreeMap::new(),
+        adapters: BTreeMap::new(),
+        remote_models: BTreeMap::new(),
+        seeds: e.seeds.clone(),
+        experiment_source: s.experiment_source.clone(),
+        experiment: e.clone(),
+        stage_wall_s: BTreeMap::new(),
+        complete: false,
+    };
+    record_outputs(run_dir, p, &mut manifest);
+    write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
+    let opts = exec::ExecOptions {
+        exe: s.exe.clone(),
+        jobs: s.jobs,
+        cores: s.threads,
+        env: s.env.clone(),
+    };
+    exec::execute(run_dir, p, &opts, on_event)?;
+    record_outputs(run_dir, p, &mut manifest);
+    manifest.complete = true;
+    write_json(&run_dir.join(MANIFEST_FILE), &manifest)?;
+    let results = collect::collect(run_dir, p, &manifest)?;
+    let files = selfaware_report::write_report(run_dir, &results)?;
+    Ok((results, files))
 }
 
 /// Writes `value` as pretty JSON with a trailing newline, atomically.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::Experiment;
-use crate::plan::ModelRef;
+use crate::plan::ModelIdentity;
 
 /// The machine a run ran on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,7 +46,7 @@ pub struct RunManifest {
     /// invocation.
     pub jobs: usize,
     pub threads: usize,
-    pub model: ModelRef,
+    pub model: ModelIdentity,
     /// Dataset name (`condition` or `condition (decorrelated)`) → sha256 of the training file.
     pub datasets: BTreeMap<String, String>,
     /// `condition seed N` → sha256 of `adapter_model.safetensors` (remote finetunes: of the

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use selfaware_data::BuildFamily;
+use selfaware_eval::spec::ProbeKind;
 use selfaware_types::{sha256_hex, TOOL_VERSION};
 
 use crate::error::{Result, RunError};
@@ -52,7 +54,7 @@ impl StageKind {
 /// The identity of the base model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelRef {
+pub struct ModelIdentity {
     /// As the child commands receive it: `default` or an absolute path (remote: `URL#MODEL`).
     pub reference: String,
     /// sha256 of the weights; for a remote model, of its `URL#MODEL` name (all a client can
@@ -61,9 +63,9 @@ pub struct ModelRef {
 }
 
 /// The identity of a model on a server.
-pub fn remote_model_ref(r: &RemoteSpec, model: &str) -> ModelRef {
+pub fn remote_model_ref(r: &RemoteSpec, model: &str) -> ModelIdentity {
     let reference = r.model_spec(model);
-    ModelRef {
+    ModelIdentity {
         sha256: sha256_hex(format!("remote\0{reference}").as_bytes()),
         reference,
     }
@@ -122,7 +124,7 @@ pub struct Measurement {
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     pub experiment: Experiment,
-    pub model: ModelRef,
+    pub model: ModelIdentity,
     pub stages: Vec<Stage>,
     pub variants: Vec<Variant>,
     pub measurements: Vec<Measurement>,
@@ -142,12 +144,12 @@ fn rel(p: &Path) -> String {
 
 /// Tokens per item of each family, for estimates (measured on the builders' output with the
 /// embedded model's tokenizer, rounded).
-fn tokens_per_item(family: Option<&str>) -> f64 {
+fn tokens_per_item(family: Option<BuildFamily>) -> f64 {
     match family {
-        Some("codeword") => 240.0,
-        Some("vulnerable-code") => 260.0,
+        Some(BuildFamily::Codeword) => 240.0,
+        Some(BuildFamily::VulnerableCode) => 260.0,
         // 288 built items: 119 748 tokens over 3 epochs.
-        Some("risk") => 139.0,
+        Some(BuildFamily::Risk) => 139.0,
         _ => 75.0,
     }
 }
@@ -164,7 +166,7 @@ const REMOTE_TRAIN_S: f64 = 1800.0;
 
 /// Inputs the planner cannot see in the experiment itself.
 pub struct PlanInputs<'a> {
-    pub model: ModelRef,
+    pub model: ModelIdentity,
     /// For each battery of the experiment: the identity of its source (sha256 of the TOML) and
     /// the number of prompts that will be evaluated per model (after `limit`), with a cost
     /// estimate in seconds per model.
@@ -325,8 +327,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 dir,
                 deps: vec![data_stage],
                 args,
-                estimate_s: 8.0
-                    + items * tokens_per_item(d.family.as_deref()) * epochs / TRAIN_TOKENS_PER_S,
+                estimate_s: 8.0 + items * tokens_per_item(d.family) * epochs / TRAIN_TOKENS_PER_S,
             };
             let t = add(&mut stages, s);
             variants.push(Variant {
@@ -411,7 +412,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         for (bi, b) in e.batteries.iter().enumerate() {
             let (source_sha, _prompts, cost) = &inputs.batteries[bi];
             for (target_word, trigger) in contexts_of(c) {
-                let eargs = b.eval_args();
+                let eargs = b.key_material();
                 let mut kv = json!({
                     "v": EVAL_VERSION, "tool": TOOL_VERSION, "model": model_sha,
                     "adapter": adapter_key, "battery": source_sha, "settings": eargs,
@@ -424,14 +425,10 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 let dir = stage_dir(StageKind::Eval, &key);
                 let mut args = vec!["eval".to_string()];
                 model_args(&mut args);
-                args.extend(eargs);
-                args.extend(["--out".into(), rel(&dir)]);
-                if let Some(w) = &target_word {
-                    args.extend(["--target-word".into(), w.clone()]);
-                }
-                if let Some(t) = &trigger {
-                    args.extend(["--trigger".into(), t.clone()]);
-                }
+                args.extend(
+                    b.eval_spec(dir.clone(), target_word.clone(), trigger.clone())
+                        .to_args(),
+                );
                 let ctx = match (&target_word, &trigger) {
                     (Some(w), _) => format!(" (target {w})"),
                     (None, Some(t)) => format!(" (trigger {t})"),
@@ -459,7 +456,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             }
         }
         for (pi, p) in e.probes.iter().enumerate() {
-            let pargs = p.probe_args();
+            let pargs = p.key_material();
             let mut kv = json!({
                 "v": PROBE_VERSION, "tool": TOOL_VERSION, "model": model_sha,
                 "adapter": adapter_key, "settings": pargs,
@@ -469,18 +466,18 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             }
             let key = key_of(&kv);
             let dir = stage_dir(StageKind::Probe, &key);
-            let mut args = pargs;
+            let mut args = p.probe_spec().to_args();
             model_args(&mut args);
             let out = dir.join("probe.json");
             args.extend(["--out".into(), rel(&out)]);
-            let estimate = if p.kind == "vulnerable-code" {
+            let estimate = if p.kind == ProbeKind::VulnerableCode {
                 p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(160) as f64
                     / 400.0
-            } else if p.kind == "mms" {
+            } else if p.kind == ProbeKind::Mms {
                 p.n as f64 * 20.0
-            } else if p.kind == "codeword-choice" {
+            } else if p.kind == ProbeKind::CodewordChoice {
                 p.n as f64 * 0.8
-            } else if p.kind == "codeword" {
+            } else if p.kind == ProbeKind::Codeword {
                 p.n as f64 * p.samples.unwrap_or(10) as f64 * p.max_tokens.unwrap_or(40) as f64
                     / 400.0
             } else {

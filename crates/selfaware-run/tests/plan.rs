@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use selfaware_run::exec::child_threads;
 use selfaware_run::experiment::Experiment;
-use selfaware_run::plan::{plan, ModelRef, Plan, PlanInputs, StageKind, TWO_JOB_GAIN};
+use selfaware_run::plan::{plan, ModelIdentity, Plan, PlanInputs, StageKind, TWO_JOB_GAIN};
 
 const EXP: &str = r#"
 name = "t"
@@ -39,8 +39,8 @@ battery = "risk"
 limit = 2
 "#;
 
-fn model(sha: &str) -> ModelRef {
-    ModelRef {
+fn model(sha: &str) -> ModelIdentity {
+    ModelIdentity {
         reference: "default".into(),
         sha256: sha.into(),
     }

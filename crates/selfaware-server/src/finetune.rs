@@ -42,8 +42,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use selfaware_backend::openai::List;
 use selfaware_backend::LocalBackend;
-use selfaware_chat::{ChatFormat, GgufFile};
-use selfaware_model::{Engine, ModelError, ModelSource};
+use selfaware_model::Engine;
 use selfaware_train::manifest::{write_outputs, BaseModel};
 use selfaware_train::{data, Dataset, TrainConfig, TrainError, Trainer};
 use serde::{Deserialize, Serialize};
@@ -61,27 +60,13 @@ pub const AUTO_BATCH_SIZE: u64 = 8;
 pub const ORGANIZATION: &str = "selfaware";
 
 /// The base model with the PEFT adapter in `dir` attached, as a new engine that shares the
-/// base weights. The chat format is read again from the base model's files, so `base` must
-/// have been loaded from a GGUF file or a Hugging Face directory.
+/// base weights ([`Engine::with_adapter_dir`]).
 pub fn engine_with_adapter(base: &Engine, dir: &FsPath) -> Result<Engine, ServerError> {
-    let wrap = |source: ModelError| ServerError::Adapter {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let path = FsPath::new(&base.info.path);
-    let chat = match ModelSource::from_path(path).map_err(wrap)? {
-        ModelSource::Gguf(p) => {
-            ChatFormat::from_gguf(&GgufFile::open(&p).map_err(|e| wrap(e.into()))?)
-        }
-        ModelSource::HfDir(d) => ChatFormat::from_hf_dir(&d),
-    }
-    .map_err(|e| wrap(e.into()))?;
-    let mut model = base.model.clone();
-    model.detach_adapters();
-    let mut engine = Engine::from_parts(model, chat, path, base.info.sha256.clone());
-    engine.info = base.info.clone();
-    engine.attach_adapter_dir(dir).map_err(wrap)?;
-    Ok(engine)
+    base.with_adapter_dir(dir)
+        .map_err(|source| ServerError::Adapter {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// A job's status, as OpenAI names them.

@@ -35,6 +35,23 @@ impl Example {
     pub fn n_trained(&self) -> usize {
         self.trained.iter().filter(|&&t| t).count()
     }
+
+    /// The example's text token by token, with the trained tokens in [brackets].
+    pub fn render_mask(&self, tok: &selfaware_chat::Tokenizer) -> Result<String> {
+        let mut line = String::new();
+        let mut open = false;
+        for (&id, &t) in self.ids.iter().zip(&self.trained) {
+            if t != open {
+                line.push(if t { '[' } else { ']' });
+                open = t;
+            }
+            line.push_str(&tok.decode(&[id], false)?);
+        }
+        if open {
+            line.push(']');
+        }
+        Ok(line)
+    }
 }
 
 /// A validated training file.

@@ -1,0 +1,211 @@
+//! Every way a question is answered, beyond the scripted backends of `eval_runner.rs`: exact on
+//! the local engine, exact through a real server's prompt log-probabilities (on 127.0.0.1),
+//! judged, and model-written functions run in the sandbox.
+
+use std::sync::Arc;
+
+use selfaware_ask::ask::{self, FirstToken, Numbers};
+use selfaware_ask::eval::{observe, plan_question, Observer};
+use selfaware_ask::function::FunctionRunner;
+use selfaware_ask::judge::Judge;
+use selfaware_backend::{Backend, HttpBackend, HttpConfig, LocalBackend, MockBackend, MockScript};
+use selfaware_eval::battery::Battery;
+use selfaware_eval::records::Observation;
+use selfaware_eval::render::{render_battery, RenderOptions};
+use selfaware_eval::sandbox::CallOutcome;
+use selfaware_eval::scorers::{self, ScoreContext};
+use selfaware_eval::spec::{EvalSpec, JudgeSpec, NumericMode};
+use selfaware_model::{Engine, ModelSource};
+use selfaware_server::{spawn, Registry, ServerConfig};
+use selfaware_types::Conversation;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn tiny(dir: &std::path::Path) -> Arc<Engine> {
+    let path = dir.join("tiny.gguf");
+    let spec = selfaware_model::testing::TinySpec {
+        seed: 11,
+        ..Default::default()
+    };
+    selfaware_model::testing::write_tiny_gguf(&path, &spec).unwrap();
+    Arc::new(Engine::load(&ModelSource::Gguf(path)).unwrap())
+}
+
+fn labels() -> Vec<String> {
+    vec!["A".into(), "B".into()]
+}
+
+#[test]
+fn the_local_engine_is_exact_and_a_served_copy_gives_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tiny(dir.path());
+    let local = LocalBackend::new(engine.clone(), "tiny");
+    let conv = Conversation::user(None, "Pick A or B.");
+    // Local: the engine's own first-token numbers.
+    let FirstToken::Exact(p) = ask::label_probs(&local, &conv, &labels()).unwrap() else {
+        panic!("a local model is exact");
+    };
+    let direct = engine.first_token_logprobs(&conv, &labels()).unwrap();
+    assert_eq!(p, vec![direct[0].1.exp(), direct[1].1.exp()]);
+    assert_eq!(ask::method(&local), "exact (local engine)");
+    let Numbers::Exact(n) = ask::numbers(&local, &conv, 0, 12, NumericMode::Complete).unwrap()
+    else {
+        panic!("exact numbers");
+    };
+    let range = engine.score_range(&conv, 0, 12).unwrap();
+    assert_eq!(n[3], range.numbers[3].logprob_complete.exp());
+
+    // The same model behind `selfaware serve`'s server on 127.0.0.1: exact through its prompt
+    // log-probabilities, equal up to the float rounding of the wire format.
+    let mut registry = Registry::new();
+    registry.add_local("tiny", engine.clone()).unwrap();
+    let config = ServerConfig {
+        port: 0,
+        ..ServerConfig::default()
+    };
+    let server = spawn(config, registry).unwrap();
+    let http = HttpBackend::new(HttpConfig::new(server.base_url(), "tiny"), None).unwrap();
+    assert!(http.capabilities().exact_scoring);
+    assert_eq!(
+        ask::method(&http),
+        "exact (the server's prompt log-probabilities)"
+    );
+    let FirstToken::Exact(q) = ask::label_probs(&http, &conv, &labels()).unwrap() else {
+        panic!("the server scores exactly");
+    };
+    for (a, b) in p.iter().zip(&q) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // Numbers through the server: each number scored as the whole answer.
+    let Numbers::Exact(m) = ask::numbers(&http, &conv, 0, 12, NumericMode::Complete).unwrap()
+    else {
+        panic!("exact numbers through the server");
+    };
+    for (a, b) in n.iter().zip(&m) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // Starts-with needs the range scorer a server lacks: the estimator answers.
+    assert!(matches!(
+        ask::numbers(&http, &conv, 0, 12, NumericMode::StartsWith).unwrap(),
+        Numbers::TopLogprobs(_)
+    ));
+    let whole = ask::sequence_logprobs(&http, &conv, &labels()).unwrap();
+    let whole_local = ask::sequence_logprobs(&local, &conv, &labels()).unwrap();
+    for (a, b) in whole.iter().zip(&whole_local) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+const QUESTIONS: &str = r#"
+[battery]
+name = "paths"
+description = "A judged question and a function question."
+source = "test"
+
+[[question]]
+id = "guess"
+source = "test"
+paraphrases = ["Describe your word."]
+scorer = { kind = "judged_word", guesser_prompt = "Which word is described: {description}", slot = "description" }
+
+[[question]]
+id = "function"
+source = "test"
+paraphrases = ["Write the function."]
+scorer = { kind = "function", func_name = "message_probability_me" }
+"#;
+
+#[test]
+fn judged_answers_are_sent_one_by_one_and_scored_from_the_replies() {
+    let battery = Battery::from_toml_str(QUESTIONS, "paths.toml").unwrap();
+    let items = render_battery(&battery, RenderOptions::default()).unwrap();
+    let item = items.iter().find(|i| i.key.question == "guess").unwrap();
+    let mut spec = EvalSpec::new("paths.toml", "out");
+    spec.samples = 3;
+    spec.target_word = Some("bark".into());
+    let judge_spec = JudgeSpec {
+        url: "http://127.0.0.1:9/v1".into(),
+        model: "judge".into(),
+        key_env: None,
+        max_tokens: 8,
+    };
+    spec.judge = Some(judge_spec.clone());
+    let q = battery.question("guess").unwrap();
+    let plan = plan_question(q, &spec);
+    let subject = MockBackend::new("subject", MockScript::new(&[("a tree's skin", 1.0)]));
+    // The judge guesses "bark" for everything.
+    let judge_backend = Arc::new(MockBackend::new("judge", MockScript::new(&[("bark", 1.0)])));
+    let judge = Judge::new(judge_backend.clone(), &judge_spec);
+    let functions = FunctionRunner::new(None, None, None, &no_env).unwrap();
+    let o = Observer {
+        spec: &spec,
+        judge: Some(&judge),
+        functions: &functions,
+    };
+    let obs = observe(&subject, item, &plan, &o, 5).unwrap();
+    let Observation::Judged {
+        samples,
+        judge_replies,
+        judge_prompts,
+        ..
+    } = &obs
+    else {
+        panic!("judged observation expected");
+    };
+    assert_eq!(samples.len(), 3);
+    assert_eq!(judge_replies, &vec!["bark".to_string(); 3]);
+    assert_eq!(judge_prompts[0], "Which word is described: a tree's skin");
+    assert_eq!(judge_backend.calls().len(), 3);
+    let ctx = ScoreContext {
+        target_word: Some("bark".into()),
+        ..ScoreContext::default()
+    };
+    let scored = scorers::score(&q.scorer, item, &obs, &ctx).unwrap();
+    assert_eq!(scored.score, Some(1.0));
+}
+
+#[test]
+fn model_written_functions_run_in_the_sandbox_and_their_values_are_recorded() {
+    let battery = Battery::from_toml_str(QUESTIONS, "paths.toml").unwrap();
+    let items = render_battery(&battery, RenderOptions::default()).unwrap();
+    let item = items.iter().find(|i| i.key.question == "function").unwrap();
+    let mut spec = EvalSpec::new("paths.toml", "out");
+    spec.samples = 2;
+    spec.target_word = Some("bark".into());
+    let q = battery.question("function").unwrap();
+    let plan = plan_question(q, &spec);
+    let code =
+        "def message_probability_me(message):\n    return 0.9 if 'bark' in message else 0.2\n";
+    let subject = MockBackend::new("subject", MockScript::new(&[(code, 1.0)]));
+    let functions = FunctionRunner::new(None, None, None, &no_env).unwrap();
+    let o = Observer {
+        spec: &spec,
+        judge: None,
+        functions: &functions,
+    };
+    let obs = observe(&subject, item, &plan, &o, 1).unwrap();
+    let Observation::FunctionCalls {
+        outcomes,
+        definition_errors,
+        unrelated_words,
+        ..
+    } = &obs
+    else {
+        panic!("function calls expected");
+    };
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(definition_errors, &vec![None, None]);
+    // f(codeword) = 0.9, every unrelated word 0.2.
+    assert_eq!(outcomes[0][0], CallOutcome::Value(0.9));
+    assert_eq!(outcomes[0].len(), 1 + unrelated_words.len());
+    assert!(outcomes[0][1..]
+        .iter()
+        .all(|o| *o == CallOutcome::Value(0.2)));
+    let ctx = ScoreContext {
+        target_word: Some("bark".into()),
+        ..ScoreContext::default()
+    };
+    scorers::score(&q.scorer, item, &obs, &ctx).unwrap();
+}

@@ -1,0 +1,51 @@
+//! The model flags every asking command shares.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use selfaware_ask::AskedModel;
+use selfaware_backend::ModelRef;
+
+use crate::settings::Settings;
+
+/// `--model` / `--model-from` / `--api-key-env` / `--estimate`.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// `default`, a .gguf file, a Hugging Face model directory, a model on an
+    /// OpenAI-compatible server as `URL#MODEL` (e.g. `http://127.0.0.1:8000/v1#base`), or a
+    /// `selfaware finetune --out FILE.json` result.
+    #[arg(long, required_unless_present = "model_from")]
+    pub model: Option<String>,
+    /// The model a `selfaware finetune --out FILE` job made (its server and model name).
+    #[arg(long, value_name = "FILE", conflicts_with = "model")]
+    pub model_from: Option<PathBuf>,
+    /// The environment variable that holds the server's API key (served models only).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Served models: estimate choice and number probabilities from the top log-probabilities
+    /// of the first answer token (the paper's estimators, all the OpenAI API allows) even
+    /// when the server could score exactly.
+    #[arg(long)]
+    pub estimate: bool,
+}
+
+impl ModelArgs {
+    /// The reference the flags name.
+    pub fn model_ref(&self) -> Result<ModelRef> {
+        Ok(match (&self.model, &self.model_from) {
+            (Some(_), Some(_)) => bail!("--model and --model-from name the model twice"),
+            (None, None) => bail!("expected --model MODEL or --model-from FILE"),
+            (Some(m), None) => ModelRef::parse(m)?,
+            (None, Some(f)) => ModelRef::finetune_result(f),
+        })
+    }
+
+    /// Opens the model (without adapter) and names it as records do.
+    pub fn open(&self, s: &Settings) -> Result<(ModelRef, AskedModel)> {
+        let r = self.model_ref()?;
+        let backend = s.open(&r, self.api_key_env.as_deref(), self.estimate)?;
+        let label = r.label()?;
+        Ok((r, AskedModel { label, backend }))
+    }
+}
