@@ -468,9 +468,13 @@ fn bad_experiments_get_one_clear_error() {
         ),
     )
     .unwrap();
+    // The family is a typed field: the TOML error names the file, the line and the families.
     let err = text_of(&selfaware(&home, d, &["run", "nofam.toml", "--dry-run"]));
     assert!(
-        err.contains("condition[0].data.family") && err.contains("risky"),
+        err.contains("nofam.toml")
+            && err.contains("line 18")
+            && err.contains("risky")
+            && err.contains("expected one of `risk`, `myopia`"),
         "{err}"
     );
 
