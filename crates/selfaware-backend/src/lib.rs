@@ -16,7 +16,7 @@
 mod error;
 pub mod finetune;
 pub mod http;
-mod local;
+pub mod local;
 mod mock;
 pub mod openai;
 pub mod testing;
