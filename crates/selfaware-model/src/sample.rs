@@ -526,6 +526,9 @@ struct Answer {
     sent: String,
 }
 
+/// [`decode`]'s callback.
+type OnEvent<'f> = dyn FnMut(Event<'_>) -> ControlFlow<()> + 'f;
+
 /// The answers of one [`decode`] call and where finished ones go.
 struct Decoding<'a> {
     tok: &'a Tokenizer,
@@ -579,7 +582,7 @@ impl Decoding<'_> {
         &mut self,
         s: usize,
         reason: FinishReason,
-        on_event: Option<&mut dyn FnMut(Event<'_>) -> ControlFlow<()>>,
+        on_event: Option<&mut OnEvent<'_>>,
     ) -> Result<()> {
         let a = &mut self.answers[s];
         let mut text = self.tok.decode(&a.ids, true)?;
