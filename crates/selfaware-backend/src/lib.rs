@@ -18,7 +18,7 @@
 mod error;
 pub mod finetune;
 pub mod http;
-mod local;
+pub mod local;
 mod mock;
 pub mod model_ref;
 pub mod openai;

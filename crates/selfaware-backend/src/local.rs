@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
-use selfaware_model::{Engine, ModelError, OptionScores, RangeScores, SampleConfig};
+use selfaware_model::sample;
+use selfaware_model::{Engine, Generated, ModelError, OptionScores, RangeScores, SampleConfig};
 use selfaware_types::Conversation;
 
 use crate::token_bytes::bytes_of_vocab_entry;
@@ -48,17 +49,91 @@ impl LocalBackend {
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
     }
+}
 
-    fn token(&self, id: u32) -> (String, Option<Vec<u8>>) {
-        let tok = &self.engine.chat.tokenizer;
-        let entry = tok.token_text(id);
-        match bytes_of_vocab_entry(&entry) {
-            Some(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), Some(bytes)),
-            None => {
-                let text = tok.decode(&[id], false).unwrap_or(entry);
-                let bytes = text.as_bytes().to_vec();
-                (text, Some(bytes))
-            }
+/// What the engine decodes for `req`: its conversation's prompt, its sampling settings (the
+/// alternatives per token only when it asks for logprobs) and its stop strings.
+pub fn decode_request(engine: &Engine, req: &CompletionRequest) -> Result<sample::Request> {
+    let prompt = engine
+        .chat
+        .prompt(&req.conversation)
+        .map_err(ModelError::from)?;
+    Ok(sample::Request {
+        prompt: prompt.ids,
+        cfg: SampleConfig {
+            n: req.n,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            max_tokens: req.max_tokens,
+            seed: req.seed,
+            top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
+        },
+        stop: req.stop.clone(),
+        stream_text: false,
+    })
+}
+
+/// A token's text and bytes as OpenAI's API reports them: the bytes a byte-level vocabulary
+/// entry stands for (the text shows an incomplete UTF-8 character as U+FFFD), otherwise the
+/// token decoded alone.
+pub fn token_text_bytes(engine: &Engine, id: u32) -> (String, Option<Vec<u8>>) {
+    let tok = &engine.chat.tokenizer;
+    let entry = tok.token_text(id);
+    match bytes_of_vocab_entry(&entry) {
+        Some(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), Some(bytes)),
+        None => {
+            let text = tok.decode(&[id], false).unwrap_or(entry);
+            let bytes = text.as_bytes().to_vec();
+            (text, Some(bytes))
+        }
+    }
+}
+
+/// A generated token (ids) as the API reports it: text, bytes, log-probability and the most
+/// likely alternatives.
+pub fn token_logprob(engine: &Engine, t: &selfaware_model::TokenLogprob) -> TokenLogprob {
+    let (token, bytes) = token_text_bytes(engine, t.id);
+    TokenLogprob {
+        token,
+        bytes,
+        logprob: f64::from(t.logprob),
+        top_logprobs: t
+            .top
+            .iter()
+            .map(|&(id, lp)| {
+                let (token, bytes) = token_text_bytes(engine, id);
+                TopLogprob {
+                    token,
+                    bytes,
+                    logprob: f64::from(lp),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A sampled answer of the engine as a [`Completion`], with its tokens' log-probabilities when
+/// `logprobs`.
+pub fn completion(engine: &Engine, g: &Generated, logprobs: bool) -> Completion {
+    Completion {
+        text: g.text.clone(),
+        finish_reason: g.sample.finish_reason.into(),
+        tokens: Some(g.sample.tokens.len()),
+        logprobs: logprobs.then(|| {
+            g.sample
+                .tokens
+                .iter()
+                .map(|t| token_logprob(engine, t))
+                .collect()
+        }),
+    }
+}
+
+impl From<selfaware_model::FinishReason> for FinishReason {
+    fn from(r: selfaware_model::FinishReason) -> Self {
+        match r {
+            selfaware_model::FinishReason::Stop => FinishReason::Stop,
+            selfaware_model::FinishReason::Length => FinishReason::Length,
         }
     }
 }
@@ -154,63 +229,15 @@ impl Backend for LocalBackend {
 
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
         req.validate(&self.capabilities())?;
-        let prompt = self
-            .engine
-            .chat
-            .prompt(&req.conversation)
-            .map_err(ModelError::from)?;
-        let cfg = SampleConfig {
-            n: req.n,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            max_tokens: req.max_tokens,
-            seed: req.seed,
-            top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
-        };
-        let generated = self.engine.sample_ids(&prompt.ids, &cfg, &req.stop)?;
+        let r = decode_request(&self.engine, req)?;
+        let generated = self.engine.sample_ids(&r.prompt, &r.cfg, &r.stop)?;
         let completion_tokens = generated.iter().map(|g| g.sample.tokens.len()).sum();
         let choices = generated
-            .into_iter()
-            .map(|g| {
-                let logprobs = req.logprobs.then(|| {
-                    g.sample
-                        .tokens
-                        .iter()
-                        .map(|t| {
-                            let (token, bytes) = self.token(t.id);
-                            TokenLogprob {
-                                token,
-                                bytes,
-                                logprob: f64::from(t.logprob),
-                                top_logprobs: t
-                                    .top
-                                    .iter()
-                                    .map(|&(id, lp)| {
-                                        let (token, bytes) = self.token(id);
-                                        TopLogprob {
-                                            token,
-                                            bytes,
-                                            logprob: f64::from(lp),
-                                        }
-                                    })
-                                    .collect(),
-                            }
-                        })
-                        .collect()
-                });
-                Completion {
-                    tokens: Some(g.sample.tokens.len()),
-                    text: g.text,
-                    finish_reason: match g.sample.finish_reason {
-                        selfaware_model::FinishReason::Stop => FinishReason::Stop,
-                        selfaware_model::FinishReason::Length => FinishReason::Length,
-                    },
-                    logprobs,
-                }
-            })
+            .iter()
+            .map(|g| completion(&self.engine, g, req.logprobs))
             .collect();
         Ok(Completions {
-            prompt_tokens: Some(prompt.ids.len()),
+            prompt_tokens: Some(r.prompt.len()),
             completion_tokens: Some(completion_tokens),
             choices,
         })

@@ -3,7 +3,8 @@
 //! [`Engine`] is a loaded model plus its [`ChatFormat`]. It answers
 //! - [`Engine::score_options`]: exact log-probabilities of candidate answers;
 //! - [`Engine::score_range`]: the exact distribution of an integer answer over a range;
-//! - [`Engine::sample`]: seeded sampling of `n` answers decoded as one batch;
+//! - [`Engine::sample`]: seeded sampling of `n` answers decoded as one batch, and
+//!   [`Engine::decode`]: several prompts' answers decoded together, token by token;
 //! - [`Engine::sequence_logprobs`]: per-token log-probabilities of whole sequences.
 //!
 //! The forward pass lives in [`llama`]; a naive loop implementation in [`naive`] is its test
@@ -26,6 +27,7 @@ pub mod testing;
 pub mod weights;
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -37,7 +39,7 @@ pub use config::{Arch, Config, Llama3RopeScaling, SUPPORTED_ARCHITECTURES};
 pub use error::{ModelError, Result};
 pub use llama::{KvCache, Llama};
 pub use lora::{Adapter, LoraSpec};
-pub use sample::{FinishReason, Sample, SampleConfig, TokenLogprob};
+pub use sample::{FinishReason, Generated, Sample, SampleConfig, TokenLogprob};
 pub use score::{CandidateScore, NumberScore, OptionScores, RangeScores};
 
 /// What a model reference points at.
@@ -426,57 +428,38 @@ impl Engine {
     }
 
     /// Samples continuations of prompt tokens; generation also stops when the decoded text
-    /// contains one of `stop` (which is cut off, as OpenAI's API does).
+    /// contains one of `stop` (which is cut off, as OpenAI's API does). One request of
+    /// [`Engine::decode`].
     pub fn sample_ids(
         &self,
         prompt: &[u32],
         cfg: &SampleConfig,
         stop: &[String],
     ) -> Result<Vec<Generated>> {
-        let tok = &self.chat.tokenizer;
-        let stop_text = |ids: &[u32]| -> Option<usize> {
-            if stop.is_empty() {
-                return None;
-            }
-            let text = tok.decode(ids, true).ok()?;
-            stop.iter()
-                .any(|s| !s.is_empty() && text.contains(s.as_str()))
-                .then(|| {
-                    // Keep the longest prefix of tokens whose text has no stop string.
-                    (0..ids.len())
-                        .rev()
-                        .find(|&k| {
-                            let t = tok.decode(&ids[..k], true).unwrap_or_default();
-                            !stop.iter().any(|s| !s.is_empty() && t.contains(s.as_str()))
-                        })
-                        .unwrap_or(0)
-                })
+        let req = sample::Request {
+            prompt: prompt.to_vec(),
+            cfg: cfg.clone(),
+            stop: stop.to_vec(),
+            stream_text: false,
         };
-        let samples = sample::sample(&self.model, prompt, cfg, &|id| tok.is_stop(id), &stop_text)?;
-        samples
-            .into_iter()
-            .map(|s| {
-                let mut text = tok.decode(&s.ids(), true)?;
-                for st in stop {
-                    if let Some(p) = text.find(st.as_str()).filter(|_| !st.is_empty()) {
-                        text.truncate(p);
-                    }
-                }
-                Ok(Generated { text, sample: s })
-            })
-            .collect()
+        let mut out = self.decode(std::slice::from_ref(&req), &mut |_| {
+            ControlFlow::Continue(())
+        })?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Decodes several prompts' answers together, reporting each token as it is made (see
+    /// [`sample::decode`]); returns the answers per request.
+    pub fn decode(
+        &self,
+        requests: &[sample::Request],
+        on_event: &mut dyn FnMut(sample::Event<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Vec<Generated>>> {
+        sample::decode(&self.model, &self.chat.tokenizer, requests, on_event)
     }
 
     /// Per-token log-probabilities of whole token sequences, batched.
     pub fn sequence_logprobs(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         score::sequence_logprobs(&self.model, seqs, self.chat.tokenizer.pad_id)
     }
-}
-
-/// A sampled answer with its decoded text.
-#[derive(Debug, Clone, Serialize)]
-pub struct Generated {
-    pub text: String,
-    #[serde(flatten)]
-    pub sample: Sample,
 }

@@ -31,11 +31,10 @@ use std::time::{Duration, Instant};
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use selfaware_backend::{
-    Backend, BackendError, Completion, CompletionRequest, Completions, FinishReason,
-};
+use selfaware_backend::{Backend, CompletionRequest, Completions};
 use selfaware_model::Engine;
 
+use crate::multi::Member;
 use crate::stream::StreamMsg;
 use crate::ApiError;
 
@@ -205,7 +204,7 @@ fn worker(
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -270,41 +269,6 @@ pub const MAX_CROSS_ROWS: usize = 64;
 /// their common prefixes.
 pub const MAX_CROSS_GROUP_N: usize = 8;
 
-/// A member of a batch across prompts.
-enum Member {
-    /// Whole-answer jobs sharing one request.
-    Group(Vec<Job>, CompletionRequest),
-    /// One streamed answer.
-    Stream(
-        tokio::sync::mpsc::UnboundedSender<StreamMsg>,
-        CompletionRequest,
-    ),
-}
-
-impl Member {
-    fn n(&self) -> usize {
-        match self {
-            Member::Group(_, req) => req.n,
-            Member::Stream(..) => 1,
-        }
-    }
-
-    fn req(&self) -> &CompletionRequest {
-        match self {
-            Member::Group(_, req) | Member::Stream(_, req) => req,
-        }
-    }
-
-    fn fail(self, err: ApiError, rows: usize) {
-        match self {
-            Member::Group(jobs, _) => deliver(jobs, &Err(err), rows),
-            Member::Stream(tx, _) => {
-                let _ = tx.send(StreamMsg::Failed(err));
-            }
-        }
-    }
-}
-
 /// Unseeded groups and streams with different prompts decoded together on the local engine
 /// ([`crate::multi`]), at most [`MAX_CROSS_ROWS`] samples per batch.
 fn run_cross(engine: &Engine, groups: Vec<Vec<Job>>, streams: Vec<Job>, rng: &mut ChaCha8Rng) {
@@ -326,150 +290,19 @@ fn run_cross(engine: &Engine, groups: Vec<Vec<Job>>, streams: Vec<Job>, rng: &mu
     let mut rows = 0;
     for m in members {
         if rows + m.n() > MAX_CROSS_ROWS && !batch.is_empty() {
-            run_cross_batch(engine, std::mem::take(&mut batch));
+            crate::multi::run_batch(engine, std::mem::take(&mut batch));
             rows = 0;
         }
         rows += m.n();
         batch.push(m);
     }
     if !batch.is_empty() {
-        run_cross_batch(engine, batch);
-    }
-}
-
-fn run_cross_batch(engine: &Engine, batch: Vec<Member>) {
-    // Render every prompt; a member whose prompt fails (or is too long) gets its error and
-    // leaves the batch.
-    let max_pos = engine.model.rope.max_positions();
-    let mut ready: Vec<(Member, usize)> = Vec::new();
-    let mut rows: Vec<crate::multi::Row> = Vec::new();
-    for m in batch {
-        let req = m.req().clone();
-        let prompt = match engine.chat.prompt(&req.conversation) {
-            Err(e) => {
-                m.fail(ApiError::from(BackendError::Model(e.into())), 0);
-                continue;
-            }
-            Ok(p) => p,
-        };
-        if prompt.ids.len() + req.max_tokens > max_pos {
-            let e = selfaware_model::ModelError::Input(format!(
-                "sequence of {} tokens exceeds the model's context of {max_pos} tokens",
-                prompt.ids.len() + req.max_tokens
-            ));
-            m.fail(ApiError::from(BackendError::Model(e)), 0);
-            continue;
-        }
-        let first = rows.len();
-        for i in 0..m.n() {
-            rows.push(crate::multi::Row {
-                prompt: prompt.ids.clone(),
-                temperature: req.temperature,
-                top_p: req.top_p,
-                max_tokens: req.max_tokens,
-                seed: req.seed,
-                stream: i as u64,
-                top_logprobs: if req.logprobs { req.top_logprobs } else { 0 },
-                stop: req.stop.clone(),
-            });
-        }
-        ready.push((m, first));
-    }
-    if ready.is_empty() {
-        return;
-    }
-    for (m, first) in &ready {
-        if let Member::Stream(tx, _) = m {
-            let _ = tx.send(StreamMsg::Started {
-                prompt_tokens: rows[*first].prompt.len(),
-                rows: rows.len(),
-            });
-        }
-    }
-    // Streamed rows send each token as the batch makes it.
-    let mut answers: Vec<
-        Option<(
-            crate::stream::Answer,
-            &tokio::sync::mpsc::UnboundedSender<StreamMsg>,
-        )>,
-    > = (0..rows.len()).map(|_| None).collect();
-    for (m, first) in &ready {
-        if let Member::Stream(tx, req) = m {
-            answers[*first] = Some((
-                crate::stream::Answer::new(engine, &rows[*first].stop, req.logprobs),
-                tx,
-            ));
-        }
-    }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        crate::multi::generate_with(engine, &rows, &mut |r, t| {
-            if let Some((answer, tx)) = &mut answers[r] {
-                let _ = tx.send(answer.token(t));
-            }
-        })
-        .map_err(|e| ApiError::from(BackendError::Model(e)))
-    }))
-    .unwrap_or_else(|p| {
-        Err(ApiError::internal(format!(
-            "the model panicked: {}",
-            panic_message(p)
-        )))
-    });
-    let finished: Vec<Option<StreamMsg>> = match &result {
-        Err(_) => Vec::new(),
-        Ok(generated) => answers
-            .iter()
-            .zip(generated)
-            .map(|(a, g)| {
-                a.as_ref().map(|(answer, _)| {
-                    let reason = match g.finish_reason {
-                        selfaware_model::FinishReason::Stop => FinishReason::Stop,
-                        selfaware_model::FinishReason::Length => FinishReason::Length,
-                    };
-                    answer.finish(&g.text, reason, g.tokens.len())
-                })
-            })
-            .collect(),
-    };
-    drop(answers);
-    let mut finished = finished;
-    let n_rows = rows.len();
-    match result {
-        Err(err) => {
-            for (m, _) in ready {
-                m.fail(err.clone(), n_rows);
-            }
-        }
-        Ok(generated) => {
-            for (m, first) in ready {
-                match m {
-                    Member::Stream(tx, _) => {
-                        if let Some(msg) = finished[first].take() {
-                            let _ = tx.send(msg);
-                        }
-                    }
-                    Member::Group(jobs, req) => {
-                        let choices: Vec<Completion> = generated[first..first + req.n]
-                            .iter()
-                            .map(|g| crate::multi::completion(engine, g, req.logprobs))
-                            .collect();
-                        let completion_tokens =
-                            choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
-                        let out = Completions {
-                            prompt_tokens: Some(rows[first].prompt.len()),
-                            completion_tokens,
-                            choices,
-                        };
-                        deliver(jobs, &Ok(out), n_rows);
-                    }
-                }
-            }
-        }
+        crate::multi::run_batch(engine, batch);
     }
 }
 
 /// Hands each member its part of the group's answer; `rows` sequences were decoded together.
-fn deliver(jobs: Vec<Job>, result: &Result<Completions, ApiError>, rows: usize) {
+pub(crate) fn deliver(jobs: Vec<Job>, result: &Result<Completions, ApiError>, rows: usize) {
     let seeded = jobs.first().is_some_and(|j| j.seeded);
     let mut offset = 0;
     for job in jobs {

@@ -1,252 +1,135 @@
-//! Different prompts decoded together: one left-padded batched prefill, then one forward per
-//! step for every sequence still generating.
-//!
-//! Each [`Row`] is one sample: its prompt, its sampling settings and its random stream
-//! (`seed`, `stream`), as `selfaware_model::sample::sample` draws sample `stream` of a request
-//! with that seed. The token choices, stop handling and texts follow `Engine::sample_ids`; the
-//! numbers differ from decoding each prompt alone only by float rounding (about 1e-6), since
-//! padded rows change the shapes of the matrix products.
-//!
-//! Padding: prompts are right-aligned in a `[B, T]` batch. A real query attends to the real
-//! keys of its row up to itself; a padding query attends only to itself (so its values stay
-//! finite) and no real query ever attends to it. Rotary positions count from each row's first
-//! real token, so a row's positions equal those of its prompt decoded alone.
+//! Different prompts decoded together on a local engine: the unseeded whole-answer groups and
+//! unseeded streams of one worker batch ([`crate::batch`]) become one call of the model's
+//! decoder (`selfaware_model::sample::decode`): one left-padded prefill of their distinct
+//! prompts, then one forward per step for every answer still generating. Each answer draws
+//! from its own seeded stream, as it would alone; the numbers differ from decoding each prompt
+//! alone only by float rounding (about 1e-6), since padded rows change the shapes of the matrix
+//! products. Streamed members get each token as the batch makes it.
 
-use candle_core::IndexOp;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use selfaware_backend::Completion;
-use selfaware_model::llama::{build_mask, u32_matrix, Step};
-use selfaware_model::sample::choose;
-use selfaware_model::{Engine, FinishReason, ModelError, Result, TokenLogprob};
+use std::ops::ControlFlow;
 
-/// One sequence to generate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub prompt: Vec<u32>,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub max_tokens: usize,
-    pub seed: u64,
-    /// The ChaCha8 stream of the seed this row draws from (a request's sample index).
-    pub stream: u64,
-    pub top_logprobs: usize,
-    pub stop: Vec<String>,
+use selfaware_backend::local::{completion, decode_request};
+use selfaware_backend::{BackendError, Completion, CompletionRequest, Completions};
+use selfaware_model::sample::{self, Event};
+use selfaware_model::Engine;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::batch::{deliver, panic_message, Job};
+use crate::stream::{message, StreamMsg};
+use crate::ApiError;
+
+/// A member of a batch across prompts.
+pub(crate) enum Member {
+    /// Whole-answer jobs sharing one request.
+    Group(Vec<Job>, CompletionRequest),
+    /// One streamed answer.
+    Stream(UnboundedSender<StreamMsg>, CompletionRequest),
 }
 
-/// One generated sequence.
-#[derive(Debug, Clone)]
-pub struct Generated {
-    pub text: String,
-    pub tokens: Vec<TokenLogprob>,
-    pub finish_reason: FinishReason,
-}
+impl Member {
+    pub fn n(&self) -> usize {
+        match self {
+            Member::Group(_, req) => req.n,
+            Member::Stream(..) => 1,
+        }
+    }
 
-/// A generated row as the backend's [`Completion`], as `LocalBackend` reports it.
-pub fn completion(engine: &Engine, g: &Generated, logprobs: bool) -> Completion {
-    Completion {
-        text: g.text.clone(),
-        finish_reason: match g.finish_reason {
-            FinishReason::Stop => selfaware_backend::FinishReason::Stop,
-            FinishReason::Length => selfaware_backend::FinishReason::Length,
-        },
-        tokens: Some(g.tokens.len()),
-        logprobs: logprobs.then(|| {
-            g.tokens
-                .iter()
-                .map(|t| crate::stream::backend_logprob(engine, t))
-                .collect()
-        }),
+    fn req(&self) -> &CompletionRequest {
+        match self {
+            Member::Group(_, req) | Member::Stream(_, req) => req,
+        }
+    }
+
+    fn fail(self, err: ApiError, rows: usize) {
+        match self {
+            Member::Group(jobs, _) => deliver(jobs, &Err(err), rows),
+            Member::Stream(tx, _) => {
+                let _ = tx.send(StreamMsg::Failed(err));
+            }
+        }
     }
 }
 
-fn top_k(lp: &[f32], k: usize) -> Vec<(u32, f32)> {
-    if k == 0 {
-        return Vec::new();
+/// Decodes the members together and answers each. A member whose prompt cannot be decoded
+/// (it fails to render, or is too long) gets its error and leaves the batch.
+pub(crate) fn run_batch(engine: &Engine, batch: Vec<Member>) {
+    let mut ready: Vec<Member> = Vec::new();
+    let mut requests: Vec<sample::Request> = Vec::new();
+    for m in batch {
+        let checked = decode_request(engine, m.req()).and_then(|mut r| {
+            r.stream_text = matches!(m, Member::Stream(..));
+            r.cfg.n = m.n();
+            sample::check_request(&engine.model, &r)?;
+            Ok(r)
+        });
+        match checked {
+            Err(e) => m.fail(ApiError::from(e), 0),
+            Ok(r) => {
+                requests.push(r);
+                ready.push(m);
+            }
+        }
     }
-    let mut idx: Vec<u32> = (0..lp.len() as u32).collect();
-    let k = k.min(idx.len());
-    idx.select_nth_unstable_by(k - 1, |&a, &b| {
-        lp[b as usize].total_cmp(&lp[a as usize]).then(a.cmp(&b))
+    if ready.is_empty() {
+        return;
+    }
+    let rows: usize = requests.iter().map(|r| r.cfg.n).sum();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine
+            .decode(&requests, &mut |event| {
+                match &event {
+                    Event::Started { samples } => {
+                        for (m, r) in ready.iter().zip(&requests) {
+                            if let Member::Stream(tx, _) = m {
+                                let _ = tx.send(StreamMsg::Started {
+                                    prompt_tokens: r.prompt.len(),
+                                    rows: *samples,
+                                });
+                            }
+                        }
+                    }
+                    Event::Token { request, .. } | Event::Finished { request, .. } => {
+                        if let Member::Stream(tx, req) = &ready[*request] {
+                            let sent = message(engine, &event, req.logprobs).map(|m| tx.send(m));
+                            if let Some(Err(_)) = sent {
+                                return ControlFlow::Break(());
+                            }
+                        }
+                    }
+                }
+                ControlFlow::Continue(())
+            })
+            .map_err(|e| ApiError::from(BackendError::Model(e)))
+    }))
+    .unwrap_or_else(|p| {
+        Err(ApiError::internal(format!(
+            "the model panicked: {}",
+            panic_message(p)
+        )))
     });
-    let mut top: Vec<(u32, f32)> = idx[..k].iter().map(|&i| (i, lp[i as usize])).collect();
-    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    top
-}
-
-fn has_stop(text: &str, stop: &[String]) -> bool {
-    stop.iter()
-        .any(|s| !s.is_empty() && text.contains(s.as_str()))
-}
-
-/// Generates every row; results are in row order.
-pub fn generate(engine: &Engine, rows: &[Row]) -> Result<Vec<Generated>> {
-    generate_with(engine, rows, &mut |_, _| {})
-}
-
-/// As [`generate`], calling `on_token(row, token)` for each token as soon as the row keeps it
-/// (a token that completes a stop string is never reported).
-pub fn generate_with(
-    engine: &Engine,
-    rows: &[Row],
-    on_token: &mut dyn FnMut(usize, &TokenLogprob),
-) -> Result<Vec<Generated>> {
-    let model = &engine.model;
-    let tok = &engine.chat.tokenizer;
-    let mut out: Vec<Generated> = rows
-        .iter()
-        .map(|_| Generated {
-            text: String::new(),
-            tokens: Vec::new(),
-            finish_reason: FinishReason::Length,
-        })
-        .collect();
-    if rows.is_empty() {
-        return Ok(out);
-    }
-    let max_pos = model.rope.max_positions();
-    for r in rows {
-        if r.prompt.is_empty() {
-            return Err(ModelError::Input(
-                "cannot generate from an empty prompt".into(),
-            ));
-        }
-        if r.prompt.len() + r.max_tokens > max_pos {
-            return Err(ModelError::Input(format!(
-                "sequence of {} tokens exceeds the model's context of {max_pos} tokens",
-                r.prompt.len() + r.max_tokens
-            )));
-        }
-    }
-    let b = rows.len();
-    let t = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
-    let pad: Vec<usize> = rows.iter().map(|r| t - r.prompt.len()).collect();
-    let pad_id = tok.pad_id;
-    let tokens: Vec<Vec<u32>> = rows
-        .iter()
-        .zip(&pad)
-        .map(|(r, &p)| {
-            let mut v = vec![pad_id; p];
-            v.extend_from_slice(&r.prompt);
-            v
-        })
-        .collect();
-    let positions: Vec<Vec<u32>> = pad
-        .iter()
-        .map(|&p| (0..t).map(|i| i.saturating_sub(p) as u32).collect())
-        .collect();
-    // [B, 1, T, T]: real queries see their row's real keys up to themselves; padding queries
-    // see only themselves.
-    let mask = build_mask(b, t, t, |bi, q, k| {
-        if q < pad[bi] {
-            k == q
-        } else {
-            k >= pad[bi] && k <= q
-        }
-    })?;
-    let mut cache = model.new_cache();
-    let hidden = model.forward(
-        &Step {
-            tokens: &u32_matrix(&tokens)?,
-            positions: &u32_matrix(&positions)?,
-            mask: &mask,
-        },
-        Some(&mut cache),
-    )?;
-    let mut dists: Vec<Vec<f32>> = model.log_softmax(&hidden.i((.., t - 1))?)?.to_vec2()?;
-    let mut rngs: Vec<ChaCha8Rng> = rows
-        .iter()
-        .map(|r| {
-            let mut g = ChaCha8Rng::seed_from_u64(r.seed);
-            g.set_stream(r.stream);
-            g
-        })
-        .collect();
-    // `active[j]` is the row in batch position j; `dists[j]` its next-token distribution.
-    let mut active: Vec<usize> = (0..b).collect();
-    let mut ids: Vec<Vec<u32>> = vec![Vec::new(); b];
-    let mut step = 0;
-    loop {
-        let mut keep: Vec<u32> = Vec::new();
-        let mut next: Vec<u32> = Vec::new();
-        for (j, &r) in active.iter().enumerate() {
-            let row = &rows[r];
-            if row.max_tokens == 0 {
-                continue;
+    match result {
+        Err(err) => {
+            for m in ready {
+                m.fail(err.clone(), rows);
             }
-            let lp = &dists[j];
-            let id = choose(lp, row.temperature, row.top_p, &mut rngs[r]);
-            if tok.is_stop(id) {
-                out[r].finish_reason = FinishReason::Stop;
-                continue;
-            }
-            out[r].tokens.push(TokenLogprob {
-                id,
-                logprob: lp[id as usize],
-                top: top_k(lp, row.top_logprobs),
-            });
-            ids[r].push(id);
-            if !row.stop.is_empty() {
-                let text = tok.decode(&ids[r], true)?;
-                if has_stop(&text, &row.stop) {
-                    // Keep the longest prefix of tokens whose text has no stop string.
-                    let n = (0..ids[r].len())
-                        .rev()
-                        .find(|&k| {
-                            let t = tok.decode(&ids[r][..k], true).unwrap_or_default();
-                            !has_stop(&t, &row.stop)
-                        })
-                        .unwrap_or(0);
-                    ids[r].truncate(n);
-                    out[r].tokens.truncate(n);
-                    out[r].finish_reason = FinishReason::Stop;
-                    continue;
+        }
+        Ok(generated) => {
+            for ((m, answers), r) in ready.into_iter().zip(generated).zip(&requests) {
+                // Streams were sent everything, their end included.
+                if let Member::Group(jobs, req) = m {
+                    let choices: Vec<Completion> = answers
+                        .iter()
+                        .map(|g| completion(engine, g, req.logprobs))
+                        .collect();
+                    let completion_tokens = choices.iter().map(|c| c.tokens).sum::<Option<usize>>();
+                    let out = Completions {
+                        prompt_tokens: Some(r.prompt.len()),
+                        completion_tokens,
+                        choices,
+                    };
+                    deliver(jobs, &Ok(out), rows);
                 }
             }
-            if let Some(t) = out[r].tokens.last() {
-                on_token(r, t);
-            }
-            if step + 1 == row.max_tokens {
-                continue;
-            }
-            keep.push(j as u32);
-            next.push(id);
         }
-        if keep.is_empty() {
-            break;
-        }
-        let rows_now: Vec<usize> = keep.iter().map(|&j| active[j as usize]).collect();
-        cache = cache.select(&keep)?;
-        let n = rows_now.len();
-        let tk = cache.len() + 1;
-        let tokens = u32_matrix(&next.iter().map(|&t| vec![t]).collect::<Vec<_>>())?;
-        let positions = u32_matrix(
-            &rows_now
-                .iter()
-                .map(|&r| vec![(rows[r].prompt.len() + step) as u32])
-                .collect::<Vec<_>>(),
-        )?;
-        let mask = build_mask(n, 1, tk, |bi, _, k| k >= pad[rows_now[bi]])?;
-        let hidden = model.forward(
-            &Step {
-                tokens: &tokens,
-                positions: &positions,
-                mask: &mask,
-            },
-            Some(&mut cache),
-        )?;
-        dists = model.log_softmax(&hidden.i((.., 0))?)?.to_vec2()?;
-        active = rows_now;
-        step += 1;
     }
-    for (r, g) in out.iter_mut().enumerate() {
-        let mut text = tok.decode(&ids[r], true)?;
-        for st in &rows[r].stop {
-            if let Some(p) = text.find(st.as_str()).filter(|_| !st.is_empty()) {
-                text.truncate(p);
-            }
-        }
-        g.text = text;
-    }
-    Ok(out)
 }

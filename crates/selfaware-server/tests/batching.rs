@@ -1,13 +1,11 @@
-//! Different prompts decoded together give the answers each prompt gets alone: the batched
-//! decoder against the engine's own sampler, and concurrent unseeded HTTP requests against
-//! serial local answers.
+//! Different prompts decoded together give the answers each prompt gets alone: concurrent
+//! unseeded HTTP requests against serial local answers. (The decoder itself, several prompts
+//! against each alone, is tested in `selfaware-model`'s `tests/decode.rs`.)
 
 mod common;
 
-use common::{engine, local, serve, MODEL};
+use common::{local, serve, MODEL};
 use selfaware_backend::{Backend, CompletionRequest};
-use selfaware_model::SampleConfig;
-use selfaware_server::multi::{generate, Row};
 use selfaware_server::BATCH_ROWS_HEADER;
 use selfaware_types::Conversation;
 use serde_json::{json, Value};
@@ -22,69 +20,6 @@ const PROMPTS: [&str; 8] = [
     "ok",
     "Why is the sky blue?",
 ];
-
-#[test]
-fn the_batched_decoder_gives_each_prompt_its_lone_answer() {
-    let e = engine();
-    let mut rows = Vec::new();
-    let mut lone = Vec::new();
-    for (i, p) in PROMPTS.iter().enumerate() {
-        let prompt = e.chat.prompt(&Conversation::user(None, p)).unwrap().ids;
-        let temperature = [0.0, 1.0, 0.7][i % 3];
-        let n = 1 + i % 3;
-        let stop = if i == 5 {
-            vec!["e".to_string()]
-        } else {
-            Vec::new()
-        };
-        let cfg = SampleConfig {
-            n,
-            temperature,
-            top_p: if i == 4 { 0.9 } else { 1.0 },
-            max_tokens: 6 + i,
-            seed: 100 + i as u64,
-            top_logprobs: 3,
-        };
-        for (s, g) in e
-            .sample_ids(&prompt, &cfg, &stop)
-            .unwrap()
-            .into_iter()
-            .enumerate()
-        {
-            rows.push(Row {
-                prompt: prompt.clone(),
-                temperature: cfg.temperature,
-                top_p: cfg.top_p,
-                max_tokens: cfg.max_tokens,
-                seed: cfg.seed,
-                stream: s as u64,
-                top_logprobs: 3,
-                stop: stop.clone(),
-            });
-            lone.push(g);
-        }
-    }
-    let together = generate(&e, &rows).unwrap();
-    assert_eq!(together.len(), lone.len());
-    let mut worst = 0.0f32;
-    for (a, b) in together.iter().zip(&lone) {
-        assert_eq!(a.text, b.text);
-        assert_eq!(a.finish_reason, b.sample.finish_reason);
-        assert_eq!(a.tokens.len(), b.sample.tokens.len());
-        for (x, y) in a.tokens.iter().zip(&b.sample.tokens) {
-            assert_eq!(x.id, y.id);
-            worst = worst.max((x.logprob - y.logprob).abs());
-            let ids = |t: &[(u32, f32)]| t.iter().map(|p| p.0).collect::<Vec<_>>();
-            assert_eq!(ids(&x.top), ids(&y.top));
-        }
-    }
-    eprintln!("largest |batched - lone| token logprob difference: {worst:e}");
-    assert!(worst < 1e-4, "batched logprobs differ by {worst}");
-    // The stop string cut one answer short, as alone.
-    assert!(together
-        .iter()
-        .any(|g| g.finish_reason == selfaware_model::FinishReason::Stop));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_different_prompts_are_batched_and_answer_as_serial() {
