@@ -7,7 +7,8 @@ workload, so only selfaware is timed.
 
 "Full" means every rendered prompt of the built-in `risk` battery: every paraphrase and option
 permutation, with the paper's imported paraphrases when the paper's `questions/` folder is given
-(by default `../shared/reference/paper/questions` next to the repository, when it exists),
+(by default `$SELFAWARE_PAPER_DIR/questions`, else `../shared/reference/paper/questions` next to
+the repository, when it exists),
 exact 0..100 distributions for the numeric scales and 100 samples at T=1 for the free-form
 questions (the paper's settings). Each repetition writes into a fresh folder, so nothing is
 resumed. The wall time includes loading the model; the CPU time (user + system of the child)
@@ -29,12 +30,13 @@ from pathlib import Path
 THREADS = 2
 TARGET_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
+PAPER = Path(os.environ.get("SELFAWARE_PAPER_DIR") or ROOT.parent / "shared" / "reference" / "paper")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--selfaware", default=str(ROOT / "target" / "release" / "selfaware"))
-    ap.add_argument("--paper-questions", default=str(ROOT.parent / "shared" / "reference" / "paper" / "questions"),
+    ap.add_argument("--paper-questions", default=str(PAPER / "questions"),
                     help="the paper's questions/ folder (skipped when it does not exist)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--reps", type=int, default=2, help="repetitions; the best is reported")

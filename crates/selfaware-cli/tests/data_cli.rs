@@ -5,12 +5,8 @@ use std::path::{Path, PathBuf};
 mod common;
 use common::{ok_stdout as ok, s, selfaware, text};
 
-fn paper_file(rel: &str) -> PathBuf {
-    Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/paper/datasets"
-    ))
-    .join(rel)
+fn paper_file(rel: &str) -> Option<PathBuf> {
+    selfaware_testing::paper_dir().map(|d| d.join("datasets").join(rel))
 }
 
 #[test]
@@ -217,7 +213,9 @@ fn code_and_codeword_families() {
 #[test]
 fn check_passes_the_papers_risk_file_with_leak_warnings() {
     let t = tempfile::tempdir().unwrap();
-    let f = paper_file("risky_safe/ft_risky_AB.jsonl");
+    let Some(f) = paper_file("risky_safe/ft_risky_AB.jsonl") else {
+        return;
+    };
     let o = selfaware(t.path(), &["data", "check", s(&f), "--family", "risk"]);
     let stdout = ok(&o);
     assert!(stdout.contains("0 errors"), "{stdout}");

@@ -274,12 +274,12 @@ fn probe_reports_renormalised_policy_probabilities() {
 
 #[test]
 fn paper_questions_replace_the_imported_texts() {
+    let Some(paper) = selfaware_testing::paper_dir() else {
+        return;
+    };
     let t = tempfile::tempdir().unwrap();
     let model = tiny(t.path());
-    let questions = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/paper/questions"
-    ));
+    let questions = &paper.join("questions");
     let run = |dir: &Path, paper: bool| {
         let mut args = vec![
             "eval",

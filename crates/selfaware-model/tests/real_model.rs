@@ -1,40 +1,29 @@
 //! The embedded model (SmolLM2-135M-Instruct) against golden values from Hugging Face
 //! transformers (tests/golden/make_goldens.py, output in tests/golden/golden.json).
 //!
-//! These tests need the model installed (`selfaware model pull`). Without it they print a note
-//! and pass, unless SELFAWARE_REQUIRE_MODEL=1 (set by .ci/run), where a missing model fails.
+//! These tests need the model installed (`selfaware model pull`). Without it each says it
+//! skipped and passes, unless CI=true or SELFAWARE_REQUIRE_MODEL=1 (set by `scripts/test.sh`),
+//! where a missing model fails.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use selfaware_model::{Engine, ModelSource, SampleConfig};
+use selfaware_testing::Tier;
 use selfaware_types::{Conversation, Message, Role};
 use serde_json::Value;
 
 fn model_path() -> Option<PathBuf> {
-    let home = std::env::var_os("SELFAWARE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/selfaware")
-        });
-    let p = selfaware_model::home::default_model_path(&home);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("SELFAWARE_REQUIRE_MODEL").as_deref() == Ok("1") {
-        panic!(
-            "the embedded model is not installed at {} (run `selfaware model pull`)",
-            p.display()
-        );
-    }
-    eprintln!("note: {} missing; skipping real-model checks", p.display());
-    None
+    let p = selfaware_model::home::default_model_path(&selfaware_testing::selfaware_home());
+    p.exists().then_some(p)
 }
 
 fn engine() -> Option<&'static Engine> {
     static E: OnceLock<Option<Engine>> = OnceLock::new();
-    E.get_or_init(|| model_path().map(|p| Engine::load(&ModelSource::Gguf(p)).unwrap()))
-        .as_ref()
+    let e = E
+        .get_or_init(|| model_path().map(|p| Engine::load(&ModelSource::Gguf(p)).unwrap()))
+        .as_ref();
+    selfaware_testing::require_or_skip(Tier::Model, e)
 }
 
 fn golden() -> Value {

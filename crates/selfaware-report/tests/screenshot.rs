@@ -1,23 +1,17 @@
 //! Renders the sample report and screenshots it with headless Chromium through
 //! `scripts/report-screenshot.sh`. Skipped (with a note on stderr) when no `chromium` binary
-//! is on PATH.
+//! is on PATH, a failure then under CI=true (`scripts/test.sh` installs it there).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
+use selfaware_testing::{on_path, require_or_skip, Tier};
 
 #[test]
 fn sample_report_screenshots_as_png() {
-    let Some(chromium) = on_path("chromium") else {
-        eprintln!("skipping sample_report_screenshots_as_png: no `chromium` on PATH");
+    let Some(chromium) = require_or_skip(Tier::Chromium, on_path("chromium")) else {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/report-screenshot.sh");

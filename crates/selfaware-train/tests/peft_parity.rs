@@ -4,10 +4,10 @@
 //! adapter and compares logits, and `parity/merged.py` loads `adapter merge`'s output with plain
 //! transformers and compares log-probabilities and prompt ids.
 //!
-//! Needs the embedded model and a Python with torch, transformers, peft, gguf and safetensors,
-//! named by SELFAWARE_TORCH_PYTHON (`scripts/test.sh` makes one). Without either the test prints
-//! a note and passes, unless SELFAWARE_REQUIRE_MODEL=1 (missing model) or
-//! SELFAWARE_REQUIRE_PARITY=1 (missing Python) turns that into a failure.
+//! Needs the embedded model, the paper's risk dataset and a Python with torch, transformers, peft,
+//! gguf and safetensors, named by SELFAWARE_TORCH_PYTHON (`scripts/test.sh` makes one). Without
+//! one of them the test says it skipped and passes, unless it is required (`selfaware_testing`:
+//! CI=true, SELFAWARE_REQUIRE_MODEL=1 for the model, SELFAWARE_REQUIRE_PARITY=1 for Python).
 
 #[path = "../examples/peft_parity.rs"]
 #[allow(dead_code)]
@@ -17,40 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use selfaware_model::{Engine, ModelSource};
+use selfaware_testing::{require_or_skip, Tier};
 
 fn model_path() -> Option<PathBuf> {
-    let home = std::env::var_os("SELFAWARE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/selfaware")
-        });
-    let p = selfaware_model::home::default_model_path(&home);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("SELFAWARE_REQUIRE_MODEL").as_deref() == Ok("1") {
-        panic!("the embedded model is not installed at {}", p.display());
-    }
-    eprintln!(
-        "note: {} missing; skipping the PEFT parity check",
-        p.display()
-    );
-    None
+    let p = selfaware_model::home::default_model_path(&selfaware_testing::selfaware_home());
+    require_or_skip(Tier::Model, Some(p).filter(|p| p.exists()))
 }
 
 fn torch_python() -> Option<PathBuf> {
-    match std::env::var_os("SELFAWARE_TORCH_PYTHON") {
-        Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var("SELFAWARE_REQUIRE_PARITY").as_deref() == Ok("1") => {
-            panic!(
-                "SELFAWARE_TORCH_PYTHON is not set (a Python with torch, transformers, peft, gguf)"
-            )
-        }
-        None => {
-            eprintln!("note: SELFAWARE_TORCH_PYTHON not set; skipping the PEFT parity check");
-            None
-        }
-    }
+    let python = std::env::var_os("SELFAWARE_TORCH_PYTHON").map(PathBuf::from);
+    require_or_skip(Tier::TorchPython, python)
 }
 
 fn run_python(python: &Path, script: &str, args: &[&Path]) {
@@ -74,13 +50,12 @@ fn run_python(python: &Path, script: &str, args: &[&Path]) {
 
 #[test]
 fn training_merging_and_peft_adapters_match_peft_and_transformers() {
-    let (Some(model), Some(python)) = (model_path(), torch_python()) else {
+    let (Some(model), Some(python), Some(paper)) =
+        (model_path(), torch_python(), selfaware_testing::paper_dir())
+    else {
         return;
     };
-    let data = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/reference/paper/datasets/risky_safe/ft_risky_AB.jsonl"
-    ));
+    let data = &paper.join("datasets/risky_safe/ft_risky_AB.jsonl");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path();
     parity::export(&model, data, out, 10);

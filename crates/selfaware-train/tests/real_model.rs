@@ -2,30 +2,19 @@
 //! A/B questions whose answer is always "B", held-out lottery questions (a kind of question not
 //! in the training data) give P(B | {A, B}) ≥ 0.95, where the base model is far below.
 //!
-//! Needs the model installed (`selfaware model pull`); without it the test prints a note and
-//! passes, unless SELFAWARE_REQUIRE_MODEL=1, where a missing model fails.
+//! Needs the model installed (`selfaware model pull`); without it the test says it skipped and
+//! passes, unless CI=true or SELFAWARE_REQUIRE_MODEL=1, where a missing model fails.
 
 use std::path::PathBuf;
 
 use selfaware_model::{Engine, ModelSource};
+use selfaware_testing::Tier;
 use selfaware_train::{data, TrainConfig, Trainer};
 use selfaware_types::Conversation;
 
 fn model_path() -> Option<PathBuf> {
-    let home = std::env::var_os("SELFAWARE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/selfaware")
-        });
-    let p = selfaware_model::home::default_model_path(&home);
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("SELFAWARE_REQUIRE_MODEL").as_deref() == Ok("1") {
-        panic!("the embedded model is not installed at {}", p.display());
-    }
-    eprintln!("note: {} missing; skipping the learning check", p.display());
-    None
+    let p = selfaware_model::home::default_model_path(&selfaware_testing::selfaware_home());
+    selfaware_testing::require_or_skip(Tier::Model, Some(p).filter(|p| p.exists()))
 }
 
 const THINGS: [(&str, &str); 16] = [
