@@ -313,7 +313,7 @@ pub(crate) fn start(
         .models()
         .iter()
         .filter(|m| m.trainable)
-        .filter_map(|m| m.engine.clone().map(|e| (m.id.clone(), e)))
+        .filter_map(|m| m.backend.engine().cloned().map(|e| (m.id.clone(), e)))
         .collect();
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),

@@ -150,9 +150,8 @@ pub struct Registry {
 #[derive(Clone)]
 pub struct RegisteredModel {
     pub id: String,
+    /// The model (a local one's engine is `backend.engine()`).
     pub backend: Arc<dyn Backend>,
-    /// The engine behind a local model (base or adapter).
-    pub engine: Option<Arc<Engine>>,
     /// Whether fine-tuning jobs may name this model as their base.
     pub trainable: bool,
 }
@@ -182,7 +181,6 @@ impl Registry {
         self.push(RegisteredModel {
             id: id.into(),
             backend,
-            engine: None,
             trainable: false,
         })
     }
@@ -197,7 +195,6 @@ impl Registry {
         self.push(RegisteredModel {
             backend: Arc::new(LocalBackend::new(engine.clone(), id.clone())),
             id,
-            engine: Some(engine),
             trainable: true,
         })
     }
@@ -215,7 +212,6 @@ impl Registry {
         self.push(RegisteredModel {
             backend: Arc::new(LocalBackend::new(engine.clone(), id.clone())),
             id,
-            engine: Some(engine),
             trainable: false,
         })
     }
@@ -226,7 +222,6 @@ impl Registry {
             models: vec![RegisteredModel {
                 id: backend.model_id().to_string(),
                 backend,
-                engine: None,
                 trainable: false,
             }],
         }

@@ -132,7 +132,7 @@ pub(crate) fn now() -> u64 {
 pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router, ServerError> {
     let models = Arc::new(ModelSet::new(&config));
     for m in registry.models() {
-        models.add(&m.id, m.backend.clone(), m.engine.clone())?;
+        models.add(&m.id, m.backend.clone(), m.backend.engine().cloned())?;
     }
     let files = match &config.data_dir {
         Some(d) => Some(FileStore::open(&d.join("files"))?),
