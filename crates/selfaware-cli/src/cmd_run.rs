@@ -110,18 +110,7 @@ pub fn experiments() -> Result<()> {
     println!("{:<14}  {:>9}  {:>6}  title", "name", "estimate", "stages");
     for name in selfaware_run::preset_names() {
         let e = selfaware_run::preset(name)?;
-        let batteries = selfaware_run::battery_inputs(&e)?;
-        let p = plan::plan(
-            &e,
-            &PlanInputs {
-                model: ModelIdentity {
-                    reference: e.model.clone(),
-                    sha256: home::DEFAULT_SHA256.into(),
-                },
-                batteries: &batteries,
-                data_files: &BTreeMap::new(),
-            },
-        )?;
+        let p = selfaware_run::plan_without_files(&e, home::DEFAULT_SHA256)?;
         let est = p.estimate_wall_s(&vec![false; p.stages.len()], 2);
         println!(
             "{:<14}  {:>9}  {:>6}  {}",

@@ -1,69 +1,14 @@
-//! `selfaware chat` and `selfaware score`: one question to any model (local, or served as
-//! `URL#MODEL`; exact scores need a local model or a server with prompt log-probabilities).
+//! `selfaware score`: exact probabilities of candidate answers or of a numeric range, from a
+//! local model or a server with prompt log-probabilities.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-use selfaware_backend::{Backend, CompletionRequest, ModelRef};
 use selfaware_types::Conversation;
 
+use crate::model_args::open_one;
 use crate::settings::Settings;
-
-/// Opens `model` (with `adapter`) for one question.
-fn open(
-    s: &Settings,
-    model: &str,
-    adapter: Option<&std::path::Path>,
-    api_key_env: Option<&str>,
-) -> Result<Arc<dyn Backend>> {
-    let r = ModelRef::parse(model)?.with_adapter(adapter)?;
-    s.open(&r, api_key_env, false)
-}
-
-#[derive(Args)]
-pub struct ChatArgs {
-    /// `default`, a .gguf file, a Hugging Face model directory, `URL#MODEL` on an
-    /// OpenAI-compatible server, or a `selfaware finetune --out` result file.
-    pub model: String,
-    /// A PEFT LoRA adapter directory to attach to the model (local models).
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// The environment variable that holds the server's API key (served models only).
-    #[arg(long, value_name = "VAR")]
-    pub api_key_env: Option<String>,
-    /// The user's message.
-    pub message: String,
-    /// System prompt. Without it the model's chat template decides (SmolLM inserts its own).
-    #[arg(long)]
-    pub system: Option<String>,
-    /// Sampling temperature; 0 decodes greedily.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-}
-
-pub fn chat(s: &Settings, a: ChatArgs) -> Result<()> {
-    let b = open(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
-    let mut req = CompletionRequest::new(Conversation::user(a.system.as_deref(), &a.message));
-    req.temperature = a.temperature;
-    req.top_p = a.top_p;
-    req.max_tokens = a.max_tokens;
-    req.seed = a.seed;
-    let out = b.complete(&req)?;
-    let first = out
-        .choices
-        .first()
-        .with_context(|| format!("`{}` returned no answer", b.model_id()))?;
-    println!("{}", first.text);
-    Ok(())
-}
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -111,7 +56,7 @@ pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
             );
         }
     }
-    let e = open(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
+    let e = open_one(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
     let conv = Conversation::user(a.system.as_deref(), &a.user);
     if let Some((lo, hi)) = range {
         let r = e.score_range(&conv, lo, hi).with_context(|| {

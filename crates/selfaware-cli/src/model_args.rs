@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use selfaware_ask::AskedModel;
-use selfaware_backend::ModelRef;
+use std::sync::Arc;
+
+use selfaware_backend::{Backend, ModelRef};
 
 use crate::settings::Settings;
 
@@ -48,4 +50,15 @@ impl ModelArgs {
         let label = r.label()?;
         Ok((r, AskedModel { label, backend }))
     }
+}
+
+/// Opens `model` (with `adapter`) for one question.
+pub fn open_one(
+    s: &Settings,
+    model: &str,
+    adapter: Option<&std::path::Path>,
+    api_key_env: Option<&str>,
+) -> Result<Arc<dyn Backend>> {
+    let r = ModelRef::parse(model)?.with_adapter(adapter)?;
+    s.open(&r, api_key_env, false)
 }

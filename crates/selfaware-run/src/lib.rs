@@ -153,6 +153,26 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
     Ok(out)
 }
 
+/// The plan of an experiment without reading its model or dataset files (listings, checks):
+/// the base model named as the experiment names it, with `sha256` standing for its weights (a
+/// served model's identity comes from its name).
+pub fn plan_without_files(e: &Experiment, sha256: &str) -> Result<Plan> {
+    let batteries = battery_inputs(e)?;
+    let model = match &e.remote {
+        Some(r) => plan::remote_model_ref(r, &e.model),
+        None => plan::ModelIdentity {
+            reference: e.model.clone(),
+            sha256: sha256.to_string(),
+        },
+    };
+    let inputs = PlanInputs {
+        model,
+        batteries: &batteries,
+        data_files: &BTreeMap::new(),
+    };
+    plan::plan(e, &inputs)
+}
+
 /// How a run runs besides its plan: where, with what executable, threads and environment.
 pub struct RunSettings {
     pub run_dir: PathBuf,
