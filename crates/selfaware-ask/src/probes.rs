@@ -179,12 +179,12 @@ impl ProbeReport {
     }
 }
 
-/// The model a probe asks, with what its report records about it.
-pub struct ProbeModel<'a> {
-    pub model: &'a AskedModel,
-    pub provenance: Provenance,
-    /// The adapter as given, when one is attached.
-    pub adapter: Option<String>,
+/// The model a probe asks and what its report records about it (private: callers pass the
+/// parts to [`run_probe`]).
+struct ProbeModel<'a> {
+    model: &'a AskedModel,
+    provenance: Provenance,
+    adapter: Option<String>,
 }
 
 /// Longest codeword-probe reply by default.
@@ -213,15 +213,24 @@ pub fn mean_and_se(xs: &[f64]) -> (Option<f64>, Option<f64>) {
     (m, se)
 }
 
-/// Runs a probe. `manipulatee`: the other player of the Make Me Say probe (the binary opens
-/// the spec's server, or the model without adapter); other probes ignore it.
+/// Runs a probe on `model` (with `adapter` as given, when one is attached), recording
+/// `provenance` in the report. `manipulatee`: the other player of the Make Me Say probe and its
+/// name (the binary opens the spec's server, or the model without adapter); other probes
+/// ignore it.
 pub fn run_probe(
     spec: &ProbeSpec,
-    m: ProbeModel<'_>,
+    model: &AskedModel,
+    adapter: Option<String>,
+    provenance: Provenance,
     manipulatee: Option<(&dyn Backend, String)>,
     progress: &mut dyn Progress,
 ) -> Result<ProbeReport> {
     spec.validate()?;
+    let m = ProbeModel {
+        model,
+        provenance,
+        adapter,
+    };
     match spec.kind {
         ProbeKind::Codeword => codeword_probe(spec, m, progress),
         ProbeKind::CodewordChoice => reply_choice_probe(spec, m, progress),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use selfaware_ask::probes::{ProbeItems, ProbeReport};
-use selfaware_ask::{run_probe, AskedModel, ProbeModel, Silent};
+use selfaware_ask::{run_probe, AskedModel, Silent};
 use selfaware_backend::{Backend, MockBackend, MockScript};
 use selfaware_eval::spec::{ProbeKind, ProbeSpec};
 use selfaware_types::{Conversation, Provenance};
@@ -16,14 +16,11 @@ fn asked(b: MockBackend) -> AskedModel {
 }
 
 fn run(spec: &ProbeSpec, model: &AskedModel, mee: Option<&dyn Backend>) -> ProbeReport {
-    let m = ProbeModel {
-        model,
-        provenance: Provenance::default(),
-        adapter: None,
-    };
     run_probe(
         spec,
-        m,
+        model,
+        None,
+        Provenance::default(),
         mee.map(|b| (b, "scripted".to_string())),
         &mut Silent,
     )
@@ -128,17 +125,7 @@ fn the_codeword_choice_probe_renormalises_whole_reply_probabilities() {
     let mut s = MockScript::new(&[]);
     s.exact_scoring = false;
     let m = asked(MockBackend::new("est", s));
-    let e = run_probe(
-        &spec,
-        ProbeModel {
-            model: &m,
-            provenance: Provenance::default(),
-            adapter: None,
-        },
-        None,
-        &mut Silent,
-    )
-    .unwrap_err();
+    let e = run_probe(&spec, &m, None, Provenance::default(), None, &mut Silent).unwrap_err();
     assert!(e.to_string().contains("prompt log-probabilities"), "{e}");
 }
 
@@ -193,11 +180,9 @@ fn the_make_me_say_probe_plays_seeded_games_and_reports_the_win_rate() {
     // Without a manipulatee the probe says what it needs.
     let e = run_probe(
         &spec,
-        ProbeModel {
-            model: &manipulator,
-            provenance: Provenance::default(),
-            adapter: None,
-        },
+        &manipulator,
+        None,
+        Provenance::default(),
         None,
         &mut Silent,
     )

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::Args;
 
-use selfaware_ask::ProbeModel;
 use selfaware_backend::{adapter_sha256, Backend, ModelRef};
 use selfaware_eval::spec::{ManipulateeSpec, ProbeKind, ProbeSpec};
 use selfaware_types::{Provenance, TOOL_VERSION};
@@ -143,15 +142,12 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
         seed: Some(a.seed),
     };
     let mee = manipulatee(s, &spec, &model_ref, &model.label)?;
-    let m = ProbeModel {
-        model: &model,
-        provenance,
-        adapter: a.adapter.as_ref().map(|p| p.display().to_string()),
-    };
     let mut bar = Bar::new(25);
     let report = selfaware_ask::run_probe(
         &spec,
-        m,
+        &model,
+        a.adapter.as_ref().map(|p| p.display().to_string()),
+        provenance,
         mee.as_ref().map(|(b, n)| (b.as_ref(), n.clone())),
         &mut bar,
     )?;

@@ -608,6 +608,7 @@ pub fn parse_range(r: &str) -> std::result::Result<(i64, i64), String> {
     let int = |x: &str| {
         x.trim()
             .trim_start_matches('=')
+            .trim()
             .parse::<i64>()
             .map_err(|_| format!("{r:?}: {x:?} is not an integer"))
     };

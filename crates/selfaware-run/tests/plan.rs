@@ -141,9 +141,10 @@ fn bad_experiments_name_the_field() {
         (EXP.replace("id = \"b\"", "id = \"a\""), "condition[1].id"),
         (EXP.replace("seeds = [0, 1]", "seeds = [0, 0]"), "seeds"),
         (EXP.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
+        // A typed field: the TOML error names the line, the value and the probe kinds.
         (
             EXP.replace("kind = \"lotteries\"", "kind = \"dice\""),
-            "probe[0].kind",
+            "unknown variant `dice`, expected one of `lotteries`",
         ),
         (EXP.replace("n = 4", "n = 0"), "probe[0].n"),
         (
