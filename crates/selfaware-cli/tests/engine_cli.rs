@@ -234,3 +234,73 @@ fn model_pull_is_idempotent_on_an_installed_model() {
         before
     );
 }
+
+/// `chat` and `score` take any model reference: the same tiny model served on 127.0.0.1 as
+/// `URL#MODEL` answers `chat` and scores `--options` exactly (prompt log-probabilities) like
+/// the local file; a range, which a server cannot score, is one clear error.
+#[test]
+fn chat_and_score_ask_a_served_model_too() {
+    use selfaware_server::{spawn, Registry, ServerConfig};
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny(tmp.path());
+    let engine = selfaware_model::Engine::load(&selfaware_model::ModelSource::Gguf(
+        std::path::PathBuf::from(&model),
+    ))
+    .unwrap();
+    let mut registry = Registry::new();
+    registry
+        .add_local("tiny", std::sync::Arc::new(engine))
+        .unwrap();
+    let config = ServerConfig {
+        port: 0,
+        ..ServerConfig::default()
+    };
+    let server = spawn(config, registry).unwrap();
+    let served = format!("{}#tiny", server.base_url());
+    let json = |m: &str| -> serde_json::Value {
+        let o = selfaware(tmp.path())
+            .args([
+                "score",
+                m,
+                "--user",
+                "Pick A or B.",
+                "--options",
+                "A,B",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (local, remote) = (json(&model), json(&served));
+    for i in 0..2 {
+        let (a, b) = (
+            local["candidates"][i]["logprob"].as_f64().unwrap(),
+            remote["candidates"][i]["logprob"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+    let chat = |m: &str| {
+        let o = selfaware(tmp.path())
+            .args([m, "Hello"].iter().fold(vec!["chat"], |mut v, x| {
+                v.push(x);
+                v
+            }))
+            .args(["--max-tokens", "6"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(chat(&model), chat(&served));
+    let o = selfaware(tmp.path())
+        .args(["score", &served, "--user", "0 to 9?", "--range", "0..9"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("hint: exact ranges need a local model"),
+        "{err}"
+    );
+}

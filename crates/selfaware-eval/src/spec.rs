@@ -45,6 +45,14 @@ impl NewlineMode {
     }
 }
 
+/// Appends `--flag value` to a command line when `value` is set.
+pub fn push_flag(args: &mut Vec<String>, flag: &str, value: Option<String>) {
+    if let Some(v) = value {
+        args.push(format!("--{flag}"));
+        args.push(v);
+    }
+}
+
 /// Parses one of `all` by its name.
 fn by_name<T: Copy>(
     s: &str,
@@ -183,12 +191,7 @@ impl EvalSpec {
     /// their stage keys.
     pub fn settings_args(&self) -> Vec<String> {
         let mut a = vec!["--battery".to_string(), self.battery.clone()];
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("questions", self.questions.as_ref().map(|v| v.join(",")));
         push("limit", self.limit.map(|v| v.to_string()));
         push("samples", Some(self.samples.to_string()));
@@ -203,12 +206,7 @@ impl EvalSpec {
     /// Every setting as `selfaware eval` flags (the model flags excepted).
     pub fn to_args(&self) -> Vec<String> {
         let mut a = self.settings_args();
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         push("out", Some(self.out.display().to_string()));
         push(
@@ -414,12 +412,7 @@ impl ProbeSpec {
             "--seed".to_string(),
             self.seed.to_string(),
         ];
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("codeword", self.codeword.clone());
         push(
             "against",

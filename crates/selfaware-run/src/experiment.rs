@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use selfaware_data::BuildFamily;
 use selfaware_eval::render::NewlineMode;
-use selfaware_eval::spec::{EvalSpec, NumericMode, ProbeKind};
+use selfaware_eval::spec::{push_flag, EvalSpec, NumericMode, ProbeKind};
 
 use crate::error::{Result, RunError};
 
@@ -154,12 +154,7 @@ impl TrainSettings {
     /// The `selfaware train` arguments for the set fields, in a fixed order.
     pub fn to_args(&self) -> Vec<String> {
         let mut a = Vec::new();
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("epochs", self.epochs.map(|v| v.to_string()));
         push("lr", self.lr.map(|v| v.to_string()));
         push("batch-size", self.batch_size.map(|v| v.to_string()));
@@ -298,12 +293,7 @@ impl DataSpec {
         if let Some(f) = self.family {
             a.push(f.name().to_string());
         }
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("policy", self.policy.clone());
         push("size", self.size.map(|v| v.to_string()));
         push("seed", Some(self.seed.to_string()));
@@ -377,12 +367,7 @@ impl BatterySpec {
     /// paths derived from them, stay the same across versions.
     pub fn key_material(&self) -> Vec<String> {
         let mut a = vec!["--battery".to_string(), self.battery.clone()];
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("questions", self.questions.as_ref().map(|v| v.join(",")));
         push("limit", self.limit.map(|v| v.to_string()));
         push("samples", self.samples.map(|v| v.to_string()));
@@ -454,12 +439,7 @@ impl ProbeSpec {
             "--seed".to_string(),
             self.seed.to_string(),
         ];
-        let mut push = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(format!("--{flag}"));
-                a.push(v);
-            }
-        };
+        let mut push = |flag: &str, v: Option<String>| push_flag(&mut a, flag, v);
         push("codeword", self.codeword.clone());
         push("against", self.against.as_ref().map(|v| v.join(",")));
         push("samples", self.samples.map(|v| v.to_string()));
