@@ -29,6 +29,8 @@ pub const DATA_VERSION: &str = "data/1";
 pub const TRAIN_VERSION: &str = "train/2";
 pub const EVAL_VERSION: &str = "eval/2";
 pub const PROBE_VERSION: &str = "probe/2";
+/// Version of the Make Me Say probe's players, in that probe's keys only.
+pub const MMS_PLAYERS_VERSION: &str = "mms-players/2";
 
 /// What a stage does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -463,6 +465,11 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             });
             if let Some(sc) = scoring {
                 kv["scoring"] = json!(sc);
+            }
+            if p.kind == ProbeKind::Mms {
+                // The probe's players took the Make Me Say seed scheme of `data mms`
+                // (selfaware_ask::players): its games changed, the other probes' did not.
+                kv["players"] = json!(MMS_PLAYERS_VERSION);
             }
             let key = key_of(&kv);
             let dir = stage_dir(StageKind::Probe, &key);
