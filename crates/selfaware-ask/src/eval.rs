@@ -458,12 +458,21 @@ pub fn run_eval(
         None => default_concurrency(base.as_ref(), env.threads),
     };
     let variants = spec.variants();
+    // Every variant's model is opened before anything is written: an adapter that cannot be
+    // attached (a served model, a missing folder) is an error with the output untouched.
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::with_capacity(variants.len());
     let mut adapters = Vec::new();
-    for v in variants.iter().flatten() {
-        adapters.push(AdapterRef {
-            adapter: v.display().to_string(),
-            sha256: selfaware_backend::adapter_sha256(v)?,
-        });
+    for v in &variants {
+        match v {
+            Some(dir) => {
+                backends.push(base.with_adapter(dir)?);
+                adapters.push(AdapterRef {
+                    adapter: dir.display().to_string(),
+                    sha256: selfaware_backend::adapter_sha256(dir)?,
+                });
+            }
+            None => backends.push(base.clone()),
+        }
     }
     let manifest = EvalManifest {
         provenance: Provenance {
@@ -538,12 +547,8 @@ pub fn run_eval(
         ..ScoreContext::default()
     };
     let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
-    for variant in &variants {
+    for (variant, backend) in variants.iter().zip(&backends) {
         let adapter_name = variant.as_ref().map(|p| p.display().to_string());
-        let backend: Arc<dyn Backend> = match variant {
-            Some(dir) => base.with_adapter(dir)?,
-            None => base.clone(),
-        };
         let mut per_question: BTreeMap<&str, usize> = BTreeMap::new();
         let mut todo = Vec::new();
         let (mut already, mut beyond_limit) = (0, 0);

@@ -262,3 +262,16 @@ fn judged_questions_send_each_sample_to_the_judge_greedily() {
     let out = run_eval(&spec, &subject, &env(), &mut Silent).unwrap();
     assert!(out.summaries[0].1[0].note.contains("needs a judge"));
 }
+
+#[test]
+fn an_adapter_that_cannot_be_attached_fails_before_anything_is_written() {
+    // The mock, like a served model, takes no adapter.
+    let (dir, mut spec, model, mock) = setup(true);
+    let adapter = dir.path().join("adapter");
+    std::fs::create_dir_all(&adapter).unwrap();
+    spec.adapters = vec![Some(adapter)];
+    let e = run_eval(&spec, &model, &env(), &mut Silent).unwrap_err();
+    assert!(e.to_string().contains("attach the adapter"), "{e}");
+    assert!(!spec.out.exists(), "nothing may be written");
+    assert!(mock.calls().is_empty());
+}
