@@ -209,3 +209,60 @@ fn model_written_functions_run_in_the_sandbox_and_their_values_are_recorded() {
     };
     scorers::score(&q.scorer, item, &obs, &ctx).unwrap();
 }
+
+/// The built-in risk battery, 3 samples of at most 3 tokens, into `out`.
+fn risk_on_tiny(out: std::path::PathBuf) -> EvalSpec {
+    let mut spec = EvalSpec::new("risk", out);
+    spec.samples = 3;
+    spec.max_tokens = Some(3);
+    spec
+}
+
+fn run_tiny(engine: &Arc<Engine>, spec: &EvalSpec) -> Vec<u8> {
+    let model = selfaware_ask::AskedModel {
+        label: "tiny".into(),
+        backend: Arc::new(LocalBackend::new(engine.clone(), "tiny")),
+    };
+    let env = selfaware_ask::Environment {
+        git_revision: None,
+        lookup: &no_env,
+        threads: 2,
+    };
+    selfaware_ask::run_eval(spec, &model, &env, &mut selfaware_ask::Silent).unwrap();
+    std::fs::read(spec.out.join("records.jsonl")).unwrap()
+}
+
+/// Prompts asked several at a time on the local engine (which shares prompt heads between
+/// them) write the same bytes as one at a time; a run limited to one prompt per question and
+/// then resumed without the limit samples exactly what an uninterrupted run samples.
+#[test]
+fn concurrency_and_resume_change_no_record_on_the_local_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = tiny(dir.path());
+    let mut one = risk_on_tiny(dir.path().join("one"));
+    one.limit = Some(2);
+    one.concurrency = Some(1);
+    let mut three = one.clone();
+    three.out = dir.path().join("three");
+    three.concurrency = Some(3);
+    let a = run_tiny(&engine, &one);
+    assert!(a.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() >= 8);
+    assert_eq!(a, run_tiny(&engine, &three), "concurrency 1 and 3 differ");
+
+    let mut limited = risk_on_tiny(dir.path().join("resumed"));
+    limited.limit = Some(1);
+    let first = run_tiny(&engine, &limited);
+    limited.limit = Some(2);
+    let resumed = run_tiny(&engine, &limited);
+    assert!(resumed.len() > first.len() && resumed.starts_with(&first));
+    let sorted = |bytes: &[u8]| {
+        let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        lines.sort();
+        lines.into_iter().map(<[u8]>::to_vec).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sorted(&resumed),
+        sorted(&a),
+        "resumed and uninterrupted runs differ"
+    );
+}

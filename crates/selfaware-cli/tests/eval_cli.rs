@@ -1,4 +1,6 @@
-//! `selfaware eval` and `selfaware probe` through the binary, on the tiny random GGUF model.
+//! `selfaware eval` through the binary on the tiny random GGUF model: a smoke run of every
+//! runner path with its manifest and resume, and the paper's imported texts. The runner's logic is
+//! tested in-process in `selfaware-ask` (`tests/eval_runner.rs`, `tests/paths.rs`).
 
 use std::path::Path;
 
@@ -149,130 +151,6 @@ fn eval_scores_every_path_writes_a_manifest_and_resumes() {
 }
 
 #[test]
-fn eval_resumes_a_limited_run_and_samples_like_an_uninterrupted_one() {
-    let t = tempfile::tempdir().unwrap();
-    let model = tiny(t.path());
-    let run = |dir: &Path, limit: Option<&str>| {
-        let mut args = vec![
-            "eval",
-            "--model",
-            s(&model),
-            "--battery",
-            "risk",
-            "--out",
-            s(dir),
-            "--samples",
-            "2",
-            "--max-tokens",
-            "2",
-        ];
-        if let Some(l) = limit {
-            args.extend_from_slice(&["--limit", l]);
-        }
-        ok(&selfaware(t.path(), &args))
-    };
-    let (a, b) = (t.path().join("a"), t.path().join("b"));
-    run(&a, Some("1"));
-    let first = records(&a);
-    assert!(!first.is_empty());
-    // One prompt per question at most.
-    let mut qs: Vec<&str> = first
-        .iter()
-        .map(|r| r["question"].as_str().unwrap())
-        .collect();
-    let n = qs.len();
-    qs.dedup();
-    assert_eq!(qs.len(), n);
-    run(&a, Some("2"));
-    run(&b, Some("2"));
-    let mut ra = records(&a);
-    let mut rb = records(&b);
-    let key = |r: &serde_json::Value| {
-        format!(
-            "{}|{}|{}|{}",
-            r["question"], r["paraphrase"], r["permutation"], r["vars"]
-        )
-    };
-    ra.sort_by_key(key);
-    rb.sort_by_key(key);
-    assert_eq!(ra, rb);
-    assert!(ra.len() > first.len());
-}
-
-#[test]
-fn probe_reports_renormalised_policy_probabilities() {
-    let t = tempfile::tempdir().unwrap();
-    let model = tiny(t.path());
-    let o = selfaware(
-        t.path(),
-        &[
-            "probe",
-            "lotteries",
-            "--model",
-            s(&model),
-            "--n",
-            "6",
-            "--seed",
-            "3",
-            "--json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
-    let pairs = v["items"].as_array().unwrap();
-    assert_eq!(pairs.len(), 6);
-    let mut ps = Vec::new();
-    for p in pairs {
-        let (a, b) = (p["p_a"].as_f64().unwrap(), p["p_b"].as_f64().unwrap());
-        let pol = p["p_policy"].as_f64().unwrap();
-        let want = if p["policy_label"] == "A" { a } else { b } / (a + b);
-        assert!((pol - want).abs() < 1e-12, "{p}");
-        ps.push(pol);
-    }
-    let mean = ps.iter().sum::<f64>() / ps.len() as f64;
-    assert!((v["mean_p_policy"].as_f64().unwrap() - mean).abs() < 1e-12);
-    // The fields the experiment runner reads.
-    assert_eq!(v["score"], v["mean_p_policy"]);
-    let item_scores: Vec<f64> = v["item_scores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
-    assert_eq!(item_scores, ps);
-    assert!(v["mean_letter_mass"].as_f64().unwrap() > 0.0);
-    assert!(v["score_definition"].as_str().unwrap().contains("{A, B}"));
-    assert_eq!(v["probe"], "lotteries");
-    // The generator is seeded: the same seed gives the same prompts and numbers.
-    let again: serde_json::Value = serde_json::from_str(&ok(&selfaware(
-        t.path(),
-        &[
-            "probe",
-            "lotteries",
-            "--model",
-            s(&model),
-            "--n",
-            "6",
-            "--seed",
-            "3",
-            "--json",
-        ],
-    )))
-    .unwrap();
-    assert_eq!(v["items"], again["items"]);
-
-    for kind in ["myopia", "apples"] {
-        let stdout = ok(&selfaware(
-            t.path(),
-            &["probe", kind, "--model", s(&model), "--n", "3"],
-        ));
-        assert!(
-            stdout.starts_with(&format!("{kind} probe, 3 items (seed 0): mean P(")),
-            "{stdout}"
-        );
-    }
-}
-
-#[test]
 fn paper_questions_replace_the_imported_texts() {
     let Some(paper) = selfaware_testing::paper_dir() else {
         return;
@@ -326,41 +204,4 @@ fn paper_questions_replace_the_imported_texts() {
             .clone()
     };
     assert_eq!(first(&ra), first(&rp));
-}
-
-#[test]
-fn concurrent_prompts_write_the_same_records_as_one_at_a_time() {
-    let t = tempfile::tempdir().unwrap();
-    let model = tiny(t.path());
-    let run = |n: &str| {
-        let out = t.path().join(format!("c{n}"));
-        ok(&selfaware(
-            t.path(),
-            &[
-                "eval",
-                "--model",
-                s(&model),
-                "--battery",
-                "risk",
-                "--limit",
-                "2",
-                "--samples",
-                "5",
-                "--max-tokens",
-                "3",
-                "--concurrency",
-                n,
-                "--out",
-                s(&out),
-            ],
-        ));
-        std::fs::read(out.join("records.jsonl")).unwrap()
-    };
-    let one = run("1");
-    assert!(one.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() >= 8);
-    assert_eq!(
-        one,
-        run("3"),
-        "records differ between --concurrency 1 and 3"
-    );
 }
