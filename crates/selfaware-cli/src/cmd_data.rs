@@ -321,7 +321,8 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
     let key_env = a.api_key_env.as_deref();
     let open = |spec: &str, adapter: Option<&Path>| -> Result<_> {
         let r = ModelRef::parse(spec)?.with_adapter(adapter)?;
-        s.open(&r, key_env, false)
+        // The key variable is for the served models among the builder's models.
+        s.open(&r, key_env.filter(|_| !r.is_local()), false)
     };
     let generator = a
         .generator

@@ -131,12 +131,14 @@ pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
     let mee_ref =
         ModelRef::parse(&a.manipulatee)?.with_adapter(a.manipulatee_adapter.as_deref())?;
     let key_env = a.api_key_env.as_deref();
-    let manipulator = s.open(&mor_ref, key_env, false)?;
+    // The key variable is for whichever player is served.
+    let key_for = |r: &ModelRef| key_env.filter(|_| !r.is_local());
+    let manipulator = s.open(&mor_ref, key_for(&mor_ref), false)?;
     // One model playing both sides is loaded once.
     let manipulatee = if mee_ref == mor_ref {
         manipulator.clone()
     } else {
-        s.open(&mee_ref, key_env, false)?
+        s.open(&mee_ref, key_for(&mee_ref), false)?
     };
     let total = a.games;
     let spec = GamesSpec {
