@@ -178,21 +178,6 @@ pub fn sample(b: &dyn Backend, conv: &Conversation, s: Sampling) -> Result<Vec<S
     Ok(out)
 }
 
-/// One sample (the first answer) or an empty string when the backend returned none.
-pub fn sample_one(b: &dyn Backend, conv: &Conversation, s: Sampling) -> Result<String> {
-    let mut req = CompletionRequest::new(conv.clone());
-    req.n = 1;
-    req.temperature = s.temperature;
-    req.max_tokens = s.max_tokens;
-    req.seed = s.seed;
-    Ok(b.complete(&req)?
-        .choices
-        .into_iter()
-        .next()
-        .map(|c| c.text)
-        .unwrap_or_default())
-}
-
 /// The most likely first answer tokens (one greedy token with the most top log-probabilities
 /// the backend allows, at most 20 as in the paper). Entries of probability 0 (logprob −∞,
 /// which JSON cannot carry) are dropped.

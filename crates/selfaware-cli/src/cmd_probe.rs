@@ -14,7 +14,7 @@ use selfaware_types::{Provenance, TOOL_VERSION};
 use crate::cmd_eval::parse_with;
 use crate::model_args::ModelArgs;
 use crate::progress::Bar;
-use crate::settings::Settings;
+use crate::settings::{environment, Settings};
 
 #[derive(Args)]
 pub struct ProbeArgs {
@@ -100,11 +100,13 @@ impl ProbeArgs {
     }
 }
 
-/// The other Make Me Say player: the spec's server, else the model without adapter.
+/// The other Make Me Say player: the spec's server, else `base`, the model without adapter
+/// (already loaded: an adapter shares its weights).
 fn manipulatee(
     s: &Settings,
     spec: &ProbeSpec,
     model: &ModelRef,
+    base: &Arc<dyn Backend>,
     label: &str,
 ) -> Result<Option<(Arc<dyn Backend>, String)>> {
     if spec.kind != ProbeKind::Mms {
@@ -115,7 +117,7 @@ fn manipulatee(
             let r = ModelRef::parse(&format!("{}#{}", m.url, m.model))?;
             (s.open(&r, m.key_env.as_deref(), false)?, m.model.clone())
         }
-        None if model.is_local() => (s.open(model, None, false)?, format!("{label} (no adapter)")),
+        None if model.is_local() => (base.clone(), format!("{label} (no adapter)")),
         None => bail!(
             "the Make Me Say probe of a served model needs a manipulatee: --manipulatee-url and \
              --manipulatee-model"
@@ -127,6 +129,7 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
     let spec = a.spec();
     spec.validate()?;
     let (model_ref, mut model) = a.model.open(s)?;
+    let base = model.backend.clone();
     let adapter_sha = match &a.adapter {
         Some(dir) => {
             model.backend = model.backend.with_adapter(dir)?;
@@ -136,12 +139,12 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
     };
     let provenance = Provenance {
         tool_version: TOOL_VERSION.to_string(),
-        git_revision: Some(env!("SELFAWARE_GIT_REVISION").to_string()),
+        git_revision: environment().git_revision.map(str::to_string),
         model_sha256: model.backend.model_sha256(),
         adapter_sha256: adapter_sha,
         seed: Some(a.seed),
     };
-    let mee = manipulatee(s, &spec, &model_ref, &model.label)?;
+    let mee = manipulatee(s, &spec, &model_ref, &base, &model.label)?;
     let mut bar = Bar::new(25);
     let report = selfaware_ask::run_probe(
         &spec,
