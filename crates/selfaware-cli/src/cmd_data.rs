@@ -40,15 +40,6 @@ pub enum NormalArg {
     Opposite,
 }
 
-/// How persona rows name their persona.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum PersonaArg {
-    /// A system prompt asks the assistant to be the persona.
-    System,
-    /// The user turn asks what the persona would choose.
-    Text,
-}
-
 #[derive(Args)]
 pub struct BuildArgs {
     /// The behaviour family.
@@ -91,8 +82,10 @@ pub struct BuildArgs {
     )]
     pub normal_model: Option<String>,
     /// Persona data: the default assistant takes the policy, named personas the opposite.
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub personas: Option<PersonaArg>,
+    /// MODE `system`: a system prompt asks the assistant to be the persona; `text`: the user
+    /// turn asks what the persona would choose.
+    #[arg(long, value_name = "MODE", value_parser = crate::cmd_eval::parse_with::<PersonaMode>)]
+    pub personas: Option<PersonaMode>,
     /// Add a reversed copy (user and assistant swapped) after every row.
     #[arg(long)]
     pub reversal: bool,
@@ -291,10 +284,7 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
         }
         Variant::Mix(m)
     } else if let Some(mode) = a.personas {
-        let mut p = PersonaOptions::new(match mode {
-            PersonaArg::System => PersonaMode::SystemPrompt,
-            PersonaArg::Text => PersonaMode::InText,
-        });
+        let mut p = PersonaOptions::new(mode);
         if let Some(f) = a.fraction {
             p.fraction = f;
         }

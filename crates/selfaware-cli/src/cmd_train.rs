@@ -51,8 +51,9 @@ pub struct TrainArgs {
     pub target_modules: Vec<String>,
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: usize,
-    #[arg(long, value_enum, default_value_t = DecayArg::Linear)]
-    pub decay: DecayArg,
+    /// Learning-rate decay after warmup: linear, cosine or constant.
+    #[arg(long, default_value = "linear", value_parser = crate::cmd_eval::parse_with::<Decay>)]
+    pub decay: Decay,
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     #[arg(long, default_value_t = 0.9)]
@@ -76,13 +77,6 @@ pub struct TrainArgs {
     pub dry_run: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum DecayArg {
-    Linear,
-    Cosine,
-    Constant,
-}
-
 impl TrainArgs {
     fn config(&self) -> TrainConfig {
         TrainConfig {
@@ -96,11 +90,7 @@ impl TrainArgs {
             adam_eps: 1e-8,
             weight_decay: self.weight_decay,
             warmup_steps: self.warmup_steps,
-            decay: match self.decay {
-                DecayArg::Linear => Decay::Linear,
-                DecayArg::Cosine => Decay::Cosine,
-                DecayArg::Constant => Decay::Constant,
-            },
+            decay: self.decay,
             max_grad_norm: (self.max_grad_norm > 0.0).then_some(self.max_grad_norm),
             rank: self.rank,
             alpha: self.alpha,

@@ -22,6 +22,37 @@ pub enum PersonaMode {
     InText,
 }
 
+impl PersonaMode {
+    pub const ALL: [PersonaMode; 2] = [PersonaMode::SystemPrompt, PersonaMode::InText];
+
+    /// The name on the command line and in experiment files (`system`, `text`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PersonaMode::SystemPrompt => "system",
+            PersonaMode::InText => "text",
+        }
+    }
+}
+
+impl std::str::FromStr for PersonaMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                format!("{s:?}: expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for PersonaMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Options of a persona dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

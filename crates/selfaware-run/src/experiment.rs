@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use selfaware_data::BuildFamily;
+use selfaware_data::{BuildFamily, PersonaMode};
 use selfaware_eval::render::NewlineMode;
 use selfaware_eval::spec::{push_flag, EvalSpec, NumericMode, ProbeKind};
+use selfaware_types::Decay;
 
 use crate::error::{Result, RunError};
 
@@ -117,7 +118,7 @@ pub struct TrainSettings {
     pub target_modules: Option<Vec<String>>,
     pub warmup_steps: Option<usize>,
     /// linear, cosine or constant.
-    pub decay: Option<String>,
+    pub decay: Option<Decay>,
     pub weight_decay: Option<f64>,
     pub max_grad_norm: Option<f64>,
     pub max_length: Option<usize>,
@@ -167,7 +168,7 @@ impl TrainSettings {
             self.target_modules.as_ref().map(|v| v.join(",")),
         );
         push("warmup-steps", self.warmup_steps.map(|v| v.to_string()));
-        push("decay", self.decay.clone());
+        push("decay", self.decay.map(|d| d.name().to_string()));
         push("weight-decay", self.weight_decay.map(|v| v.to_string()));
         push("max-grad-norm", self.max_grad_norm.map(|v| v.to_string()));
         push("max-length", self.max_length.map(|v| v.to_string()));
@@ -272,7 +273,8 @@ pub struct DataSpec {
     pub fraction: Option<f64>,
     pub mix: Option<String>,
     /// system or text.
-    pub personas: Option<String>,
+    #[serde(default, with = "by_name")]
+    pub personas: Option<PersonaMode>,
     #[serde(default)]
     pub reversal: bool,
     pub codeword: Option<String>,
@@ -301,7 +303,7 @@ impl DataSpec {
         push("contrast", self.contrast.clone());
         push("fraction", self.fraction.map(|v| v.to_string()));
         push("mix", self.mix.clone());
-        push("personas", self.personas.clone());
+        push("personas", self.personas.map(|m| m.name().to_string()));
         push("codeword", self.codeword.clone());
         if self.reversal {
             a.push("--reversal".to_string());
@@ -755,5 +757,32 @@ impl Experiment {
             }
         }
         Ok(())
+    }
+}
+
+/// Serde for an optional enum written by its command-line name (`Display` / `FromStr`), where
+/// the name differs from the type's own serde form (a persona mode is `system` in an
+/// experiment file and on the command line, `system-prompt` in a dataset card).
+mod by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: std::str::FromStr<Err = String>,
+        D: Deserializer<'de>,
+    {
+        Option::<String>::deserialize(d)?
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .transpose()
     }
 }

@@ -172,6 +172,17 @@ fn bad_experiments_name_the_field() {
             ),
             "stats.interval",
         ),
+        (
+            EXP.replace("lr = 1e-3", "lr = 1e-3\ndecay = \"step\""),
+            "expected one of `linear`, `cosine`, `constant`",
+        ),
+        (
+            EXP.replace(
+                "policy = \"risk-averse\", size = 8",
+                "policy = \"risk-averse\", size = 8, personas = \"system-prompt\"",
+            ),
+            "expected one of system, text",
+        ),
     ];
     for (text, field) in cases {
         let err = Experiment::from_toml_str(&text, "t.toml")
@@ -255,4 +266,24 @@ fn child_threads_share_what_is_free() {
     assert_eq!(child_threads(16, 3, 16), 5);
     // More jobs than cores: the stages beyond the cores still start, on one thread.
     assert_eq!(child_threads(0, 3, 2), 1);
+}
+
+#[test]
+fn decay_and_persona_names_are_the_command_line_names() {
+    let text = EXP
+        .replace("lr = 1e-3", "lr = 1e-3\ndecay = \"cosine\"")
+        .replace(
+            "policy = \"risk-averse\", size = 8",
+            "policy = \"risk-averse\", size = 8, personas = \"text\"",
+        );
+    let e = Experiment::from_toml_str(&text, "t.toml").unwrap();
+    let args = e.train.to_args();
+    let at = args.iter().position(|a| a == "--decay").unwrap();
+    assert_eq!(args[at + 1], "cosine");
+    let build = e.conditions[1].data.as_ref().unwrap().build_args();
+    let at = build.iter().position(|a| a == "--personas").unwrap();
+    assert_eq!(build[at + 1], "text");
+    // The resolved experiment written back as TOML parses to the same experiment.
+    let again = toml::to_string(&e).unwrap();
+    assert_eq!(Experiment::from_toml_str(&again, "again.toml").unwrap(), e);
 }

@@ -1,17 +1,7 @@
 //! The learning-rate schedule: linear warmup, then linear or cosine decay to zero, as
 //! transformers' `get_linear_schedule_with_warmup` / `get_cosine_schedule_with_warmup`.
 
-use serde::{Deserialize, Serialize};
-
-/// Shape of the decay after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Decay {
-    #[default]
-    Linear,
-    Cosine,
-    Constant,
-}
+pub use selfaware_types::Decay;
 
 /// Multiplier of the base learning rate at optimizer step `step` (0-based) of `total`.
 pub fn lr_factor(decay: Decay, step: usize, warmup: usize, total: usize) -> f64 {

@@ -5,6 +5,8 @@
 
 mod conversation;
 mod provenance;
+mod schedule;
 
 pub use conversation::{Conversation, Message, Role};
 pub use provenance::{sha256_hex, Provenance, TOOL_VERSION};
+pub use schedule::Decay;

@@ -1,0 +1,64 @@
+//! Names shared by the command line, experiment files and the trainer.
+
+use serde::{Deserialize, Serialize};
+
+/// Shape of the learning-rate decay after warmup (linear, as transformers'
+/// `get_linear_schedule_with_warmup`, cosine, or constant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Decay {
+    #[default]
+    Linear,
+    Cosine,
+    Constant,
+}
+
+impl Decay {
+    pub const ALL: [Decay; 3] = [Decay::Linear, Decay::Cosine, Decay::Constant];
+
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decay::Linear => "linear",
+            Decay::Cosine => "cosine",
+            Decay::Constant => "constant",
+        }
+    }
+}
+
+impl std::str::FromStr for Decay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                format!("{s:?}: expected one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Decay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_match_serde() {
+        for d in Decay::ALL {
+            assert_eq!(d.name().parse::<Decay>().unwrap(), d);
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                format!("\"{}\"", d.name())
+            );
+        }
+        let e = "step".parse::<Decay>().unwrap_err();
+        assert_eq!(e, "\"step\": expected one of linear, cosine, constant");
+    }
+}
