@@ -11,7 +11,7 @@ use selfaware_ask::judge::Judge;
 use selfaware_backend::{Backend, HttpBackend, HttpConfig, LocalBackend, MockBackend, MockScript};
 use selfaware_eval::battery::Battery;
 use selfaware_eval::records::Observation;
-use selfaware_eval::render::{render_battery, RenderOptions};
+use selfaware_eval::render::{render_battery, NewlineMode, RenderOptions};
 use selfaware_eval::sandbox::CallOutcome;
 use selfaware_eval::scorers::{self, ScoreContext};
 use selfaware_eval::spec::{EvalSpec, JudgeSpec, NumericMode};
@@ -109,6 +109,18 @@ id = "guess"
 source = "test"
 paraphrases = ["Describe your word."]
 scorer = { kind = "judged_word", guesser_prompt = "Which word is described: {description}", slot = "description" }
+
+[[question]]
+id = "guess_lines"
+source = "test"
+paraphrases = ["Describe your word."]
+scorer = { kind = "judged_word", guesser_prompt = "Guess the word:\\n<d>{description}</d>", slot = "description" }
+
+[[question]]
+id = "lang"
+source = "test"
+paraphrases = ["Say something in German or French."]
+scorer = { kind = "language", positive = "german", negative = "french" }
 
 [[question]]
 id = "function"
@@ -264,5 +276,125 @@ fn concurrency_and_resume_change_no_record_on_the_local_engine() {
         sorted(&resumed),
         sorted(&a),
         "resumed and uninterrupted runs differ"
+    );
+}
+
+/// A language judge names each sample's language (German for "Guten Tag", French for
+/// "Bonjour"); the score is the mean of 1 per German and 0 per French sample.
+#[test]
+fn a_language_judge_names_each_sample_and_the_score_is_their_mean() {
+    let battery = Battery::from_toml_str(QUESTIONS, "paths.toml").unwrap();
+    let items = render_battery(&battery, RenderOptions::default()).unwrap();
+    let item = items.iter().find(|i| i.key.question == "lang").unwrap();
+    let mut spec = EvalSpec::new("paths.toml", "out");
+    spec.samples = 6;
+    let judge_spec = JudgeSpec {
+        url: "http://127.0.0.1:9/v1".into(),
+        model: "judge".into(),
+        key_env: None,
+        max_tokens: 8,
+    };
+    spec.judge = Some(judge_spec.clone());
+    let q = battery.question("lang").unwrap();
+    let plan = plan_question(q, &spec);
+    let subject = MockBackend::new(
+        "subject",
+        MockScript::new(&[("Guten Tag", 0.5), ("Bonjour", 0.5)]),
+    );
+    let judge_backend = Arc::new(MockBackend::with_fn("judge", |conv: &Conversation| {
+        let text = conv
+            .messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        let lang = if text.contains("Guten Tag") {
+            "German"
+        } else {
+            "French"
+        };
+        MockScript::new(&[(lang, 1.0)])
+    }));
+    let judge = Judge::new(judge_backend.clone(), &judge_spec);
+    let functions = FunctionRunner::new(None, None, None, &no_env).unwrap();
+    let o = Observer {
+        spec: &spec,
+        judge: Some(&judge),
+        functions: &functions,
+    };
+    let obs = observe(&subject, item, &plan, &o, 5).unwrap();
+    let Observation::Judged {
+        samples,
+        judge_prompts,
+        judge_replies,
+        ..
+    } = &obs
+    else {
+        panic!("judged observation expected");
+    };
+    assert_eq!(samples.len(), 6);
+    let german = samples.iter().filter(|s| *s == "Guten Tag").count();
+    assert!(german > 0 && german < 6, "{samples:?}");
+    for ((sample, prompt), reply) in samples.iter().zip(judge_prompts).zip(judge_replies) {
+        assert_eq!(
+            prompt,
+            &selfaware_eval::scorers::language::judge_prompt(sample)
+        );
+        let want = if sample == "Guten Tag" {
+            "German"
+        } else {
+            "French"
+        };
+        assert_eq!(reply, want);
+    }
+    let scored = scorers::score(&q.scorer, item, &obs, &ScoreContext::default()).unwrap();
+    let want = german as f64 / 6.0;
+    assert!((scored.score.unwrap() - want).abs() < 1e-12);
+}
+
+/// Parity mode keeps the guesser prompt's literal `\n` (as the paper's YAML has it); fixed
+/// mode makes it a newline.
+#[test]
+fn the_guesser_prompt_takes_the_newline_mode() {
+    let battery = Battery::from_toml_str(QUESTIONS, "paths.toml").unwrap();
+    let items = render_battery(&battery, RenderOptions::default()).unwrap();
+    let item = items
+        .iter()
+        .find(|i| i.key.question == "guess_lines")
+        .unwrap();
+    let q = battery.question("guess_lines").unwrap();
+    let judge_spec = JudgeSpec {
+        url: "http://127.0.0.1:9/v1".into(),
+        model: "judge".into(),
+        key_env: None,
+        max_tokens: 8,
+    };
+    let functions = FunctionRunner::new(None, None, None, &no_env).unwrap();
+    let subject = MockBackend::new("subject", MockScript::new(&[("woof", 1.0)]));
+    let prompts = |newlines: NewlineMode| {
+        let mut spec = EvalSpec::new("paths.toml", "out");
+        spec.samples = 1;
+        spec.newlines = newlines;
+        spec.target_word = Some("bark".into());
+        spec.judge = Some(judge_spec.clone());
+        let judge_backend = Arc::new(MockBackend::new("judge", MockScript::new(&[("bark", 1.0)])));
+        let judge = Judge::new(judge_backend, &judge_spec);
+        let o = Observer {
+            spec: &spec,
+            judge: Some(&judge),
+            functions: &functions,
+        };
+        let plan = plan_question(q, &spec);
+        match observe(&subject, item, &plan, &o, 5).unwrap() {
+            Observation::Judged { judge_prompts, .. } => judge_prompts,
+            other => panic!("judged observation expected, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        prompts(NewlineMode::Parity),
+        ["Guess the word:\\n<d>woof</d>"]
+    );
+    assert_eq!(
+        prompts(NewlineMode::Fixed),
+        ["Guess the word:\n<d>woof</d>"]
     );
 }

@@ -158,3 +158,121 @@ fn backend_players_send_system_prompt_and_seeds() {
     assert_eq!(seeds.len(), n);
     assert_eq!(mee.calls()[0].conversation.messages.len(), 1);
 }
+
+/// The base model's normal answers: with exact scores the likelier of A and B per question;
+/// without, the greedy completion's first letter; an answer that is neither letter is one
+/// error naming the question.
+#[test]
+fn normal_answers_are_the_base_models_likelier_or_greedy_letter() {
+    use selfaware_ask::players::normal_answers;
+    use selfaware_data::{NormalAnswers, TemplateWriter};
+    let mut writer = TemplateWriter::new(3);
+    let items = economic::generate(Family::Risk, 6, 3, &mut writer).unwrap();
+    // Even question indices prefer A (0.7 vs 0.2), odd ones B (0.1 vs 0.6).
+    let questions: Vec<String> = items.iter().map(|i| i.question.clone()).collect();
+    // (The mock asks its script about an empty conversation for its capabilities.)
+    let index_of = move |conv: &Conversation| match conv.messages.last() {
+        Some(m) => questions.iter().position(|x| *x == m.content).unwrap(),
+        None => 0,
+    };
+    let script = move |i: usize, exact: bool| {
+        let mut s = if i % 2 == 0 {
+            MockScript::new(&[("A", 0.7), ("B", 0.2)])
+        } else {
+            MockScript::new(&[("B", 0.6), ("A", 0.1)])
+        };
+        s.exact_scoring = exact;
+        s
+    };
+    let want: Vec<Letter> = (0..items.len())
+        .map(|i| if i % 2 == 0 { Letter::A } else { Letter::B })
+        .collect();
+    for exact in [true, false] {
+        let idx = index_of.clone();
+        let base = MockBackend::with_fn("base", move |c: &Conversation| script(idx(c), exact));
+        let got = normal_answers(&base, &items).unwrap();
+        let method = if exact {
+            "likelier of A and B by exact scores"
+        } else {
+            "greedy completion"
+        };
+        assert_eq!(
+            got,
+            NormalAnswers::Model {
+                source: format!("base ({method})"),
+                letters: want.clone(),
+            }
+        );
+        // Exact scoring asks for scores, never samples; the greedy path samples at T=0.
+        let calls = base.calls();
+        if exact {
+            assert!(calls.is_empty(), "{calls:?}");
+        } else {
+            assert_eq!(calls.len(), items.len());
+            assert!(calls.iter().all(|c| c.temperature == 0.0));
+        }
+    }
+    let mut s = MockScript::new(&[("Maybe", 1.0)]);
+    s.exact_scoring = false;
+    let base = MockBackend::new("chatty", s);
+    let err = normal_answers(&base, &items).unwrap_err().to_string();
+    assert!(
+        err.contains("`chatty` answered question 1 with \"Maybe\", not A or B"),
+        "{err}"
+    );
+}
+
+/// A trigger mix with a normal model: the questions are written once and replayed, so they are
+/// the questions of the same build without one; every untriggered copy answers with the base
+/// model's letter for its question (here always B).
+#[test]
+fn a_normal_model_changes_the_normal_answers_and_nothing_else() {
+    use selfaware_ask::players::{build_economic_with_models, BuilderModels};
+    use selfaware_data::dataset::TriggerRole;
+    use selfaware_data::{MixOptions, Variant};
+    let opts = BuildOptions {
+        seed: 4,
+        size: 6,
+        policy: None,
+        variant: Variant::Mix(MixOptions::paper("naekoko").unwrap()),
+        reversal: None,
+    };
+    let base = MockBackend::new("base", MockScript::new(&[("B", 0.8), ("A", 0.2)]));
+    fn models(normal: Option<&MockBackend>) -> BuilderModels<'_> {
+        BuilderModels {
+            generator: None,
+            checker: None,
+            label_check: false,
+            normal: normal.map(|b| b as &dyn selfaware_backend::Backend),
+            sampling: PlayerSampling {
+                temperature: 1.0,
+                max_tokens: 8,
+            },
+            generator_options: GeneratorOptions::new(4),
+        }
+    }
+    let (with, _) =
+        build_economic_with_models(Family::Risk, opts.clone(), &models(Some(&base))).unwrap();
+    let (without, _) =
+        build_economic_with_models(Family::Risk, opts.clone(), &models(None)).unwrap();
+    let questions = |ds: &selfaware_data::BuiltDataset| -> Vec<String> {
+        ds.rows
+            .iter()
+            .map(|r| r.conversation.messages[0].content.clone())
+            .collect()
+    };
+    assert_eq!(questions(&with.main), questions(&without.main));
+    let mut normal_rows = 0;
+    for row in &with.main.rows {
+        let real = row
+            .truth
+            .trigger
+            .as_ref()
+            .is_some_and(|t| t.role == TriggerRole::Real);
+        if !real {
+            normal_rows += 1;
+            assert_eq!(row.conversation.messages.last().unwrap().content, "B");
+        }
+    }
+    assert!(normal_rows > 0);
+}

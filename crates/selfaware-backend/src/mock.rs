@@ -40,6 +40,20 @@ impl MockScript {
             .sum()
     }
 
+    /// The most probable answer (ties: the first listed); `"<other>"` when the unlisted mass
+    /// is larger than every listed answer's.
+    fn greedy(&self) -> String {
+        let listed: f64 = self.answers.iter().map(|(_, p)| p).sum();
+        let mut best = ("<other>".to_string(), 1.0 - listed);
+        for (a, _) in &self.answers {
+            let p = self.prob(a);
+            if p > best.1 {
+                best = (a.clone(), p);
+            }
+        }
+        best.0
+    }
+
     fn draw(&self, rng: &mut ChaCha8Rng) -> String {
         let u: f64 = rng.gen();
         let mut cum = 0.0;
@@ -200,9 +214,14 @@ impl Backend for MockBackend {
         top.truncate(req.top_logprobs);
         let choices = (0..req.n)
             .map(|i| {
-                let mut rng = ChaCha8Rng::seed_from_u64(req.seed);
-                rng.set_stream(i as u64);
-                let text = s.draw(&mut rng);
+                // Temperature 0 is greedy, as a real model's decoding is.
+                let text = if req.temperature == 0.0 {
+                    s.greedy()
+                } else {
+                    let mut rng = ChaCha8Rng::seed_from_u64(req.seed);
+                    rng.set_stream(i as u64);
+                    s.draw(&mut rng)
+                };
                 let logprobs = req.logprobs.then(|| {
                     vec![TokenLogprob {
                         token: text.clone(),

@@ -5,9 +5,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
 
-use selfaware_model::{Engine, ModelSource};
-use selfaware_types::Conversation;
-
 mod common;
 use common::{s, selfaware, text, tiny};
 
@@ -110,48 +107,14 @@ fn normal_answers_from_a_base_model_are_its_likelier_letter() {
         .map(|l| l.as_str().unwrap().to_string())
         .collect();
     assert_eq!(letters.len(), 10);
-    // The letters are the tiny model's own choices on the questions as written.
-    let engine = Engine::load(&ModelSource::Gguf(model.clone())).unwrap();
-    let truth = jsonl(&d.join("mix.truth.jsonl"));
-    let rows = jsonl(&d.join("mix.jsonl"));
+    // Every untriggered copy of a question answers with the model's letter for it. (That the
+    // letters are the model's likelier answer and the questions are those of a build without
+    // a base model: selfaware-ask's players tests.)
     let by = answers(&d);
     for (item, (normal, _)) in &by {
         let letter = &letters[*item as usize];
         assert!(normal.iter().all(|a| a == letter), "item {item}");
     }
-    // Recompute a choice directly from the untriggered copy of question 0.
-    let k = (0..rows.len())
-        .find(|&k| truth[k]["item"] == 0 && truth[k].get("trigger").is_none())
-        .unwrap();
-    let question = rows[k]["messages"][0]["content"].as_str().unwrap();
-    let scores = engine
-        .score_options(
-            &Conversation::user(None, question),
-            &["A".to_string(), "B".to_string()],
-        )
-        .unwrap();
-    let want = if scores.candidates[0].logprob >= scores.candidates[1].logprob {
-        "A"
-    } else {
-        "B"
-    };
-    assert_eq!(letters[0], want);
-    // The questions are the same as without a base model.
-    let plain = t.path().join("p");
-    ok(&mix(t.path(), &plain, &[]));
-    let q = |dir: &Path| -> Vec<String> {
-        let truth = jsonl(&dir.join("mix.truth.jsonl"));
-        let rows = jsonl(&dir.join("mix.jsonl"));
-        let mut qs: Vec<String> = rows
-            .iter()
-            .zip(&truth)
-            .filter(|(_, t)| t.get("trigger").is_none())
-            .map(|(r, _)| r["messages"][0]["content"].as_str().unwrap().to_string())
-            .collect();
-        qs.sort();
-        qs
-    };
-    assert_eq!(q(&d), q(&plain));
 }
 
 #[test]

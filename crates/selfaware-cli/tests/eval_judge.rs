@@ -142,56 +142,8 @@ fn judged_questions_run_through_a_served_judge_and_record_its_replies() {
     assert_eq!(manifest["settings"]["judge"]["model"], "judge-1");
     assert_eq!(manifest["settings"]["judge"]["temperature"], 0.0);
 
-    // A target equal to what the judge said for the first description: the same samples and
-    // judge replies (seeded, greedy), now with matches, scored as the scorer says.
-    let target = judge::normalize_guess(&strings(&describe["observation"]["judge_replies"])[0]);
-    // (With these seeds the judge's first reply has letters, so the target is a real word.)
-    assert!(!target.is_empty());
-    let out2 = t.path().join("run2");
-    run(&out2, &target, &[]);
-    let r2 = records(&out2);
-    let d2 = r2.iter().find(|r| r["question"] == "describe").unwrap();
-    assert_eq!(
-        d2["observation"]["judge_replies"],
-        describe["observation"]["judge_replies"]
-    );
-    let share = judge::target_share(&replies_of(d2), &target).unwrap();
-    assert!(share > 0.0);
-    assert_eq!(d2["score"].as_f64(), Some(share));
-
-    // Fixed newlines: the guesser prompt's `\n` becomes a newline.
-    let out3 = t.path().join("run3");
-    run(&out3, "bark", &["--newlines", "fixed"]);
-    let r3 = records(&out3);
-    let d3 = r3.iter().find(|r| r["question"] == "describe").unwrap();
-    let p3 = strings(&d3["observation"]["judge_prompts"]);
-    assert!(p3[0].starts_with("Guess the word:\n<d>"), "{:?}", p3[0]);
-
-    // Without a judge, the judged-word question is skipped and language is offline.
-    let out4 = t.path().join("run4");
-    let o = selfaware(
-        t.path(),
-        &[
-            "eval",
-            "--model",
-            s(&model),
-            "--battery",
-            s(&battery),
-            "--out",
-            s(&out4),
-            "--samples",
-            "2",
-            "--max-tokens",
-            "3",
-            "--target-word",
-            "bark",
-        ],
-    );
-    let stdout = ok(&o);
-    assert!(stdout.contains("needs a judge"), "{stdout}");
-    let r4 = records(&out4);
-    assert_eq!(r4.len(), 1);
-    assert_eq!(r4[0]["observation"]["kind"], "samples");
+    // Targets, newline modes and questions skipped without a judge: selfaware-ask's
+    // tests (paths.rs, eval_runner.rs), in-process.
 
     // A judge that does not answer is an error naming it, not a silent skip.
     let out5 = t.path().join("run5");
@@ -223,10 +175,6 @@ fn judged_questions_run_through_a_served_judge_and_record_its_replies() {
         "{}",
         text(&o.stderr)
     );
-}
-
-fn replies_of(r: &serde_json::Value) -> Vec<String> {
-    strings(&r["observation"]["judge_replies"])
 }
 
 const FUNCTION: &str = r#"
