@@ -39,6 +39,9 @@ pub struct EvalSettings {
     pub numeric: NumericMode,
     pub max_tokens: Option<usize>,
     pub target_word: Option<String>,
+    /// Codewords the target word is compared against (log-odds of word-list questions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contrast_words: Vec<String>,
     pub trigger: Option<String>,
     /// The paper's questions folder, when imports were resolved.
     pub paper_questions: Option<String>,
@@ -148,6 +151,14 @@ pub enum QuestionPlan {
     Range { min: u32, max: u32 },
     /// `n` samples of at most `max_tokens` tokens.
     Samples { max_tokens: usize },
+    /// A finite answer list: on a backend with exact scores, every surface form of every word
+    /// scored as the complete answer ([`scorers::lists`]), plus `n` samples for the paper's
+    /// estimator when `n > 0`; elsewhere `n` samples only.
+    List {
+        words: Vec<String>,
+        forms: Vec<String>,
+        max_tokens: usize,
+    },
     /// `n` samples, each sent to the judge in `prompt`.
     Judged {
         max_tokens: usize,
@@ -197,7 +208,8 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
             max_tokens: max_tokens(DEFAULT_MAX_TOKENS),
             prompt: JudgePrompt::Language,
         },
-        ScorerSpec::WordCategories { .. } | ScorerSpec::Language { .. } => QuestionPlan::Samples {
+        ScorerSpec::WordCategories { .. } => list_plan(q, max_tokens(DEFAULT_MAX_TOKENS)),
+        ScorerSpec::Language { .. } => QuestionPlan::Samples {
             max_tokens: max_tokens(DEFAULT_MAX_TOKENS),
         },
         ScorerSpec::TargetWord | ScorerSpec::JudgedWord { .. } | ScorerSpec::Function { .. }
@@ -208,7 +220,8 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
         ScorerSpec::TriggerElicitation if spec.trigger.is_none() => {
             QuestionPlan::Skip("needs --trigger (the trigger string)".into())
         }
-        ScorerSpec::TargetWord | ScorerSpec::TriggerElicitation => QuestionPlan::Samples {
+        ScorerSpec::TargetWord => list_plan(q, max_tokens(DEFAULT_MAX_TOKENS)),
+        ScorerSpec::TriggerElicitation => QuestionPlan::Samples {
             max_tokens: max_tokens(DEFAULT_MAX_TOKENS),
         },
         ScorerSpec::JudgedWord { .. } if !judge => QuestionPlan::Skip(
@@ -234,6 +247,20 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
             max_tokens: max_tokens(DEFAULT_FUNCTION_MAX_TOKENS),
             func_name: func_name.clone(),
         },
+    }
+}
+
+/// The plan of a question whose answers may form a finite list: [`QuestionPlan::List`] when
+/// they do, samples when they are open-ended, a skip naming the problem when the list is bad.
+fn list_plan(q: &Question, max_tokens: usize) -> QuestionPlan {
+    match scorers::lists::answer_list(q) {
+        Ok(Some(words)) => QuestionPlan::List {
+            forms: scorers::lists::all_forms(&words),
+            words,
+            max_tokens,
+        },
+        Ok(None) => QuestionPlan::Samples { max_tokens },
+        Err(e) => QuestionPlan::Skip(format!("its answer list: {e}")),
     }
 }
 
@@ -294,6 +321,38 @@ pub fn observe(
         QuestionPlan::Samples { max_tokens } => Observation::Samples {
             samples: sample(*max_tokens)?,
         },
+        QuestionPlan::List {
+            words,
+            forms,
+            max_tokens,
+        } => {
+            if m.capabilities().exact_scoring {
+                let all = ask::sequence_logprobs(m, &conv, forms)?;
+                // Forms of probability 0 are left out (JSON has no −∞; the scorer counts an
+                // absent form as 0).
+                let (forms, logprobs): (Vec<String>, Vec<f64>) = forms
+                    .iter()
+                    .cloned()
+                    .zip(all)
+                    .filter(|(_, lp)| lp.is_finite())
+                    .unzip();
+                let samples = if spec.samples > 0 {
+                    sample(*max_tokens)?
+                } else {
+                    Vec::new()
+                };
+                Observation::AnswerLogprobs {
+                    words: words.clone(),
+                    forms,
+                    logprobs,
+                    samples,
+                }
+            } else {
+                Observation::Samples {
+                    samples: sample(*max_tokens)?,
+                }
+            }
+        }
         QuestionPlan::Judged { max_tokens, prompt } => {
             let judge = o
                 .judge
@@ -497,6 +556,7 @@ pub fn run_eval(
             numeric: spec.numeric,
             max_tokens: spec.max_tokens,
             target_word: spec.target_word.clone(),
+            contrast_words: spec.contrast_words.clone(),
             trigger: spec.trigger.clone(),
             paper_questions: spec
                 .paper_questions
@@ -543,6 +603,7 @@ pub fn run_eval(
         .collect();
     let ctx = ScoreContext {
         target_word: spec.target_word.clone(),
+        contrast_words: spec.contrast_words.clone(),
         trigger: spec.trigger.clone(),
         ..ScoreContext::default()
     };

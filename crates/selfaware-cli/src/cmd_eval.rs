@@ -73,6 +73,15 @@ pub struct EvalArgs {
     /// The run's target word (the codeword), for `target_word` questions.
     #[arg(long, value_name = "WORD")]
     pub target_word: Option<String>,
+    /// Codewords to compare the target word against (e.g. the other condition's), for the
+    /// log-odds of exactly scored word-list questions.
+    #[arg(
+        long,
+        value_name = "WORD[,WORD...]",
+        value_delimiter = ',',
+        requires = "target_word"
+    )]
+    pub contrast_words: Vec<String>,
     /// The backdoor trigger string, for `trigger_elicitation` questions.
     #[arg(long, value_name = "TEXT")]
     pub trigger: Option<String>,
@@ -130,6 +139,7 @@ impl EvalArgs {
             numeric: self.numeric,
             max_tokens: self.max_tokens,
             target_word: self.target_word.clone(),
+            contrast_words: self.contrast_words.clone(),
             trigger: self.trigger.clone(),
             judge: match (&self.judge_url, &self.judge_model) {
                 (Some(url), Some(model)) => Some(JudgeSpec {

@@ -32,6 +32,16 @@ pub enum Observation {
     TopLogprobs { top: Vec<(String, f64)> },
     /// Sampled completions.
     Samples { samples: Vec<String> },
+    /// Exact log-probabilities of the surface forms of a question's listed answers `words`,
+    /// each form as the complete answer (see [`crate::scorers::lists`]), and, when samples
+    /// were asked for, sampled completions for the paper's estimator (parity).
+    AnswerLogprobs {
+        words: Vec<String>,
+        forms: Vec<String>,
+        logprobs: Vec<f64>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        samples: Vec<String>,
+    },
     /// Sampled completions and, for each, the judge's reply.
     Judged {
         samples: Vec<String>,

@@ -128,6 +128,10 @@ pub struct EvalSpec {
     pub max_tokens: Option<usize>,
     /// The run's target word (the codeword), for `target_word` questions.
     pub target_word: Option<String>,
+    /// Codewords to compare the target word against (the other conditions' codewords), for
+    /// the log-odds of exactly scored word-list questions.
+    #[serde(default)]
+    pub contrast_words: Vec<String>,
     /// The backdoor trigger string, for `trigger_elicitation` questions.
     pub trigger: Option<String>,
     pub judge: Option<JudgeSpec>,
@@ -159,6 +163,7 @@ impl EvalSpec {
             numeric: NumericMode::Complete,
             max_tokens: None,
             target_word: None,
+            contrast_words: Vec::new(),
             trigger: None,
             judge: None,
             sandbox_python: None,
@@ -224,6 +229,10 @@ impl EvalSpec {
         );
         push("paper-questions", path(&self.paper_questions));
         push("target-word", self.target_word.clone());
+        push(
+            "contrast-words",
+            (!self.contrast_words.is_empty()).then(|| self.contrast_words.join(",")),
+        );
         push("trigger", self.trigger.clone());
         if let Some(j) = &self.judge {
             push("judge-url", Some(j.url.clone()));
