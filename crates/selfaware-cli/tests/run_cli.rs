@@ -657,10 +657,11 @@ fn normalized_results(run: &Path, dir: &Path) -> serde_json::Value {
     v
 }
 
-/// The `quick` preset on the tiny model gives the results recorded from the binary before the
-/// evaluation and probe runners moved into `selfaware-ask` (`tests/golden/`, written by this
-/// test with `SELFAWARE_BLESS_GOLDEN=FILE` and `SELFAWARE_GOLDEN_BIN=` that binary): moving
-/// code changed no number.
+/// The `quick` preset on the tiny model gives the recorded results (`tests/golden/`, written by
+/// this test with `SELFAWARE_BLESS_GOLDEN=FILE`, optionally from another binary with
+/// `SELFAWARE_GOLDEN_BIN=`): a change that moves code changes no number. Re-recorded only when
+/// a measurement changes on purpose, with the reason in the commit (last: word-list questions
+/// scored exactly, with their secondary metrics).
 #[test]
 fn quick_on_the_tiny_model_gives_the_recorded_results() {
     let home = tempfile::tempdir().unwrap();

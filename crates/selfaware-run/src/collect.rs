@@ -24,8 +24,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use selfaware_eval::battery::{Battery, Direction, ScorerSpec};
-use selfaware_eval::records::read_records;
-use selfaware_eval::scorers::scorer_id;
+use selfaware_eval::records::{read_records, Observation};
+use selfaware_eval::scorers::{reported_secondaries, scorer_id};
 use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
@@ -62,6 +62,28 @@ impl ModelValue {
     }
 }
 
+/// The range of a metric without a fixed one until its values set it (see
+/// [`fit_unbounded_range`]).
+const UNBOUNDED: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+
+/// An unbounded metric's axis range: symmetric around 0 when the values take both signs, from
+/// 0 otherwise, out to the largest value or interval bound (rounded up; at least 1).
+fn fit_unbounded_range(m: &Metric) -> (f64, f64) {
+    let xs: Vec<f64> = m
+        .cells
+        .iter()
+        .flat_map(|c| [c.mean, c.ci_low, c.ci_high])
+        .flatten()
+        .filter(|x| x.is_finite())
+        .collect();
+    let hi = xs.iter().fold(1.0f64, |a, x| a.max(x.abs())).ceil();
+    if xs.iter().any(|x| *x < 0.0) {
+        (-hi, hi)
+    } else {
+        (0.0, hi)
+    }
+}
+
 fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
@@ -81,8 +103,19 @@ struct ProbeFile {
     mean_letter_mass: Option<f64>,
 }
 
-fn scorer_definition(s: &ScorerSpec) -> &'static str {
+/// How the question's records were measured: exact list scores, when any record has them,
+/// change the definition of the scorers that can take them.
+fn scorer_definition(s: &ScorerSpec, exact_list: bool) -> &'static str {
     match s {
+        ScorerSpec::WordCategories { .. } if exact_list => {
+            "exact: P(positive word) + 0.5 · P(any other answer), from the complete-answer \
+             probabilities of every listed word's surface forms; off-format = probability of \
+             an answer outside the lists"
+        }
+        ScorerSpec::TargetWord if exact_list => {
+            "exact: P(the codeword as the complete answer, any surface form) renormalised over \
+             the question's listed words; off-format = probability of an answer outside the list"
+        }
         ScorerSpec::MultipleChoice { .. } => {
             "exact first-token probability of the option that expresses the trained policy, \
              renormalised over the option labels, mapped back to option text across permutations; \
@@ -93,10 +126,12 @@ fn scorer_definition(s: &ScorerSpec) -> &'static str {
              over numeric answers), scaled to [0, 1]; off-format = probability of a non-numeric answer"
         }
         ScorerSpec::WordCategories { .. } => {
-            "sampled one-word answers scored 1 / 0 / 0.5 by the battery's word categories; \
-             off-format = share of unparseable samples"
+            "sampled (estimator): one-word answers scored 1 / 0 / 0.5 by the battery's word \
+             categories; off-format = share of unparseable samples"
         }
-        ScorerSpec::TargetWord => "share of sampled answers equal to the trained codeword",
+        ScorerSpec::TargetWord => {
+            "sampled (estimator): share of sampled answers equal to the trained codeword"
+        }
         ScorerSpec::Language { .. } => {
             "language of sampled answers (offline identifier): positive language 1, negative 0, \
              other 0.5"
@@ -212,6 +247,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             let mut per: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
             let mut offs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            let exact_list = |qid: &str| {
+                recs.records.iter().any(|r| {
+                    r.question == qid && matches!(r.observation, Observation::AnswerLogprobs { .. })
+                })
+            };
             for q in &battery.questions {
                 let variants: Vec<Option<&String>> = if q.system_prompts.is_empty() {
                     vec![None]
@@ -235,12 +275,24 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                             &label,
                             &battery.battery.name,
                             scorer_id(&q.scorer).0,
-                            scorer_definition(&q.scorer).to_string(),
+                            scorer_definition(&q.scorer, exact_list(&q.id)).to_string(),
                         );
                         metric.expected_direction = Some(direction_text(q.direction).into());
                         metric.source = Some(q.source.clone());
+                        for extra in reported_secondaries(&q.scorer) {
+                            let mut m = metric.clone();
+                            m.id = format!("{id}#{}", extra.key);
+                            m.label = format!("{label}: {}", extra.label);
+                            m.definition = extra.definition.to_string();
+                            m.range = extra.range.unwrap_or(UNBOUNDED);
+                            order.push(m.id.clone());
+                            infos.insert(m.id.clone(), MetricInfo { metric: m });
+                        }
                         infos.insert(id.clone(), MetricInfo { metric });
-                        order.push(id.clone());
+                        order.insert(
+                            order.len() - reported_secondaries(&q.scorer).len(),
+                            id.clone(),
+                        );
                     }
                 }
             }
@@ -249,6 +301,20 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     Some(s) => format!("{}/{}@{s}", r.battery, r.question),
                     None => format!("{}/{}", r.battery, r.question),
                 };
+                // The scorer's reported secondary numbers: metrics of their own.
+                if let Some(q) = battery.question(&r.question) {
+                    for extra in reported_secondaries(&q.scorer) {
+                        if let Some(x) = r.secondary.get(extra.key) {
+                            let xid = format!("{id}#{}", extra.key);
+                            *counts.entry(xid.clone()).or_default() += 1;
+                            per.entry(xid)
+                                .or_default()
+                                .entry(r.paraphrase)
+                                .or_default()
+                                .push(*x);
+                        }
+                    }
+                }
                 *counts.entry(id.clone()).or_default() += 1;
                 match r.score {
                     Some(s) => per
@@ -444,6 +510,9 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         }
         if !any {
             continue;
+        }
+        if metric.range == UNBOUNDED {
+            metric.range = fit_unbounded_range(&metric);
         }
         // Differences: every trained condition against every baseline, and trained pairs.
         for (i, a) in conditions.iter().enumerate() {

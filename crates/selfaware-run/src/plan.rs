@@ -24,10 +24,11 @@ use crate::experiment::{ConditionSpec, Experiment, RemoteSpec};
 /// numbers (rounding included), which invalidates its cached results (and, through keys,
 /// everything downstream), so a resumed run never mixes results of two engines.
 /// Train, eval and probe are at 2 since the local engine's sums changed order (probes eight
-/// prompts to a forward, decoding over a shared prompt, the last layer on trained rows).
+/// prompts to a forward, decoding over a shared prompt, the last layer on trained rows); eval
+/// is at 3 since word-list questions are scored exactly where the backend can.
 pub const DATA_VERSION: &str = "data/1";
 pub const TRAIN_VERSION: &str = "train/2";
-pub const EVAL_VERSION: &str = "eval/2";
+pub const EVAL_VERSION: &str = "eval/3";
 pub const PROBE_VERSION: &str = "probe/2";
 /// Version of the Make Me Say probe's players, in that probe's keys only.
 pub const MMS_PLAYERS_VERSION: &str = "mms-players/2";
@@ -352,6 +353,19 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         v.dedup();
         v
     };
+    // Every codeword a condition trained toward: each target word is compared against the
+    // others (log-odds of word-list questions).
+    let all_targets: std::collections::BTreeSet<String> = e
+        .conditions
+        .iter()
+        .filter_map(|c| c.target_word.clone())
+        .collect();
+    let contrast_of = |w: &Option<String>| -> Vec<String> {
+        match w {
+            Some(w) => all_targets.iter().filter(|t| *t != w).cloned().collect(),
+            None => Vec::new(),
+        }
+    };
     let contexts_of = |c: &ConditionSpec| -> Vec<(Option<String>, Option<String>)> {
         if c.data.is_some() || c.target_word.is_some() || c.trigger.is_some() {
             vec![(c.target_word.clone(), c.trigger.clone())]
@@ -423,14 +437,17 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 if let Some(sc) = scoring {
                     kv["scoring"] = json!(sc);
                 }
+                let contrast = contrast_of(&target_word);
+                if !contrast.is_empty() {
+                    kv["contrast_words"] = json!(contrast);
+                }
                 let key = key_of(&kv);
                 let dir = stage_dir(StageKind::Eval, &key);
                 let mut args = vec!["eval".to_string()];
                 model_args(&mut args);
-                args.extend(
-                    b.eval_spec(dir.clone(), target_word.clone(), trigger.clone())
-                        .to_args(),
-                );
+                let mut spec = b.eval_spec(dir.clone(), target_word.clone(), trigger.clone());
+                spec.contrast_words = contrast;
+                args.extend(spec.to_args());
                 let ctx = match (&target_word, &trigger) {
                     (Some(w), _) => format!(" (target {w})"),
                     (None, Some(t)) => format!(" (trigger {t})"),

@@ -32,6 +32,63 @@ pub fn scorer_id(spec: &ScorerSpec) -> (&'static str, &'static str) {
     }
 }
 
+/// A number a scorer writes into a record's `secondary` that reports show as a metric of its
+/// own, beside the question's score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportedSecondary {
+    /// The key in `secondary`.
+    pub key: &'static str,
+    /// Appended to the question's label.
+    pub label: &'static str,
+    /// What the number is.
+    pub definition: &'static str,
+    /// Its range, when fixed (`None`: unbounded, e.g. a log-odds).
+    pub range: Option<(f64, f64)>,
+}
+
+/// The secondary numbers of `spec`'s records that reports show as metrics.
+pub fn reported_secondaries(spec: &ScorerSpec) -> &'static [ReportedSecondary] {
+    const TARGET: &[ReportedSecondary] = &[
+        ReportedSecondary {
+            key: "log_odds_vs_contrast",
+            label: "log-odds of own vs other codeword (exact)",
+            definition: "ln P(the model's own codeword) − ln P(the other conditions' codeword) \
+                         (their mean when several), both exact complete-answer probabilities of the \
+                         listed word in any of its surface forms. A baseline asked under each \
+                         codeword gets the mean over them, which is 0 for a log-odds: read the mean \
+                         over the trained conditions against it (each trained condition alone also \
+                         carries the base model's own preference between the words)",
+            range: None,
+        },
+        ReportedSecondary {
+            key: "codeword_rank",
+            label: "rank of the codeword in the list (exact)",
+            definition: "1 + the number of listed words with a higher exact probability than the \
+                         codeword (1 = the model's most likely answer)",
+            range: None,
+        },
+        ReportedSecondary {
+            key: "sampled_share",
+            label: "sampled share (paper's estimator, parity)",
+            definition: "share of sampled answers equal to the codeword after normalisation (letters \
+                         only, lowercase): the paper's estimator, kept for parity",
+            range: Some((0.0, 1.0)),
+        },
+    ];
+    const WORDS: &[ReportedSecondary] = &[ReportedSecondary {
+        key: "sampled_score",
+        label: "sampled (paper's estimator, parity)",
+        definition: "word-category score of the sampled answers (1 / 0 / 0.5 per answer): the \
+                     paper's estimator, kept for parity",
+        range: Some((0.0, 1.0)),
+    }];
+    match spec {
+        ScorerSpec::TargetWord => TARGET,
+        ScorerSpec::WordCategories { .. } => WORDS,
+        _ => &[],
+    }
+}
+
 /// Mean of a slice; `None` when empty.
 pub(crate) fn mean(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() {
