@@ -15,7 +15,9 @@ use selfaware_eval::battery::{Battery, Question, ScorerSpec};
 use selfaware_eval::builtin;
 use selfaware_eval::import::{resolve_imports, ImportMode};
 use selfaware_eval::records::{read_records, EvalRecord, Observation, RecordKey, RecordWriter};
-use selfaware_eval::render::{render_battery, NewlineMode, PromptItem, RenderOptions};
+use selfaware_eval::render::{
+    interleave_paraphrases, render_battery, NewlineMode, PromptItem, RenderOptions,
+};
 use selfaware_eval::scorers::{self, ScoreContext};
 use selfaware_eval::spec::{EvalSpec, NumericMode};
 use selfaware_types::{sha256_hex, Conversation, Provenance, TOOL_VERSION};
@@ -499,6 +501,12 @@ pub fn run_eval(
             seed: spec.seed,
         },
     )?;
+    // A limit takes each question's prompts round-robin over its paraphrases.
+    let items = if spec.limit.is_some() {
+        interleave_paraphrases(items)
+    } else {
+        items
+    };
 
     let judge = match &spec.judge {
         Some(j) => Some(Judge::open(j, env.lookup)?),

@@ -52,8 +52,8 @@ pub struct EvalArgs {
     /// The paper's `questions/` folder: questions with an `import` take its text.
     #[arg(long, value_name = "DIR")]
     pub paper_questions: Option<PathBuf>,
-    /// Evaluate at most N rendered prompts of each question (a later run can raise it and
-    /// resume).
+    /// Evaluate at most N rendered prompts of each question, taken round-robin over its
+    /// paraphrases (a later run can raise it and resume).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// Ask only these questions of the battery (comma-separated ids); the rest are dropped

@@ -87,6 +87,11 @@ pub struct Question {
     /// Question templates. Slots: `{options}`, every key of `vars`, `{sep_suffix}`.
     /// Unknown `{keys}` are left intact (the paper's "partial format").
     pub paraphrases: Vec<String>,
+    /// More paraphrases, written for selfaware (the paper often had one), asked after
+    /// `paraphrases` with the indices that follow theirs. An `import` never replaces them, so
+    /// a question keeps the paper's exact text at index 0 and still has several wordings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_paraphrases: Vec<String>,
     /// Fixed text placed before every paraphrase (the paper's YAML `prefix`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preamble: Option<String>,
@@ -130,6 +135,13 @@ pub struct Question {
     /// Replace fields with the text of a question in the paper's YAML files, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportRef>,
+}
+
+impl Question {
+    /// Every paraphrase in index order: the question's own, then the extra ones.
+    pub fn all_paraphrases(&self) -> impl Iterator<Item = &String> {
+        self.paraphrases.iter().chain(&self.extra_paraphrases)
+    }
 }
 
 fn default_suffix_separator() -> String {
@@ -403,7 +415,7 @@ impl Battery {
                 ));
             }
             if !q.options.is_empty() {
-                if let Some(p) = q.paraphrases.iter().position(|p| !p.contains("{options}")) {
+                if let Some(p) = q.all_paraphrases().position(|p| !p.contains("{options}")) {
                     return Err(err(
                         id,
                         "paraphrases",

@@ -337,6 +337,7 @@ impl ImportedQuestion {
             source: format!("{}#{}", self.file, self.name),
             wording: Wording::Paper,
             paraphrases: self.paraphrases.clone(),
+            extra_paraphrases: Vec::new(),
             preamble: self.prefix.clone().filter(|p| !p.is_empty()),
             suffix: self.suffix.clone(),
             suffix_separator: "\n\n".to_string(),

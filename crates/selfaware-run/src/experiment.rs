@@ -325,7 +325,7 @@ pub struct BatterySpec {
     pub battery: String,
     /// Ask only these questions (ids); default: every question of the battery.
     pub questions: Option<Vec<String>>,
-    /// At most this many rendered prompts per question.
+    /// At most this many rendered prompts per question, round-robin over its paraphrases.
     pub limit: Option<usize>,
     /// Samples per prompt for free-form questions.
     pub samples: Option<usize>,
