@@ -16,6 +16,10 @@
 //!   bootstrap over that model's paraphrases (or probe items).
 //! - **differences** between conditions: the bootstrap interval of the difference of means over
 //!   seeds and a two-sided permutation test on the per-seed values.
+//! - **detectable difference** of each difference: the smallest `|a − b|` it had 80% power to
+//!   detect at two-sided α = 0.05 (`selfaware_stats::detectable_difference`, Welch, or
+//!   `detectable_difference_paired`), from the same values the difference uses; in words
+//!   why not where it cannot be computed.
 //! - **scatter fits**: least squares and Pearson r with a Fisher-z 95% interval, per cluster.
 
 use std::collections::BTreeMap;
@@ -30,8 +34,9 @@ use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
 use selfaware_stats::{
-    bootstrap_mean_ci, compare_conditions, compare_paired, hierarchical_bootstrap_ci, ols_line,
-    pearson, BootstrapConfig, PermutationConfig,
+    bootstrap_mean_ci, compare_conditions, compare_paired, detectable_difference,
+    detectable_difference_paired, hierarchical_bootstrap_ci, ols_line, pearson, BootstrapConfig,
+    DetectableDifference, PermutationConfig, PowerConfig, StatsError,
 };
 
 use crate::error::{Result, RunError};
@@ -113,6 +118,59 @@ fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::TrainedHigher => "the finetuned policy scores higher",
         Direction::TrainedLower => "the finetuned policy scores lower",
+    }
+}
+
+/// The detectable difference of a comparison as results hold it: the number and how it was
+/// computed, or no number and why not, in words.
+fn detectable_entry(
+    result: std::result::Result<DetectableDifference, StatsError>,
+    units: &str,
+    sizes: (usize, usize),
+) -> (Option<f64>, String) {
+    let (na, nb) = sizes;
+    match result {
+        Ok(d) => {
+            let over = match d.method {
+                selfaware_stats::PowerMethod::Paired => format!("{} {units}", d.n_a),
+                _ => format!("{} vs {} {units}", d.n_a, d.n_b),
+            };
+            (
+                Some(d.difference),
+                format!(
+                    "{} over {over} (α {}, power {}): SE {:.3}, df {:.1}",
+                    d.method.name(),
+                    d.alpha,
+                    d.power,
+                    d.standard_error,
+                    d.df
+                ),
+            )
+        }
+        Err(StatsError::TestCannotReject {
+            test,
+            smallest_p,
+            alpha,
+            ..
+        }) => (
+            None,
+            format!(
+                "n/a: with {na} vs {nb} {units} the {test} cannot reach p ≤ {alpha} \
+                 (smallest possible p {smallest_p:.3}), so no difference is detectable"
+            ),
+        ),
+        Err(StatsError::Empty { .. } | StatsError::TooFew { .. }) => (
+            None,
+            format!("n/a: fewer than 2 {units} on a side ({na} vs {nb})"),
+        ),
+        Err(StatsError::ZeroVariance { .. }) => (
+            None,
+            format!(
+                "n/a: the {units} show no spread (zero variance), so there is nothing to size \
+                 an effect against"
+            ),
+        ),
+        Err(err) => (None, format!("n/a: {err}")),
     }
 }
 
@@ -301,6 +359,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         level: 0.95,
         seed: e.stats.seed,
     };
+    // The comparisons' permutation and sign-flip tests run with the bootstrap's budget
+    // (`compare_conditions`, `compare_paired`), so the detectable difference checks that budget.
+    let power = PowerConfig {
+        permutations: Some(boot.resamples),
+        ..PowerConfig::default()
+    };
     let perm = PermutationConfig {
         resamples: e.stats.permutations,
         seed: e.stats.seed,
@@ -477,7 +541,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                         .collect()
                 };
                 let (ma_models, mb_models) = (models_of(&a.id), models_of(&b.id));
-                let (lo, hi, p) = if ma_models.len() == 1 && mb_models.len() == 1 {
+                let item_units = if metric.group == "probe" {
+                    "probe items"
+                } else {
+                    "paraphrases"
+                };
+                let (lo, hi, p, detectable) = if ma_models.len() == 1 && mb_models.len() == 1 {
                     let (ua, ub) = (&ma_models[0].units, &mb_models[0].units);
                     let mut xa = Vec::new();
                     let mut xb = Vec::new();
@@ -487,28 +556,41 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                             xb.push(y);
                         }
                     }
+                    let detectable = detectable_entry(
+                        detectable_difference_paired(&xa, &xb, &power),
+                        &format!("{item_units} asked of both models"),
+                        (xa.len(), xb.len()),
+                    );
                     match compare_paired(&xa, &xb, &boot) {
                         Ok(c) => (
                             Some(c.difference.low),
                             Some(c.difference.high),
                             Some(c.sign_flip.p_value),
+                            detectable,
                         ),
-                        Err(_) => (None, None, None),
+                        Err(_) => (None, None, None, detectable),
                     }
                 } else {
-                    let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
+                    let (xa, xb, units) = if va.len() < 2 || vb.len() < 2 {
                         (
                             ma_models.iter().flat_map(|m| m.unit_values()).collect(),
                             mb_models.iter().flat_map(|m| m.unit_values()).collect(),
+                            format!("{item_units} (one model on a side)"),
                         )
                     } else {
-                        (va.clone(), vb.clone())
+                        (va.clone(), vb.clone(), "finetuning seeds".to_string())
                     };
+                    let detectable = detectable_entry(
+                        detectable_difference(&xa, &xb, &power),
+                        &units,
+                        (xa.len(), xb.len()),
+                    );
                     match compare_conditions(&xa, &xb, &boot) {
                         Ok(c) => (
                             Some(c.difference.low),
                             Some(c.difference.high),
                             Some(c.permutation.p_value),
+                            detectable,
                         ),
                         Err(_) => (
                             None,
@@ -516,6 +598,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                             selfaware_stats::permutation_test(&xa, &xb, &perm)
                                 .ok()
                                 .map(|t| t.p_value),
+                            detectable,
                         ),
                     }
                 };
@@ -526,6 +609,8 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     ci_low: lo,
                     ci_high: hi,
                     p_value: p,
+                    detectable: detectable.0,
+                    detectable_note: detectable.1,
                 });
             }
         }
@@ -668,6 +753,10 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         format!(
             "Differences between conditions: bootstrap interval of the difference of means and a two-sided permutation test on per-seed values ({} permutations or all relabelings when fewer).",
             e.stats.permutations
+        ),
+        format!(
+            "Detectable difference: the smallest |a − b| each comparison had 80% power to detect with a two-sided test at α = 0.05, (t_0.975,ν + t_0.8,ν) × SE from the compared values' own variance — Welch SE and Welch–Satterthwaite ν over the per-seed values (the finetuning seed is the unit of replication; paraphrases enter through each seed's mean), over the pooled prompts where a side has a single model, or the paired SE over the prompts both single models were asked. It is n/a where it cannot be computed, including where the permutation or sign-flip test ({} permutations) cannot reach p ≤ 0.05 at all (3 vs 3 seeds: smallest p 0.1; 5 pairs: 0.0625). A difference that is not significant rules out effects of about this size or larger, not smaller ones.",
+            boot.resamples
         ),
         "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
         "Baselines asked under several contexts (one per trained codeword or trigger) are averaged over contexts.".to_string(),
