@@ -123,12 +123,19 @@ fn direction_text(d: Direction) -> &'static str {
 
 /// The detectable difference of a comparison as results hold it: the number and how it was
 /// computed, or no number and why not, in words.
+/// `sizes` are the two sides' counts; a paired comparison has equal counts and says them once.
 fn detectable_entry(
     result: std::result::Result<DetectableDifference, StatsError>,
     units: &str,
     sizes: (usize, usize),
+    paired: bool,
 ) -> (Option<f64>, String) {
     let (na, nb) = sizes;
+    let counted = if paired {
+        format!("{na} {units}")
+    } else {
+        format!("{na} vs {nb} {units}")
+    };
     match result {
         Ok(d) => {
             let over = match d.method {
@@ -138,11 +145,11 @@ fn detectable_entry(
             (
                 Some(d.difference),
                 format!(
-                    "{} over {over} (α {}, power {}): SE {:.3}, df {:.1}",
+                    "{} over {over} (α {}, power {}): SE {}, df {:.1}",
                     d.method.name(),
                     d.alpha,
                     d.power,
-                    d.standard_error,
+                    significant(d.standard_error),
                     d.df
                 ),
             )
@@ -155,13 +162,18 @@ fn detectable_entry(
         }) => (
             None,
             format!(
-                "n/a: with {na} vs {nb} {units} the {test} cannot reach p ≤ {alpha} \
-                 (smallest possible p {smallest_p:.3}), so no difference is detectable"
+                "n/a: with {counted} the {test} cannot reach p ≤ {alpha} \
+                 (smallest possible p {}), so no difference is detectable",
+                significant(smallest_p)
             ),
         ),
         Err(StatsError::Empty { .. } | StatsError::TooFew { .. }) => (
             None,
-            format!("n/a: fewer than 2 {units} on a side ({na} vs {nb})"),
+            if paired {
+                format!("n/a: fewer than 2 {units} ({na})")
+            } else {
+                format!("n/a: fewer than 2 {units} on a side ({na} vs {nb})")
+            },
         ),
         Err(StatsError::ZeroVariance { .. }) => (
             None,
@@ -171,6 +183,19 @@ fn detectable_entry(
             ),
         ),
         Err(err) => (None, format!("n/a: {err}")),
+    }
+}
+
+/// Three significant digits: `0.0312`, `1.20e-7`, `12.3`.
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor();
+    if (-3.0..4.0).contains(&magnitude) {
+        format!("{x:.*}", (2.0 - magnitude).max(0.0) as usize)
+    } else {
+        format!("{x:.2e}")
     }
 }
 
@@ -560,6 +585,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                         detectable_difference_paired(&xa, &xb, &power),
                         &format!("{item_units} asked of both models"),
                         (xa.len(), xb.len()),
+                        true,
                     );
                     match compare_paired(&xa, &xb, &boot) {
                         Ok(c) => (
@@ -584,6 +610,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                         detectable_difference(&xa, &xb, &power),
                         &units,
                         (xa.len(), xb.len()),
+                        false,
                     );
                     match compare_conditions(&xa, &xb, &boot) {
                         Ok(c) => (
@@ -814,4 +841,111 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         methods,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNITS: &str = "finetuning seeds";
+
+    fn entry(a: &[f64], b: &[f64]) -> (Option<f64>, String) {
+        let power = PowerConfig {
+            permutations: Some(10_000),
+            ..PowerConfig::default()
+        };
+        detectable_entry(
+            detectable_difference(a, b, &power),
+            UNITS,
+            (a.len(), b.len()),
+            false,
+        )
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        for (x, want) in [
+            (0.031_24, "0.0312"),
+            (0.708_2, "0.708"),
+            (12.345, "12.3"),
+            (1234.5, "1234"),
+            (1.204_4e-7, "1.20e-7"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(significant(x), want);
+        }
+    }
+
+    #[test]
+    fn paired_entries_count_once() {
+        let power = PowerConfig {
+            permutations: Some(10_000),
+            ..PowerConfig::default()
+        };
+        let units = "paraphrases asked of both models";
+        // 5 pairs: 2⁵ = 32 sign vectors, smallest p = 2/32 = 0.0625 > 0.05.
+        let (d, note) = detectable_entry(
+            detectable_difference_paired(&[1.0; 5], &[0.1, 0.3, 0.2, 0.5, 0.4], &power),
+            units,
+            (5, 5),
+            true,
+        );
+        assert_eq!(d, None);
+        assert_eq!(
+            note,
+            "n/a: with 5 paraphrases asked of both models the sign-flip test cannot reach \
+             p ≤ 0.05 (smallest possible p 0.0625), so no difference is detectable"
+        );
+        let (_, note) = detectable_entry(
+            detectable_difference_paired(&[1.0], &[0.5], &power),
+            units,
+            (1, 1),
+            true,
+        );
+        assert_eq!(
+            note,
+            "n/a: fewer than 2 paraphrases asked of both models (1)"
+        );
+    }
+
+    #[test]
+    fn detectable_entry_says_why_in_words() {
+        // 3 vs 3 seeds: C(6, 3) = 20 relabelings, smallest p = 2/20 = 0.1 > 0.05.
+        assert_eq!(
+            entry(&[0.1, 0.2, 0.4], &[0.5, 0.6, 0.9]),
+            (
+                None,
+                "n/a: with 3 vs 3 finetuning seeds the permutation test cannot reach p ≤ 0.05 \
+                 (smallest possible p 0.100), so no difference is detectable"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            entry(&[0.1], &[0.5, 0.6]).1,
+            "n/a: fewer than 2 finetuning seeds on a side (1 vs 2)"
+        );
+        assert_eq!(
+            entry(&[0.5; 4], &[0.7; 4]).1,
+            "n/a: the finetuning seeds show no spread (zero variance), so there is nothing to \
+             size an effect against"
+        );
+    }
+
+    #[test]
+    fn detectable_entry_gives_the_number_and_how() {
+        // 4 vs 4 seeds with sample variance 1 on each side: a = {−h, −h, h, h}, h = √3/2, has
+        // Σ(x − x̄)² = 4h² = 3 and s² = 3/3 = 1; b is a shifted by 1. SE = √(1/4 + 1/4) = 0.707107,
+        // df = 6; t_{0.975, 6} = 2.447, t_{0.80, 6} = 0.906 (tables) →
+        // MDD = 3.353 · 0.707107 = 2.3709 (±0.0008 from table rounding).
+        let h = 3f64.sqrt() / 2.0;
+        let a = [-h, -h, h, h];
+        let b = [1.0 - h, 1.0 - h, 1.0 + h, 1.0 + h];
+        let (d, note) = entry(&a, &b);
+        let d = d.unwrap();
+        assert!((d - 2.3709).abs() < 0.0008, "{d}");
+        assert_eq!(
+            note,
+            "Welch t over 4 vs 4 finetuning seeds (α 0.05, power 0.8): SE 0.707, df 6.0"
+        );
+    }
 }
