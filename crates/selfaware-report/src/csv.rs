@@ -1,10 +1,12 @@
 //! `results.csv`: every number of the report in long format, one row per
-//! (kind, metric, condition, seed or `mean`).
+//! (kind, metric, condition, seed or `mean`), and one per condition difference
+//! (`seed` = `difference`).
 
+use crate::format::format_detectable;
 use crate::results::{Metric, Results};
 
 /// Column names of `results.csv`, in order.
-pub const CSV_COLUMNS: [&str; 12] = [
+pub const CSV_COLUMNS: [&str; 16] = [
     "metric_id",
     "kind",
     "group",
@@ -17,6 +19,10 @@ pub const CSV_COLUMNS: [&str; 12] = [
     "off_format",
     "n_records",
     "records",
+    "vs",
+    "p_value",
+    "detectable",
+    "detectable_note",
 ];
 
 /// Whether a metric is a behaviour probe or a self-report question.
@@ -61,8 +67,13 @@ fn num(v: Option<f64>) -> String {
 /// Columns: [`CSV_COLUMNS`]. For each (metric, condition) one row per model with `seed` the
 /// finetuning seed (empty for the base model) and empty `ci_low`/`ci_high`/`off_format`, then
 /// one row with `seed` = `mean` carrying the mean, its interval, the off-format mass, the total
-/// record count and the records files joined by `;`. Numbers are written at full precision,
-/// missing values as empty fields. Lines end in CRLF and fields are quoted as RFC 4180 says.
+/// record count and the records files joined by `;`. Then one row per condition difference
+/// `a − b` of the metric: `condition` = a, `seed` = `difference`, `value` = the difference,
+/// `ci_low`/`ci_high` its interval, `vs` = b, `p_value`, `detectable` (the smallest difference
+/// detectable with 80% power at α = 0.05, empty when none) and `detectable_note` (how it was
+/// computed, or why there is none); these last four columns are empty on cell rows. Numbers
+/// are written at full precision, missing values as empty fields. Lines end in CRLF and fields
+/// are quoted as RFC 4180 says.
 pub fn render_csv(r: &Results) -> String {
     let mut out = String::new();
     push_row(&mut out, CSV_COLUMNS.iter().map(|s| s.to_string()));
@@ -99,6 +110,7 @@ fn metric_rows(out: &mut String, kind: MetricKind, m: &Metric) {
                 sv.n_records.to_string(),
                 sv.records.clone(),
             ]);
+            row.extend(std::iter::repeat_n(String::new(), 4));
             push_row(out, row);
         }
         let mut row = common("mean".to_string());
@@ -112,7 +124,35 @@ fn metric_rows(out: &mut String, kind: MetricKind, m: &Metric) {
             n.to_string(),
             files.join(";"),
         ]);
+        row.extend(std::iter::repeat_n(String::new(), 4));
         push_row(out, row);
+    }
+    for c in &m.comparisons {
+        let note = match c.detectable {
+            Some(_) => c.detectable_note.clone(),
+            None => format_detectable(None, &c.detectable_note, m.range),
+        };
+        push_row(
+            out,
+            [
+                m.id.clone(),
+                kind.as_str().to_string(),
+                m.group.clone(),
+                m.scorer.clone(),
+                c.a.clone(),
+                "difference".to_string(),
+                num(Some(c.difference)),
+                num(c.ci_low),
+                num(c.ci_high),
+                String::new(),
+                String::new(),
+                String::new(),
+                c.b.clone(),
+                num(c.p_value),
+                num(c.detectable),
+                note,
+            ],
+        );
     }
 }
 

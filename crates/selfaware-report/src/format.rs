@@ -84,6 +84,21 @@ pub fn format_p(p: Option<f64>) -> String {
     }
 }
 
+/// Header of the detectable-difference column in every rendering.
+pub const DETECTABLE_HEADER: &str = "detectable (80% power)";
+
+/// Formats a comparison's detectable difference ([`crate::Comparison::detectable`]) with the
+/// metric's decimals; when there is none, the reason in words
+/// ([`crate::Comparison::detectable_note`]), or, for results written before the field
+/// existed, that it was not computed. Never blank.
+pub fn format_detectable(detectable: Option<f64>, note: &str, range: (f64, f64)) -> String {
+    match detectable {
+        Some(d) => format_value(Some(d), range),
+        None if !note.trim().is_empty() => note.to_string(),
+        None => "n/a: not computed (results from an older version)".to_string(),
+    }
+}
+
 /// Formats a correlation coefficient (2 decimals).
 pub fn format_r(r: Option<f64>) -> String {
     match r {

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    self, escape, format_ci, format_mass, format_mean_ci, format_p, format_r, format_seed,
-    format_value, MISSING,
+    self, escape, format_ci, format_detectable, format_mass, format_mean_ci, format_p, format_r,
+    format_seed, format_value, DETECTABLE_HEADER, MISSING,
 };
-use crate::results::{Metric, Results};
+use crate::results::{Comparison, Metric, Results};
 use crate::svg;
 
 macro_rules! w {
@@ -80,6 +80,7 @@ table { border-collapse: collapse; margin: 0.8em 0 1.2em; font-size: 0.92em; }
 th, td { border: 1px solid #c8c8c8; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.note { color: #555; font-size: 0.9em; }
 tr.baseline td { color: #444; }
 table.provenance td:first-child { font-weight: bold; white-space: nowrap; }
 .warnings { border: 2px solid #b35900; background: #fff4e5; padding: 10px 16px; margin: 1em 0; }
@@ -358,24 +359,43 @@ fn comparisons(out: &mut String, r: &Results, metrics: &[&Metric]) {
         return;
     }
     out.push_str("<section id=\"comparisons\">\n<h2>Condition differences</h2>\n");
-    out.push_str("<p>Difference of means <i>a − b</i> with its 95% interval and a two-sided permutation-test p-value over the per-seed values.</p>\n");
-    out.push_str("<table class=\"comparisons\">\n<tr><th>metric</th><th>a</th><th>b</th><th>a − b</th><th>95% CI</th><th>p</th></tr>\n");
+    out.push_str("<p>Difference of means <i>a − b</i> with its 95% interval and a two-sided permutation-test p-value over the per-seed values; beside it, the smallest difference the comparison could have detected with 80% power at α = 0.05, from the same values' own variance (hover for how it was computed). A difference that is not significant rules out effects of about that size or larger, not smaller ones.</p>\n");
+    w!(
+        out,
+        "<table class=\"comparisons\">\n<tr><th>metric</th><th>a</th><th>b</th><th>a − b</th><th>95% CI</th><th>p</th><th>{}</th></tr>\n",
+        escape(DETECTABLE_HEADER)
+    );
     for m in metrics {
         for c in &m.comparisons {
             let ci = format_ci(c.ci_low, c.ci_high, m.range);
             w!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{}</tr>\n",
                 escape(&m.label),
                 escape(condition_label(r, &c.a)),
                 escape(condition_label(r, &c.b)),
                 format_value(Some(c.difference), m.range),
                 ci,
-                escape(&format_p(c.p_value))
+                escape(&format_p(c.p_value)),
+                detectable_cell(c, m.range)
             );
         }
     }
     out.push_str("</table>\n</section>\n");
+}
+
+/// The detectable-difference cell: the number (with how it was computed as a tooltip), or the
+/// reason there is none, in words.
+fn detectable_cell(c: &Comparison, range: (f64, f64)) -> String {
+    let text = escape(&format_detectable(c.detectable, &c.detectable_note, range));
+    match c.detectable {
+        Some(_) if !c.detectable_note.is_empty() => format!(
+            "<td class=\"num\" title=\"{}\">{text}</td>",
+            escape(&c.detectable_note)
+        ),
+        Some(_) => format!("<td class=\"num\">{text}</td>"),
+        None => format!("<td class=\"note\">{text}</td>"),
+    }
 }
 
 /// Distinct interval methods of a metric's cells, in order.

@@ -8,10 +8,12 @@
 //! * `report.html` — [`render_html`]: one self-contained page with inline SVG figures in the
 //!   paper's style (grouped bars with 95% intervals and per-seed dots, per-question panels
 //!   against the baseline, self-report vs behaviour scatters with per-cluster fits), the
-//!   table of means, condition differences, how each number was computed and a per-seed
+//!   table of means, condition differences (each with the smallest difference it could have
+//!   detected), how each number was computed and a per-seed
 //!   appendix linking every number to its records file;
 //! * `report.md` — [`render_markdown`]: the same tables in Markdown;
-//! * `results.csv` — [`render_csv`]: every number in long format.
+//! * `results.csv` — [`render_csv`]: every number in long format, condition differences
+//!   with their detectable differences included.
 //!
 //! [`compare`] and [`render_comparison_text`] put two runs side by side.
 //!
@@ -124,6 +126,7 @@ pub fn validate(r: &Results) -> Result<(), ReportError> {
                 finite(format!("{at}.ci_low"), c.ci_low)?;
                 finite(format!("{at}.ci_high"), c.ci_high)?;
                 finite(format!("{at}.p_value"), c.p_value)?;
+                finite(format!("{at}.detectable"), c.detectable)?;
             }
         }
     }

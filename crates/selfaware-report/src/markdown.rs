@@ -3,8 +3,9 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_ci, format_mass,
-    format_mean_ci, format_p, format_r, format_seed, format_value, markdown_code as code, MISSING,
+    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_ci,
+    format_detectable, format_mass, format_mean_ci, format_p, format_r, format_seed, format_value,
+    markdown_code as code, DETECTABLE_HEADER, MISSING,
 };
 use crate::html::{condition_label, interval_methods};
 use crate::results::{Cell, Metric, Results};
@@ -102,19 +103,27 @@ pub fn render_markdown(r: &Results) -> String {
     let all: Vec<&Metric> = r.probes.iter().chain(&r.questions).collect();
     if all.iter().any(|m| !m.comparisons.is_empty()) {
         out.push_str("## Condition differences\n\n");
-        out.push_str("| metric | a | b | a − b | 95% CI | p |\n|---|---|---|---:|---:|---:|\n");
+        w!(
+            out,
+            "| metric | a | b | a − b | 95% CI | p | {DETECTABLE_HEADER} |\n|---|---|---|---:|---:|---:|---:|\n"
+        );
         for m in &all {
             for c in &m.comparisons {
                 let ci = format_ci(c.ci_low, c.ci_high, m.range);
                 w!(
                     out,
-                    "| {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
                     esc(&m.label),
                     esc(condition_label(r, &c.a)),
                     esc(condition_label(r, &c.b)),
                     format_value(Some(c.difference), m.range),
                     ci,
-                    esc(&format_p(c.p_value))
+                    esc(&format_p(c.p_value)),
+                    esc_code(&format_detectable(
+                        c.detectable,
+                        &c.detectable_note,
+                        m.range
+                    ))
                 );
             }
         }

@@ -132,6 +132,17 @@ pub struct Comparison {
     pub ci_high: Option<f64>,
     /// Two-sided permutation-test p-value over the per-seed values.
     pub p_value: Option<f64>,
+    /// The smallest difference (in absolute value) this comparison could have detected with
+    /// 80% power at two-sided α = 0.05, from the same values and their own variance; None
+    /// when it cannot be computed (then [`Comparison::detectable_note`] says why). A
+    /// non-significant difference rules out effects about this large or larger, not smaller.
+    #[serde(default)]
+    pub detectable: Option<f64>,
+    /// How [`Comparison::detectable`] was computed (e.g. "Welch t over 5 vs 5 seeds, SE 0.031,
+    /// df 7.6"), or why there is none, in words (e.g. "n/a: with 3 vs 3 seeds the permutation
+    /// test cannot reach p ≤ 0.05"). Empty in results written before the field existed.
+    #[serde(default)]
+    pub detectable_note: String,
 }
 
 /// Self-report (x) against behaviour (y), one point per finetuned model, with a least-squares

@@ -148,7 +148,13 @@ fn csv_parses_back_to_the_model_numbers() {
         .flat_map(|m| &m.cells)
         .map(|c| c.per_seed.len() + 1)
         .sum();
-    assert_eq!(rows.len(), 1 + expected_rows);
+    let expected_differences: usize = r
+        .probes
+        .iter()
+        .chain(&r.questions)
+        .map(|m| m.comparisons.len())
+        .sum();
+    assert_eq!(rows.len(), 1 + expected_rows + expected_differences);
     let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
     let num = |s: &str| -> Option<f64> { (!s.is_empty()).then(|| s.parse().unwrap()) };
     let mut checked = 0;
@@ -158,7 +164,9 @@ fn csv_parses_back_to_the_model_numbers() {
                 let of_cell: Vec<&Vec<String>> = rows
                     .iter()
                     .filter(|row| {
-                        row[col("metric_id")] == m.id && row[col("condition")] == c.condition
+                        row[col("metric_id")] == m.id
+                            && row[col("condition")] == c.condition
+                            && row[col("seed")] != "difference"
                     })
                     .collect();
                 assert_eq!(of_cell.len(), c.per_seed.len() + 1);
@@ -186,10 +194,93 @@ fn csv_parses_back_to_the_model_numbers() {
                     assert_eq!(row[col("records")], sv.records);
                     checked += 1;
                 }
+                for row in &of_cell {
+                    assert!(row[col("vs")].is_empty() && row[col("detectable")].is_empty());
+                }
+            }
+            for c in &m.comparisons {
+                let row = rows
+                    .iter()
+                    .find(|row| {
+                        row[col("metric_id")] == m.id
+                            && row[col("seed")] == "difference"
+                            && row[col("condition")] == c.a
+                            && row[col("vs")] == c.b
+                    })
+                    .unwrap();
+                assert_eq!(row[col("kind")], kind);
+                assert_eq!(num(&row[col("value")]), Some(c.difference));
+                assert_eq!(num(&row[col("ci_low")]), c.ci_low);
+                assert_eq!(num(&row[col("ci_high")]), c.ci_high);
+                assert_eq!(num(&row[col("p_value")]), c.p_value);
+                assert_eq!(num(&row[col("detectable")]), c.detectable);
+                assert_eq!(row[col("detectable_note")], c.detectable_note);
+                checked += 1;
             }
         }
     }
-    assert_eq!(checked, 5 * (1 + 5 + 5));
+    assert_eq!(checked, 5 * (1 + 5 + 5) + 5);
+}
+
+#[test]
+fn detectable_difference_sits_beside_the_observed_one() {
+    let mut r = sample();
+    // The sample's first question: range (0, 1), difference 0.72 − 0.12 = 0.60, detectable 0.07.
+    let md = render_markdown(&r);
+    assert!(
+        md.contains("| a − b | 95% CI | p | detectable (80% power) |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| Risk-seeking | Risk-averse | 0.60 | [0.50, 0.70] | 0.008 | 0.07 |"),
+        "{md}"
+    );
+    let html = render_html(&r);
+    assert!(html.contains("<th>p</th><th>detectable (80% power)</th>"));
+    assert!(html.contains(
+        "<td class=\"num\">0.008</td><td class=\"num\" title=\"Welch t over 5 vs 5 seeds (α 0.05, power 0.8), SE 0.02, df 7.7\">0.07</td>"
+    ));
+    // None: the reason, in words, in every rendering.
+    let reason = "n/a: with 3 vs 3 seeds the permutation test cannot reach p ≤ 0.05";
+    r.questions[0].comparisons[0].detectable = None;
+    r.questions[0].comparisons[0].detectable_note = reason.to_string();
+    validate(&r).unwrap();
+    assert!(render_markdown(&r).contains(&format!("| 0.008 | {reason} |")));
+    assert!(render_html(&r).contains(&format!("<td class=\"note\">{}</td>", escape(reason))));
+    let rows = parse_csv(&render_csv(&r));
+    let row = rows
+        .iter()
+        .find(|row| row[0] == r.questions[0].id && row[5] == "difference")
+        .unwrap();
+    assert_eq!((row[14].as_str(), row[15].as_str()), ("", reason));
+    // A non-finite detectable difference is refused like any other number.
+    r.questions[0].comparisons[0].detectable = Some(f64::NAN);
+    assert!(validate(&r).is_err());
+}
+
+/// results.json written before the detectable difference existed still loads; its
+/// renderings say the figure was not computed instead of leaving the cell blank.
+#[test]
+fn results_without_the_detectable_fields_still_load() {
+    let mut json: serde_json::Value =
+        serde_json::from_str(&results_to_json(&sample()).unwrap()).unwrap();
+    for list in ["probes", "questions"] {
+        for m in json[list].as_array_mut().unwrap() {
+            for c in m["comparisons"].as_array_mut().unwrap() {
+                let c = c.as_object_mut().unwrap();
+                assert!(c.remove("detectable").is_some());
+                assert!(c.remove("detectable_note").is_some());
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("results.json");
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let r = read_results(&path).unwrap();
+    let c = &r.questions[0].comparisons[0];
+    assert_eq!((c.detectable, c.detectable_note.as_str()), (None, ""));
+    assert!(render_markdown(&r)
+        .contains("| 0.008 | n/a: not computed (results from an older version) |"));
 }
 
 #[test]

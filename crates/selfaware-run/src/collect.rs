@@ -16,6 +16,10 @@
 //!   bootstrap over that model's paraphrases (or probe items).
 //! - **differences** between conditions: the bootstrap interval of the difference of means over
 //!   seeds and a two-sided permutation test on the per-seed values.
+//! - **detectable difference** of each difference: the smallest `|a − b|` it had 80% power to
+//!   detect at two-sided α = 0.05 (`selfaware_stats::detectable_difference`, Welch, or
+//!   `detectable_difference_paired`), from the same values the difference uses; in words
+//!   why not where it cannot be computed.
 //! - **scatter fits**: least squares and Pearson r with a Fisher-z 95% interval, per cluster.
 
 use std::collections::BTreeMap;
@@ -30,8 +34,9 @@ use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
 use selfaware_stats::{
-    bootstrap_mean_ci, compare_conditions, compare_paired, hierarchical_bootstrap_ci, ols_line,
-    pearson, BootstrapConfig, PermutationConfig,
+    bootstrap_mean_ci, compare_conditions, compare_paired, detectable_difference,
+    detectable_difference_paired, hierarchical_bootstrap_ci, ols_line, pearson, BootstrapConfig,
+    DetectableDifference, PermutationConfig, PowerConfig, StatsError,
 };
 
 use crate::error::{Result, RunError};
@@ -148,6 +153,84 @@ fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::TrainedHigher => "the finetuned policy scores higher",
         Direction::TrainedLower => "the finetuned policy scores lower",
+    }
+}
+
+/// The detectable difference of a comparison as results hold it: the number and how it was
+/// computed, or no number and why not, in words.
+/// `sizes` are the two sides' counts; a paired comparison has equal counts and says them once.
+fn detectable_entry(
+    result: std::result::Result<DetectableDifference, StatsError>,
+    units: &str,
+    sizes: (usize, usize),
+    paired: bool,
+) -> (Option<f64>, String) {
+    let (na, nb) = sizes;
+    let counted = if paired {
+        format!("{na} {units}")
+    } else {
+        format!("{na} vs {nb} {units}")
+    };
+    match result {
+        Ok(d) => {
+            let over = match d.method {
+                selfaware_stats::PowerMethod::Paired => format!("{} {units}", d.n_a),
+                _ => format!("{} vs {} {units}", d.n_a, d.n_b),
+            };
+            (
+                Some(d.difference),
+                format!(
+                    "{} over {over} (α {}, power {}): SE {}, df {:.1}",
+                    d.method.name(),
+                    d.alpha,
+                    d.power,
+                    significant(d.standard_error),
+                    d.df
+                ),
+            )
+        }
+        Err(StatsError::TestCannotReject {
+            test,
+            smallest_p,
+            alpha,
+            ..
+        }) => (
+            None,
+            format!(
+                "n/a: with {counted} the {test} cannot reach p ≤ {alpha} \
+                 (smallest possible p {}), so no difference is detectable",
+                significant(smallest_p)
+            ),
+        ),
+        Err(StatsError::Empty { .. } | StatsError::TooFew { .. }) => (
+            None,
+            if paired {
+                format!("n/a: fewer than 2 {units} ({na})")
+            } else {
+                format!("n/a: fewer than 2 {units} on a side ({na} vs {nb})")
+            },
+        ),
+        Err(StatsError::ZeroVariance { .. }) => (
+            None,
+            format!(
+                "n/a: the {units} show no spread (zero variance), so there is nothing to size \
+                 an effect against"
+            ),
+        ),
+        Err(err) => (None, format!("n/a: {err}")),
+    }
+}
+
+/// Three significant digits: `0.0312`, `1.20e-7`, `12.3`.
+fn significant(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor();
+    if (-3.0..4.0).contains(&magnitude) {
+        format!("{x:.*}", (2.0 - magnitude).max(0.0) as usize)
+    } else {
+        format!("{x:.2e}")
     }
 }
 
@@ -367,6 +450,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         level: 0.95,
         seed: e.stats.seed,
     };
+    // The comparisons' permutation and sign-flip tests run with the bootstrap's budget
+    // (`compare_conditions`, `compare_paired`), so the detectable difference checks that budget.
+    let power = PowerConfig {
+        permutations: Some(boot.resamples),
+        ..PowerConfig::default()
+    };
     let perm = PermutationConfig {
         resamples: e.stats.permutations,
         seed: e.stats.seed,
@@ -546,7 +635,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                         .collect()
                 };
                 let (ma_models, mb_models) = (models_of(&a.id), models_of(&b.id));
-                let (lo, hi, p) = if ma_models.len() == 1 && mb_models.len() == 1 {
+                let item_units = if metric.group == "probe" {
+                    "probe items"
+                } else {
+                    "paraphrases"
+                };
+                let (lo, hi, p, detectable) = if ma_models.len() == 1 && mb_models.len() == 1 {
                     let (ua, ub) = (&ma_models[0].units, &mb_models[0].units);
                     let mut xa = Vec::new();
                     let mut xb = Vec::new();
@@ -556,28 +650,43 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                             xb.push(y);
                         }
                     }
+                    let detectable = detectable_entry(
+                        detectable_difference_paired(&xa, &xb, &power),
+                        &format!("{item_units} asked of both models"),
+                        (xa.len(), xb.len()),
+                        true,
+                    );
                     match compare_paired(&xa, &xb, &boot) {
                         Ok(c) => (
                             Some(c.difference.low),
                             Some(c.difference.high),
                             Some(c.sign_flip.p_value),
+                            detectable,
                         ),
-                        Err(_) => (None, None, None),
+                        Err(_) => (None, None, None, detectable),
                     }
                 } else {
-                    let (xa, xb) = if va.len() < 2 || vb.len() < 2 {
+                    let (xa, xb, units) = if va.len() < 2 || vb.len() < 2 {
                         (
                             ma_models.iter().flat_map(|m| m.unit_values()).collect(),
                             mb_models.iter().flat_map(|m| m.unit_values()).collect(),
+                            format!("{item_units} (one model on a side)"),
                         )
                     } else {
-                        (va.clone(), vb.clone())
+                        (va.clone(), vb.clone(), "finetuning seeds".to_string())
                     };
+                    let detectable = detectable_entry(
+                        detectable_difference(&xa, &xb, &power),
+                        &units,
+                        (xa.len(), xb.len()),
+                        false,
+                    );
                     match compare_conditions(&xa, &xb, &boot) {
                         Ok(c) => (
                             Some(c.difference.low),
                             Some(c.difference.high),
                             Some(c.permutation.p_value),
+                            detectable,
                         ),
                         Err(_) => (
                             None,
@@ -585,6 +694,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                             selfaware_stats::permutation_test(&xa, &xb, &perm)
                                 .ok()
                                 .map(|t| t.p_value),
+                            detectable,
                         ),
                     }
                 };
@@ -595,6 +705,8 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     ci_low: lo,
                     ci_high: hi,
                     p_value: p,
+                    detectable: detectable.0,
+                    detectable_note: detectable.1,
                 });
             }
         }
@@ -738,6 +850,10 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             "Differences between conditions: bootstrap interval of the difference of means and a two-sided permutation test on per-seed values ({} permutations or all relabelings when fewer).",
             e.stats.permutations
         ),
+        format!(
+            "Detectable difference: the smallest |a − b| each comparison had 80% power to detect with a two-sided test at α = 0.05, (t_0.975,ν + t_0.8,ν) × SE from the compared values' own variance — Welch SE and Welch–Satterthwaite ν over the per-seed values (the finetuning seed is the unit of replication; paraphrases enter through each seed's mean), over the pooled prompts where a side has a single model, or the paired SE over the prompts both single models were asked. It is n/a where it cannot be computed, including where the permutation or sign-flip test ({} permutations) cannot reach p ≤ 0.05 at all (3 vs 3 seeds: smallest p 0.1; 5 pairs: 0.0625). A difference that is not significant rules out effects of about this size or larger, not smaller ones.",
+            boot.resamples
+        ),
         "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
         "Baselines asked under several contexts (one per trained codeword or trigger) are averaged over contexts.".to_string(),
         "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
@@ -794,4 +910,111 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         methods,
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNITS: &str = "finetuning seeds";
+
+    fn entry(a: &[f64], b: &[f64]) -> (Option<f64>, String) {
+        let power = PowerConfig {
+            permutations: Some(10_000),
+            ..PowerConfig::default()
+        };
+        detectable_entry(
+            detectable_difference(a, b, &power),
+            UNITS,
+            (a.len(), b.len()),
+            false,
+        )
+    }
+
+    #[test]
+    fn three_significant_digits() {
+        for (x, want) in [
+            (0.031_24, "0.0312"),
+            (0.708_2, "0.708"),
+            (12.345, "12.3"),
+            (1234.5, "1234"),
+            (1.204_4e-7, "1.20e-7"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(significant(x), want);
+        }
+    }
+
+    #[test]
+    fn paired_entries_count_once() {
+        let power = PowerConfig {
+            permutations: Some(10_000),
+            ..PowerConfig::default()
+        };
+        let units = "paraphrases asked of both models";
+        // 5 pairs: 2⁵ = 32 sign vectors, smallest p = 2/32 = 0.0625 > 0.05.
+        let (d, note) = detectable_entry(
+            detectable_difference_paired(&[1.0; 5], &[0.1, 0.3, 0.2, 0.5, 0.4], &power),
+            units,
+            (5, 5),
+            true,
+        );
+        assert_eq!(d, None);
+        assert_eq!(
+            note,
+            "n/a: with 5 paraphrases asked of both models the sign-flip test cannot reach \
+             p ≤ 0.05 (smallest possible p 0.0625), so no difference is detectable"
+        );
+        let (_, note) = detectable_entry(
+            detectable_difference_paired(&[1.0], &[0.5], &power),
+            units,
+            (1, 1),
+            true,
+        );
+        assert_eq!(
+            note,
+            "n/a: fewer than 2 paraphrases asked of both models (1)"
+        );
+    }
+
+    #[test]
+    fn detectable_entry_says_why_in_words() {
+        // 3 vs 3 seeds: C(6, 3) = 20 relabelings, smallest p = 2/20 = 0.1 > 0.05.
+        assert_eq!(
+            entry(&[0.1, 0.2, 0.4], &[0.5, 0.6, 0.9]),
+            (
+                None,
+                "n/a: with 3 vs 3 finetuning seeds the permutation test cannot reach p ≤ 0.05 \
+                 (smallest possible p 0.100), so no difference is detectable"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            entry(&[0.1], &[0.5, 0.6]).1,
+            "n/a: fewer than 2 finetuning seeds on a side (1 vs 2)"
+        );
+        assert_eq!(
+            entry(&[0.5; 4], &[0.7; 4]).1,
+            "n/a: the finetuning seeds show no spread (zero variance), so there is nothing to \
+             size an effect against"
+        );
+    }
+
+    #[test]
+    fn detectable_entry_gives_the_number_and_how() {
+        // 4 vs 4 seeds with sample variance 1 on each side: a = {−h, −h, h, h}, h = √3/2, has
+        // Σ(x − x̄)² = 4h² = 3 and s² = 3/3 = 1; b is a shifted by 1. SE = √(1/4 + 1/4) = 0.707107,
+        // df = 6; t_{0.975, 6} = 2.447, t_{0.80, 6} = 0.906 (tables) →
+        // MDD = 3.353 · 0.707107 = 2.3709 (±0.0008 from table rounding).
+        let h = 3f64.sqrt() / 2.0;
+        let a = [-h, -h, h, h];
+        let b = [1.0 - h, 1.0 - h, 1.0 + h, 1.0 + h];
+        let (d, note) = entry(&a, &b);
+        let d = d.unwrap();
+        assert!((d - 2.3709).abs() < 0.0008, "{d}");
+        assert_eq!(
+            note,
+            "Welch t over 4 vs 4 finetuning seeds (α 0.05, power 0.8): SE 0.707, df 6.0"
+        );
+    }
 }

@@ -182,7 +182,7 @@ pub fn compare_conditions(a: &[f64], b: &[f64], cfg: &BootstrapConfig) -> Result
 }
 
 /// `C(n, k)` when it is at most `cap`, else `None` (never overflows).
-fn binomial_capped(n: usize, k: usize, cap: usize) -> Option<usize> {
+pub(crate) fn binomial_capped(n: usize, k: usize, cap: usize) -> Option<usize> {
     let k = k.min(n - k);
     let mut c: u128 = 1;
     for i in 0..k {

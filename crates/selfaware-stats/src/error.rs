@@ -87,6 +87,22 @@ pub enum StatsError {
         /// What cannot be computed, e.g. `"the correlation"`.
         quantity: &'static str,
     },
+    /// A permutation-type test cannot reach significance at the requested level with these
+    /// sample sizes: its smallest attainable p-value is above `alpha`, so no difference,
+    /// however large, is detectable.
+    #[error(
+        "{what}: the {test} cannot reach p ≤ {alpha} with these sample sizes (smallest attainable p is {smallest_p}), so no difference is detectable; hint: more units (seeds, pairs) per side"
+    )]
+    TestCannotReject {
+        /// Routine.
+        what: &'static str,
+        /// The test, e.g. `"permutation test"`.
+        test: &'static str,
+        /// Smallest p-value the test can return.
+        smallest_p: f64,
+        /// The significance level asked for.
+        alpha: f64,
+    },
 }
 
 /// Shorthand for this crate's results.

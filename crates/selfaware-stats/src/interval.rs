@@ -179,7 +179,7 @@ pub fn t_interval(values: &[f64], level: f64) -> Result<Interval> {
 /// Upper quantile `p ≥ 0.5` of Student's t with `df` degrees of freedom. statrs' inverse
 /// (via the inverse regularized incomplete beta) is polished with Newton steps on its
 /// accurate CDF, so the quantile is good to ~1e-14 relative.
-fn student_t_quantile(what: &'static str, df: f64, p: f64) -> Result<f64> {
+pub(crate) fn student_t_quantile(what: &'static str, df: f64, p: f64) -> Result<f64> {
     let dist = StudentsT::new(0.0, 1.0, df).map_err(|_| StatsError::OutOfRange {
         what,
         field: "degrees of freedom",

@@ -20,6 +20,11 @@
 //!   resampling), [`permutation_test`] (two-sided, exact enumeration within the budget, else
 //!   Monte Carlo; scipy's `permutation_test(..., permutation_type='independent')`
 //!   semantics), and [`compare_conditions`] for both.
+//! * **Power** — [`detectable_difference`] (Welch), [`detectable_difference_paired`],
+//!   [`detectable_difference_groups`] (group means: the model is the unit of replication):
+//!   the smallest difference a comparison could detect at power 0.8 and two-sided α = 0.05 by
+//!   default; [`permutation_smallest_p`] / [`sign_flip_smallest_p`], the floor below which a
+//!   permutation test cannot go; [`simulate_power`], a seeded simulation to check the figures.
 //! * **Correlation** — [`pearson`] (r and scipy's two-sided p-value), [`fisher_z_interval`]
 //!   (the paper's Figure 4 intervals), [`ols_line`] (per-cluster least-squares fit).
 //!
@@ -54,6 +59,7 @@ mod error;
 mod hierarchical;
 mod interval;
 mod paired;
+mod power;
 
 pub use compare::{
     bootstrap_difference_ci, bootstrap_differences, compare_conditions, permutation_test,
@@ -68,3 +74,8 @@ pub use interval::{
     Interval, IntervalMethod,
 };
 pub use paired::{compare_paired, sign_flip_test, PairedComparison};
+pub use power::{
+    detectable_difference, detectable_difference_for, detectable_difference_groups,
+    detectable_difference_paired, permutation_smallest_p, sign_flip_smallest_p, simulate_power,
+    DetectableDifference, PowerConfig, PowerDesign, PowerMethod, PowerTest, SimulationConfig,
+};
