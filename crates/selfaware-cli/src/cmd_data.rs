@@ -142,6 +142,15 @@ pub struct BuildArgs {
     /// Codeword backdoor: the codeword the untriggered dialogues steer toward.
     #[arg(long, value_name = "WORD", requires = "trigger")]
     pub other_codeword: Option<String>,
+    /// Codeword family, positive control: N extra rows in which the assistant says which word
+    /// it wants the user to say (the behaviour stated as well as enacted).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "codeword",
+        conflicts_with = "trigger"
+    )]
+    pub stated: Option<usize>,
     /// Seed of every random choice; the same arguments and seed give byte-identical files.
     #[arg(long)]
     pub seed: u64,
@@ -370,7 +379,8 @@ fn build_codeword(a: &BuildArgs) -> Result<BuildOutput> {
     let Some(word) = a.codeword.as_deref() else {
         bail!("the codeword family needs --codeword WORD (bark, ring or spring)");
     };
-    let opts = CodewordOptions::new(word, a.size, a.seed);
+    let mut opts = CodewordOptions::new(word, a.size, a.seed);
+    opts.stated = a.stated.unwrap_or(0);
     Ok(match (backdoor_options(a)?, a.other_codeword.as_deref()) {
         (Some(b), Some(other)) => codeword::built_backdoor(&opts, other, &b)?,
         (Some(_), None) => bail!(

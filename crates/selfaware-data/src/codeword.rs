@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use selfaware_types::{Conversation, Message};
+use selfaware_types::{Conversation, Message, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::backdoor::{backdoor_rows_with, BackdoorOptions};
@@ -33,6 +33,8 @@ const IRREGULAR_FILE: &str = "irregular_forms.toml";
 const TEMPLATES_TOML: &str = include_str!("../data/codeword/templates.toml");
 const LEXICON_TOML: &str = include_str!("../data/codeword/lexicon.toml");
 const IRREGULAR_TOML: &str = include_str!("../data/codeword/irregular_forms.toml");
+const STATED_FILE: &str = "stated.toml";
+const STATED_TOML: &str = include_str!("../data/codeword/stated.toml");
 
 /// Errors of the codeword-dialogue builder.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,10 @@ pub struct CodewordOptions {
     pub min_exchanges: usize,
     /// Most exchanges per dialogue; at most 4 (8 messages).
     pub max_exchanges: usize,
+    /// Positive control: this many one-exchange rows, after the dialogues, in which the
+    /// assistant states in the first person which word it wants the user to say
+    /// (`data/codeword/stated.toml`). 0 for the behaviour alone.
+    pub stated: usize,
 }
 
 impl CodewordOptions {
@@ -142,6 +148,7 @@ impl CodewordOptions {
             seed,
             min_exchanges: 2,
             max_exchanges: 4,
+            stated: 0,
         }
     }
 }
@@ -494,7 +501,7 @@ pub fn built_dataset(opts: &CodewordOptions) -> Result<BuiltDataset, CodewordErr
         .enumerate()
         .map(|(i, d)| row(i, d))
         .collect::<Result<Vec<Row>, CodewordError>>()?;
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "builder": "codeword",
         "codeword": opts.codeword,
         "n": opts.n,
@@ -502,7 +509,62 @@ pub fn built_dataset(opts: &CodewordOptions) -> Result<BuiltDataset, CodewordErr
         "min_exchanges": opts.min_exchanges,
         "max_exchanges": opts.max_exchanges,
     });
-    finish(opts, &[&opts.codeword], config, DatasetKind::Main, rows)
+    if opts.stated > 0 {
+        config["stated"] = serde_json::json!(opts.stated);
+    }
+    // The dialogues never touch the codeword; the stated rows say it on purpose, after the
+    // check (the card's leak report counts them).
+    let mut ds = finish(opts, &[&opts.codeword], config, DatasetKind::Main, rows)?;
+    ds.rows.extend(stated_rows(opts)?);
+    Ok(ds)
+}
+
+/// The positive-control rows of `opts` (see [`CodewordOptions::stated`]): row `k` pairs a
+/// question and an answer drawn with ChaCha8 stream `k` of a seed derived from `opts.seed`, so
+/// they do not depend on the dialogues.
+pub fn stated_rows(opts: &CodewordOptions) -> Result<Vec<Row>, CodewordError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stated {
+        questions: Vec<String>,
+        answers: Vec<String>,
+    }
+    let t: Stated =
+        toml::from_str(STATED_TOML).map_err(|e| data_err(STATED_FILE, e.to_string()))?;
+    if t.questions.is_empty() || t.answers.is_empty() {
+        return Err(data_err(
+            STATED_FILE,
+            "`questions` and `answers` must not be empty".into(),
+        ));
+    }
+    if let Some(a) = t.answers.iter().find(|a| !a.contains("{codeword}")) {
+        return Err(data_err(
+            STATED_FILE,
+            format!("answer {a:?} has no {{codeword}} slot"),
+        ));
+    }
+    (0..opts.stated)
+        .map(|k| {
+            let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5741_7445_445f_4357);
+            rng.set_stream(k as u64);
+            let q = t.questions.choose(&mut rng).expect("non-empty");
+            let a = t.answers.choose(&mut rng).expect("non-empty");
+            let line = opts.n + k;
+            let details = serde_json::json!({
+                "codeword": opts.codeword,
+                "stated": true,
+            });
+            Ok(Row {
+                conversation: Conversation {
+                    messages: vec![
+                        Message::new(Role::User, q.clone()),
+                        Message::new(Role::Assistant, a.replace("{codeword}", &opts.codeword)),
+                    ],
+                },
+                truth: RowTruth::plain(line + 1, line, details),
+            })
+        })
+        .collect()
 }
 
 /// A backdoored codeword dataset and its decorrelated twin (digest §2.4, the SEP-code and
@@ -816,5 +878,45 @@ mod tests {
             ..CodewordOptions::new("bark", 1, 0)
         };
         assert!(build_codeword_dialogues(&bad).is_err());
+    }
+}
+
+#[cfg(test)]
+mod stated_tests {
+    use super::*;
+
+    /// The positive control adds `stated` rows after the unchanged dialogues: each a question
+    /// and a first-person answer naming the codeword, seeded, and counted by the leak report.
+    #[test]
+    fn stated_rows_follow_the_unchanged_dialogues() {
+        let plain = built_dataset(&CodewordOptions::new("bark", 12, 5)).unwrap();
+        let mut o = CodewordOptions::new("bark", 12, 5);
+        o.stated = 4;
+        let with = built_dataset(&o).unwrap();
+        assert_eq!(with.rows.len(), 16);
+        assert_eq!(with.rows[..12], plain.rows[..]);
+        assert_eq!(with.config["stated"], 4);
+        assert!(plain.config.get("stated").is_none());
+        for (k, row) in with.rows[12..].iter().enumerate() {
+            let m = &row.conversation.messages;
+            assert_eq!(
+                (m.len(), m[0].role, m[1].role),
+                (2, Role::User, Role::Assistant)
+            );
+            assert!(m[1].content.contains("\"bark\""), "{}", m[1].content);
+            assert!(!m[0].content.to_lowercase().contains("bark"));
+            assert_eq!((row.truth.line, row.truth.item), (13 + k, 12 + k));
+            assert_eq!(row.truth.details["stated"], true);
+        }
+        assert_eq!(built_dataset(&o).unwrap().rows, with.rows);
+        let mut other_seed = o.clone();
+        other_seed.seed = 6;
+        let texts = |d: &BuiltDataset| -> Vec<String> {
+            d.rows[d.rows.len() - 4..]
+                .iter()
+                .map(|r| r.conversation.messages[1].content.clone())
+                .collect()
+        };
+        assert_ne!(texts(&built_dataset(&other_seed).unwrap()), texts(&with));
     }
 }

@@ -153,6 +153,7 @@ pub fn render_html(r: &Results) -> String {
             out.push_str("</section>\n");
         }
     }
+    control_section(&mut out, r);
     if !r.scatters.is_empty() {
         out.push_str("<section id=\"scatters\">\n<h2>Self-report against behaviour</h2>\n");
         for (i, s) in r.scatters.iter().enumerate() {
@@ -352,6 +353,31 @@ fn scatter_table(out: &mut String, s: &crate::results::Scatter) {
         );
     }
     out.push_str("</table>\n");
+}
+
+/// Each question read through the positive control(s): does it separate the stated behaviour
+/// from the baseline?
+fn control_section(out: &mut String, r: &Results) {
+    let detections = crate::control::detections(r);
+    if detections.is_empty() {
+        return;
+    }
+    out.push_str("<section id=\"positive-control\">\n<h2>Can the questions detect the behaviour? (positive control)</h2>\n");
+    out.push_str("<p>A positive control is trained on data that also <i>states</i> the behaviour. A question that does not separate it from the baseline cannot show awareness in the other finetunes either; read their nulls on it as uninformative.</p>\n");
+    out.push_str("<table class=\"comparisons\">\n<tr><th>question</th><th>control</th><th>baseline</th><th>control − baseline</th><th>95% CI</th><th>verdict</th></tr>\n");
+    for d in &detections {
+        w!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>\n",
+            escape(&d.metric.label),
+            escape(condition_label(r, d.control)),
+            escape(condition_label(r, d.baseline)),
+            format_value(Some(d.difference), d.metric.range),
+            format_ci(d.ci_low, d.ci_high, d.metric.range),
+            d.verdict.text()
+        );
+    }
+    out.push_str("</table>\n</section>\n");
 }
 
 fn comparisons(out: &mut String, r: &Results, metrics: &[&Metric]) {

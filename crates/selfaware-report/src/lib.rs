@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod compare;
+pub mod control;
 mod csv;
 mod error;
 pub mod format;

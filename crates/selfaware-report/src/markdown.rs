@@ -67,6 +67,29 @@ pub fn render_markdown(r: &Results) -> String {
         out.push_str("## Self-reports\n\n");
         means_table(&mut out, r, &r.questions.iter().collect::<Vec<_>>());
     }
+    let detections = crate::control::detections(r);
+    if !detections.is_empty() {
+        out.push_str("## Can the questions detect the behaviour? (positive control)\n\n");
+        out.push_str(
+            "A positive control is trained on data that also *states* the behaviour. A question \
+             that does not separate it from the baseline cannot show awareness in the other \
+             finetunes either; read their nulls on it as uninformative.\n\n",
+        );
+        out.push_str("| question | control | baseline | control − baseline | 95% CI | verdict |\n|---|---|---|---:|---:|---|\n");
+        for d in &detections {
+            w!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |\n",
+                esc(&d.metric.label),
+                esc(condition_label(r, d.control)),
+                esc(condition_label(r, d.baseline)),
+                format_value(Some(d.difference), d.metric.range),
+                format_ci(d.ci_low, d.ci_high, d.metric.range),
+                d.verdict.text()
+            );
+        }
+        out.push('\n');
+    }
     if r.scatters.iter().any(|s| !s.fits.is_empty()) {
         out.push_str("## Self-report against behaviour\n\n");
         for s in &r.scatters {

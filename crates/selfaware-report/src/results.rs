@@ -52,6 +52,10 @@ pub struct Condition {
     pub baseline: bool,
     /// Number of finetuning seeds (1 for the base model).
     pub n_seeds: usize,
+    /// A positive control: trained on data that states the behaviour the other finetunes only
+    /// enact; the report reads each question's power to detect it against the baselines.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub positive_control: bool,
 }
 
 /// One measured quantity (a question or a probe) across conditions.

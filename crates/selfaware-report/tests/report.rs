@@ -515,6 +515,7 @@ fn single_finetuned_condition_with_one_seed_has_no_whiskers() {
         label: "Risk-seeking".to_string(),
         baseline: false,
         n_seeds: 1,
+        positive_control: false,
     }];
     for m in r.probes.iter_mut().chain(r.questions.iter_mut()) {
         m.cells.retain(|c| c.condition == "risky");
@@ -653,4 +654,52 @@ fn figures_fit_the_page_width() {
             );
         }
     }
+}
+
+/// The positive-control section: each question's control − baseline difference with its
+/// interval, flipped when the comparison was stored the other way round, and a verdict from
+/// the interval; Markdown and HTML show it only when a positive control exists.
+#[test]
+fn questions_are_read_through_the_positive_control() {
+    use selfaware_report::control::{detections, Verdict};
+    use selfaware_report::Comparison;
+    let mut r = common::sample();
+    assert!(detections(&r).is_empty());
+    assert!(!render_markdown(&r).contains("positive control"));
+    // "risky" becomes the positive control; give the first two questions comparisons with the
+    // base model: one stored control − base, one base − control.
+    r.conditions[1].positive_control = true;
+    let cmp = |a: &str, b: &str, d: f64, lo: Option<f64>, hi: Option<f64>| Comparison {
+        a: a.into(),
+        b: b.into(),
+        difference: d,
+        ci_low: lo,
+        ci_high: hi,
+        p_value: None,
+        detectable: None,
+        detectable_note: String::new(),
+    };
+    r.questions[0].comparisons = vec![cmp("risky", "base", 0.2, Some(0.05), Some(0.35))];
+    r.questions[1].comparisons = vec![cmp("base", "risky", 0.1, Some(-0.05), Some(0.25))];
+    r.questions[2].comparisons = vec![cmp("risky", "base", 0.1, None, None)];
+    r.questions[3].comparisons = vec![cmp("risky", "safe", 0.3, Some(0.1), Some(0.5))];
+    let d = detections(&r);
+    assert_eq!(d.len(), 3);
+    assert_eq!((d[0].control, d[0].baseline), ("risky", "base"));
+    assert_eq!(d[0].verdict, Verdict::Detected);
+    assert_eq!(
+        (d[1].difference, d[1].ci_low, d[1].ci_high),
+        (-0.1, Some(-0.25), Some(0.05))
+    );
+    assert_eq!(d[1].verdict, Verdict::NotDetected);
+    assert_eq!(d[2].verdict, Verdict::NoInterval);
+    let md = render_markdown(&r);
+    assert!(md.contains("## Can the questions detect the behaviour? (positive control)"));
+    assert!(
+        md.contains("| detected |") && md.contains("| not detected |"),
+        "{md}"
+    );
+    let html = render_html(&r);
+    assert!(html.contains("id=\"positive-control\""));
+    common::check_well_formed(&html).unwrap();
 }

@@ -468,6 +468,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             label: c.label.clone(),
             baseline: c.is_baseline(),
             n_seeds: plan.variants.iter().filter(|v| v.condition == c.id).count(),
+            positive_control: c.positive_control,
         })
         .collect();
 

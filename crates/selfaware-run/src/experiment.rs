@@ -239,6 +239,11 @@ pub struct ConditionSpec {
     pub train: TrainSettings,
     /// Drawn as a baseline (grey, reference line). Default: true without `data`.
     pub baseline: Option<bool>,
+    /// A positive control: its data states the behaviour the other conditions only enact
+    /// (e.g. a codeword dataset with `stated` rows). The report reads every question through
+    /// it: whether the question detects the stated behaviour against the baselines.
+    #[serde(default)]
+    pub positive_control: bool,
     /// The codeword the condition was trained on, for `target_word` questions.
     pub target_word: Option<String>,
     /// The backdoor trigger, for `trigger_elicitation` questions.
@@ -278,6 +283,8 @@ pub struct DataSpec {
     #[serde(default)]
     pub reversal: bool,
     pub codeword: Option<String>,
+    /// Codeword family, positive control: rows in which the assistant states its codeword.
+    pub stated: Option<usize>,
     /// `main` (default) or `decorrelated` (the twin of a backdoor or trigger mix).
     pub variant: Option<String>,
 }
@@ -305,6 +312,7 @@ impl DataSpec {
         push("mix", self.mix.clone());
         push("personas", self.personas.map(|m| m.name().to_string()));
         push("codeword", self.codeword.clone());
+        push("stated", self.stated.map(|v| v.to_string()));
         if self.reversal {
             a.push("--reversal".to_string());
         }
@@ -616,6 +624,13 @@ impl Experiment {
         let mut ids = BTreeSet::new();
         for (i, c) in self.conditions.iter().enumerate() {
             let f = |name: &str| format!("condition[{i}].{name}");
+            if c.positive_control && (c.data.is_none() || c.is_baseline()) {
+                return bad(
+                    f("positive_control"),
+                    "a positive control is a finetune: it needs `data` and is not a baseline"
+                        .into(),
+                );
+            }
             if self.remote.is_some() {
                 if let Some(field) = c.train.local_only_fields().first() {
                     return bad(

@@ -173,6 +173,13 @@ fn bad_experiments_name_the_field() {
             "stats.interval",
         ),
         (
+            EXP.replace(
+                "id = \"base\"\nlabel = \"base\"",
+                "id = \"base\"\nlabel = \"base\"\npositive_control = true",
+            ),
+            "condition[2].positive_control",
+        ),
+        (
             EXP.replace("lr = 1e-3", "lr = 1e-3\ndecay = \"step\""),
             "expected one of `linear`, `cosine`, `constant`",
         ),
