@@ -51,24 +51,7 @@ impl BuildFamily {
     }
 }
 
-impl std::str::FromStr for BuildFamily {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
-                format!("{s:?}: expected one of {}", names.join(", "))
-            })
-    }
-}
-
-impl std::fmt::Display for BuildFamily {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+selfaware_types::names_parse_and_display!(BuildFamily);
 
 #[cfg(test)]
 mod tests {

@@ -34,24 +34,7 @@ impl PersonaMode {
     }
 }
 
-impl std::str::FromStr for PersonaMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
-                format!("{s:?}: expected one of {}", names.join(", "))
-            })
-    }
-}
-
-impl std::fmt::Display for PersonaMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+selfaware_types::names_parse_and_display!(PersonaMode);
 
 /// Options of a persona dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

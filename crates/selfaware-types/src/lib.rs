@@ -4,6 +4,7 @@
 //! provenance block every result file carries. No ML, no network, no I/O.
 
 mod conversation;
+mod names;
 mod provenance;
 mod schedule;
 

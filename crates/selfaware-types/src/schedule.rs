@@ -26,24 +26,7 @@ impl Decay {
     }
 }
 
-impl std::str::FromStr for Decay {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
-                format!("{s:?}: expected one of {}", names.join(", "))
-            })
-    }
-}
-
-impl std::fmt::Display for Decay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+crate::names_parse_and_display!(Decay);
 
 #[cfg(test)]
 mod tests {
