@@ -139,6 +139,9 @@ pub struct EvalSpec {
     pub function_baseline_messages: Option<PathBuf>,
     /// Prompts evaluated at once (default: by backend).
     pub concurrency: Option<usize>,
+    /// Write into an output folder that holds files other than an evaluation's.
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl EvalSpec {
@@ -165,6 +168,7 @@ impl EvalSpec {
             function_messages: None,
             function_baseline_messages: None,
             concurrency: None,
+            force: false,
         }
     }
 
@@ -238,6 +242,9 @@ impl EvalSpec {
             path(&self.function_baseline_messages),
         );
         push("concurrency", self.concurrency.map(|v| v.to_string()));
+        if self.force {
+            a.push("--force".into());
+        }
         a
     }
 }
