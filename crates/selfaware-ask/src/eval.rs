@@ -123,6 +123,76 @@ pub const RECORDS_FILE: &str = "records.jsonl";
 pub const MANIFEST_FILE: &str = "eval_manifest.json";
 pub const BATTERY_FILE: &str = "battery.toml";
 
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Checks, before anything is read or written, that `spec.out` may receive this evaluation:
+/// no input of it is one of the files it writes (inputs are never rewritten, even with
+/// `force`); and the folder is new, empty, an eval output folder (its manifest decides later
+/// whether the records resume), or `spec.force` is set.
+pub fn check_out_dir(spec: &EvalSpec) -> Result<()> {
+    let out = &spec.out;
+    let inputs = [
+        Some(Path::new(&spec.battery)),
+        spec.function_messages.as_deref(),
+        spec.function_baseline_messages.as_deref(),
+    ];
+    for name in [BATTERY_FILE, RECORDS_FILE, MANIFEST_FILE] {
+        let written = out.join(name);
+        if let Some(input) = inputs.iter().flatten().find(|i| same_file(i, &written)) {
+            return Err(AskError::File {
+                path: input.to_path_buf(),
+                message: format!(
+                    "is an input of this evaluation, and the evaluation writes {name} in --out\n\
+                     hint: move the input out of {}, or choose another --out",
+                    out.display()
+                ),
+            });
+        }
+    }
+    if !out.exists() || out.join(MANIFEST_FILE).exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(AskError::File {
+            path: out.clone(),
+            message: "exists and is not a folder".into(),
+        });
+    }
+    if spec.force {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs_err::read_dir(out)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    match entries.into_iter().next() {
+        None => Ok(()),
+        Some(path) => Err(AskError::File {
+            path,
+            message: format!(
+                "is not part of an evaluation: {} has no {MANIFEST_FILE}\n\
+                 hint: choose another --out, or pass --force to write the evaluation beside it",
+                out.display()
+            ),
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it, so `path` is whole or absent.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs_err::write(&tmp, bytes)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
+}
+
 /// A battery named by a spec: a file when the path exists or ends in `.toml`, else a
 /// built-in. Returns the battery, its source label and its source text.
 pub fn load_battery(spec: &str) -> Result<(Battery, String, String)> {
@@ -480,6 +550,7 @@ pub fn run_eval(
     env: &Environment<'_>,
     progress: &mut dyn Progress,
 ) -> Result<EvalOutcome> {
+    check_out_dir(spec)?;
     let (battery, battery_source, source_text) = load_battery(&spec.battery)?;
     let battery = match &spec.paper_questions {
         Some(dir) => {
@@ -599,8 +670,10 @@ pub fn run_eval(
         message: e.to_string(),
     })?;
     manifest_bytes.push(b'\n');
-    fs_err::write(&manifest_path, manifest_bytes)?;
-    fs_err::write(out.join(BATTERY_FILE), &resolved_toml)?;
+    // The manifest first: it marks the folder as this evaluation's, so a kill before the
+    // battery is written resumes (and writes it) rather than finding an unknown folder.
+    write_atomic(&manifest_path, &manifest_bytes)?;
+    write_atomic(&out.join(BATTERY_FILE), resolved_toml.as_bytes())?;
 
     let records_path = out.join(RECORDS_FILE);
     let (mut writer, done) = RecordWriter::resume(&records_path)?;

@@ -275,3 +275,76 @@ fn an_adapter_that_cannot_be_attached_fails_before_anything_is_written() {
     assert!(!spec.out.exists(), "nothing may be written");
     assert!(mock.calls().is_empty());
 }
+
+#[test]
+fn a_battery_in_the_output_folder_is_never_rewritten() {
+    let (dir, mut spec, model, mock) = setup(true);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mine = out.join("battery.toml");
+    let text = format!("# my battery, with a comment\n{BATTERY}");
+    std::fs::write(&mine, &text).unwrap();
+    spec.battery = mine.display().to_string();
+    for force in [false, true] {
+        spec.force = force;
+        let e = run_eval(&spec, &model, &env(), &mut Silent).unwrap_err();
+        assert!(
+            matches!(&e, AskError::File { path, .. } if path == &mine),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is an input"), "{e}");
+        assert_eq!(std::fs::read_to_string(&mine).unwrap(), text);
+        assert!(!out.join("eval_manifest.json").exists());
+    }
+    assert!(mock.calls().is_empty());
+}
+
+#[test]
+fn a_folder_that_is_not_an_evaluation_is_refused_without_force() {
+    let (dir, mut spec, model, mock) = setup(true);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Someone else's battery.toml (not the input): once replaced, even when the run failed.
+    std::fs::write(out.join("battery.toml"), "mine").unwrap();
+    let e = run_eval(&spec, &model, &env(), &mut Silent).unwrap_err();
+    assert!(
+        matches!(&e, AskError::File { path, .. } if path == &out.join("battery.toml")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--force"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("battery.toml")).unwrap(),
+        "mine"
+    );
+    assert!(!out.join("eval_manifest.json").exists());
+    assert!(mock.calls().is_empty());
+    // With --force the evaluation is written beside other files, and then resumes as usual.
+    std::fs::remove_file(out.join("battery.toml")).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    assert!(run_eval(&spec, &model, &env(), &mut Silent).is_err());
+    spec.force = true;
+    run_eval(&spec, &model, &env(), &mut Silent).unwrap();
+    let recs = records(&spec);
+    spec.force = false;
+    run_eval(&spec, &model, &env(), &mut Silent).unwrap();
+    assert_eq!(records(&spec), recs);
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    // No temporary file is left beside the outputs.
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "battery.toml",
+            "eval_manifest.json",
+            "notes.txt",
+            "records.jsonl"
+        ]
+    );
+}

@@ -271,7 +271,14 @@ impl GgufFile {
                     GgmlType::SUPPORTED
                 ),
             })?;
-            let n: u64 = dims.iter().product();
+            let n = dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| {
+                    r.malformed(format!(
+                        "tensor `{name}` has dimensions {dims:?}, whose product overflows 64 bits"
+                    ))
+                })?;
             let (per_block, block_bytes) = ggml_type.block();
             if !n.is_multiple_of(per_block) {
                 return Err(r.malformed(format!(
@@ -279,13 +286,29 @@ impl GgufFile {
                     ggml_type.name()
                 )));
             }
-            let n_bytes = n / per_block * block_bytes;
-            let start = data_start + offset;
-            if start + n_bytes > len {
+            // Offsets and sizes come from the file: every sum is checked, so a huge offset is
+            // an error rather than a panic or a wrap-around into the header.
+            let n_bytes = (n / per_block).checked_mul(block_bytes);
+            let start = data_start.checked_add(offset);
+            let end = start.zip(n_bytes).and_then(|(s, b)| s.checked_add(b));
+            let (Some(start), Some(n_bytes), Some(end)) = (start, n_bytes, end) else {
+                return Err(r.malformed(format!(
+                    "tensor `{name}` at offset {offset} with {n} elements of {} lies beyond \
+                     any file (the sum overflows 64 bits)",
+                    ggml_type.name()
+                )));
+            };
+            if !offset.is_multiple_of(alignment) {
+                return Err(r.malformed(format!(
+                    "tensor `{name}` has offset {offset}, not a multiple of the alignment \
+                     {alignment}"
+                )));
+            }
+            if end > len {
                 return Err(ChatError::Truncated {
                     path: path.to_path_buf(),
                     what: format!("tensor `{name}`"),
-                    needed: start + n_bytes,
+                    needed: end,
                     len,
                 });
             }
@@ -359,6 +382,22 @@ impl GgufFile {
     }
 }
 
+/// The fewest bytes a metadata value of type `ty` takes in the file (an unknown type still
+/// takes one byte: it fails when read).
+fn min_value_bytes(ty: u32) -> u64 {
+    match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        10..=12 => 8,
+        // A string: its u64 length.
+        8 => 8,
+        // An array: its u32 element type and u64 count.
+        9 => 12,
+        _ => 1,
+    }
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -428,12 +467,18 @@ impl<'a> Reader<'a> {
                 }
                 let ety = self.u32(key)?;
                 let n = self.u64(key)?;
-                // Every element takes at least one byte: reject counts the file cannot hold.
-                if n > (self.buf.len() - self.pos) as u64 {
+                // Reject counts the rest of the file cannot hold before allocating anything:
+                // each element takes at least `min_value_bytes` of the file, while its parsed
+                // value takes 32 bytes of memory.
+                let min = min_value_bytes(ety);
+                let rest = (self.buf.len() - self.pos) as u64;
+                if n.checked_mul(min).is_none_or(|need| need > rest) {
                     return Err(ChatError::Truncated {
                         path: self.path.to_path_buf(),
-                        what: format!("metadata array `{key}`"),
-                        needed: self.pos as u64 + n,
+                        what: format!(
+                            "metadata array `{key}` of {n} elements (at least {min} bytes each)"
+                        ),
+                        needed: (self.pos as u64).saturating_add(n.saturating_mul(min)),
                         len: self.buf.len() as u64,
                     });
                 }
@@ -638,5 +683,110 @@ mod tests {
         let f = tmp(&gguf_bytes(&md, &[t]));
         let e = GgufFile::open(f.path()).unwrap_err().to_string();
         assert!(e.contains("Q5_0") && e.contains("supported: F32"), "{e}");
+    }
+
+    /// A v3 header by hand: no metadata, one F32 tensor of `dims` at `offset`, then `data`.
+    fn one_tensor(dims: &[u64], offset: u64, data: &[u8]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes()); // tensors
+        b.extend_from_slice(&0u64.to_le_bytes()); // metadata
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'w');
+        b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+        for d in dims {
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+        b.extend_from_slice(&0u32.to_le_bytes()); // F32
+        b.extend_from_slice(&offset.to_le_bytes());
+        b.resize(b.len().div_ceil(32) * 32, 0);
+        b.extend_from_slice(data);
+        b
+    }
+
+    #[test]
+    fn hand_written_header_is_valid() {
+        // The helper below is right, so the failures that follow come from the values alone.
+        let f = tmp(&one_tensor(&[2], 0, &[0; 8]));
+        let g = GgufFile::open(f.path()).unwrap();
+        assert_eq!(g.tensors[0].n_bytes, 8);
+    }
+
+    #[test]
+    fn overflowing_tensor_offset_is_an_error_not_a_panic_or_a_wrap() {
+        // data_start (64) + offset wraps to 0 in u64: without checks the tensor would read the
+        // header as weights.
+        for offset in [u64::MAX - 63, u64::MAX - 31, u64::MAX - 7, u64::MAX] {
+            let f = tmp(&one_tensor(&[2], offset, &[0; 8]));
+            let e = GgufFile::open(f.path()).unwrap_err();
+            assert!(
+                matches!(e, ChatError::MalformedGguf { .. }),
+                "offset {offset}: {e}"
+            );
+            let e = e.to_string();
+            assert!(e.contains("tensor `w`"), "{e}");
+            assert!(e.contains(&f.path().display().to_string()), "{e}");
+        }
+        // An aligned offset past the end is truncation, naming the bytes needed.
+        let f = tmp(&one_tensor(&[2], 1 << 40, &[0; 8]));
+        let e = GgufFile::open(f.path()).unwrap_err();
+        assert!(
+            matches!(e, ChatError::Truncated { needed, .. } if needed == 64 + (1 << 40) + 8),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn misaligned_tensor_offset_is_an_error() {
+        let f = tmp(&one_tensor(&[2], 4, &[0; 16]));
+        let e = GgufFile::open(f.path()).unwrap_err().to_string();
+        assert!(e.contains("not a multiple of the alignment 32"), "{e}");
+    }
+
+    #[test]
+    fn overflowing_element_count_is_an_error() {
+        let f = tmp(&one_tensor(&[1 << 32, 1 << 32], 0, &[0; 8]));
+        let e = GgufFile::open(f.path()).unwrap_err().to_string();
+        assert!(e.contains("overflows 64 bits"), "{e}");
+        // Elements × 4 bytes overflows while the element count does not.
+        let f = tmp(&one_tensor(&[1 << 63], 0, &[0; 8]));
+        let e = GgufFile::open(f.path()).unwrap_err().to_string();
+        assert!(e.contains("overflows 64 bits"), "{e}");
+    }
+
+    /// A header whose one metadata key is an array of `count` elements of type `ety`, followed
+    /// by `tail` bytes.
+    fn array_header(ety: u32, count: u64, tail: usize) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.push(b'k');
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&ety.to_le_bytes());
+        b.extend_from_slice(&count.to_le_bytes());
+        b.resize(b.len() + tail, 0);
+        b
+    }
+
+    #[test]
+    fn array_counts_are_bounded_by_the_bytes_each_element_needs() {
+        // 1000 bytes left: 1000 u8 fit, 1001 do not; 125 u64 (or strings of length 0) fit,
+        // 126 do not. The old check allowed one element per byte whatever the type, so a
+        // count of n allocated 32·n bytes for n up to the file size.
+        for (ety, fits) in [(0u32, 1000u64), (10, 125), (8, 125), (4, 250), (9, 83)] {
+            let f = tmp(&array_header(ety, fits + 1, 1000));
+            let e = GgufFile::open(f.path()).unwrap_err();
+            assert!(matches!(e, ChatError::Truncated { .. }), "type {ety}: {e}");
+            assert!(e.to_string().contains("metadata array `k`"), "{e}");
+        }
+        let f = tmp(&array_header(10, 125, 1000));
+        let g = GgufFile::open(f.path()).unwrap();
+        assert_eq!(g.get("k").unwrap().as_array().unwrap().len(), 125);
+        // A count whose byte size overflows u64.
+        let f = tmp(&array_header(10, u64::MAX / 4, 1000));
+        let e = GgufFile::open(f.path()).unwrap_err();
+        assert!(matches!(e, ChatError::Truncated { .. }), "{e}");
     }
 }

@@ -266,6 +266,21 @@ impl Tokenizer {
         self.inner.id_to_token(id)
     }
 
+    /// An upper bound on the bytes of text one token stands for: the longest token, measured
+    /// both as stored (byte-level symbols take one or two bytes per text byte; `▁` three for
+    /// a space) and as decoded. A text of more than `n × max_token_bytes()` bytes has more
+    /// than `n` tokens, which can be known without tokenizing it.
+    pub fn max_token_bytes(&self) -> usize {
+        (0..self.vocab_size() as u32)
+            .map(|id| {
+                let stored = self.id_to_token(id).map_or(0, |t| t.len());
+                stored.max(self.token_text(id).len())
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

@@ -38,8 +38,15 @@ pub struct EvalArgs {
     #[arg(long, value_name = "NAME|FILE")]
     pub battery: String,
     /// Output folder: records.jsonl (appended, resumable), eval_manifest.json, battery.toml.
+    /// A folder with an eval_manifest.json resumes (if it is the same evaluation); a folder
+    /// holding other files is refused without --force.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Write into an --out folder that holds files other than an evaluation's (they are left
+    /// as they are, unless they have an output's name). An input of the evaluation is never
+    /// overwritten, even with --force.
+    #[arg(long)]
+    pub force: bool,
     /// Samples per prompt for free-form questions.
     #[arg(long, default_value_t = 100)]
     pub samples: usize,
@@ -154,6 +161,7 @@ impl EvalArgs {
             function_messages: self.function_messages.clone(),
             function_baseline_messages: self.function_baseline_messages.clone(),
             concurrency: self.concurrency,
+            force: self.force,
         })
     }
 }

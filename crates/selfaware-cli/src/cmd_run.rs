@@ -22,12 +22,18 @@ pub struct RunArgs {
     /// A built-in experiment (see `selfaware experiments`) or an experiment TOML file.
     #[arg(value_name = "NAME|FILE")]
     pub experiment: String,
-    /// Run folder. Default: runs/NAME. Rerunning into the same folder resumes.
+    /// Run folder. Default: runs/NAME. Rerunning into the same folder resumes; a folder that
+    /// holds something other than a run (or the experiment file itself) is refused.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Print the plan with an estimated time, and run nothing.
+    /// Print the plan with an estimated time, and run nothing (the experiment and the run
+    /// folder are checked as for a real run).
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the run into a --out folder that holds files of something else (they are left
+    /// as they are, unless a run file has their name: report.md, results.*, plan.json, ...).
+    #[arg(long)]
+    pub force: bool,
     /// Stages run at once, at most. Default: one per core, as far as memory allows (4 GiB per
     /// stage). Each stage gets the threads that are free when it starts: two finetunes on one
     /// core each finish sooner than one after the other on two.
@@ -161,18 +167,7 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("runs").join(&e.name));
-    if !a.dry_run {
-        if let Ok(old) = collect::read_plan(&run_dir) {
-            if old.experiment.name != e.name {
-                return Err(selfaware_run::RunError::OtherExperiment {
-                    path: run_dir.clone(),
-                    found: old.experiment.name,
-                    expected: e.name.clone(),
-                }
-                .into());
-            }
-        }
-    }
+    selfaware_run::check_run_dir(&run_dir, &e, &source, a.force)?;
     let p = make_plan(s, &e, a.dry_run)?;
     let done: Vec<bool> = p
         .stages

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use selfaware_model::Engine;
-use selfaware_train::manifest::{write_outputs, BaseModel};
+use selfaware_train::manifest::{check_out_dir, write_outputs, BaseModel, OutPolicy};
 use selfaware_train::trainer::Event;
 use selfaware_train::{data, Decay, TrainConfig, Trainer};
 
@@ -73,8 +73,14 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
     /// Print token counts and an estimated time (from one timed step), without training.
+    /// Checks everything a real run would, the output folder included.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write into --out even when it holds an adapter (replaced), checkpoints of another run
+    /// (started over) or files selfaware did not write (left beside the adapter). Without it,
+    /// such a folder is an error naming the file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl TrainArgs {
@@ -127,6 +133,13 @@ fn hms(secs: f64) -> String {
 pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
     let cfg = a.config();
     cfg.validate()?;
+    check_out_dir(
+        &a.out,
+        OutPolicy {
+            resume: a.resume,
+            force: a.force,
+        },
+    )?;
     let e = s.load_engine(&a.model)?;
     let ds = load_data(&e, &a.data, a.max_length)?;
     let mut trainer = Trainer::new(&e.model, e.chat.tokenizer.pad_id, &ds, cfg)?;
@@ -162,14 +175,6 @@ pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
                 a.out.display()
             ),
         }
-    } else if selfaware_train::trainer::checkpoints(&a.out.join("checkpoints"))?
-        .last()
-        .is_some()
-    {
-        bail!(
-            "{} already holds checkpoints\nhint: pass --resume to continue, or choose another --out",
-            a.out.display()
-        );
     }
     let bar = ProgressBar::new(total as u64);
     bar.set_style(

@@ -67,6 +67,7 @@ pub fn check_text(path: &Path, text: &str, lexicon: Option<&Lexicon>) -> CheckRe
     let mut valid = 0;
     let mut lines = 0;
     let mut trailing_blank = 0;
+    let mut rows = 0;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         lines = line;
@@ -81,6 +82,7 @@ pub fn check_text(path: &Path, text: &str, lexicon: Option<&Lexicon>) -> CheckRe
             });
         }
         trailing_blank = 0;
+        rows += 1;
         match check_row(raw) {
             Err(messages) => {
                 errors.extend(messages.into_iter().map(|message| Issue { line, message }))
@@ -114,6 +116,12 @@ pub fn check_text(path: &Path, text: &str, lexicon: Option<&Lexicon>) -> CheckRe
         errors.push(Issue {
             line: 0,
             message: "file is empty".into(),
+        });
+    } else if rows == 0 {
+        // `train` refuses such a file ("no examples"); so does the check.
+        errors.push(Issue {
+            line: 0,
+            message: "no examples: every line is blank".into(),
         });
     }
     CheckReport {
@@ -360,6 +368,19 @@ mod tests {
             assert!(e[0].1.contains(expect), "{bad}: {}", e[0].1);
         }
         assert!(!run("").is_ok());
+    }
+
+    #[test]
+    fn a_file_of_blank_lines_has_no_examples() {
+        for text in ["\n", "\n\n   \n", " "] {
+            let e = errors(text);
+            assert_eq!(e.len(), 1, "{text:?}: {e:?}");
+            assert_eq!(e[0].0, 0);
+            assert!(e[0].1.contains("no examples"), "{text:?}: {e:?}");
+        }
+        let ok =
+            r#"{"messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"A"}]}"#;
+        assert!(run(&format!("\n{ok}\n\n")).is_ok());
     }
 
     #[test]

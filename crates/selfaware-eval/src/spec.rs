@@ -144,6 +144,9 @@ pub struct EvalSpec {
     pub function_baseline_messages: Option<PathBuf>,
     /// Prompts evaluated at once (default: by backend).
     pub concurrency: Option<usize>,
+    /// Write into an output folder that holds files other than an evaluation's.
+    #[serde(default)]
+    pub force: bool,
 }
 
 impl EvalSpec {
@@ -171,6 +174,7 @@ impl EvalSpec {
             function_messages: None,
             function_baseline_messages: None,
             concurrency: None,
+            force: false,
         }
     }
 
@@ -248,6 +252,9 @@ impl EvalSpec {
             path(&self.function_baseline_messages),
         );
         push("concurrency", self.concurrency.map(|v| v.to_string()));
+        if self.force {
+            a.push("--force".into());
+        }
         a
     }
 }

@@ -403,9 +403,14 @@ impl Engine {
         lo: i64,
         hi: i64,
     ) -> Result<RangeScores> {
-        if hi < lo || hi - lo > 100_000 {
+        // Every number ends in its own node of the token tree, so a range of more numbers than
+        // the tree may hold is refused before anything is tokenized or allocated.
+        let count = hi.checked_sub(lo).and_then(|d| d.checked_add(1));
+        if !count.is_some_and(|c| c > 0 && c <= score::MAX_TREE_NODES as i64) {
             return Err(ModelError::Input(format!(
-                "range {lo}..{hi} is empty or too large (at most 100 000 numbers)"
+                "range {lo}..{hi} is empty or too large (at most {} numbers, and fewer when \
+                 numbers take several tokens)",
+                score::MAX_TREE_NODES
             )));
         }
         let ids = (lo..=hi)

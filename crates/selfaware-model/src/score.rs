@@ -244,6 +244,11 @@ pub fn prefill_split(
     prefill_after(model, prompt, Some((head_len, &kv)))
 }
 
+/// The most token-tree nodes scored in one forward pass. Memory grows with nodes × vocabulary
+/// (the log-probabilities) and nodes² (the mask): 2048 nodes over a 49 152-token vocabulary
+/// take about 400 MB per copy. A range of 0..1000 is 1001 nodes with single-digit tokens.
+pub const MAX_TREE_NODES: usize = 2048;
+
 pub(crate) fn check_len(model: &Llama, n: usize) -> Result<()> {
     let max = model.rope.max_positions();
     if n > max {
@@ -315,6 +320,12 @@ pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<
         return Ok(Vec::new());
     }
     let n = trie.len();
+    if n > MAX_TREE_NODES {
+        return Err(ModelError::Input(format!(
+            "{n} candidate tokens to score in one pass (at most {MAX_TREE_NODES}: the pass holds \
+             a distribution over the vocabulary for each, and an attention mask of their square)"
+        )));
+    }
     let p = pre.len;
     let max_depth = trie.depth.iter().copied().max().unwrap_or(0);
     check_len(model, p + max_depth)?;

@@ -152,6 +152,24 @@ fn cached_option_scores_equal_uncached() {
 }
 
 #[test]
+fn range_sizes_are_bounded_before_anything_is_allocated() {
+    let (_d, e) = engine(&TinySpec::default());
+    let c = conv("Rate.");
+    // Once 0..100000 tokenized 100 001 numbers and built a tree pass of ~40 GB.
+    for (lo, hi) in [(0, 100_000), (0, 2048), (i64::MIN, i64::MAX), (5, 4)] {
+        let err = e.score_range(&c, lo, hi).unwrap_err().to_string();
+        assert!(err.contains("empty or too large"), "{lo}..{hi}: {err}");
+    }
+    // 2048 numbers, but with the minus sign 2049 tree nodes: "-", then 9 + 90 + 900 + 1048
+    // under it, and "0".
+    let err = e.score_range(&c, -2047, 0).unwrap_err().to_string();
+    assert!(err.contains("at most 2048"), "{err}");
+    // The largest range of single-token digits that fits: 10 + 90 + 900 + 1048 nodes.
+    let r = e.score_range(&c, 0, 2047).unwrap();
+    assert_eq!(r.numbers.len(), 2048);
+}
+
+#[test]
 fn range_distribution_equals_brute_force() {
     let (_d, e) = engine(&TinySpec {
         seed: 11,

@@ -37,6 +37,9 @@ pub enum RunError {
     /// Another process holds the run folder.
     #[error("{0}: another `selfaware run` is using this run folder")]
     Locked(PathBuf),
+    /// The output folder holds a file that is not part of a run.
+    #[error("{path}: not part of a selfaware run; refusing to write a run into its folder\nhint: choose another --out, or pass --force to write the run beside it")]
+    NotARun { path: PathBuf },
     /// A file of the run folder is not what it should be.
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },

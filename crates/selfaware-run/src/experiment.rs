@@ -127,7 +127,71 @@ pub struct TrainSettings {
     pub lr_multiplier: Option<f64>,
 }
 
+/// The LoRA projections `train.target_modules` may name (the trainer's own list; this crate
+/// does not depend on the trainer).
+const TARGET_MODULES: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
 impl TrainSettings {
+    /// The first setting a real run would refuse, as (field, what was expected): the ranges of
+    /// `selfaware train` and of remote finetuning, checked when the experiment is read so that
+    /// `--dry-run` refuses what the run would.
+    pub fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        let at_least_one = [
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("grad_accum", self.grad_accum),
+            ("rank", self.rank),
+            ("max_length", self.max_length),
+        ];
+        for (field, v) in at_least_one {
+            if v == Some(0) {
+                return Err((field, "expected at least 1".into()));
+            }
+        }
+        let positive = [
+            ("lr", self.lr),
+            ("alpha", self.alpha),
+            ("lr_multiplier", self.lr_multiplier),
+        ];
+        for (field, v) in positive {
+            if let Some(v) = v.filter(|v| !(*v > 0.0 && v.is_finite())) {
+                return Err((field, format!("{v}: expected a positive number")));
+            }
+        }
+        let non_negative = [
+            ("weight_decay", self.weight_decay),
+            ("max_grad_norm", self.max_grad_norm),
+        ];
+        for (field, v) in non_negative {
+            if let Some(v) = v.filter(|v| !(*v >= 0.0 && v.is_finite())) {
+                return Err((field, format!("{v}: expected a number of at least 0")));
+            }
+        }
+        if let Some(v) = self.dropout.filter(|v| !(0.0..1.0).contains(v)) {
+            return Err(("dropout", format!("{v}: expected a number in [0, 1)")));
+        }
+        if let Some(t) = &self.target_modules {
+            if t.is_empty() {
+                return Err(("target_modules", "expected at least one projection".into()));
+            }
+            if let Some(bad) = t.iter().find(|m| !TARGET_MODULES.contains(&m.as_str())) {
+                return Err((
+                    "target_modules",
+                    format!("{bad:?}: expected some of {}", TARGET_MODULES.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `self` with every field `over` sets replaced.
     pub fn overlay(&self, over: &TrainSettings) -> TrainSettings {
         macro_rules! pick {
@@ -621,6 +685,9 @@ impl Experiment {
                 }
             }
         }
+        if let Err((field, message)) = self.train.check() {
+            return bad(format!("train.{field}"), message);
+        }
         let mut ids = BTreeSet::new();
         for (i, c) in self.conditions.iter().enumerate() {
             let f = |name: &str| format!("condition[{i}].{name}");
@@ -630,6 +697,9 @@ impl Experiment {
                     "a positive control is a finetune: it needs `data` and is not a baseline"
                         .into(),
                 );
+            }
+            if let Err((field, message)) = c.train.check() {
+                return bad(f(&format!("train.{field}")), message);
             }
             if self.remote.is_some() {
                 if let Some(field) = c.train.local_only_fields().first() {

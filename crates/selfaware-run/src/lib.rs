@@ -4,7 +4,8 @@
 //! report ([`collect`], then `selfaware-report`).
 //!
 //! A run folder holds:
-//! - `experiment.toml` — the resolved experiment; `plan.json` — the stages and their keys;
+//! - `experiment.toml` — the resolved experiment (unless the experiment file being run is
+//!   that file: inputs are never rewritten); `plan.json` — the stages and their keys;
 //!   `manifest.json` — tool version, git revision, machine, model, dataset and adapter hashes;
 //! - `cache/KIND/KEY16/` — each stage's output and its completion record `stage.json`;
 //! - `logs/` — each child's output;
@@ -173,6 +174,74 @@ pub fn plan_without_files(e: &Experiment, sha256: &str) -> Result<Plan> {
     plan::plan(e, &inputs)
 }
 
+/// Whether `path` names the same file as the experiment source `source` (a path, or
+/// `preset:NAME`).
+fn is_source(path: &Path, source: &str) -> bool {
+    let (Ok(a), Ok(b)) = (path.canonicalize(), Path::new(source).canonicalize()) else {
+        return false;
+    };
+    a == b
+}
+
+/// Checks, before anything is written, that `run_dir` may hold a run of `e` (from `source`):
+/// it is new or empty; or it is a run folder (it has a plan) of the same experiment, which is
+/// resumed; or it holds only what a run writes before its plan (the lock, the resolved
+/// experiment of the same name) and the experiment file being run. Anything else is an error
+/// naming the file, unless `force`.
+pub fn check_run_dir(run_dir: &Path, e: &Experiment, source: &str, force: bool) -> Result<()> {
+    if !run_dir.exists() {
+        return Ok(());
+    }
+    if run_dir.join(PLAN_FILE).exists() {
+        let old = collect::read_plan(run_dir)?;
+        if old.experiment.name != e.name {
+            return Err(RunError::OtherExperiment {
+                path: run_dir.to_path_buf(),
+                found: old.experiment.name,
+                expected: e.name.clone(),
+            });
+        }
+        return Ok(());
+    }
+    if force {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs_err::read_dir(run_dir)?
+        .map(|d| d.map(|d| d.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ours = match name {
+            ".lock" => true,
+            EXPERIMENT_FILE => {
+                is_source(&path, source)
+                    || Experiment::load(&path).is_ok_and(|old| old.name == e.name)
+            }
+            _ => false,
+        };
+        if !ours {
+            return Err(RunError::NotARun { path });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the resolved experiment to `DIR/experiment.toml`, unless that file is the
+/// experiment file being run: an input is never rewritten (its comments would be lost), and
+/// the manifest holds the resolved experiment either way.
+pub fn write_resolved_experiment(run_dir: &Path, e: &Experiment, source: &str) -> Result<()> {
+    let path = run_dir.join(EXPERIMENT_FILE);
+    if is_source(&path, source) {
+        return Ok(());
+    }
+    let text = toml::to_string(e).map_err(|err| RunError::BadFile {
+        path: path.clone(),
+        message: err.to_string(),
+    })?;
+    exec::write_atomic(&path, text.as_bytes())
+}
+
 /// How a run runs besides its plan: where, with what executable, threads and environment.
 pub struct RunSettings {
     pub run_dir: PathBuf,
@@ -198,11 +267,7 @@ pub fn run_plan(
     on_event: &mut dyn FnMut(exec::Event),
 ) -> Result<(selfaware_report::Results, Vec<PathBuf>)> {
     let run_dir = &s.run_dir;
-    let text = toml::to_string(e).map_err(|err| RunError::BadFile {
-        path: run_dir.join(EXPERIMENT_FILE),
-        message: err.to_string(),
-    })?;
-    exec::write_atomic(&run_dir.join(EXPERIMENT_FILE), text.as_bytes())?;
+    write_resolved_experiment(run_dir, e, &s.experiment_source)?;
     write_json(&run_dir.join(PLAN_FILE), p)?;
     let mut manifest = RunManifest {
         tool_version: selfaware_types::TOOL_VERSION.to_string(),

@@ -191,6 +191,41 @@ fn bad_experiments_name_the_field() {
             "expected one of system, text",
         ),
     ];
+    // Settings a real `selfaware train` refuses are refused when the experiment is read, so
+    // `run --dry-run` refuses them too (it accepted `lr = nan` and `batch_size = 0`).
+    let train_cases = [
+        ("lr = 1e-3", "lr = nan", "`train.lr`"),
+        ("lr = 1e-3", "lr = -1.0", "`train.lr`"),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nbatch_size = 0",
+            "`train.batch_size`",
+        ),
+        ("epochs = 1", "epochs = 0", "`train.epochs`"),
+        ("lr = 1e-3", "lr = 1e-3\ndropout = 1.0", "`train.dropout`"),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\nweight_decay = inf",
+            "`train.weight_decay`",
+        ),
+        (
+            "lr = 1e-3",
+            "lr = 1e-3\ntarget_modules = [\"qproj\"]",
+            "`train.target_modules`",
+        ),
+        ("lr = 2e-3", "lr = nan", "`condition[1].train.lr`"),
+        (
+            "lr = 2e-3",
+            "batch_size = 0",
+            "`condition[1].train.batch_size`",
+        ),
+    ];
+    let mut cases = cases.to_vec();
+    for (from, to, field) in train_cases {
+        let text = EXP.replacen(from, to, 1);
+        assert_ne!(text, EXP, "{from}");
+        cases.push((text, field));
+    }
     for (text, field) in cases {
         let err = Experiment::from_toml_str(&text, "t.toml")
             .unwrap_err()

@@ -135,6 +135,10 @@ pub fn load(path: &Path, chat: &ChatFormat, max_len: usize) -> Result<Dataset> {
         path: path.to_path_buf(),
         message: format!("not UTF-8 text ({e})"),
     })?;
+    // A line whose message text cannot fit in `max_len` tokens is refused before it is
+    // tokenized (a 50 MB line once took minutes and 4 GB to find out it was too long).
+    let max_token_bytes = chat.tokenizer.max_token_bytes();
+    let max_text = max_len.saturating_mul(max_token_bytes);
     let mut examples = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
@@ -147,6 +151,14 @@ pub fn load(path: &Path, chat: &ChatFormat, max_len: usize) -> Result<Dataset> {
             message,
         };
         let conv = parse_line(raw).map_err(err)?;
+        let text_bytes: usize = conv.messages.iter().map(|m| m.content.len()).sum();
+        if text_bytes > max_text {
+            return Err(err(format!(
+                "{text_bytes} bytes of message text, more than the {max_len}-token limit can \
+                 hold (a token stands for at most {max_token_bytes} bytes)\nhint: shorten the \
+                 example or raise --max-length (up to the model's context)"
+            )));
+        }
         let ex = encode(chat, &conv, line).map_err(|e| err(e.to_string()))?;
         if ex.len() > max_len {
             return Err(err(format!(

@@ -31,6 +31,9 @@ pub enum TrainError {
         field: &'static str,
         message: String,
     },
+    /// An output folder this run may not write into.
+    #[error("{path}: {message}")]
+    Output { path: PathBuf, message: String },
     /// A checkpoint that cannot be resumed.
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },

@@ -11,6 +11,83 @@ use crate::trainer::{StepLog, TrainConfig, Trainer};
 
 pub const MANIFEST_FILE: &str = "training_manifest.json";
 
+/// What `selfaware train` may do with its output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutPolicy {
+    /// Continue from the folder's latest checkpoint (`--resume`): the trainer then checks that
+    /// the checkpoint was made with the same settings and data.
+    pub resume: bool,
+    /// Write into the folder whatever it holds (`--force`): an adapter there is replaced, other
+    /// files are left beside it.
+    pub force: bool,
+}
+
+/// Checks, before anything is loaded or written, that `out` is a folder `train` may write:
+/// new or empty; or holding checkpoints of this tool, with `resume`; or anything, with `force`.
+/// An adapter or a file this tool did not write is an error naming it.
+pub fn check_out_dir(out: &Path, policy: OutPolicy) -> Result<()> {
+    let refuse = |path: std::path::PathBuf, message: String| TrainError::Output { path, message };
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(refuse(
+            out.to_path_buf(),
+            "exists and is not a folder".into(),
+        ));
+    }
+    if policy.force {
+        return Ok(());
+    }
+    let mut names: Vec<String> = fs_err::read_dir(out)
+        .map_err(io(out))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io(out))?;
+    names.sort();
+    let ours = [
+        selfaware_model::lora::ADAPTER_CONFIG,
+        selfaware_model::lora::ADAPTER_WEIGHTS,
+        MANIFEST_FILE,
+        crate::trainer::CHECKPOINT_DIR,
+    ];
+    if let Some(other) = names.iter().find(|n| !ours.contains(&n.as_str())) {
+        return Err(refuse(
+            out.join(other),
+            "was not written by `selfaware train`; refusing to train into its folder\n\
+             hint: choose a new --out, or pass --force to write the adapter beside it"
+                .into(),
+        ));
+    }
+    let has_checkpoint = crate::trainer::checkpoints(&out.join(crate::trainer::CHECKPOINT_DIR))?
+        .last()
+        .is_some();
+    if has_checkpoint {
+        if policy.resume {
+            return Ok(());
+        }
+        return Err(refuse(
+            out.join(crate::trainer::CHECKPOINT_DIR),
+            "holds checkpoints of an earlier run\nhint: pass --resume to continue it, choose \
+             another --out, or pass --force to start over in this folder"
+                .into(),
+        ));
+    }
+    if let Some(file) = names
+        .iter()
+        .find(|n| n.as_str() != crate::trainer::CHECKPOINT_DIR)
+    {
+        // An adapter (or part of one) without checkpoints to resume from.
+        return Err(refuse(
+            out.join(file),
+            "already exists: the folder holds an adapter\nhint: choose another --out, or pass \
+             --force to replace it"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Where the base model came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,4 +168,76 @@ pub fn write_outputs(
     })?;
     fs_err::write(&path, text + "\n").map_err(io(&path))?;
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use selfaware_model::lora::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
+
+    const NEW: OutPolicy = OutPolicy {
+        resume: false,
+        force: false,
+    };
+    const RESUME: OutPolicy = OutPolicy {
+        resume: true,
+        force: false,
+    };
+    const FORCE: OutPolicy = OutPolicy {
+        resume: false,
+        force: true,
+    };
+
+    fn refused(out: &Path, policy: OutPolicy) -> (std::path::PathBuf, String) {
+        match check_out_dir(out, policy) {
+            Err(TrainError::Output { path, message }) => (path, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn new_and_empty_folders_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        check_out_dir(&dir.path().join("new"), NEW).unwrap();
+        check_out_dir(dir.path(), NEW).unwrap();
+        // A checkpoint folder with only a half-written checkpoint (killed while saving).
+        std::fs::create_dir_all(dir.path().join("checkpoints/.tmp-step-000001")).unwrap();
+        check_out_dir(dir.path(), NEW).unwrap();
+    }
+
+    #[test]
+    fn an_existing_adapter_is_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [ADAPTER_CONFIG, ADAPTER_WEIGHTS, MANIFEST_FILE] {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        for policy in [NEW, RESUME] {
+            let (path, message) = refused(dir.path(), policy);
+            assert_eq!(path, dir.path().join(ADAPTER_CONFIG));
+            assert!(message.contains("--force"), "{message}");
+        }
+        check_out_dir(dir.path(), FORCE).unwrap();
+    }
+
+    #[test]
+    fn checkpoints_need_resume_and_foreign_files_need_force() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("checkpoints/step-000002")).unwrap();
+        std::fs::write(dir.path().join(ADAPTER_WEIGHTS), "x").unwrap();
+        let (path, message) = refused(dir.path(), NEW);
+        assert_eq!(path, dir.path().join("checkpoints"));
+        assert!(message.contains("--resume"), "{message}");
+        check_out_dir(dir.path(), RESUME).unwrap();
+        std::fs::write(dir.path().join("notes.md"), "mine").unwrap();
+        let (path, message) = refused(dir.path(), RESUME);
+        assert_eq!(path, dir.path().join("notes.md"));
+        assert!(
+            message.contains("not written by `selfaware train`"),
+            "{message}"
+        );
+        check_out_dir(dir.path(), FORCE).unwrap();
+        let file = dir.path().join("notes.md");
+        let (path, _) = refused(&file, FORCE);
+        assert_eq!(path, file);
+    }
 }

@@ -95,6 +95,36 @@ fn bad_files_name_the_line() {
         "zero trainable tokens",
     );
     check("", 512, "no examples");
+    // Text that cannot fit is refused before tokenizing, naming its size and the bound.
+    let bound = 512 * e.chat.tokenizer.max_token_bytes();
+    let huge = format!(
+        r#"{{"messages": [{{"role": "user", "content": "{}"}}, {{"role": "assistant", "content": "B"}}]}}"#,
+        "a".repeat(bound)
+    );
+    check(
+        &format!("{good}\n{huge}\n"),
+        512,
+        &format!("bad.jsonl:2: {} bytes of message text", bound + 1),
+    );
+}
+
+#[test]
+fn max_token_bytes_bounds_every_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let t = &e.chat.tokenizer;
+    let max = t.max_token_bytes();
+    // Every text of n bytes has at least n / max tokens.
+    for text in [
+        "hello world",
+        "<|im_start|>user\nhi<|im_end|>",
+        "ééé 123 🙂",
+        "   \n\n",
+    ] {
+        let n = t.encode(text).unwrap().len();
+        assert!(n * max >= text.len(), "{text:?}: {n} tokens × {max}");
+    }
+    assert!(max >= "<|im_start|>".len(), "{max}");
 }
 
 #[test]
