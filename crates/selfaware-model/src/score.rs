@@ -269,6 +269,20 @@ pub struct Trie {
 }
 
 impl Trie {
+    /// How many nodes inserting `seq` would add.
+    pub fn new_nodes(&self, seq: &[u32]) -> usize {
+        let mut parent = None;
+        for (i, &tok) in seq.iter().enumerate() {
+            match (0..self.tokens.len())
+                .find(|&n| self.parent[n] == parent && self.tokens[n] == tok)
+            {
+                Some(n) => parent = Some(n),
+                None => return seq.len() - i,
+            }
+        }
+        0
+    }
+
     /// Inserts a sequence and returns the node of each of its tokens.
     pub fn insert(&mut self, seq: &[u32]) -> Vec<usize> {
         let mut path = Vec::with_capacity(seq.len());
@@ -375,7 +389,11 @@ pub fn score_candidates(
     candidates: &[(String, Vec<u32>)],
     eot: u32,
 ) -> Result<OptionScores> {
-    let mut trie = Trie::default();
+    // Candidates go into token trees of at most MAX_TREE_NODES nodes each, one forward pass
+    // per tree over the same prefilled prompt: many candidates (a 100-word list in all its
+    // spellings) cost several bounded passes instead of one unbounded one.
+    let mut tries: Vec<Trie> = vec![Trie::default()];
+    // (tree, path) of each candidate.
     let mut paths = Vec::with_capacity(candidates.len());
     for (text, ids) in candidates {
         if ids.is_empty() {
@@ -385,12 +403,21 @@ pub fn score_candidates(
         }
         let mut seq = ids.clone();
         seq.push(eot);
-        paths.push(trie.insert(&seq));
+        let last = tries.last_mut().expect("at least one tree");
+        if !last.is_empty() && last.len() + last.new_nodes(&seq) > MAX_TREE_NODES {
+            tries.push(Trie::default());
+        }
+        let t = tries.len() - 1;
+        paths.push((t, tries[t].insert(&seq)));
     }
-    let lp = tree_logprobs(model, pre, &trie)?;
+    let lps = tries
+        .iter()
+        .map(|trie| tree_logprobs(model, pre, trie))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(candidates.len());
     let mut firsts: Vec<u32> = Vec::new();
-    for ((text, ids), path) in candidates.iter().zip(&paths) {
+    for ((text, ids), (t, path)) in candidates.iter().zip(&paths) {
+        let (trie, lp) = (&tries[*t], &lps[*t]);
         let first = pre.next[ids[0] as usize] as f64;
         let mut total = first;
         for w in path.windows(2) {

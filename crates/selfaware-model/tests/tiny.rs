@@ -508,3 +508,26 @@ fn sampled_logprobs_equal_a_full_forward_of_each_sample() {
     }
     assert!(compared >= 20, "{compared}");
 }
+
+/// More candidates than one bounded tree pass holds (here ~900 candidates of several tokens,
+/// well over 2048 tree nodes) are scored in several passes over the same prompt, each
+/// candidate as it scores alone.
+#[test]
+fn many_candidates_are_scored_in_bounded_passes() {
+    let (_d, e) = engine(&TinySpec::default());
+    let c = conv("Pick a word.");
+    let cands: Vec<String> = (0..900).map(|i| format!("w{i} x{}", i * 7)).collect();
+    let all = e.score_options(&c, &cands).unwrap();
+    assert_eq!(all.candidates.len(), 900);
+    for (i, got) in all.candidates.iter().enumerate().step_by(97) {
+        let alone = e.score_options(&c, &cands[i..=i]).unwrap();
+        let want = alone.candidates[0].logprob;
+        assert_eq!(got.text, cands[i]);
+        assert!(
+            (got.logprob - want).abs() < 1e-4,
+            "{}: {} vs {want}",
+            got.text,
+            got.logprob
+        );
+    }
+}
