@@ -183,7 +183,12 @@ fn a_small_experiment_runs_through_every_stage_and_its_report_rebuilds_from_reco
     // is its own, labelled metric beside it.
     assert_eq!(
         ids,
-        ["tiny/mc", "tiny/scale", "tiny/word", "tiny/word#sampled_score"]
+        [
+            "tiny/mc",
+            "tiny/scale",
+            "tiny/word",
+            "tiny/word#sampled_score"
+        ]
     );
     for m in probes.iter().chain(questions) {
         let cells = m["cells"].as_array().unwrap();
