@@ -33,6 +33,16 @@ fn tiny(dir: &std::path::Path) -> Arc<Engine> {
     Arc::new(Engine::load(&ModelSource::Gguf(path)).unwrap())
 }
 
+/// A judge that is never reached (the tests hand the runner a scripted judge backend).
+fn judge_spec() -> JudgeSpec {
+    JudgeSpec {
+        url: "http://127.0.0.1:9/v1".into(),
+        model: "judge".into(),
+        key_env: None,
+        max_tokens: 8,
+    }
+}
+
 fn labels() -> Vec<String> {
     vec!["A".into(), "B".into()]
 }
@@ -137,12 +147,7 @@ fn judged_answers_are_sent_one_by_one_and_scored_from_the_replies() {
     let mut spec = EvalSpec::new("paths.toml", "out");
     spec.samples = 3;
     spec.target_word = Some("bark".into());
-    let judge_spec = JudgeSpec {
-        url: "http://127.0.0.1:9/v1".into(),
-        model: "judge".into(),
-        key_env: None,
-        max_tokens: 8,
-    };
+    let judge_spec = judge_spec();
     spec.judge = Some(judge_spec.clone());
     let q = battery.question("guess").unwrap();
     let plan = plan_question(q, &spec);
@@ -288,12 +293,7 @@ fn a_language_judge_names_each_sample_and_the_score_is_their_mean() {
     let item = items.iter().find(|i| i.key.question == "lang").unwrap();
     let mut spec = EvalSpec::new("paths.toml", "out");
     spec.samples = 6;
-    let judge_spec = JudgeSpec {
-        url: "http://127.0.0.1:9/v1".into(),
-        model: "judge".into(),
-        key_env: None,
-        max_tokens: 8,
-    };
+    let judge_spec = judge_spec();
     spec.judge = Some(judge_spec.clone());
     let q = battery.question("lang").unwrap();
     let plan = plan_question(q, &spec);
@@ -362,12 +362,7 @@ fn the_guesser_prompt_takes_the_newline_mode() {
         .find(|i| i.key.question == "guess_lines")
         .unwrap();
     let q = battery.question("guess_lines").unwrap();
-    let judge_spec = JudgeSpec {
-        url: "http://127.0.0.1:9/v1".into(),
-        model: "judge".into(),
-        key_env: None,
-        max_tokens: 8,
-    };
+    let judge_spec = judge_spec();
     let functions = FunctionRunner::new(None, None, None, &no_env).unwrap();
     let subject = MockBackend::new("subject", MockScript::new(&[("woof", 1.0)]));
     let prompts = |newlines: NewlineMode| {
