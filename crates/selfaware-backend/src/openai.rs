@@ -141,10 +141,23 @@ pub struct WireTokenLogprob {
     pub top_logprobs: Vec<WireTopLogprob>,
 }
 
-/// A choice's `logprobs`.
+/// A choice's `logprobs`. The API requires both lists (null when absent); selfaware's models
+/// never refuse, so `refusal` is always null from its server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChoiceLogprobs {
     pub content: Option<Vec<WireTokenLogprob>>,
+    #[serde(default)]
+    pub refusal: Option<Vec<WireTokenLogprob>>,
+}
+
+impl ChoiceLogprobs {
+    /// Log-probabilities of content tokens (no refusal).
+    pub fn of_content(content: Vec<WireTokenLogprob>) -> Self {
+        ChoiceLogprobs {
+            content: Some(content),
+            refusal: None,
+        }
+    }
 }
 
 /// The assistant message of a choice.
@@ -152,6 +165,9 @@ pub struct ChoiceLogprobs {
 pub struct ResponseMessage {
     pub role: String,
     pub content: Option<String>,
+    /// The model's refusal message; null when it answered (always, from selfaware's server).
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 /// One choice of a non-streamed response.
@@ -250,6 +266,32 @@ impl<T> List<T> {
             object: "list".into(),
             data,
             has_more: Some(false),
+        }
+    }
+}
+
+/// `ListFilesResponse`: a list with the ids of its first and last file (null when empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileList {
+    pub object: String,
+    pub data: Vec<FileObject>,
+    #[serde(default)]
+    pub first_id: Option<String>,
+    #[serde(default)]
+    pub last_id: Option<String>,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+impl FileList {
+    /// All of `data`, in order, as one page.
+    pub fn new(data: Vec<FileObject>) -> Self {
+        FileList {
+            object: "list".into(),
+            first_id: data.first().map(|f| f.id.clone()),
+            last_id: data.last().map(|f| f.id.clone()),
+            data,
+            has_more: false,
         }
     }
 }
@@ -437,10 +479,12 @@ pub fn choice(index: usize, c: &Completion) -> ChatChoice {
         message: ResponseMessage {
             role: "assistant".into(),
             content: Some(c.text.clone()),
+            refusal: None,
         },
-        logprobs: c.logprobs.as_ref().map(|l| ChoiceLogprobs {
-            content: Some(wire_logprobs(l)),
-        }),
+        logprobs: c
+            .logprobs
+            .as_ref()
+            .map(|l| ChoiceLogprobs::of_content(wire_logprobs(l))),
         finish_reason: Some(c.finish_reason.as_str().to_string()),
     }
 }

@@ -210,3 +210,54 @@ fn reqwest_blocking(base: &str) -> impl Fn(serde_json::Value) -> serde_json::Val
         })
     }
 }
+
+/// The bytes of an answer's tokens, from their log-probability records.
+fn answer_bytes(c: &selfaware_backend::Completion) -> Vec<u8> {
+    c.logprobs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t.bytes.clone().unwrap())
+        .collect()
+}
+
+/// When `max_tokens` ends an answer inside a multi-byte character, the character's bytes are
+/// held back (as the OpenAI API does): the text is the bytes up to the cut character, with no
+/// U+FFFD standing for it. The tiny model's byte-level vocabulary cuts characters often.
+#[test]
+fn a_character_cut_by_max_tokens_is_held_back() {
+    let served = serve();
+    let remote = http(served.server.base_url());
+    let mut cut = 0;
+    for seed in 0..8 {
+        let mut r = request("Say something in French", 16, seed);
+        r.max_tokens = 3;
+        r.top_logprobs = 0;
+        let out = remote.complete(&r).unwrap();
+        for c in &out.choices {
+            // Special tokens are not part of the text (the tiny model draws them mid-answer).
+            let special = |t: &selfaware_backend::TokenLogprob| {
+                t.token.starts_with("<|") && t.token.ends_with("|>")
+            };
+            if c.logprobs.as_ref().unwrap().iter().any(special) {
+                continue;
+            }
+            let bytes = answer_bytes(c);
+            let Err(e) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            // `error_len() == None`: the bytes end inside a character that more bytes would
+            // have completed.
+            if e.error_len().is_none() {
+                cut += 1;
+                let kept = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+                assert_eq!(c.text, kept, "seed {seed}: bytes {bytes:?}");
+                assert!(!c.text.ends_with('\u{FFFD}'), "{:?}", c.text);
+            }
+        }
+    }
+    assert!(
+        cut > 0,
+        "no answer ended inside a character: the test checked nothing"
+    );
+}
