@@ -313,7 +313,14 @@ struct Inner {
     slots: Semaphore,
     limiter: Option<Mutex<RateLimiter>>,
     jitter: Mutex<ChaCha8Rng>,
+    wait: RetryWait,
 }
+
+/// How the client waits between attempts of a request: given the delay (the backoff, or what
+/// the server asked for with `Retry-After`), a future that completes when the next attempt may
+/// start. [`HttpBackend::with_retry_wait`] replaces the default, a tokio sleep.
+pub type RetryWait =
+    Arc<dyn Fn(Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// An OpenAI-compatible endpoint as a [`Backend`].
 pub struct HttpBackend {
@@ -344,6 +351,12 @@ impl Drop for HttpBackend {
 impl HttpBackend {
     /// A backend for `cfg`; `key` is the value of the variable `cfg.api_key_env` names.
     pub fn new(cfg: HttpConfig, key: Option<ApiKey>) -> Result<Self> {
+        Self::with_retry_wait(cfg, key, Arc::new(|d| Box::pin(sleep(d))))
+    }
+
+    /// [`HttpBackend::new`] waiting between the attempts of a request through `wait` (see
+    /// [`RetryWait`]): tests record the delays asked for instead of sleeping through them.
+    pub fn with_retry_wait(cfg: HttpConfig, key: Option<ApiKey>, wait: RetryWait) -> Result<Self> {
         cfg.check()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
@@ -367,6 +380,7 @@ impl HttpBackend {
                 client,
                 limiter,
                 jitter,
+                wait,
             }),
             rt: Some(rt),
             prompt_logprobs: std::sync::OnceLock::new(),
@@ -724,7 +738,7 @@ impl Inner {
                     last = message;
                     if attempt + 1 < attempts {
                         // A delay the server names replaces the backoff.
-                        sleep(self.delay(attempt, wait)).await;
+                        (self.wait)(self.delay(attempt, wait)).await;
                     }
                 }
             }

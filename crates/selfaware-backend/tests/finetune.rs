@@ -346,7 +346,8 @@ fn job_settings_beyond_openais_limits_are_refused_before_sending() {
     let data = data_file(dir.path());
     let client = FinetuneClient::new(HttpConfig::new(base, "unused"), None).unwrap();
     let mut registry = JobRegistry::open(&dir.path().join("jobs.json")).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut JobSpec)>)> = vec![
+    type Change = Box<dyn Fn(&mut JobSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("seed", Box::new(|s| s.seed = 1 << 31)),
         ("n_epochs", Box::new(|s| s.hyperparameters.n_epochs = 51)),
         ("n_epochs", Box::new(|s| s.hyperparameters.n_epochs = 0)),

@@ -67,6 +67,17 @@ fn req() -> CompletionRequest {
     r
 }
 
+/// A wait between attempts that returns at once and records the delay the client asked for.
+fn recorded_waits() -> (selfaware_backend::RetryWait, Arc<Mutex<Vec<Duration>>>) {
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let w = waits.clone();
+    let wait: selfaware_backend::RetryWait = Arc::new(move |d| {
+        w.lock().unwrap().push(d);
+        Box::pin(std::future::ready(()))
+    });
+    (wait, waits)
+}
+
 #[test]
 fn retries_after_429_respecting_retry_after() {
     let hits = Arc::new(AtomicUsize::new(0));
@@ -86,14 +97,11 @@ fn retries_after_429_respecting_retry_after() {
             }
         }),
     );
-    let b = HttpBackend::new(cfg(&start(app)), Some(ApiKey::new(KEY))).unwrap();
-    let t = Instant::now();
+    let (wait, waits) = recorded_waits();
+    let b = HttpBackend::with_retry_wait(cfg(&start(app)), Some(ApiKey::new(KEY)), wait).unwrap();
     let out = b.complete(&req()).unwrap();
-    assert!(
-        t.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        t.elapsed()
-    );
+    // The server's one second replaces the client's own backoff (10 to 40 ms here).
+    assert_eq!(*waits.lock().unwrap(), [Duration::from_secs(1)]);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(out.choices.len(), 2);
     assert_eq!(out.choices[1].text, "answer 1");
