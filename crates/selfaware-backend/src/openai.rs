@@ -270,26 +270,34 @@ impl<T> List<T> {
     }
 }
 
-/// `ListFilesResponse`: a list with the ids of its first and last file (null when empty).
+/// `ListFilesResponse`: a list with the ids of its first and last file. The description
+/// requires both as strings (not nullable, unlike the lists whose ids it types
+/// `anyOf: [string, null]`), so an empty list says `""` for them; a `null` from another server
+/// is read as `""` too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileList {
     pub object: String,
     pub data: Vec<FileObject>,
-    #[serde(default)]
-    pub first_id: Option<String>,
-    #[serde(default)]
-    pub last_id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub first_id: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub last_id: String,
     #[serde(default)]
     pub has_more: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 impl FileList {
     /// All of `data`, in order, as one page.
     pub fn new(data: Vec<FileObject>) -> Self {
+        let id = |f: Option<&FileObject>| f.map(|f| f.id.clone()).unwrap_or_default();
         FileList {
             object: "list".into(),
-            first_id: data.first().map(|f| f.id.clone()),
-            last_id: data.last().map(|f| f.id.clone()),
+            first_id: id(data.first()),
+            last_id: id(data.last()),
             data,
             has_more: false,
         }

@@ -70,10 +70,75 @@ fn to_2020_12(v: &mut Value) {
     }
 }
 
+/// The YAML document as JSON. Written out because serde_json's own `Value` refuses integers
+/// beyond 64 bits, and the description has some (`seed`'s bounds, ±9223372036854776000, a
+/// float printed as an integer): those become floats, as a JSON parser would read them.
+struct Json(Value);
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor).map(Json)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value that JSON can hold")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        Ok(json!(v as f64))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        Ok(json!(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(json!(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Json(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some((k, Json(v))) = map.next_entry::<String, Json>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 impl Description {
     fn load(path: &Path) -> Description {
         let text = std::fs::read_to_string(path).unwrap();
-        let doc: Value = serde_yaml_ng::from_str(&text).unwrap();
+        let Json(doc) = serde_yaml_ng::from_str(&text).unwrap();
         let mut components = doc["components"].clone();
         to_2020_12(&mut components);
         let paths = doc["paths"].as_object().unwrap().clone();
@@ -330,6 +395,17 @@ fn requests_and_responses_follow_openais_schema() {
     });
     assert_eq!(models["data"][0]["id"], common::MODEL);
 
+    // The file list while it is empty: its `first_id` and `last_id` are still strings.
+    let files: Value = rt.block_on(async {
+        let r = http.get(format!("{base}/files")).send().await.unwrap();
+        r.json().await.unwrap()
+    });
+    assert_eq!(files["data"], json!([]));
+    assert_eq!(
+        (&files["first_id"], &files["last_id"]),
+        (&json!(""), &json!(""))
+    );
+
     // Files and a fine-tuning job through the finetuning client: upload, create (after
     // looking for the job among the listed ones), poll with events, then list the files.
     let dir = tempfile::tempdir().unwrap();
@@ -399,7 +475,7 @@ fn requests_and_responses_follow_openais_schema() {
 }
 
 /// The validator itself catches what the server fixed: a response without `refusal`, and a file
-/// list without `first_id` (so the test above can fail).
+/// list without `first_id` or with null ids (so the test above can fail).
 #[test]
 fn the_schemas_reject_what_the_server_used_to_send() {
     let Some(path) = selfaware_testing::openai_schema() else {
@@ -432,4 +508,17 @@ fn the_schemas_reject_what_the_server_used_to_send() {
         &json!({"object": "list", "data": [], "has_more": false}),
     );
     assert!(errors.iter().any(|e| e.contains("first_id")), "{errors:?}");
+    // Null ids for an empty list are refused too (the description types them as strings);
+    // empty strings pass.
+    let errors = spec.check(
+        schema,
+        &json!({"object": "list", "data": [], "first_id": null, "last_id": null,
+            "has_more": false}),
+    );
+    assert!(errors.iter().any(|e| e.contains("/first_id")), "{errors:?}");
+    let errors = spec.check(
+        schema,
+        &json!({"object": "list", "data": [], "first_id": "", "last_id": "", "has_more": false}),
+    );
+    assert_eq!(errors, Vec::<String>::new());
 }
