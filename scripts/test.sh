@@ -58,6 +58,13 @@ if [ "${SELFAWARE_SKIP_PARITY:-0}" != 1 ]; then
   export SELFAWARE_REQUIRE_PARITY=1
 fi
 
+# OpenAI's API description: the wire tests (crates/selfaware-server/tests/openapi.rs) validate
+# requests and responses against it. Never copied into the repository; under CI=true it is
+# required (crates/selfaware-testing).
+if [ -z "${SELFAWARE_OPENAI_SCHEMA:-}" ] && [ -f ../shared/reference/openai/openapi.yaml ]; then
+  export SELFAWARE_OPENAI_SCHEMA="$(cd ../shared/reference/openai && pwd)/openapi.yaml"
+fi
+
 # Headless Chromium renders a sample report to PNG in selfaware-report's screenshot test. On CI
 # (root, Debian) it is installed here; elsewhere the test skips with a note when it is missing
 # (under CI=true a missing one fails the test).

@@ -36,6 +36,56 @@ pub struct JobSpec {
     pub suffix: Option<String>,
 }
 
+impl JobSpec {
+    /// The limits OpenAI's `CreateFineTuningJobRequest` sets, checked before anything is sent
+    /// (a job refused after its upload would leave the file behind): `seed` ≤ 2³¹−1, `n_epochs`
+    /// 1–50, `batch_size` 1–256, `learning_rate_multiplier` > 0, `suffix` 1–64 characters.
+    pub fn check(&self) -> Result<()> {
+        let bad = |param: &str, message: String| {
+            Err(BackendError::InvalidRequest {
+                param: Some(param.into()),
+                message,
+            })
+        };
+        let h = &self.hyperparameters;
+        if self.seed > i32::MAX as u64 {
+            return bad(
+                "seed",
+                format!("must be at most 2147483647 (2^31 - 1), got {}", self.seed),
+            );
+        }
+        if !(1..=50).contains(&h.n_epochs) {
+            return bad(
+                "n_epochs",
+                format!("must be between 1 and 50, got {}", h.n_epochs),
+            );
+        }
+        if !(1..=256).contains(&h.batch_size) {
+            return bad(
+                "batch_size",
+                format!("must be between 1 and 256, got {}", h.batch_size),
+            );
+        }
+        let lr = h.learning_rate_multiplier;
+        if !(lr.is_finite() && lr > 0.0) {
+            return bad(
+                "learning_rate_multiplier",
+                format!("must be a number above 0, got {lr}"),
+            );
+        }
+        if let Some(suffix) = &self.suffix {
+            let chars = suffix.chars().count();
+            if !(1..=64).contains(&chars) {
+                return bad(
+                    "suffix",
+                    format!("must be 1 to 64 characters long, got {chars}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Facts about a validated training file.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatasetSummary {
@@ -225,6 +275,7 @@ impl FinetuneClient {
 
     /// Creates a supervised job on an uploaded file.
     pub fn create_job(&self, file_id: &str, spec: &JobSpec) -> Result<FineTuningJob> {
+        spec.check()?;
         let h = &spec.hyperparameters;
         let mut body = serde_json::json!({
             "model": spec.base_model,
@@ -257,28 +308,63 @@ impl FinetuneClient {
         )
     }
 
-    /// Recent jobs (newest first, as the API lists them).
-    pub fn list_jobs(&self) -> Result<Vec<FineTuningJob>> {
-        let l: List<FineTuningJob> = self.http.json(
-            reqwest::Method::GET,
-            "fine_tuning/jobs?limit=100",
-            Body::None,
-            false,
-        )?;
-        Ok(l.data)
+    /// Every page of a list endpoint, newest first, following `after` while `has_more`; stops
+    /// early once `stop` is true for an item of the latest page.
+    fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        id_of: impl Fn(&T) -> &str,
+        stop: impl Fn(&T) -> bool,
+    ) -> Result<Vec<T>> {
+        let mut out: Vec<T> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let url = match &after {
+                Some(a) => format!("{path}?limit=100&after={a}"),
+                None => format!("{path}?limit=100"),
+            };
+            let page: List<T> = self
+                .http
+                .json(reqwest::Method::GET, &url, Body::None, false)?;
+            let done = !page.has_more.unwrap_or(false) || page.data.iter().any(&stop);
+            let last = page.data.last().map(|t| id_of(t).to_string());
+            out.extend(page.data);
+            match last {
+                _ if done => return Ok(out),
+                Some(l) if after.as_deref() != Some(l.as_str()) => after = Some(l),
+                // More promised, but the page is empty or repeats the last one.
+                _ => {
+                    return Err(BackendError::BadResponse {
+                        url: format!("{}/{path}", self.http.config().base_url),
+                        message: format!(
+                            "has_more is true but the page after {after:?} brings no new item"
+                        ),
+                    })
+                }
+            }
+        }
     }
 
-    /// The job's events, oldest first.
+    /// Every job of the organization (newest first, as the API lists them), all pages.
+    pub fn list_jobs(&self) -> Result<Vec<FineTuningJob>> {
+        self.pages("fine_tuning/jobs", |j: &FineTuningJob| &j.id, |_| false)
+    }
+
+    /// The newest job for which `wanted` is true, paging until it is found.
+    fn find_job(&self, wanted: impl Fn(&FineTuningJob) -> bool) -> Result<Option<FineTuningJob>> {
+        let jobs = self.pages("fine_tuning/jobs", |j: &FineTuningJob| &j.id, &wanted)?;
+        Ok(jobs.into_iter().find(|j| wanted(j)))
+    }
+
+    /// The job's events (all pages), oldest first.
     pub fn events(&self, id: &str) -> Result<Vec<FineTuningJobEvent>> {
-        let l: List<FineTuningJobEvent> = self.http.json(
-            reqwest::Method::GET,
-            &format!("fine_tuning/jobs/{id}/events?limit=100"),
-            Body::None,
-            false,
+        let mut events = self.pages(
+            &format!("fine_tuning/jobs/{id}/events"),
+            |e: &FineTuningJobEvent| &e.id,
+            |_| false,
         )?;
         // The list comes newest first, and `created_at` has one-second resolution: reverse it
         // before the stable sort, so events of the same second stay in the order they happened.
-        let mut events = l.data;
         events.reverse();
         events.sort_by_key(|e| e.created_at);
         Ok(events)
@@ -293,6 +379,7 @@ impl FinetuneClient {
         dataset: &Path,
         spec: &JobSpec,
     ) -> Result<RegistryEntry> {
+        spec.check()?;
         let bytes = fs_err::read(dataset).map_err(BackendError::io(dataset))?;
         let summary = validate_jsonl(&bytes, dataset)?;
         let key = job_key(&summary.sha256, spec);
@@ -319,10 +406,9 @@ impl FinetuneClient {
                 file.id
             }
         };
-        let existing = self
-            .list_jobs()?
-            .into_iter()
-            .find(|j| j.training_file.as_deref() == Some(&file_id) && j.model == spec.base_model);
+        let existing = self.find_job(|j| {
+            j.training_file.as_deref() == Some(&file_id) && j.model == spec.base_model
+        })?;
         let job = match existing {
             Some(j) => j,
             None => self.create_job(&file_id, spec)?,

@@ -247,6 +247,50 @@ pub fn cache_key(url: &str, body: &Value) -> String {
     hex::encode(Sha256::digest(canon.as_bytes()))
 }
 
+/// How a model takes its sampling settings, told by its name (a fine-tuned model, `ft:BASE:…`,
+/// by its base's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// Chat models: `max_tokens`, `temperature`, `top_p` and `logprobs` as asked.
+    Chat,
+    /// OpenAI's reasoning models (o-series, gpt-5 except its `-chat` models): the length limit
+    /// is `max_completion_tokens`, and `temperature`, `top_p` and `logprobs` are refused, so
+    /// they are not sent (the model samples at its fixed setting).
+    Reasoning,
+}
+
+impl ModelFamily {
+    pub fn of(model: &str) -> Self {
+        let name = model.strip_prefix("ft:").unwrap_or(model);
+        let base = name.split(':').next().unwrap_or(name).to_ascii_lowercase();
+        let o_series = base
+            .strip_prefix('o')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+        let gpt5 = base.starts_with("gpt-5") && !base.starts_with("gpt-5-chat");
+        if o_series || gpt5 {
+            ModelFamily::Reasoning
+        } else {
+            ModelFamily::Chat
+        }
+    }
+}
+
+/// Whether an error answer says the server does not take the prompt log-probability fields
+/// (OpenAI: 400 "Unrecognized request argument supplied: prompt_logprobs"). Anything else —
+/// a bad key, a rate limit, a server error — is not an answer to the question.
+fn refuses_prompt_logprobs(e: &BackendError) -> bool {
+    match e {
+        BackendError::Http {
+            status: 400 | 422,
+            message,
+            ..
+        } => ["prompt_logprobs", "add_generation_prompt"]
+            .iter()
+            .any(|f| message.contains(f)),
+        _ => false,
+    }
+}
+
 /// A prompt token from `prompt_logprobs`: id, decoded text, log-probability.
 type WireToken = (u32, String, f64);
 
@@ -269,7 +313,14 @@ struct Inner {
     slots: Semaphore,
     limiter: Option<Mutex<RateLimiter>>,
     jitter: Mutex<ChaCha8Rng>,
+    wait: RetryWait,
 }
+
+/// How the client waits between attempts of a request: given the delay (the backoff, or what
+/// the server asked for with `Retry-After`), a future that completes when the next attempt may
+/// start. [`HttpBackend::with_retry_wait`] replaces the default, a tokio sleep.
+pub type RetryWait =
+    Arc<dyn Fn(Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// An OpenAI-compatible endpoint as a [`Backend`].
 pub struct HttpBackend {
@@ -300,6 +351,12 @@ impl Drop for HttpBackend {
 impl HttpBackend {
     /// A backend for `cfg`; `key` is the value of the variable `cfg.api_key_env` names.
     pub fn new(cfg: HttpConfig, key: Option<ApiKey>) -> Result<Self> {
+        Self::with_retry_wait(cfg, key, Arc::new(|d| Box::pin(sleep(d))))
+    }
+
+    /// [`HttpBackend::new`] waiting between the attempts of a request through `wait` (see
+    /// [`RetryWait`]): tests record the delays asked for instead of sleeping through them.
+    pub fn with_retry_wait(cfg: HttpConfig, key: Option<ApiKey>, wait: RetryWait) -> Result<Self> {
         cfg.check()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
@@ -323,6 +380,7 @@ impl HttpBackend {
                 client,
                 limiter,
                 jitter,
+                wait,
             }),
             rt: Some(rt),
             prompt_logprobs: std::sync::OnceLock::new(),
@@ -374,20 +432,34 @@ impl HttpBackend {
         self.inner.parse(path, &bytes)
     }
 
-    fn wire_request(&self, req: &CompletionRequest) -> ChatCompletionRequest {
-        ChatCompletionRequest {
+    fn family(&self) -> ModelFamily {
+        ModelFamily::of(&self.inner.cfg.model)
+    }
+
+    /// The request as this model's family takes it (see [`ModelFamily`]).
+    fn wire_request(&self, req: &CompletionRequest) -> Result<ChatCompletionRequest> {
+        let chat = self.family() == ModelFamily::Chat;
+        if !chat && req.logprobs {
+            return Err(BackendError::Unsupported {
+                backend: format!("the model `{}`", self.inner.cfg.model),
+                what: "return log-probabilities (reasoning models refuse `logprobs`)".into(),
+            });
+        }
+        let limit = req.max_tokens as u64;
+        Ok(ChatCompletionRequest {
             model: self.inner.cfg.model.clone(),
             messages: openai::from_conversation(&req.conversation),
             n: (req.n != 1).then_some(req.n as u64),
-            temperature: Some(req.temperature),
-            top_p: Some(req.top_p),
-            max_tokens: Some(req.max_tokens as u64),
+            temperature: chat.then_some(req.temperature),
+            top_p: chat.then_some(req.top_p),
+            max_tokens: chat.then_some(limit),
+            max_completion_tokens: (!chat).then_some(limit),
             seed: Some(req.seed as i64),
             stop: (!req.stop.is_empty()).then(|| Stop::Many(req.stop.clone())),
             logprobs: req.logprobs.then_some(true),
             top_logprobs: (req.logprobs && req.top_logprobs > 0).then_some(req.top_logprobs as u64),
             ..Default::default()
-        }
+        })
     }
 
     fn unsupported(&self, what: &str) -> BackendError {
@@ -409,18 +481,28 @@ impl HttpBackend {
         }
     }
 
-    /// Whether options can be scored exactly through `prompt_logprobs` (configured, or detected
-    /// once with a one-token request: servers that ignore the field answer without them).
-    pub fn has_prompt_logprobs(&self) -> bool {
+    /// Whether options can be scored exactly through `prompt_logprobs`: configured, or detected
+    /// once with a one-token request. Only the server's own answer decides: prompt
+    /// log-probabilities returned (yes), a success without them or a 400/422 naming the field
+    /// (no). Any other failure of the probe (401, 429 or 5xx after the retries, a connection
+    /// error) is returned as the error it is and decides nothing. Reasoning models are never
+    /// probed: OpenAI's do not return prompt log-probabilities.
+    pub fn has_prompt_logprobs(&self) -> Result<bool> {
         if let Some(b) = self.inner.cfg.prompt_logprobs {
-            return b;
+            return Ok(b);
         }
-        *self.prompt_logprobs.get_or_init(|| {
-            matches!(
-                self.prompt_tokens(&Conversation::user(None, "Hi"), true),
-                Ok(Some(_))
-            )
-        })
+        if self.family() == ModelFamily::Reasoning {
+            return Ok(false);
+        }
+        if let Some(&b) = self.prompt_logprobs.get() {
+            return Ok(b);
+        }
+        let known = match self.prompt_tokens(&Conversation::user(None, "Hi"), true) {
+            Ok(tokens) => tokens.is_some(),
+            Err(e) if refuses_prompt_logprobs(&e) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(*self.prompt_logprobs.get_or_init(|| known))
     }
 
     /// The prompt tokens of `conv` as rendered by the server, with their log-probabilities
@@ -656,7 +738,7 @@ impl Inner {
                     last = message;
                     if attempt + 1 < attempts {
                         // A delay the server names replaces the backoff.
-                        sleep(self.delay(attempt, wait)).await;
+                        (self.wait)(self.delay(attempt, wait)).await;
                     }
                 }
             }
@@ -819,15 +901,18 @@ impl Backend for HttpBackend {
         &self.inner.cfg.model
     }
 
+    /// When the probe of prompt log-probabilities fails (see [`HttpBackend::has_prompt_logprobs`])
+    /// the method stays undecided and this says exact: the exact path asks again and returns
+    /// the failure, instead of the answers silently switching to the estimators.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            exact_scoring: self.has_prompt_logprobs(),
+            exact_scoring: self.has_prompt_logprobs().unwrap_or(true),
             ..self.limits()
         }
     }
 
     fn score_options(&self, conv: &Conversation, options: &[String]) -> Result<OptionScores> {
-        if !self.has_prompt_logprobs() {
+        if !self.has_prompt_logprobs()? {
             return Err(self.unsupported("score options exactly"));
         }
         self.score_options_remote(conv, options)
@@ -846,7 +931,7 @@ impl Backend for HttpBackend {
 
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
         req.validate(&self.limits())?;
-        let body = serde_json::to_value(self.wire_request(req))
+        let body = serde_json::to_value(self.wire_request(req)?)
             .map_err(|e| BackendError::Config(format!("cannot encode the request: {e}")))?;
         let resp: ChatCompletionResponse = self.json(
             reqwest::Method::POST,
@@ -864,7 +949,7 @@ impl Backend for HttpBackend {
         for r in reqs {
             let (tx, rx) = std::sync::mpsc::channel();
             let prepared = r.validate(&caps).and_then(|_| {
-                serde_json::to_value(self.wire_request(r))
+                serde_json::to_value(self.wire_request(r)?)
                     .map_err(|e| BackendError::Config(format!("cannot encode the request: {e}")))
             });
             match (prepared, &self.rt) {

@@ -76,13 +76,21 @@ pub fn decode_request(engine: &Engine, req: &CompletionRequest) -> Result<sample
 /// A token's text and bytes as OpenAI's API reports them: the bytes a byte-level vocabulary
 /// entry stands for (the text shows an incomplete UTF-8 character as U+FFFD), otherwise the
 /// token decoded alone.
+///
+/// The entry is the raw one (`Ġt`, `Ã`), not the token decoded: decoding turns a byte that
+/// starts a character into U+FFFD, whose bytes are not the token's. An entry is taken as
+/// byte-level only when its bytes decode to the token's text, so the ASCII spelling of a
+/// SentencePiece byte token (`<0x0A>`) is not mistaken for its bytes.
 pub fn token_text_bytes(engine: &Engine, id: u32) -> (String, Option<Vec<u8>>) {
     let tok = &engine.chat.tokenizer;
-    let entry = tok.token_text(id);
-    match bytes_of_vocab_entry(&entry) {
-        Some(bytes) => (String::from_utf8_lossy(&bytes).into_owned(), Some(bytes)),
+    let text = tok.token_text(id);
+    let raw = tok
+        .id_to_token(id)
+        .and_then(|entry| bytes_of_vocab_entry(&entry))
+        .filter(|bytes| String::from_utf8_lossy(bytes) == text);
+    match raw {
+        Some(bytes) => (text, Some(bytes)),
         None => {
-            let text = tok.decode(&[id], false).unwrap_or(entry);
             let bytes = text.as_bytes().to_vec();
             (text, Some(bytes))
         }

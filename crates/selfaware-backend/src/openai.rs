@@ -141,10 +141,23 @@ pub struct WireTokenLogprob {
     pub top_logprobs: Vec<WireTopLogprob>,
 }
 
-/// A choice's `logprobs`.
+/// A choice's `logprobs`. The API requires both lists (null when absent); selfaware's models
+/// never refuse, so `refusal` is always null from its server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChoiceLogprobs {
     pub content: Option<Vec<WireTokenLogprob>>,
+    #[serde(default)]
+    pub refusal: Option<Vec<WireTokenLogprob>>,
+}
+
+impl ChoiceLogprobs {
+    /// Log-probabilities of content tokens (no refusal).
+    pub fn of_content(content: Vec<WireTokenLogprob>) -> Self {
+        ChoiceLogprobs {
+            content: Some(content),
+            refusal: None,
+        }
+    }
 }
 
 /// The assistant message of a choice.
@@ -152,6 +165,9 @@ pub struct ChoiceLogprobs {
 pub struct ResponseMessage {
     pub role: String,
     pub content: Option<String>,
+    /// The model's refusal message; null when it answered (always, from selfaware's server).
+    #[serde(default)]
+    pub refusal: Option<String>,
 }
 
 /// One choice of a non-streamed response.
@@ -250,6 +266,40 @@ impl<T> List<T> {
             object: "list".into(),
             data,
             has_more: Some(false),
+        }
+    }
+}
+
+/// `ListFilesResponse`: a list with the ids of its first and last file. The description
+/// requires both as strings (not nullable, unlike the lists whose ids it types
+/// `anyOf: [string, null]`), so an empty list says `""` for them; a `null` from another server
+/// is read as `""` too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileList {
+    pub object: String,
+    pub data: Vec<FileObject>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub first_id: String,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub last_id: String,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+impl FileList {
+    /// All of `data`, in order, as one page.
+    pub fn new(data: Vec<FileObject>) -> Self {
+        let id = |f: Option<&FileObject>| f.map(|f| f.id.clone()).unwrap_or_default();
+        FileList {
+            object: "list".into(),
+            first_id: id(data.first()),
+            last_id: id(data.last()),
+            data,
+            has_more: false,
         }
     }
 }
@@ -437,10 +487,12 @@ pub fn choice(index: usize, c: &Completion) -> ChatChoice {
         message: ResponseMessage {
             role: "assistant".into(),
             content: Some(c.text.clone()),
+            refusal: None,
         },
-        logprobs: c.logprobs.as_ref().map(|l| ChoiceLogprobs {
-            content: Some(wire_logprobs(l)),
-        }),
+        logprobs: c
+            .logprobs
+            .as_ref()
+            .map(|l| ChoiceLogprobs::of_content(wire_logprobs(l))),
         finish_reason: Some(c.finish_reason.as_str().to_string()),
     }
 }

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Multipart, Path, State};
+use std::collections::HashMap;
+
+use axum::extract::{Multipart, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use selfaware_backend::finetune::{FinetuneClient, Hyperparameters, JobRegistry, JobSpec};
-use selfaware_backend::{ApiKey, HttpConfig};
+use selfaware_backend::{ApiKey, BackendError, HttpConfig};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -18,9 +20,27 @@ struct Fake {
     creates: AtomicUsize,
     jobs: Mutex<Vec<(Value, usize)>>, // job, polls so far
     last_create: Mutex<Option<Value>>,
+    /// Events a job has beyond its polling steps.
+    extra_events: usize,
+    /// Requests of any kind.
+    hits: AtomicUsize,
+}
+
+/// One page of `items` (newest first) as the API pages lists: `limit` items after the one
+/// with id `after`.
+fn page(items: Vec<Value>, q: &HashMap<String, String>) -> Json<Value> {
+    let limit: usize = q.get("limit").map_or(20, |l| l.parse().unwrap());
+    let start = match q.get("after") {
+        Some(a) => items.iter().position(|j| j["id"] == a.as_str()).unwrap() + 1,
+        None => 0,
+    };
+    let rest = &items[start..];
+    let data: Vec<Value> = rest.iter().take(limit).cloned().collect();
+    Json(json!({"object": "list", "data": data, "has_more": rest.len() > limit}))
 }
 
 async fn upload(State(f): State<Arc<Fake>>, mut form: Multipart) -> Json<Value> {
+    f.hits.fetch_add(1, Ordering::SeqCst);
     let mut purpose = String::new();
     let mut size = 0;
     while let Some(field) = form.next_field().await.unwrap() {
@@ -37,6 +57,7 @@ async fn upload(State(f): State<Arc<Fake>>, mut form: Multipart) -> Json<Value> 
 }
 
 async fn create(State(f): State<Arc<Fake>>, Json(body): Json<Value>) -> Json<Value> {
+    f.hits.fetch_add(1, Ordering::SeqCst);
     let n = f.creates.fetch_add(1, Ordering::SeqCst);
     *f.last_create.lock().unwrap() = Some(body.clone());
     let job = json!({"id": format!("ftjob-{n}"), "object": "fine_tuning.job", "model": body["model"],
@@ -46,7 +67,8 @@ async fn create(State(f): State<Arc<Fake>>, Json(body): Json<Value>) -> Json<Val
     Json(job)
 }
 
-async fn list(State(f): State<Arc<Fake>>) -> Json<Value> {
+async fn list(State(f): State<Arc<Fake>>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+    f.hits.fetch_add(1, Ordering::SeqCst);
     let data: Vec<Value> = f
         .jobs
         .lock()
@@ -54,7 +76,7 @@ async fn list(State(f): State<Arc<Fake>>) -> Json<Value> {
         .iter()
         .map(|(j, _)| j.clone())
         .collect();
-    Json(json!({"object": "list", "data": data, "has_more": false}))
+    page(data, &q)
 }
 
 async fn retrieve(State(f): State<Arc<Fake>>, Path(id): Path<String>) -> Json<Value> {
@@ -77,17 +99,22 @@ async fn retrieve(State(f): State<Arc<Fake>>, Path(id): Path<String>) -> Json<Va
     Json(job.clone())
 }
 
-async fn events(State(f): State<Arc<Fake>>, Path(id): Path<String>) -> Json<Value> {
+async fn events(
+    State(f): State<Arc<Fake>>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    f.hits.fetch_add(1, Ordering::SeqCst);
     let jobs = f.jobs.lock().unwrap();
     let polls = jobs.iter().find(|(j, _)| j["id"] == id.as_str()).unwrap().1;
-    let data: Vec<Value> = (0..=polls.min(3))
+    let data: Vec<Value> = (0..=polls.min(3) + f.extra_events)
         .rev()
         .map(|k| {
             json!({"object": "fine_tuning.job.event", "id": format!("ev-{k}"), "created_at": 10 + k,
             "level": "info", "message": format!("step {k}"), "type": "message", "data": {}})
         })
         .collect();
-    Json(json!({"object": "list", "data": data, "has_more": false}))
+    page(data, &q)
 }
 
 fn start(fake: Arc<Fake>) -> String {
@@ -238,4 +265,121 @@ fn invalid_datasets_are_refused_before_upload() {
         "{e}"
     );
     assert_eq!(fake.uploads.load(Ordering::SeqCst), 0);
+}
+
+fn data_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("train.jsonl");
+    std::fs::write(&data, "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"b\"}]}\n").unwrap();
+    data
+}
+
+/// A job whose creation was sent but not recorded is found again however far down the job
+/// list it is (the list is read page by page), and a job's events are read in pages too.
+#[test]
+fn resume_pages_through_every_job_and_events_come_in_pages() {
+    let fake = Arc::new(Fake {
+        extra_events: 230,
+        ..Fake::default()
+    });
+    // The lost job is the oldest of 251: on the third page of 100.
+    let mut jobs = vec![(
+        json!({"id": "ftjob-lost", "object": "fine_tuning.job", "model": spec().base_model,
+            "status": "running", "training_file": "file-0", "fine_tuned_model": null}),
+        0,
+    )];
+    for k in 0..250 {
+        jobs.insert(
+            0,
+            (
+                json!({"id": format!("ftjob-other-{k}"), "object": "fine_tuning.job",
+                "model": "gpt-4o-mini", "status": "succeeded", "training_file": format!("file-x{k}")}),
+                0,
+            ),
+        );
+    }
+    *fake.jobs.lock().unwrap() = jobs;
+    let base = start(fake.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_file(dir.path());
+    let client = FinetuneClient::new(HttpConfig::new(base, "unused"), None).unwrap();
+    let mut registry = JobRegistry::open(&dir.path().join("jobs.json")).unwrap();
+    // The upload happened (file-0) before the interruption.
+    let (file, _) = client.upload(&data).unwrap();
+    assert_eq!(file.id, "file-0");
+    let summary =
+        selfaware_backend::finetune::validate_jsonl(&std::fs::read(&data).unwrap(), &data).unwrap();
+    let key = selfaware_backend::finetune::job_key(&summary.sha256, &spec());
+    registry
+        .put(selfaware_backend::finetune::RegistryEntry {
+            key,
+            base_url: "unused".into(),
+            dataset_sha256: summary.sha256,
+            spec: spec(),
+            file_id: Some("file-0".into()),
+            job_id: None,
+            status: None,
+            fine_tuned_model: None,
+        })
+        .unwrap();
+    let entry = client.ensure_job(&mut registry, &data, &spec()).unwrap();
+    assert_eq!(entry.job_id.as_deref(), Some("ftjob-lost"));
+    assert_eq!(
+        fake.creates.load(Ordering::SeqCst),
+        0,
+        "a duplicate job was created"
+    );
+    assert_eq!(client.list_jobs().unwrap().len(), 251);
+
+    let events = client.events("ftjob-lost").unwrap();
+    assert_eq!(events.len(), 231);
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids[0], "ev-0");
+    assert_eq!(ids[230], "ev-230");
+}
+
+/// Settings OpenAI would refuse are refused before anything is sent (no upload left behind).
+#[test]
+fn job_settings_beyond_openais_limits_are_refused_before_sending() {
+    let fake = Arc::new(Fake::default());
+    let base = start(fake.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_file(dir.path());
+    let client = FinetuneClient::new(HttpConfig::new(base, "unused"), None).unwrap();
+    let mut registry = JobRegistry::open(&dir.path().join("jobs.json")).unwrap();
+    type Change = Box<dyn Fn(&mut JobSpec)>;
+    let cases: Vec<(&str, Change)> = vec![
+        ("seed", Box::new(|s| s.seed = 1 << 31)),
+        ("n_epochs", Box::new(|s| s.hyperparameters.n_epochs = 51)),
+        ("n_epochs", Box::new(|s| s.hyperparameters.n_epochs = 0)),
+        (
+            "batch_size",
+            Box::new(|s| s.hyperparameters.batch_size = 257),
+        ),
+        (
+            "learning_rate_multiplier",
+            Box::new(|s| s.hyperparameters.learning_rate_multiplier = 0.0),
+        ),
+        ("suffix", Box::new(|s| s.suffix = Some("x".repeat(65)))),
+        ("suffix", Box::new(|s| s.suffix = Some(String::new()))),
+    ];
+    for (field, change) in cases {
+        let mut s = spec();
+        change(&mut s);
+        let e = client.ensure_job(&mut registry, &data, &s).unwrap_err();
+        assert!(
+            matches!(&e, BackendError::InvalidRequest { param: Some(p), .. } if p == field),
+            "{field}: {e}"
+        );
+        let e = client.create_job("file-0", &s).unwrap_err().to_string();
+        assert!(e.contains(field), "{e}");
+    }
+    assert_eq!(fake.hits.load(Ordering::SeqCst), 0);
+    // The limits themselves are allowed: 2^31 - 1, 50 epochs, batches of 256, 64 characters
+    // (counted as characters, not bytes).
+    let mut s = spec();
+    s.seed = (1 << 31) - 1;
+    s.hyperparameters.n_epochs = 50;
+    s.hyperparameters.batch_size = 256;
+    s.suffix = Some("é".repeat(64));
+    s.check().unwrap();
 }

@@ -67,6 +67,17 @@ fn req() -> CompletionRequest {
     r
 }
 
+/// A wait between attempts that returns at once and records the delay the client asked for.
+fn recorded_waits() -> (selfaware_backend::RetryWait, Arc<Mutex<Vec<Duration>>>) {
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let w = waits.clone();
+    let wait: selfaware_backend::RetryWait = Arc::new(move |d| {
+        w.lock().unwrap().push(d);
+        Box::pin(std::future::ready(()))
+    });
+    (wait, waits)
+}
+
 #[test]
 fn retries_after_429_respecting_retry_after() {
     let hits = Arc::new(AtomicUsize::new(0));
@@ -86,14 +97,11 @@ fn retries_after_429_respecting_retry_after() {
             }
         }),
     );
-    let b = HttpBackend::new(cfg(&start(app)), Some(ApiKey::new(KEY))).unwrap();
-    let t = Instant::now();
+    let (wait, waits) = recorded_waits();
+    let b = HttpBackend::with_retry_wait(cfg(&start(app)), Some(ApiKey::new(KEY)), wait).unwrap();
     let out = b.complete(&req()).unwrap();
-    assert!(
-        t.elapsed() >= Duration::from_millis(950),
-        "{:?}",
-        t.elapsed()
-    );
+    // The server's one second replaces the client's own backoff (10 to 40 ms here).
+    assert_eq!(*waits.lock().unwrap(), [Duration::from_secs(1)]);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(out.choices.len(), 2);
     assert_eq!(out.choices[1].text, "answer 1");
@@ -332,4 +340,165 @@ fn exact_scoring_is_detected_and_unsupported_over_plain_chat_apis() {
     c.prompt_logprobs = Some(false);
     let b = HttpBackend::new(c, None).unwrap();
     assert!(!b.capabilities().exact_scoring);
+}
+
+/// A server that records every request body and answers each with `answer(hit number)`.
+fn recording(
+    answer: impl Fn(usize) -> axum::response::Response + Clone + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let (s, answer) = (s.clone(), answer.clone());
+            async move {
+                let n = {
+                    let mut s = s.lock().unwrap();
+                    s.push(body);
+                    s.len() - 1
+                };
+                answer(n)
+            }
+        }),
+    );
+    (start(app), seen)
+}
+
+fn error(status: StatusCode, message: &str) -> axum::response::Response {
+    let body = json!({"error": {"message": message, "type": "invalid_request_error",
+        "param": null, "code": null}});
+    (status, axum::Json(body)).into_response()
+}
+
+#[test]
+fn model_families_are_told_by_name() {
+    use selfaware_backend::ModelFamily::{Chat, Reasoning};
+    for (name, family) in [
+        ("o1", Reasoning),
+        ("o3-mini", Reasoning),
+        ("o4-mini-2025-04-16", Reasoning),
+        ("gpt-5", Reasoning),
+        ("gpt-5-mini", Reasoning),
+        ("ft:o4-mini-2025-04-16:acme:risky:abc123", Reasoning),
+        ("gpt-5-chat-latest", Chat),
+        ("gpt-4o", Chat),
+        ("gpt-4.1-mini", Chat),
+        ("ft:gpt-4o-2024-08-06:acme::x", Chat),
+        ("omni-moderation-latest", Chat),
+        ("tiny", Chat),
+    ] {
+        assert_eq!(selfaware_backend::ModelFamily::of(name), family, "{name}");
+    }
+}
+
+/// Reasoning models take `max_completion_tokens` and refuse `temperature`, `top_p` and
+/// `logprobs`: none of those is sent, so they can serve as judges (temperature 0 asked).
+#[test]
+fn reasoning_models_get_max_completion_tokens_and_no_sampling_settings() {
+    let (base, seen) = recording(|_| axum::Json(ok_body(1)).into_response());
+    let mut judge_req = CompletionRequest::new(Conversation::user(None, "Grade this"));
+    judge_req.temperature = 0.0;
+    judge_req.max_tokens = 7;
+    for (model, reasoning) in [("o3-mini", true), ("gpt-5", true), ("gpt-4o", false)] {
+        let mut c = cfg(&base);
+        c.model = model.into();
+        let b = HttpBackend::new(c, None).unwrap();
+        assert_eq!(b.complete(&judge_req).unwrap().choices[0].text, "answer 0");
+        let body = seen.lock().unwrap().pop().unwrap();
+        let o = body.as_object().unwrap();
+        assert_eq!(o["model"], model);
+        if reasoning {
+            assert_eq!(o["max_completion_tokens"], 7, "{body}");
+            for refused in [
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "logprobs",
+                "top_logprobs",
+            ] {
+                assert!(
+                    !o.contains_key(refused),
+                    "{model}: {refused} sent in {body}"
+                );
+            }
+        } else {
+            assert_eq!(o["max_tokens"], 7, "{body}");
+            assert_eq!(o["temperature"], 0.0, "{body}");
+            assert!(!o.contains_key("max_completion_tokens"), "{body}");
+        }
+    }
+    // Log-probabilities cannot come from a reasoning model: an error, nothing sent.
+    let mut c = cfg(&base);
+    c.model = "o3".into();
+    let b = HttpBackend::new(c, None).unwrap();
+    let e = b.complete(&req()).unwrap_err();
+    assert!(matches!(e, BackendError::Unsupported { .. }), "{e}");
+    assert!(seen.lock().unwrap().is_empty());
+    // Nor is their support of prompt log-probabilities probed.
+    assert!(!b.has_prompt_logprobs().unwrap());
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+/// Only the server's own answer about `prompt_logprobs` switches to the estimators; a failed
+/// probe (bad key, rate limit, server error) is an error, and is asked again later.
+#[test]
+fn the_prompt_logprobs_probe_changes_method_only_on_the_servers_word() {
+    // The parameter refused by name (OpenAI's answer): estimators.
+    let (base, seen) = recording(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "Unrecognized request argument supplied: prompt_logprobs",
+        )
+    });
+    let b = HttpBackend::new(cfg(&base), None).unwrap();
+    assert!(!b.has_prompt_logprobs().unwrap());
+    assert!(!b.capabilities().exact_scoring);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap()[0]["prompt_logprobs"], 0);
+
+    // A bad key: the error, not a change of method.
+    let (base, _) = recording(|_| error(StatusCode::UNAUTHORIZED, "Incorrect API key provided"));
+    let b = HttpBackend::new(cfg(&base), None).unwrap();
+    let e = b.has_prompt_logprobs().unwrap_err();
+    assert!(matches!(e, BackendError::Http { status: 401, .. }), "{e}");
+    let e = b
+        .score_options(&Conversation::user(None, "Hi"), &["A".into()])
+        .unwrap_err();
+    assert!(matches!(e, BackendError::Http { status: 401, .. }), "{e}");
+    // Undecided, the capabilities lead to the exact path, which reports the failure.
+    assert!(b.capabilities().exact_scoring);
+
+    // A 400 about something else is no answer either.
+    let (base, _) = recording(|_| error(StatusCode::BAD_REQUEST, "model `m` does not exist"));
+    let b = HttpBackend::new(cfg(&base), None).unwrap();
+    assert!(b.has_prompt_logprobs().is_err());
+
+    // Rate limited, then server errors past the retries, then the answer: the failures are
+    // errors (after retries), and the probe is asked again until the server answers.
+    let prompt_body = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"},
+            "logprobs": null, "finish_reason": "length"}],
+        "prompt_logprobs": [null, {"7": {"logprob": -1.5, "decoded_token": "Hi"}}]});
+    let (base, seen) = recording(move |n| match n {
+        0..=3 => error(StatusCode::TOO_MANY_REQUESTS, "slow down"),
+        4..=7 => error(StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+        _ => axum::Json(prompt_body.clone()).into_response(),
+    });
+    let b = HttpBackend::new(cfg(&base), None).unwrap();
+    let e = b.has_prompt_logprobs().unwrap_err();
+    assert!(
+        matches!(e, BackendError::RetriesExhausted { attempts: 4, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("429"), "{e}");
+    let e = b.has_prompt_logprobs().unwrap_err();
+    assert!(e.to_string().contains("503"), "{e}");
+    assert!(b.has_prompt_logprobs().unwrap());
+    assert!(b.capabilities().exact_scoring);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        9,
+        "decided once, then remembered"
+    );
 }

@@ -587,6 +587,9 @@ impl Decoding<'_> {
         let a = &mut self.answers[s];
         let mut text = self.tok.decode(&a.ids, true)?;
         cut_at_stop(&mut text, &self.requests[a.request].stop);
+        // A character cut by `max_tokens` (or an end token) decodes to U+FFFD: its bytes are
+        // held back, never sent, as the OpenAI API does and as streaming does (`settled`).
+        text.truncate(without_partial_char(&text));
         let rest = text
             .strip_prefix(a.sent.as_str())
             .unwrap_or_default()
@@ -623,10 +626,15 @@ fn cut_at_stop(text: &mut String, stop: &[String]) {
     }
 }
 
+/// The length of `text` without the U+FFFD that an incomplete trailing character decodes to.
+fn without_partial_char(text: &str) -> usize {
+    text.trim_end_matches('\u{FFFD}').len()
+}
+
 /// How much of `text` is final: without a trailing incomplete character and without a
 /// trailing piece that a stop string could still start with.
 fn settled(text: &str, stop: &[String]) -> usize {
-    let mut end = text.trim_end_matches('\u{FFFD}').len();
+    let mut end = without_partial_char(text);
     for st in stop.iter().filter(|s| !s.is_empty()) {
         // The longest proper prefix of `st` that `text[..end]` ends with.
         for (i, _) in st

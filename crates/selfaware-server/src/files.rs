@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use selfaware_backend::finetune::validate_jsonl;
-use selfaware_backend::openai::{FileObject, List};
+use selfaware_backend::openai::{FileList, FileObject};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -107,8 +107,10 @@ fn write(path: &FsPath, bytes: &[u8]) -> Result<(), ApiError> {
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
 }
 
-fn multipart_error(e: impl std::fmt::Display, status: StatusCode) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
+fn multipart_error(e: impl std::error::Error + 'static, status: StatusCode) -> ApiError {
+    if crate::routes::timed_out(&e) {
+        crate::routes::too_slow()
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::invalid(Some("file"), "the upload is too large").with_status(status)
     } else {
         ApiError::invalid(None, format!("cannot read the multipart upload: {e}"))
@@ -186,10 +188,8 @@ pub(crate) async fn upload(
     Ok(Json(obj))
 }
 
-pub(crate) async fn list(
-    State(s): State<Arc<AppState>>,
-) -> Result<Json<List<FileObject>>, ApiError> {
-    Ok(Json(List::new(store(&s)?.all()?)))
+pub(crate) async fn list(State(s): State<Arc<AppState>>) -> Result<Json<FileList>, ApiError> {
+    Ok(Json(FileList::new(store(&s)?.all()?)))
 }
 
 pub(crate) async fn retrieve(

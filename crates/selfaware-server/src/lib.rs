@@ -7,7 +7,8 @@
 //! sampling settings into one batched call. On a local engine, requests without a seed are
 //! also decoded together across different prompts ([`multi`]), and `stream: true` answers
 //! are sent token by token as they are generated ([`stream`]). Request bodies, `n` and
-//! `max_tokens` are capped; errors use OpenAI's error JSON.
+//! `max_tokens` are capped, a request whose headers or body stop arriving is cut off
+//! ([`ServerConfig::request_read_timeout_ms`]); errors use OpenAI's error JSON.
 //!
 //! Fine-tuning runs one job at a time on a background thread; a finished job's adapter is
 //! saved under the data directory and served as the model `ft:BASE:selfaware:SUFFIX:SHORTID`
@@ -80,6 +81,18 @@ pub struct ServerConfig {
     /// Threads of the async runtime started by [`spawn`].
     #[serde(default = "defaults::io_threads")]
     pub io_threads: usize,
+    /// How long a client may take to send a request's headers, and may then pause between
+    /// pieces of its body (milliseconds). A request that stalls longer is cut off (408, or the
+    /// connection closed), so half-sent requests cannot hold connections open.
+    #[serde(default = "defaults::request_read_timeout_ms")]
+    pub request_read_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::request_read_timeout_ms`] as a duration.
+    pub fn request_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_read_timeout_ms)
+    }
 }
 
 mod defaults {
@@ -116,6 +129,9 @@ mod defaults {
     pub fn finetune_base_lr() -> f64 {
         1e-4
     }
+    pub fn request_read_timeout_ms() -> u64 {
+        30_000
+    }
 }
 
 impl Default for ServerConfig {
@@ -134,6 +150,7 @@ impl Default for ServerConfig {
             seed: 0,
             batch_window_ms: defaults::batch_window_ms(),
             io_threads: defaults::io_threads(),
+            request_read_timeout_ms: defaults::request_read_timeout_ms(),
         }
     }
 }
@@ -339,20 +356,45 @@ pub async fn serve(config: ServerConfig, registry: Registry) -> Result<(), Serve
     serve_on(listener, config, registry, std::future::pending()).await
 }
 
-/// Serves on a bound listener until `shutdown` completes.
+/// Serves on a bound listener until `shutdown` completes, then stops accepting and waits for
+/// the open connections to finish their requests.
+///
+/// Each connection speaks HTTP/1.1 with a timeout on reading request headers and, through the
+/// router, on each pause in a request body ([`ServerConfig::request_read_timeout_ms`]).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     config: ServerConfig,
     registry: Registry,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let read_timeout = config.request_read_timeout();
     let app = routes::router(config, registry)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: wait a moment, then accept again.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(read_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A connection's failure (a client that hung up or timed out) is its own affair.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

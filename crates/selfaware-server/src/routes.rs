@@ -147,6 +147,12 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
         )?),
         None => None,
     };
+    if config.request_read_timeout_ms == 0 {
+        return Err(ServerError::Config(
+            "request_read_timeout_ms must be at least 1".into(),
+        ));
+    }
+    let read_timeout = config.request_read_timeout();
     let body_limit = config.max_body_bytes;
     let upload_limit = config.max_upload_bytes;
     let state = Arc::new(AppState {
@@ -197,7 +203,31 @@ pub(crate) fn router(config: ServerConfig, registry: Registry) -> Result<Router,
             ApiError::invalid(None, "method not allowed on this endpoint")
                 .with_status(StatusCode::METHOD_NOT_ALLOWED)
         })
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            read_timeout,
+        ))
         .with_state(state))
+}
+
+/// Whether a body read failed because the client paused longer than the read timeout.
+pub(crate) fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// 408 with error JSON: the request body stopped arriving.
+pub(crate) fn too_slow() -> ApiError {
+    ApiError::invalid(
+        None,
+        "the request body stopped arriving (the server's read timeout passed)",
+    )
+    .with_status(StatusCode::REQUEST_TIMEOUT)
 }
 
 async fn list_models(State(s): State<Arc<AppState>>) -> Json<List<ModelObject>> {
@@ -225,6 +255,9 @@ pub(crate) fn unknown_model(id: &str) -> ApiError {
 
 /// Maps a body rejection (413 when too large) to error JSON.
 pub(crate) fn body_error(r: BytesRejection) -> ApiError {
+    if timed_out(&r) {
+        return too_slow();
+    }
     let status = r.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::invalid(None, "request body is too large").with_status(status)
@@ -459,9 +492,10 @@ async fn chat_completions(
                     role: None,
                     content: Some(c.text.clone()),
                 },
-                logprobs: c.logprobs.as_ref().map(|l| ChoiceLogprobs {
-                    content: Some(openai::wire_logprobs(l)),
-                }),
+                logprobs: c
+                    .logprobs
+                    .as_ref()
+                    .map(|l| ChoiceLogprobs::of_content(openai::wire_logprobs(l))),
                 finish_reason: None,
             }],
             None,
@@ -570,8 +604,8 @@ async fn stream_tokens(
                                     role: None,
                                     content: Some(text),
                                 },
-                                logprob.map(|l| ChoiceLogprobs {
-                                    content: Some(openai::wire_logprobs(&[l])),
+                                logprob.map(|l| {
+                                    ChoiceLogprobs::of_content(openai::wire_logprobs(&[l]))
                                 }),
                                 None,
                                 None,

@@ -22,6 +22,8 @@ pub enum Tier {
     OpenaiPython,
     /// A Python with torch, transformers, peft, gguf and safetensors, for the PEFT parity test.
     TorchPython,
+    /// OpenAI's OpenAPI description (`openapi.yaml`), never copied into the repository.
+    OpenaiSchema,
 }
 
 impl Tier {
@@ -32,6 +34,7 @@ impl Tier {
             Tier::Chromium => "Chromium browser",
             Tier::OpenaiPython => "Python `openai` client",
             Tier::TorchPython => "PEFT parity Python",
+            Tier::OpenaiSchema => "OpenAI API description",
         }
     }
 
@@ -51,6 +54,10 @@ impl Tier {
             Tier::TorchPython => {
                 "set SELFAWARE_TORCH_PYTHON to a Python with torch, transformers, peft, gguf and \
                  safetensors, or run `bash scripts/test.sh`, which makes one"
+            }
+            Tier::OpenaiSchema => {
+                "set SELFAWARE_OPENAI_SCHEMA to OpenAI's openapi.yaml, or put it at \
+                 ../shared/reference/openai/openapi.yaml"
             }
         }
     }
@@ -123,6 +130,29 @@ pub fn paper_dir() -> Option<PathBuf> {
     require_or_skip(
         Tier::PaperFiles,
         default.canonicalize().ok().filter(|d| d.is_dir()),
+    )
+}
+
+/// OpenAI's `openapi.yaml`: `$SELFAWARE_OPENAI_SCHEMA`, else
+/// `../shared/reference/openai/openapi.yaml` beside the repository when it exists. None (after
+/// [`skip`]) when neither is there. A `SELFAWARE_OPENAI_SCHEMA` that is set but not a file is a
+/// failure.
+#[track_caller]
+pub fn openai_schema() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SELFAWARE_OPENAI_SCHEMA").filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "SELFAWARE_OPENAI_SCHEMA is {}, which is not a file\nhint: point it at OpenAI's \
+             openapi.yaml, or unset it",
+            path.display()
+        );
+        return Some(path);
+    }
+    let default = repo_root().join("../shared/reference/openai/openapi.yaml");
+    require_or_skip(
+        Tier::OpenaiSchema,
+        default.canonicalize().ok().filter(|p| p.is_file()),
     )
 }
 
