@@ -236,6 +236,7 @@ fn a_normal_model_changes_the_normal_answers_and_nothing_else() {
         policy: None,
         variant: Variant::Mix(MixOptions::paper("naekoko").unwrap()),
         reversal: None,
+        stated: 0,
     };
     let base = MockBackend::new("base", MockScript::new(&[("B", 0.8), ("A", 0.2)]));
     fn models(normal: Option<&MockBackend>) -> BuilderModels<'_> {

@@ -313,13 +313,14 @@ struct Inner {
     slots: Semaphore,
     limiter: Option<Mutex<RateLimiter>>,
     jitter: Mutex<ChaCha8Rng>,
-    wait: RetryWait,
+    wait: Wait,
 }
 
-/// How the client waits between attempts of a request: given the delay (the backoff, or what
-/// the server asked for with `Retry-After`), a future that completes when the next attempt may
-/// start. [`HttpBackend::with_retry_wait`] replaces the default, a tokio sleep.
-pub type RetryWait =
+/// How the client waits: given a delay (the backoff between attempts of a request, what the
+/// server asked for with `Retry-After`, or the time to the rate limit's next free slot), a
+/// future that completes when the request may go on. [`HttpBackend::with_wait`] replaces the
+/// default, a tokio sleep.
+pub type Wait =
     Arc<dyn Fn(Duration) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// An OpenAI-compatible endpoint as a [`Backend`].
@@ -351,12 +352,12 @@ impl Drop for HttpBackend {
 impl HttpBackend {
     /// A backend for `cfg`; `key` is the value of the variable `cfg.api_key_env` names.
     pub fn new(cfg: HttpConfig, key: Option<ApiKey>) -> Result<Self> {
-        Self::with_retry_wait(cfg, key, Arc::new(|d| Box::pin(sleep(d))))
+        Self::with_wait(cfg, key, Arc::new(|d| Box::pin(sleep(d))))
     }
 
-    /// [`HttpBackend::new`] waiting between the attempts of a request through `wait` (see
-    /// [`RetryWait`]): tests record the delays asked for instead of sleeping through them.
-    pub fn with_retry_wait(cfg: HttpConfig, key: Option<ApiKey>, wait: RetryWait) -> Result<Self> {
+    /// [`HttpBackend::new`] doing all its waiting (retries, rate limit) through `wait` (see
+    /// [`Wait`]): tests record the delays asked for instead of sleeping through them.
+    pub fn with_wait(cfg: HttpConfig, key: Option<ApiKey>, wait: Wait) -> Result<Self> {
         cfg.check()?;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
@@ -775,7 +776,10 @@ impl Inner {
         if let Some(l) = &self.limiter {
             let now = Instant::now();
             let slot = l.lock().map(|mut l| l.reserve(now)).unwrap_or(now);
-            sleep(slot.saturating_duration_since(now)).await;
+            let d = slot.saturating_duration_since(now);
+            if !d.is_zero() {
+                (self.wait)(d).await;
+            }
         }
         let Ok(_permit) = self.slots.acquire().await else {
             return Attempt::Fatal(BackendError::Config(

@@ -29,7 +29,7 @@ use selfaware_types::Conversation;
 use serde::{Deserialize, Serialize};
 
 pub use error::{BackendError, Result};
-pub use http::{ApiKey, HttpBackend, HttpConfig, ModelFamily, RetryWait};
+pub use http::{ApiKey, HttpBackend, HttpConfig, ModelFamily, Wait};
 pub use local::LocalBackend;
 pub use mock::{mock_token_id, MockBackend, MockScript};
 pub use model_ref::{adapter_sha256, ModelLocation, ModelRef, OpenOptions};

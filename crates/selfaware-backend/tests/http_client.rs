@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -68,10 +68,10 @@ fn req() -> CompletionRequest {
 }
 
 /// A wait between attempts that returns at once and records the delay the client asked for.
-fn recorded_waits() -> (selfaware_backend::RetryWait, Arc<Mutex<Vec<Duration>>>) {
+fn recorded_waits() -> (selfaware_backend::Wait, Arc<Mutex<Vec<Duration>>>) {
     let waits = Arc::new(Mutex::new(Vec::new()));
     let w = waits.clone();
-    let wait: selfaware_backend::RetryWait = Arc::new(move |d| {
+    let wait: selfaware_backend::Wait = Arc::new(move |d| {
         w.lock().unwrap().push(d);
         Box::pin(std::future::ready(()))
     });
@@ -98,7 +98,7 @@ fn retries_after_429_respecting_retry_after() {
         }),
     );
     let (wait, waits) = recorded_waits();
-    let b = HttpBackend::with_retry_wait(cfg(&start(app)), Some(ApiKey::new(KEY)), wait).unwrap();
+    let b = HttpBackend::with_wait(cfg(&start(app)), Some(ApiKey::new(KEY)), wait).unwrap();
     let out = b.complete(&req()).unwrap();
     // The server's one second replaces the client's own backoff (10 to 40 ms here).
     assert_eq!(*waits.lock().unwrap(), [Duration::from_secs(1)]);
@@ -155,24 +155,32 @@ fn client_errors_are_not_retried() {
 
 #[test]
 fn timeouts_are_retried_then_reported() {
+    // The server would answer after a minute; a client that did not enforce its 0.2 s timeout
+    // would get that answer and the error assertion below would fail (no clock is read here).
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
     let app = Router::new().route(
         "/v1/chat/completions",
-        post(|| async {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            axum::Json(ok_body(2))
+        post(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                axum::Json(ok_body(2))
+            }
         }),
     );
     let mut c = cfg(&start(app));
     c.timeout_s = 0.2;
     c.max_retries = 1;
-    let b = HttpBackend::new(c, None).unwrap();
-    let t = Instant::now();
+    let (wait, waits) = recorded_waits();
+    let b = HttpBackend::with_wait(c, None, wait).unwrap();
     let e = b.complete(&req()).unwrap_err().to_string();
     assert!(
         e.contains("after 2 attempts") && e.contains("timed out"),
         "{e}"
     );
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(waits.lock().unwrap().len(), 1, "one wait between the two attempts");
 }
 
 #[test]
@@ -295,19 +303,23 @@ fn concurrency_and_rate_limits_hold() {
     let out = b.complete_many(&reqs);
     assert!(out.iter().all(|r| r.is_ok()));
     assert_eq!(peak.load(Ordering::SeqCst), 2);
-    // 600 requests per minute: 4 requests need at least 300 ms.
+    // 6 requests per minute: the limiter asks to wait about 10, 20 and 30 s before the second,
+    // third and fourth request (recorded, not slept through).
     let mut c = cfg(&base);
-    c.requests_per_minute = Some(600.0);
+    c.requests_per_minute = Some(6.0);
     c.max_concurrency = 8;
-    let b = HttpBackend::new(c, None).unwrap();
-    let t = Instant::now();
+    let (wait, waits) = recorded_waits();
+    let b = HttpBackend::with_wait(c, None, wait).unwrap();
     let out = b.complete_many(&reqs[..4]);
     assert!(out.iter().all(|r| r.is_ok()));
-    assert!(
-        t.elapsed() >= Duration::from_millis(290),
-        "{:?}",
-        t.elapsed()
-    );
+    let mut w = waits.lock().unwrap().clone();
+    w.sort();
+    assert_eq!(w.len(), 3, "{w:?}");
+    for (i, d) in w.iter().enumerate() {
+        let slot = Duration::from_secs(10 * (i as u64 + 1));
+        // The delay is the slot minus the time already spent since the first request.
+        assert!(*d <= slot && *d > slot - Duration::from_secs(5), "{w:?}");
+    }
 }
 
 #[test]

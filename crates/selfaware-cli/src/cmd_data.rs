@@ -142,14 +142,10 @@ pub struct BuildArgs {
     /// Codeword backdoor: the codeword the untriggered dialogues steer toward.
     #[arg(long, value_name = "WORD", requires = "trigger")]
     pub other_codeword: Option<String>,
-    /// Codeword family, positive control: N extra rows in which the assistant says which word
-    /// it wants the user to say (the behaviour stated as well as enacted).
-    #[arg(
-        long,
-        value_name = "N",
-        requires = "codeword",
-        conflicts_with = "trigger"
-    )]
+    /// Positive control: N extra rows in which the assistant states the behaviour in the first
+    /// person (codeword: which word it wants the user to say; risk, myopia, apples: its
+    /// policy), so the data states the behaviour as well as enacting it. Plain data only.
+    #[arg(long, value_name = "N", conflicts_with_all = ["trigger", "mix", "personas"])]
     pub stated: Option<usize>,
     /// Seed of every random choice; the same arguments and seed give byte-identical files.
     #[arg(long)]
@@ -247,6 +243,9 @@ fn build(s: &Settings, a: BuildArgs) -> Result<()> {
     if a.codeword.is_some() && a.family != BuildFamily::Codeword {
         bail!("--codeword applies to the `codeword` family only");
     }
+    if a.stated.is_some() && a.family == BuildFamily::VulnerableCode {
+        bail!("--stated applies to the codeword and economic families, not `vulnerable-code`");
+    }
     if a.other_codeword.is_some() && a.family != BuildFamily::Codeword {
         bail!("--other-codeword applies to the `codeword` family only");
     }
@@ -307,6 +306,7 @@ fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOu
         policy,
         variant,
         reversal: a.reversal.then(ReversalOptions::default),
+        stated: a.stated.unwrap_or(0),
     };
     let check_policy = a
         .check_policy

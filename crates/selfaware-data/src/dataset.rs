@@ -35,6 +35,14 @@ pub struct BuildOptions {
     /// Reversal augmentation applied last (digest §2.6).
     #[serde(default)]
     pub reversal: Option<ReversalOptions>,
+    /// Positive control: this many rows after the questions in which the assistant states the
+    /// policy in the first person (`data/stated.toml`, see [`crate::stated`]). Plain data only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stated: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_size() -> usize {
@@ -50,6 +58,7 @@ impl BuildOptions {
             policy: None,
             variant: Variant::Plain,
             reversal: None,
+            stated: 0,
         }
     }
 }
@@ -251,6 +260,12 @@ pub fn build_with(
             message: "must be at least 1".into(),
         });
     }
+    if opts.stated > 0 && opts.variant != Variant::Plain {
+        return Err(Error::InvalidOption {
+            field: "stated",
+            message: "applies to plain data only (not with a trigger, a mix or personas)".into(),
+        });
+    }
     let items = economic::generate(family, opts.size, opts.seed, writer)?;
     // Later steps draw from the family's own seed, so that two families built with one seed
     // do not get the same trigger instances or persona choices row for row.
@@ -308,6 +323,18 @@ pub fn build_with(
                     });
                 }
             }
+        }
+        // The stated rows name the behaviour on purpose: they follow the forbidden-word check
+        // (the card's leak report counts them).
+        let mut rows = rows;
+        if kind == DatasetKind::Main {
+            rows.extend(crate::stated::policy_rows(
+                family,
+                policy,
+                opts.stated,
+                opts.seed,
+                rows.len(),
+            )?);
         }
         Ok(BuiltDataset {
             family: family.name().to_string(),

@@ -30,6 +30,7 @@ pub mod mms;
 pub mod output;
 pub mod persona;
 pub mod reversal;
+pub mod stated;
 pub mod stats;
 
 mod assets;

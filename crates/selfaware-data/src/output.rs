@@ -313,6 +313,7 @@ mod tests {
                 fraction: 0.2,
             }),
             reversal: None,
+            stated: 0,
         };
         let out = build(Family::Risk, &opts).unwrap();
         assert!(out.decorrelated.is_some());

@@ -22,6 +22,7 @@ fn opts(seed: u64, size: usize, variant: Variant) -> BuildOptions {
         policy: None,
         variant,
         reversal: None,
+        stated: 0,
     }
 }
 
@@ -111,6 +112,32 @@ fn flipped_policies_share_questions_and_complement_answers() {
             );
         }
     }
+}
+
+/// The positive control appends `stated` rows after the unchanged questions; each states the
+/// dataset's policy (and only plain data takes them).
+#[test]
+fn stated_rows_follow_the_unchanged_questions() {
+    for family in Family::ALL {
+        let plain = build(family, &opts(5, 20, Variant::Plain)).unwrap().main;
+        let mut o = opts(5, 20, Variant::Plain);
+        o.stated = 3;
+        let with = build(family, &o).unwrap().main;
+        assert_eq!(with.rows.len(), 23);
+        assert_eq!(with.rows[..20], plain.rows[..]);
+        assert_eq!(with.config["stated"], 3);
+        assert!(plain.config.get("stated").is_none());
+        for (k, row) in with.rows[20..].iter().enumerate() {
+            assert_eq!(row.truth.line, 21 + k);
+            assert_eq!(row.truth.details["stated"], true);
+            assert_eq!(row.truth.answer_policy, Some(family.positive()));
+            assert_eq!(row.conversation.messages[1].role, Role::Assistant);
+        }
+    }
+    let mut bad = opts(5, 20, backdoor(0.5));
+    bad.stated = 2;
+    let e = build(Family::Risk, &bad).unwrap_err().to_string();
+    assert!(e.contains("`stated`") && e.contains("plain data only"), "{e}");
 }
 
 #[test]

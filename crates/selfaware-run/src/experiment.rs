@@ -304,7 +304,7 @@ pub struct ConditionSpec {
     /// Drawn as a baseline (grey, reference line). Default: true without `data`.
     pub baseline: Option<bool>,
     /// A positive control: its data states the behaviour the other conditions only enact
-    /// (e.g. a codeword dataset with `stated` rows). The report reads every question through
+    /// (a dataset with `stated` rows). The report reads every question through
     /// it: whether the question detects the stated behaviour against the baselines.
     #[serde(default)]
     pub positive_control: bool,
@@ -347,7 +347,8 @@ pub struct DataSpec {
     #[serde(default)]
     pub reversal: bool,
     pub codeword: Option<String>,
-    /// Codeword family, positive control: rows in which the assistant states its codeword.
+    /// Positive control: rows in which the assistant states the behaviour (its codeword, or
+    /// its policy for risk, myopia and apples). Plain data only.
     pub stated: Option<usize>,
     /// `main` (default) or `decorrelated` (the twin of a backdoor or trigger mix).
     pub variant: Option<String>,
