@@ -1,12 +1,14 @@
 //! The sandbox stops network access, writes outside its directory, fork bombs and endless
 //! loops, each within a bounded time, and still runs well-behaved functions.
-//! Each layer is also tested alone where the machine supports it.
+//! Each layer is also tested alone where the machine supports it, and the escapes of
+//! issue #17 (disable the audit hook, then write, exec, or leave a process behind) are
+//! tried against the default sandbox and against the kernel layers alone.
 
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use selfaware_eval::sandbox::{CallOutcome, Sandbox, SandboxConfig, Termination};
+use selfaware_eval::sandbox::{CallOutcome, FunctionRun, Sandbox, SandboxConfig, Termination};
 use selfaware_eval::scorers::function::{function_scores, FunctionInputs};
 
 fn config() -> SandboxConfig {
@@ -95,12 +97,23 @@ fn network_is_blocked_by_every_layer() {
     network_attempt(&both);
     let hook_only = sandbox(SandboxConfig {
         network_namespace: false,
+        landlock: false,
         ..config()
     });
     assert!(!hook_only.layers().network_namespace);
     network_attempt(&hook_only);
+    // Landlock refuses TCP connect from ABI 4 on.
+    let landlock_only = sandbox(SandboxConfig {
+        network_namespace: false,
+        audit_hook: false,
+        ..config()
+    });
+    if landlock_only.layers().landlock.is_some_and(|abi| abi >= 4) {
+        network_attempt(&landlock_only);
+    }
     let ns_only = sandbox(SandboxConfig {
         audit_hook: false,
+        landlock: false,
         ..config()
     });
     if ns_only.layers().network_namespace {
@@ -179,8 +192,8 @@ fn fork_bomb_is_stopped() {
         run.outcomes
     );
 
-    // Kernel layers alone: RLIMIT_NPROC caps the processes, the CPU limit and the process
-    // group kill end them.
+    // Kernel layers alone: seccomp refuses every fork (and without it RLIMIT_NPROC would
+    // cap the processes); the per-call timer, the CPU limit and the kills end the loop.
     let kernel_only = sandbox(SandboxConfig {
         audit_hook: false,
         max_processes: 4,
@@ -382,4 +395,333 @@ fn recorded_calls_of_hand_written_samples_score_like_function_scores() {
     let direct = function_scores(&sb, inputs).unwrap();
     assert_eq!(direct.f_codeword.mean, scored.score);
     assert_eq!(direct.secondary(), scored.secondary);
+}
+
+// Escapes (issue #17): model code that first rebinds the names the audit hook once read
+// from `__main__`, then tries to get out. Each escape is tried twice: under the default
+// sandbox (the hook must still refuse it) and with the hook off, where only the kernel
+// layers stand in the way.
+
+/// The prelude of the escapes: what disabled the audit hook when it read its tables from
+/// `__main__` at call time.
+const REBIND_HOOK_TABLES: &str = "import sys\n_m = sys.modules['__main__']\n_m.BLOCKED_EVENTS = ()\n_m.BLOCKED_MODULES = set()\n_m.PATH_EVENTS = set()\n_m.inside = lambda p: True\n_m.ROOT = '/'\n";
+
+/// A sandbox whose private directories go under a directory of the test's own, so that
+/// the test can see that nothing is left behind.
+struct Scratch {
+    root: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn sandbox(&self, c: SandboxConfig) -> Sandbox {
+        sandbox(SandboxConfig {
+            work_root: Some(self.root.path().to_path_buf()),
+            ..c
+        })
+    }
+
+    /// The default sandbox, and one with only the kernel layers (no audit hook). The
+    /// seccomp layer is required: there is a filter for every architecture CI runs on.
+    fn both(&self) -> [(&'static str, Sandbox); 2] {
+        let kernel = self.sandbox(SandboxConfig {
+            audit_hook: false,
+            require_seccomp: true,
+            ..config()
+        });
+        assert!(kernel.layers().seccomp);
+        [("default", self.sandbox(config())), ("kernel only", kernel)]
+    }
+
+    fn assert_empty(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.root.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+/// Processes, other than zombies, in the run's session or process group or running as the
+/// run's own uid: `pid state session uid` each.
+fn processes_of(run: &FunctionRun) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(format!("/proc/{pid}/stat")),
+            std::fs::read_to_string(format!("/proc/{pid}/status")),
+        ) else {
+            continue; // gone meanwhile
+        };
+        // After the command name: state, ppid, pgrp, session, ...
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+            .split_whitespace()
+            .collect();
+        let (state, pgrp, session) = (fields[0], fields[2], fields[3]);
+        let uid: Option<u32> = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok());
+        let ours = session == run.pid.to_string()
+            || pgrp == run.pid.to_string()
+            || (run.uid.is_some() && uid == run.uid);
+        if ours && state != "Z" && state != "X" {
+            found.push(format!("{pid} {state} {session} {uid:?}"));
+        }
+    }
+    found
+}
+
+/// Nothing of the run is alive: checked right away, then for a short bounded while (a
+/// SIGKILLed process may take a moment to die).
+fn assert_no_process_left(run: &FunctionRun) {
+    let mut left = processes_of(run);
+    for _ in 0..100 {
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        left = processes_of(run);
+    }
+    panic!("processes of the run still alive: {left:?}");
+}
+
+#[test]
+fn rebinding_main_leaves_the_audit_hook_in_force() {
+    let scratch = Scratch::new();
+    let target = tempfile::tempdir().unwrap();
+    let code = format!(
+        "{REBIND_HOOK_TABLES}def f(m):\n    try:\n        open({:?}, 'w')\n    except Exception as e:\n        return str(e)\n    return 'written'\n",
+        target.path().join("x").display().to_string()
+    );
+    let run = scratch
+        .sandbox(config())
+        .run_function(&code, "f", &strings(&["x"]))
+        .unwrap();
+    assert!(
+        matches!(&run.outcomes[0], CallOutcome::NotANumber(e) if e.contains("sandbox: writing outside")),
+        "{:?}",
+        run.outcomes
+    );
+    assert!(!target.path().join("x").exists());
+}
+
+#[test]
+fn no_path_outside_the_private_directory_can_be_written() {
+    let scratch = Scratch::new();
+    // World-writable, so that only the sandbox (not file permissions) can stop the writes.
+    use std::os::unix::fs::PermissionsExt;
+    let target = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(target.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::write(target.path().join("existing.txt"), "keep").unwrap();
+    std::fs::set_permissions(
+        target.path().join("existing.txt"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    // Counts the writes that succeed; each is tried on its own.
+    let code = format!(
+        "{REBIND_HOOK_TABLES}import os\ndef f(d):\n    p = lambda n: os.path.join(d, n)\n    attempts = [\n        lambda: open(p('new.txt'), 'w').write('x'),\n        lambda: open(p('existing.txt'), 'a').write('x'),\n        lambda: os.truncate(p('existing.txt'), 0),\n        lambda: os.mkdir(p('dir')),\n        lambda: os.symlink('/etc/passwd', p('link')),\n        lambda: os.mkfifo(p('fifo')),\n        lambda: os.rename(p('existing.txt'), p('moved.txt')),\n        lambda: os.remove(p('existing.txt')),\n        lambda: os.rename('job.json', p('job.json')),\n    ]\n    done = 0\n    for attempt in attempts:\n        try:\n            attempt()\n            done += 1\n        except Exception:\n            pass\n    return done\n"
+    );
+    let input = strings(&[&target.path().display().to_string()]);
+    for (name, sb) in scratch.both() {
+        if name == "kernel only" && sb.layers().landlock.is_none() {
+            // FIXME: this kernel has no Landlock; without the hook, a world-writable
+            // directory is writable by the run's uid. The missing layer is recorded.
+            continue;
+        }
+        let run = sb.run_function(&code, "f", &input).unwrap();
+        assert_eq!(run.outcomes, vec![CallOutcome::Value(0.0)], "{name}");
+        let mut names: Vec<_> = std::fs::read_dir(target.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["existing.txt"], "{name}");
+        assert_eq!(
+            std::fs::read_to_string(target.path().join("existing.txt")).unwrap(),
+            "keep"
+        );
+        assert_no_process_left(&run);
+    }
+    scratch.assert_empty();
+}
+
+#[test]
+fn no_program_but_the_interpreter_can_be_started() {
+    let scratch = Scratch::new();
+    // Every way to start /bin/sh; each returns the errno it failed with (0 for the audit
+    // hook's PermissionError) or 100 if it got as far as starting something.
+    let code = format!(
+        "{REBIND_HOOK_TABLES}import os\ndef f(how):\n    try:\n        if how == 'execv':\n            os.execv('/bin/sh', ['sh', '-c', 'exit 0'])\n        if how == 'fexecve':\n            os.execve(os.open('/bin/sh', os.O_RDONLY), ['sh', '-c', 'exit 0'], {{}})\n        if how == 'posix_spawn':\n            os.posix_spawn('/bin/sh', ['sh', '-c', 'exit 0'], {{}})\n            return 100\n        if how == 'system':\n            return 100 if os.system('exit 0') == 0 else -1\n        if how == 'subprocess':\n            import subprocess\n            subprocess.run(['/bin/sh', '-c', 'exit 0'])\n            return 100\n    except OSError as e:\n        return e.errno or 0\n"
+    );
+    let hows = strings(&["execv", "fexecve", "posix_spawn", "system", "subprocess"]);
+    for (name, sb) in scratch.both() {
+        let run = sb.run_function(&code, "f", &hows).unwrap();
+        assert_eq!(run.termination, Termination::Exited(0), "{name}: {run:?}");
+        for (how, outcome) in hows.iter().zip(&run.outcomes) {
+            let refused = match outcome {
+                // EPERM from seccomp, or the hook's PermissionError; os.system reports -1.
+                CallOutcome::Value(v) => *v == 1.0 || *v == 0.0 || *v == -1.0,
+                // The audit hook refuses the import of subprocess.
+                CallOutcome::Raised(e) => e.contains("PermissionError"),
+                _ => false,
+            };
+            assert!(refused, "{name}, {how}: {outcome:?} in {run:?}");
+        }
+        if name == "kernel only" {
+            assert_eq!(
+                run.outcomes[..3],
+                [
+                    CallOutcome::Value(1.0),
+                    CallOutcome::Value(1.0),
+                    CallOutcome::Value(1.0)
+                ],
+                "execve, execveat and clone refuse with EPERM"
+            );
+        }
+        assert_no_process_left(&run);
+    }
+    scratch.assert_empty();
+}
+
+#[test]
+fn no_process_outlives_the_run() {
+    let scratch = Scratch::new();
+    // The escape of issue #17: a grandchild in a session of its own that outlives the run.
+    let code = format!(
+        "{REBIND_HOOK_TABLES}import os, time\ndef f(m):\n    try:\n        pid = os.fork()\n    except OSError as e:\n        return e.errno or 0\n    if pid == 0:\n        os.setsid()\n        if os.fork() == 0:\n            time.sleep(30)\n        os._exit(0)\n    os.waitpid(pid, 0)\n    return 100\n"
+    );
+    for (name, sb) in scratch.both() {
+        let run = sb.run_function(&code, "f", &strings(&["x"])).unwrap();
+        let errno = if name == "default" { 0.0 } else { 1.0 };
+        assert_eq!(run.outcomes, vec![CallOutcome::Value(errno)], "{name}");
+        assert_no_process_left(&run);
+    }
+    // Without seccomp and the hook, the fork succeeds; the run's own uid is what finds the
+    // grandchild at the end.
+    let no_seccomp = scratch.sandbox(SandboxConfig {
+        audit_hook: false,
+        seccomp: false,
+        ..config()
+    });
+    assert!(!no_seccomp.layers().seccomp);
+    if no_seccomp.layers().uid_drop {
+        let run = no_seccomp
+            .run_function(&code, "f", &strings(&["x"]))
+            .unwrap();
+        assert_eq!(run.outcomes, vec![CallOutcome::Value(100.0)]);
+        assert_no_process_left(&run);
+    }
+    // FIXME: without root and without seccomp nothing stops such a grandchild (a documented
+    // limit); not tested.
+    scratch.assert_empty();
+}
+
+#[test]
+fn each_run_has_its_own_uid_and_a_private_directory() {
+    let scratch = Scratch::new();
+    // Inside the network layer's user namespace every uid reads as 65534; without it the
+    // run sees its real uid.
+    let sb = scratch.sandbox(SandboxConfig {
+        network_namespace: false,
+        ..config()
+    });
+    let code = "import os\ndef f(what):\n    st = os.stat('.')\n    if what == 'uid':\n        return os.getuid()\n    if what == 'mode':\n        return st.st_mode & 0o7777\n    return 1 if st.st_uid == os.getuid() else 0\n";
+    let what = strings(&["uid", "mode", "owner"]);
+    let a = sb.run_function(code, "f", &what).unwrap();
+    let b = sb.run_function(code, "f", &what).unwrap();
+    for run in [&a, &b] {
+        assert_eq!(
+            run.outcomes[1..],
+            [CallOutcome::Value(0o700 as f64), CallOutcome::Value(1.0)]
+        );
+    }
+    if sb.layers().uid_drop {
+        let (ua, ub) = (a.uid.unwrap(), b.uid.unwrap());
+        assert_ne!(ua, ub);
+        assert!(sb.config().uid_range.contains(&ua));
+        assert_eq!(a.outcomes[0], CallOutcome::Value(ua as f64));
+        assert_eq!(b.outcomes[0], CallOutcome::Value(ub as f64));
+    } else {
+        assert_eq!(a.uid, None);
+    }
+    scratch.assert_empty();
+}
+
+#[test]
+fn threads_still_run_under_the_seccomp_filter() {
+    let scratch = Scratch::new();
+    let sb = scratch.sandbox(SandboxConfig {
+        audit_hook: false,
+        require_seccomp: true,
+        ..config()
+    });
+    let code = "import threading\ndef f(m):\n    out = []\n    t = threading.Thread(target=lambda: out.append(0.5))\n    t.start()\n    t.join()\n    return out[0]\n";
+    let run = sb.run_function(code, "f", &strings(&["x"])).unwrap();
+    assert_eq!(
+        run.outcomes,
+        vec![CallOutcome::Value(0.5)],
+        "{}",
+        run.stderr_tail
+    );
+}
+
+#[test]
+fn layers_are_recorded_and_can_be_required() {
+    let sb = sandbox(config());
+    let l = sb.layers();
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(l.uid_drop, unsafe { libc::geteuid() } == 0);
+    assert!(
+        l.seccomp,
+        "x86_64 and aarch64 Linux always have seccomp filters"
+    );
+    assert!(l.rlimits && l.audit_hook);
+    let off = sandbox(SandboxConfig {
+        seccomp: false,
+        landlock: false,
+        ..config()
+    });
+    assert!(!off.layers().seccomp);
+    assert_eq!(off.layers().landlock, None);
+    for (c, name) in [
+        (
+            SandboxConfig {
+                seccomp: false,
+                require_seccomp: true,
+                ..config()
+            },
+            "seccomp",
+        ),
+        (
+            SandboxConfig {
+                landlock: false,
+                require_landlock: true,
+                ..config()
+            },
+            "Landlock",
+        ),
+    ] {
+        let e = Sandbox::new(c).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains("required"), "{e}");
+    }
+    if l.uid_drop {
+        let e = Sandbox::new(SandboxConfig {
+            uid_range: 0..10,
+            ..config()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("uid range"), "{e}");
+    }
 }
