@@ -180,7 +180,11 @@ fn timeouts_are_retried_then_reported() {
         "{e}"
     );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
-    assert_eq!(waits.lock().unwrap().len(), 1, "one wait between the two attempts");
+    assert_eq!(
+        waits.lock().unwrap().len(),
+        1,
+        "one wait between the two attempts"
+    );
 }
 
 #[test]

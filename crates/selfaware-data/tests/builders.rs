@@ -137,7 +137,10 @@ fn stated_rows_follow_the_unchanged_questions() {
     let mut bad = opts(5, 20, backdoor(0.5));
     bad.stated = 2;
     let e = build(Family::Risk, &bad).unwrap_err().to_string();
-    assert!(e.contains("`stated`") && e.contains("plain data only"), "{e}");
+    assert!(
+        e.contains("`stated`") && e.contains("plain data only"),
+        "{e}"
+    );
 }
 
 #[test]
