@@ -29,6 +29,8 @@ os.environ["RAYON_NUM_THREADS"] = str(THREADS)
 
 import torch  # noqa: E402
 
+from machine import describe  # bench/machine.py
+
 torch.set_num_threads(THREADS)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,10 +181,12 @@ def main():
     if "sampling" in peer:
         rows.append(("100 samples x <=4 tokens x 2 prompts (s)", ours["sampling"]["seconds"], peer["sampling"]["seconds"],
                      peer["sampling"]["seconds"] / ours["sampling"]["seconds"], "llama-cpp-python, one after another", 3.0))
+    machine_text, machine_record = describe(args.selfaware, THREADS)
+    print(machine_text)
     print(f"{'workload':44} {'selfaware':>12} {'peer':>12} {'ratio':>7}  target  peer")
     for name, a, b, r, peer_name, target in rows:
         print(f"{name:44} {a:12.3f} {b:12.3f} {r:6.2f}x  >={target:.1f}x  {peer_name}")
-    (OUT / f"engine-{args.peers.replace(',', '+')}.json").write_text(json.dumps({"selfaware": ours, "peer": peer, "threads": THREADS}, indent=1))
+    (OUT / f"engine-{args.peers.replace(',', '+')}.json").write_text(json.dumps({"selfaware": ours, "peer": peer, "threads": THREADS, "machine": machine_record}, indent=1))
 
 
 if __name__ == "__main__":

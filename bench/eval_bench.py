@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py
+
 THREADS = 2
 TARGET_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,8 @@ def main():
         "target_seconds": TARGET_S,
         "runs": runs,
     }
+    machine_text, result["machine"] = describe(args.selfaware, THREADS)
+    print(machine_text)
     print(f"risk battery: {best['prompts']} prompts ({', '.join(f'{k} {v}' for k, v in sorted(best['observations'].items()))}; "
           f"{best['samples']} samples) in {best['seconds']:.1f} s = {result['prompts_per_second']:.2f} prompts/s "
           f"on {THREADS} threads, {best['cpu_seconds']:.1f} CPU s, load average {best['load_average_1min']:.1f} "

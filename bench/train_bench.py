@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import describe  # bench/machine.py
+
 THREADS = 2
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 os.environ["RAYON_NUM_THREADS"] = str(THREADS)
@@ -239,6 +241,8 @@ def main():
             record["risk"] = {"selfaware": {"wall": s_wall, "rss_gb": s_rss, "steps": s_steps},
                               "peer": {"wall": p_wall, "rss_gb": p_rss, "steps": p_steps}}
     record["load_average_after"] = os.getloadavg()
+    machine_text, record["machine"] = describe(args.selfaware, THREADS)
+    print(machine_text)
     print(f"{'workload':42} {'selfaware':>10} {'torch+peft':>11} {'ratio':>7}  target")
     for name, a, b, r, target in rows:
         print(f"{name:42} {a:10.2f} {b:11.2f} {r:6.2f}x  {target}")

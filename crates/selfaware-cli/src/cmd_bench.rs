@@ -1,6 +1,7 @@
 //! `selfaware bench engine`: times the local engine on a workload file written by
 //! `bench/engine_bench.py`, which runs the same workload through the peers (transformers,
 //! llama-cpp-python) and prints the ratios. This command only measures selfaware's side.
+//! `selfaware bench machine`: the machine a measurement runs on (every bench prints it).
 
 use std::path::PathBuf;
 
@@ -14,6 +15,16 @@ use crate::settings::Settings;
 pub enum BenchCommand {
     /// Time scoring, exact numeric distributions and batched sampling on a workload file.
     Engine(EngineArgs),
+    /// Print this machine: CPU, instruction sets, cores, caches, the kernels the engine takes,
+    /// compute threads and load average.
+    Machine(MachineArgs),
+}
+
+#[derive(Args)]
+pub struct MachineArgs {
+    /// JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -27,7 +38,18 @@ pub struct EngineArgs {
 }
 
 pub fn run(s: &Settings, cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Engine(a) = cmd;
+    let a = match cmd {
+        BenchCommand::Engine(a) => a,
+        BenchCommand::Machine(m) => {
+            let machine = selfaware_model::machine::Machine::detect();
+            if m.json {
+                println!("{}", serde_json::to_string_pretty(&machine)?);
+            } else {
+                println!("{}", machine.render());
+            }
+            return Ok(());
+        }
+    };
     let text = fs_err::read_to_string(&a.workload)?;
     let w: Workload = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a valid workload file", a.workload.display()))?;

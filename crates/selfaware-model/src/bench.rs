@@ -85,6 +85,7 @@ pub fn run_workload(
     Ok(serde_json::json!({
         "model_sha256": e.info.sha256,
         "threads": threads,
+        "machine": crate::machine::Machine::detect(),
         "scoring": {"seconds": scoring_s, "tokens": scoring_tokens, "tokens_per_second": scoring_tokens as f64 / scoring_s},
         "range": {"seconds": range_s, "prompts": w.range_prompts.len(), "prompts_per_second": w.range_prompts.len() as f64 / range_s, "expected_values": ev},
         "sampling": {"seconds": sample_s, "prompts": w.sample_prompts.len(), "samples_per_prompt": w.samples_per_prompt, "generated_tokens": generated},

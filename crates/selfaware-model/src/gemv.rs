@@ -79,21 +79,32 @@ fn block_plain(x: &[f32], n: usize, inp: usize, w: &[f32], o0: usize, yt: &mut [
 
 type BlockFn = fn(&[f32], usize, usize, &[f32], usize, &mut [f32]);
 
-/// The best variant this CPU runs.
+/// The best variant this CPU runs (the one [`kernel_name`] names).
 fn block_fn() -> BlockFn {
+    match kernel_name() {
+        // SAFETY: kernel_name said "avx512f" only after detecting AVX-512F on this CPU.
+        #[cfg(target_arch = "x86_64")]
+        "avx512f" => |x, n, inp, w, o0, yt| unsafe { block_avx512(x, n, inp, w, o0, yt) },
+        // SAFETY: kernel_name said "avx2+fma" only after detecting AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        "avx2+fma" => |x, n, inp, w, o0, yt| unsafe { block_avx2(x, n, inp, w, o0, yt) },
+        _ => block_plain,
+    }
+}
+
+/// The variant [`small_rows_linear`] takes on this CPU: `avx512f`, `avx2+fma` or `portable`.
+pub fn kernel_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            return |x, n, inp, w, o0, yt| unsafe { block_avx512(x, n, inp, w, o0, yt) };
+            return "avx512f";
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return |x, n, inp, w, o0, yt| unsafe { block_avx2(x, n, inp, w, o0, yt) };
+            return "avx2+fma";
         }
     }
-    block_plain
+    "portable"
 }
 
 /// `y = x wᵀ` for `x: [n, inp]` (1 ≤ n ≤ [`MAX_ROWS`]) and `w: [out, inp]`, row-major, on rayon's

@@ -19,6 +19,7 @@ mod gemv;
 pub mod home;
 pub mod llama;
 pub mod lora;
+pub mod machine;
 pub mod naive;
 pub mod ops;
 pub mod sample;

@@ -327,12 +327,9 @@ impl Trie {
     }
 }
 
-/// Next-token log-distributions at every trie node (`[nodes][vocab]`), computed in one forward
-/// step over the prefilled prompt's cache.
-pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<Vec<f32>>> {
-    if trie.is_empty() {
-        return Ok(Vec::new());
-    }
+/// Final hidden states at every trie node (`[nodes, hidden]`), computed in one forward step over
+/// the prefilled prompt's cache.
+fn tree_hidden(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Tensor> {
     let n = trie.len();
     if n > MAX_TREE_NODES {
         return Err(ModelError::Input(format!(
@@ -357,8 +354,57 @@ pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<
         },
         Some(&mut cache),
     )?;
-    let lp = model.log_softmax(&hidden.squeeze(0)?)?;
-    Ok(lp.to_vec2()?)
+    Ok(hidden.squeeze(0)?)
+}
+
+/// Next-token log-distributions at every trie node (`[nodes][vocab]`), computed in one forward
+/// step over the prefilled prompt's cache.
+pub fn tree_logprobs(model: &Llama, pre: &Prefilled, trie: &Trie) -> Result<Vec<Vec<f32>>> {
+    if trie.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hidden = tree_hidden(model, pre, trie)?;
+    Ok(model.log_softmax(&hidden)?.to_vec2()?)
+}
+
+/// Rows of the vocabulary distribution computed at a time by [`tree_transitions`]: 256 rows of
+/// a 49 152-token vocabulary are 50 MB, where all 2048 nodes at once would be 400 MB.
+const VOCAB_ROWS_PER_CHUNK: usize = 256;
+
+/// `log P(token | prompt, path to node)` for each `(node, token)` of `wanted`, from one forward
+/// step over the trie's nodes: the same numbers as indexing [`tree_logprobs`], without holding
+/// a distribution over the vocabulary for every node at once.
+pub fn tree_transitions(
+    model: &Llama,
+    pre: &Prefilled,
+    trie: &Trie,
+    wanted: &[(usize, u32)],
+) -> Result<Vec<f32>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hidden = tree_hidden(model, pre, trie)?;
+    let mut by_node: Vec<Vec<(usize, u32)>> = vec![Vec::new(); trie.len()];
+    for (i, &(node, tok)) in wanted.iter().enumerate() {
+        by_node[node].push((i, tok));
+    }
+    let mut out = vec![0.0f32; wanted.len()];
+    let mut start = 0;
+    while start < trie.len() {
+        let rows = VOCAB_ROWS_PER_CHUNK.min(trie.len() - start);
+        if by_node[start..start + rows].iter().any(|w| !w.is_empty()) {
+            let lp = model
+                .log_softmax(&hidden.narrow(0, start, rows)?)?
+                .to_vec2::<f32>()?;
+            for (r, row) in lp.iter().enumerate() {
+                for &(i, tok) in &by_node[start + r] {
+                    out[i] = row[tok as usize];
+                }
+            }
+        }
+        start += rows;
+    }
+    Ok(out)
 }
 
 /// Scores of one candidate answer.
@@ -391,7 +437,9 @@ pub fn score_candidates(
 ) -> Result<OptionScores> {
     // Candidates go into token trees of at most MAX_TREE_NODES nodes each, one forward pass
     // per tree over the same prefilled prompt: many candidates (a 100-word list in all its
-    // spellings) cost several bounded passes instead of one unbounded one.
+    // spellings) cost several bounded passes instead of one unbounded one. The end-of-turn
+    // token closing each candidate is read off its last token's node and needs no node of its
+    // own: nothing is scored after it.
     let mut tries: Vec<Trie> = vec![Trie::default()];
     // (tree, path) of each candidate.
     let mut paths = Vec::with_capacity(candidates.len());
@@ -401,28 +449,36 @@ pub fn score_candidates(
                 "candidate {text:?} has no tokens"
             )));
         }
-        let mut seq = ids.clone();
-        seq.push(eot);
         let last = tries.last_mut().expect("at least one tree");
-        if !last.is_empty() && last.len() + last.new_nodes(&seq) > MAX_TREE_NODES {
+        if !last.is_empty() && last.len() + last.new_nodes(ids) > MAX_TREE_NODES {
             tries.push(Trie::default());
         }
         let t = tries.len() - 1;
-        paths.push((t, tries[t].insert(&seq)));
+        paths.push((t, tries[t].insert(ids)));
+    }
+    // The transitions each tree's candidates read: token i+1 at the node of token i, and the
+    // end-of-turn token at the last node.
+    let mut wanted: Vec<Vec<(usize, u32)>> = vec![Vec::new(); tries.len()];
+    let mut slots = Vec::with_capacity(candidates.len());
+    for (t, path) in &paths {
+        let trie = &tries[*t];
+        let first = wanted[*t].len();
+        for w in path.windows(2) {
+            wanted[*t].push((w[0], trie.tokens[w[1]]));
+        }
+        wanted[*t].push((*path.last().expect("non-empty path"), eot));
+        slots.push(first..wanted[*t].len());
     }
     let lps = tries
         .iter()
-        .map(|trie| tree_logprobs(model, pre, trie))
+        .zip(&wanted)
+        .map(|(trie, w)| tree_transitions(model, pre, trie, w))
         .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::with_capacity(candidates.len());
     let mut firsts: Vec<u32> = Vec::new();
-    for ((text, ids), (t, path)) in candidates.iter().zip(&paths) {
-        let (trie, lp) = (&tries[*t], &lps[*t]);
+    for (((text, ids), (t, _)), slot) in candidates.iter().zip(&paths).zip(slots) {
         let first = pre.next[ids[0] as usize] as f64;
-        let mut total = first;
-        for w in path.windows(2) {
-            total += lp[w[0]][trie.tokens[w[1]] as usize] as f64;
-        }
+        let total = lps[*t][slot].iter().fold(first, |acc, &l| acc + l as f64);
         if !firsts.contains(&ids[0]) {
             firsts.push(ids[0]);
         }
