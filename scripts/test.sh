@@ -9,7 +9,9 @@
 #   3. finds the paper's released files (SELFAWARE_PAPER_DIR, else ../shared/reference/paper
 #      beside the repository) and, under CI=true as root, installs Chromium;
 #   4. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
-#      model into a failure instead of a skip).
+#      model into a failure instead of a skip);
+#   5. runs every fuzz target for 20 seconds (scripts/fuzz.sh), so they keep building and their
+#      seeds keep passing: needs the nightly toolchain and cargo-fuzz (installed under CI=true).
 #
 # A test whose input is missing says `skipped: TEST (...)`; under CI=true every such tier is
 # required and a missing one fails (crates/selfaware-testing).
@@ -30,6 +32,10 @@ if [ "${CI:-}" = "true" ]; then
   fi
   if [ "${SELFAWARE_SKIP_PARITY:-0}" = 1 ]; then
     echo "error: CI=true requires the PEFT parity test; SELFAWARE_SKIP_PARITY=1 would make it fail" >&2
+    exit 1
+  fi
+  if [ "${SELFAWARE_SKIP_FUZZ:-0}" = 1 ]; then
+    echo "error: CI=true requires the fuzz smoke run; SELFAWARE_SKIP_FUZZ=1 would skip it" >&2
     exit 1
   fi
 fi
@@ -75,3 +81,21 @@ fi
 
 export SELFAWARE_REQUIRE_MODEL=1
 cargo test --workspace --locked "$@"
+
+# Fuzzing smoke run: each target of fuzz/ for 20 s from the repository's seeds (measured: about
+# 12 minutes from a cold build folder on the 2-core development machine, 10 of them the
+# instrumented build of the fuzz package, which compiles candle and the server stack again).
+# Required under CI=true (fuzz.sh installs cargo-fuzz when missing); elsewhere it runs when the
+# nightly toolchain and cargo-fuzz are there and SELFAWARE_SKIP_FUZZ is not 1, and is skipped
+# with a note otherwise.
+if [ "${CI:-}" = "true" ]; then
+  scripts/fuzz.sh 20
+elif [ "${SELFAWARE_SKIP_FUZZ:-0}" = 1 ]; then
+  echo "skipped: fuzz (SELFAWARE_SKIP_FUZZ=1)" >&2
+elif ! rustup run nightly cargo --version >/dev/null 2>&1; then
+  echo "skipped: fuzz (the nightly toolchain: rustup toolchain install nightly)" >&2
+elif ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "skipped: fuzz (cargo-fuzz: cargo install cargo-fuzz --locked)" >&2
+else
+  scripts/fuzz.sh 20
+fi

@@ -1,6 +1,7 @@
 //! A reader for GGUF headers: metadata key/values and tensor descriptors.
 //!
-//! Tensor *data* stays in the file (memory-mapped); `selfaware-model` turns it into tensors. This
+//! Tensor *data* stays in the file (memory-mapped; [`GgufFile::from_bytes`] reads bytes in memory
+//! instead); `selfaware-model` turns it into tensors. This
 //! module owns validation: bad magic, unsupported versions, truncation and unknown tensor types
 //! are reported with the file's path before anything is loaded.
 
@@ -174,13 +175,29 @@ impl TensorInfo {
     }
 }
 
-/// A parsed GGUF header over a memory-mapped file.
+/// The bytes a [`GgufFile`] reads tensors from: a memory-mapped file, or bytes in memory.
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+/// A parsed GGUF header over a memory-mapped file (or over bytes in memory).
 pub struct GgufFile {
     pub path: PathBuf,
     pub version: u32,
     pub metadata: BTreeMap<String, GgufValue>,
     pub tensors: Vec<TensorInfo>,
-    mmap: memmap2::Mmap,
+    data: Data,
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -209,8 +226,18 @@ impl GgufFile {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::parse(Data::Mapped(mmap), path)
+    }
+
+    /// Validates a GGUF file held in memory, as [`GgufFile::open`] does a file; `path` only
+    /// names it in errors.
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Self> {
+        Self::parse(Data::Owned(bytes), path)
+    }
+
+    fn parse(data: Data, path: &Path) -> Result<Self> {
         let mut r = Reader {
-            buf: &mmap,
+            buf: &data,
             pos: 0,
             path,
         };
@@ -260,7 +287,7 @@ impl GgufFile {
             return Err(r.malformed(format!("general.alignment = {alignment}")));
         }
         let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
-        let len = mmap.len() as u64;
+        let len = data.len() as u64;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ty, offset) in raw {
             let ggml_type = GgmlType::from_id(ty).ok_or_else(|| ChatError::MalformedGguf {
@@ -325,7 +352,7 @@ impl GgufFile {
             version,
             metadata,
             tensors,
-            mmap,
+            data,
         })
     }
 
@@ -378,7 +405,7 @@ impl GgufFile {
 
     /// The raw bytes of a tensor's data.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        &self.mmap[info.offset as usize..(info.offset + info.n_bytes) as usize]
+        &self.data[info.offset as usize..(info.offset + info.n_bytes) as usize]
     }
 }
 
@@ -646,6 +673,18 @@ mod tests {
         assert_eq!(t.n_elements(), 8);
         let b = g.tensor_bytes(t);
         assert_eq!(f32::from_le_bytes(b[4..8].try_into().unwrap()), 1.0);
+    }
+
+    #[test]
+    fn bytes_in_memory_read_as_the_file_does() {
+        let g = GgufFile::from_bytes(sample(), Path::new("mem.gguf")).unwrap();
+        assert_eq!(g.get_u64("llama.block_count").unwrap(), 2);
+        let t = g.tensor("w").unwrap();
+        let b = g.tensor_bytes(t);
+        assert_eq!(f32::from_le_bytes(b[28..32].try_into().unwrap()), 7.0);
+        let e = GgufFile::from_bytes(b"GGUF".to_vec(), Path::new("mem.gguf")).unwrap_err();
+        assert!(matches!(e, ChatError::Truncated { .. }), "{e}");
+        assert!(e.to_string().contains("mem.gguf"), "{e}");
     }
 
     #[test]

@@ -252,6 +252,15 @@ impl ChatFormat {
             }
             let start = start_text.len();
             let mut end = end_text.len();
+            if start > end {
+                // Both are prefixes of `text`, so the generation prompt rendered before this
+                // assistant message is longer than the message's own rendering.
+                return Err(ChatError::Conversation(format!(
+                    "message {k} ({}) has no span: the chat template of {} renders a \
+                     generation prompt that is not a prefix of the message's rendering",
+                    m.role, self.template.origin
+                )));
+            }
             if m.role == Role::Assistant && !eot.is_empty() {
                 if let Some(p) = text[start..end].find(eot) {
                     end = start + p + eot.len();
@@ -283,10 +292,19 @@ impl ChatFormat {
         }
         let prefix = self.tokenizer.encode(&text[..pos])?;
         if prefix.len() > ids.len() || prefix[..] != ids[..prefix.len()] {
+            // About 20 bytes either side, widened to whole characters.
+            let mut from = pos.saturating_sub(20);
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            let mut to = (pos + 20).min(text.len());
+            while !text.is_char_boundary(to) {
+                to += 1;
+            }
             return Err(ChatError::Conversation(format!(
                 "a message boundary at byte {pos} falls inside a token; the template's text \
                  around it is {:?}",
-                &text[pos.saturating_sub(20)..(pos + 20).min(text.len())]
+                &text[from..to]
             )));
         }
         cache.push((pos, prefix.len()));

@@ -2,7 +2,7 @@
 //! Hugging Face original does, visible through which merges can apply.
 
 use selfaware_chat::gguf::write::gguf_bytes;
-use selfaware_chat::{ChatFormat, GgufFile, GgufValue};
+use selfaware_chat::{ChatFormat, ChatTemplate, GgufFile, GgufValue};
 use selfaware_types::{Conversation, Message};
 
 /// GPT-2's byte-to-unicode symbols.
@@ -127,4 +127,98 @@ fn a_prompt_may_not_end_with_the_assistant() {
     let chat = ChatFormat::from_gguf(&GgufFile::open(f.path()).unwrap()).unwrap();
     let conv = Conversation::new(vec![Message::user("q"), Message::assistant("a")]);
     assert!(chat.prompt(&conv).is_err());
+}
+
+/// The tiny `pre` tokenizer with its own chat template `source`.
+fn with_template(pre: &str, source: &str) -> ChatFormat {
+    let (f, _) = file(pre);
+    let chat = ChatFormat::from_gguf(&GgufFile::open(f.path()).unwrap()).unwrap();
+    ChatFormat {
+        tokenizer: chat.tokenizer,
+        template: ChatTemplate::new(source, "bare", "", "<|im_end|>").unwrap(),
+    }
+}
+
+/// Found by review while fuzzing (issue #17): a generation prompt longer than the assistant
+/// message rendered after it put the message's start after its end, and slicing the text
+/// between them panicked. It is now an error naming the message.
+#[test]
+fn a_generation_prompt_longer_than_the_answer_is_an_error_not_a_panic() {
+    let chat = with_template(
+        "smollm",
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}\
+         {% if add_generation_prompt %}AAAA{% endif %}",
+    );
+    // "qAAAA": the prompt before the answer is "qAAAA", the rendering through it "qA".
+    let conv = Conversation::new(vec![
+        Message::user("q"),
+        Message::assistant("A"),
+        Message::user("AAA"),
+    ]);
+    let e = chat.encode(&conv).unwrap_err().to_string();
+    assert!(
+        e.contains("message 1 (assistant) has no span") && e.contains("bare"),
+        "{e}"
+    );
+}
+
+/// Found by review while fuzzing (issue #17): the error for a message boundary inside a token
+/// quoted the text 20 bytes either side of it, and panicked when that cut a character.
+#[test]
+fn a_boundary_inside_a_token_next_to_multibyte_text_is_an_error_not_a_panic() {
+    let chat = with_template(
+        "llama-bpe",
+        "{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    );
+    // "é" × 15 then "1" | "2": the merge "1 2" makes one token across the boundary at byte
+    // 31, and byte 11 falls inside an "é".
+    let conv = Conversation::new(vec![
+        Message::user(format!("{}1", "é".repeat(15))),
+        Message::assistant("2"),
+    ]);
+    let e = chat.encode(&conv).unwrap_err().to_string();
+    assert!(
+        e.contains("a message boundary at byte 31 falls inside a token")
+            && e.contains(&format!("{}12", "é".repeat(10))),
+        "{e}"
+    );
+}
+
+/// Found by fuzzing (target `chat_template`, out of memory at 2.4 GB): a template that prints a
+/// string multiplied 6 666 668 times renders 20 MB of its own text, which the tokenizer then
+/// turned into gigabytes. A rendering may add at most 1 MiB besides its messages' text.
+#[test]
+fn fuzz_a_template_that_multiplies_text_is_an_error_not_an_oom() {
+    let chat = with_template("smollm", "#{{- \" r9\" \n*6666668}}\nr\nr");
+    let conv = Conversation::new(vec![Message::user("q"), Message::assistant("a")]);
+    let e = chat.encode(&conv).unwrap_err().to_string();
+    assert!(
+        e.contains("the rendering is 20000006 bytes for 2 bytes of messages")
+            && e.contains("more than 1048576 bytes besides four times the messages' text"),
+        "{e}"
+    );
+    // The same text a few times over is fine.
+    let chat = with_template(
+        "smollm",
+        "{{ \" r9\" * 1000 }}{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    );
+    assert_eq!(
+        chat.template.render(&conv.messages, false).unwrap().len(),
+        3002
+    );
+}
+
+/// A template that loops without end stops when it has run out of fuel, naming the limit.
+#[test]
+fn a_template_that_never_ends_runs_out_of_fuel() {
+    let chat = with_template(
+        "smollm",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    );
+    let e = chat
+        .template
+        .render(&[Message::user("q")], false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than 10000000 instructions"), "{e}");
 }

@@ -21,6 +21,15 @@ pub enum EvalError {
         message: String,
     },
 
+    /// Rendering a battery would make more prompts, or more prompt text, than
+    /// [`crate::render::MAX_PROMPTS`] and [`crate::render::MAX_PROMPT_BYTES`] allow.
+    #[error("battery `{battery}`, question `{question}`: {message}\nhint: fewer options (or `permutations = \"rotations\"`), paraphrases, prefixes, system prompts or variable values")]
+    TooManyPrompts {
+        battery: String,
+        question: String,
+        message: String,
+    },
+
     /// No built-in battery or word list has this name.
     #[error("no built-in {kind} named `{name}` (known: {known})")]
     UnknownBuiltin {

@@ -151,6 +151,37 @@ pub fn permutations(policy: PermutationPolicy, n: usize) -> Vec<Vec<usize>> {
     }
 }
 
+/// Most prompts one battery renders. A file asking for more is a mistake (ten options in every
+/// order are 3 628 800 orders) and an error before anything is rendered, not an exhausted memory.
+pub const MAX_PROMPTS: u64 = 200_000;
+
+/// Most bytes of prompt text (user and system messages) one battery renders.
+pub const MAX_PROMPT_BYTES: usize = 256 << 20;
+
+/// What is left of [`MAX_PROMPTS`] and [`MAX_PROMPT_BYTES`] while a battery renders.
+struct Budget {
+    prompts: u64,
+    bytes: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            prompts: MAX_PROMPTS,
+            bytes: MAX_PROMPT_BYTES,
+        }
+    }
+}
+
+/// How many orders of `n` options a policy shows; `None` when it does not fit in a u64.
+fn permutation_count(policy: PermutationPolicy, n: usize) -> Option<u64> {
+    match policy {
+        PermutationPolicy::Fixed => Some(1),
+        PermutationPolicy::Rotations => Some(n as u64),
+        PermutationPolicy::All => (1..=n as u64).try_fold(1u64, |acc, k| acc.checked_mul(k)),
+    }
+}
+
 /// Replaces `{name}` by `value` everywhere in `text`.
 fn fill(text: &str, name: &str, value: &str) -> String {
     text.replace(&format!("{{{name}}}"), value)
@@ -191,16 +222,30 @@ pub fn render_question(
     q: &Question,
     opts: RenderOptions,
 ) -> Result<Vec<PromptItem>> {
+    render_within(battery, q, opts, &mut Budget::new())
+}
+
+fn render_within(
+    battery: &Battery,
+    q: &Question,
+    opts: RenderOptions,
+    budget: &mut Budget,
+) -> Result<Vec<PromptItem>> {
+    let too_many = |message: String| crate::error::EvalError::TooManyPrompts {
+        battery: battery.battery.name.clone(),
+        question: q.id.clone(),
+        message,
+    };
     let n_opt = q.options.len();
     let policy = q.permutations.unwrap_or(if n_opt > 0 {
         PermutationPolicy::All
     } else {
         PermutationPolicy::Fixed
     });
-    let perms = if n_opt > 0 {
-        permutations(policy, n_opt)
+    let n_perms = if n_opt > 0 {
+        permutation_count(policy, n_opt)
     } else {
-        vec![Vec::new()]
+        Some(1)
     };
     let labels = labels(q.labels, n_opt);
     let systems: Vec<(Option<String>, Option<String>)> = if q.system_prompts.is_empty() {
@@ -224,6 +269,39 @@ pub fn render_question(
         q.prefixes.clone()
     };
     let vars = var_values(q)?;
+    // Counted before anything is rendered: the product of the sweep's dimensions.
+    let n_paras = q.all_paraphrases().count() as u64;
+    let n_vars = vars
+        .iter()
+        .try_fold(1u64, |acc, (_, v)| acc.checked_mul(v.len() as u64));
+    let count = [
+        Some(n_paras),
+        n_perms,
+        Some(systems.len() as u64),
+        Some(prefixes.len() as u64),
+        n_vars,
+    ]
+    .into_iter()
+    .try_fold(1u64, |acc, n| n.and_then(|n| acc.checked_mul(n)));
+    if count.is_none_or(|c| c > budget.prompts) {
+        let show = |n: Option<u64>| n.map_or("more than 2^64".to_string(), |n| n.to_string());
+        return Err(too_many(format!(
+            "renders {} prompts ({n_paras} paraphrase(s) × {} option order(s) × {} system \
+             prompt(s) × {} prefix(es) × {} variable combination(s)), more than the {} left of \
+             the limit of {MAX_PROMPTS} per battery",
+            show(count),
+            show(n_perms),
+            systems.len(),
+            prefixes.len(),
+            show(n_vars),
+            budget.prompts,
+        )));
+    }
+    let perms = if n_opt > 0 {
+        permutations(policy, n_opt)
+    } else {
+        vec![Vec::new()]
+    };
     let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
     for (_, values) in &vars {
         combos = combos
@@ -282,20 +360,41 @@ pub fn render_question(
                         let mut system = stext.clone();
                         let mut var_map = BTreeMap::new();
                         let mut var_idx = BTreeMap::new();
+                        let too_long = || {
+                            too_many(format!(
+                                "renders more than the limit of {MAX_PROMPT_BYTES} bytes of \
+                                 prompt text per battery"
+                            ))
+                        };
                         for ((name, values), &vi) in vars.iter().zip(combo) {
                             user = fill(&user, name, &values[vi]);
                             system = system.map(|s| fill(&s, name, &values[vi]));
+                            // A value may hold slots of the next variable: text can grow
+                            // geometrically, so it is measured after every substitution.
+                            if user.len() + system.as_ref().map_or(0, String::len) > budget.bytes {
+                                return Err(too_long());
+                            }
                             var_map.insert(name.clone(), values[vi].clone());
                             var_idx.insert(name.clone(), vi);
                         }
-                        while user.contains("{sep_suffix}") {
-                            let v: u32 = rng.gen_range(0..999);
-                            user = user.replacen("{sep_suffix}", &format!("{v:03}"), 1);
+                        // One draw per slot, left to right.
+                        if user.contains("{sep_suffix}") {
+                            let mut parts = user.split("{sep_suffix}");
+                            let mut drawn = parts.next().unwrap_or_default().to_string();
+                            for part in parts {
+                                let v: u32 = rng.gen_range(0..999);
+                                drawn.push_str(&format!("{v:03}"));
+                                drawn.push_str(part);
+                            }
+                            user = drawn;
                         }
                         if opts.newlines == NewlineMode::Fixed {
                             user = user.replace("\\n", "\n");
                             system = system.map(|s| s.replace("\\n", "\n"));
                         }
+                        let bytes = user.len() + system.as_ref().map_or(0, String::len);
+                        budget.bytes = budget.bytes.checked_sub(bytes).ok_or_else(too_long)?;
+                        budget.prompts -= 1;
                         let hash = prompt_sha256(system.as_deref(), &user);
                         items.push(PromptItem {
                             battery: battery.battery.name.clone(),
@@ -329,8 +428,9 @@ pub fn render_question(
 /// Renders every question of a battery, in file order.
 pub fn render_battery(battery: &Battery, opts: RenderOptions) -> Result<Vec<PromptItem>> {
     let mut out = Vec::new();
+    let mut budget = Budget::new();
     for q in &battery.questions {
-        out.extend(render_question(battery, q, opts)?);
+        out.extend(render_within(battery, q, opts, &mut budget)?);
     }
     Ok(out)
 }
@@ -423,6 +523,116 @@ mod tests {
 
     fn battery(toml: &str) -> Battery {
         Battery::from_toml_str(toml, "test.toml").unwrap()
+    }
+
+    /// Found by fuzzing (target `battery_toml`): ten options shown in every order (the default)
+    /// with six variable values asked for 21 772 800 prompts, and rendering them ran out of
+    /// memory. It is now an error before anything is rendered.
+    #[test]
+    fn fuzz_ten_options_in_every_order_is_an_error_not_an_oom() {
+        let options: Vec<String> = (0..10).map(|i| format!("\"o{i}\"")).collect();
+        let b = battery(&format!(
+            r#"
+[battery]
+name = "t"
+description = "d"
+source = "s"
+[[question]]
+id = "which"
+source = "s"
+paraphrases = ["{{options}} {{behavior}}"]
+options = [{}]
+vars = {{ behavior = ["a", "b", "c", "d", "e", "f"] }}
+scorer = {{ kind = "multiple_choice", correct = 0 }}
+"#,
+            options.join(", ")
+        ));
+        let e = render_battery(&b, RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("battery `t`, question `which`: renders 21772800 prompts")
+                && e.contains("3628800 option order(s)")
+                && e.contains("6 variable combination(s)")
+                && e.contains("limit of 200000"),
+            "{e}"
+        );
+        // Rotations of the same ten options are 60 prompts.
+        let rotations = b.questions[0].clone();
+        let mut b2 = b.clone();
+        b2.questions[0] = Question {
+            permutations: Some(PermutationPolicy::Rotations),
+            ..rotations
+        };
+        assert_eq!(
+            render_battery(&b2, RenderOptions::default()).unwrap().len(),
+            60
+        );
+    }
+
+    /// The limit counts the whole battery: two questions of 150 000 prompts each are over it.
+    #[test]
+    fn the_prompt_limit_is_per_battery() {
+        let values: Vec<String> = (0..1500).map(|i| format!("\"v{i}\"")).collect();
+        let question = |id: &str| {
+            format!(
+                "[[question]]\nid = \"{id}\"\nsource = \"s\"\nparaphrases = [\"{{x}}\"]\n\
+                 prefixes = [{}]\nvars = {{ x = [{}] }}\nscorer = {{ kind = \"target_word\" }}\n",
+                (0..100)
+                    .map(|i| format!("\"{i} \""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                values.join(", ")
+            )
+        };
+        let head = "[battery]\nname = \"t\"\ndescription = \"d\"\nsource = \"s\"\n";
+        let one = battery(&format!("{head}{}", question("a")));
+        assert_eq!(
+            render_battery(&one, RenderOptions::default())
+                .unwrap()
+                .len(),
+            150_000
+        );
+        let two = battery(&format!("{head}{}{}", question("a"), question("b")));
+        let e = render_battery(&two, RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("question `b`: renders 150000 prompts") && e.contains("the 50000 left"),
+            "{e}"
+        );
+    }
+
+    /// Variable values may hold the next variable's slot, so text can grow geometrically: here
+    /// 64 × 64 × 64 slots of a 1100-byte value, 288 MB for one prompt, over the byte limit.
+    #[test]
+    fn text_that_grows_with_each_variable_stops_at_the_byte_limit() {
+        let slots = |name: &str| format!("{{{name}}}").repeat(64);
+        let b = battery(&format!(
+            r#"
+[battery]
+name = "t"
+description = "d"
+source = "s"
+[[question]]
+id = "grows"
+source = "s"
+paraphrases = ["{{a}}"]
+vars = {{ a = ["{}"], b = ["{}"], c = ["{}"], d = ["{}"] }}
+scorer = {{ kind = "target_word" }}
+"#,
+            slots("b"),
+            slots("c"),
+            slots("d"),
+            "x".repeat(1100)
+        ));
+        let e = render_battery(&b, RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("question `grows`: renders more than the limit of 268435456 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

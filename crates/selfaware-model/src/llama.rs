@@ -370,7 +370,9 @@ impl Llama {
         let f = cfg.intermediate_size;
         let bias = cfg.attention_bias;
         let embed = w.get_shaped("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
-        let mut layers = Vec::with_capacity(cfg.num_layers);
+        // The layer count comes from the file: a vector grows as layers are found, so a huge count
+        // ends at the first missing tensor instead of reserving memory for all of them.
+        let mut layers = Vec::new();
         for i in 0..cfg.num_layers {
             let p = format!("model.layers.{i}");
             layers.push(Layer {

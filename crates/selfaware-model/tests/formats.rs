@@ -203,3 +203,36 @@ fn unsupported_inputs_get_one_clear_error() {
     let e = ModelSource::from_path(&emptydir).unwrap_err().to_string();
     assert!(e.contains("no config.json"), "{e}");
 }
+
+/// `bytes` of a GGUF file with the value of the u32 metadata key `key` set to `value`.
+fn patch_u32(bytes: &mut [u8], key: &str, value: u32) {
+    let mut written = (key.len() as u64).to_le_bytes().to_vec();
+    written.extend_from_slice(key.as_bytes());
+    written.extend_from_slice(&4u32.to_le_bytes());
+    let at = bytes
+        .windows(written.len())
+        .position(|w| w == written)
+        .expect("the key is written with type u32")
+        + written.len();
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Found by fuzzing (target `gguf`): a valid file whose `block_count` says 4 294 967 295 layers
+/// aborted the process (`memory allocation of 1488206077952 bytes failed`) while reserving room
+/// for that many layers. It is now the error of the first layer the file lacks.
+#[test]
+fn fuzz_huge_block_count_is_an_error_not_an_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = tiny_gguf_bytes(&TinySpec::default());
+    patch_u32(&mut bytes, "llama.block_count", u32::MAX);
+    let path = tmp.path().join("layers.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    let e = Engine::load(&ModelSource::Gguf(path))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("tensor `model.layers.2.input_layernorm.weight` is missing"),
+        "{e}"
+    );
+}

@@ -34,7 +34,7 @@ use selfaware_model::Engine;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ApiError, ServerError};
-pub use routes::BATCH_ROWS_HEADER;
+pub use routes::{check_chat_request, parse_chat_request, ChatRequest, BATCH_ROWS_HEADER};
 
 /// Server settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -266,31 +266,48 @@ pub(crate) fn body_error(r: BytesRejection) -> ApiError {
     }
 }
 
-/// A checked request: what to queue and how to answer.
-struct Prepared {
-    model: String,
-    req: CompletionRequest,
-    seeded: bool,
-    stream: bool,
-    include_usage: bool,
+/// A checked chat completion request: what to queue and how to answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub model: String,
+    pub req: CompletionRequest,
+    /// The request brought its own seed.
+    pub seeded: bool,
+    pub stream: bool,
+    pub include_usage: bool,
     /// vLLM's `prompt_logprobs` was asked for.
-    prompt_logprobs: bool,
+    pub prompt_logprobs: bool,
     /// False: score a closed conversation (prompt logprobs only, nothing generated).
-    add_generation_prompt: bool,
+    pub add_generation_prompt: bool,
 }
 
-fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Arc<Slot>), ApiError> {
-    let w: ChatCompletionRequest = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
-            None,
-            format!("the body is not a valid chat completion request: {e}"),
-        )
-    })?;
+fn prepare(s: &AppState, body: &[u8]) -> Result<(ChatRequest, Arc<Slot>), ApiError> {
+    let w = parse_chat_request(body)?;
     let slot = s
         .models
         .get(&w.model)
         .ok_or_else(|| unknown_model(&w.model))?;
-    let caps = &slot.caps;
+    let p = check_chat_request(w, &s.config, &slot.caps)?;
+    Ok((p, slot))
+}
+
+/// Reads a `POST /v1/chat/completions` body (OpenAI's wire format); an error is a 400.
+pub fn parse_chat_request(body: &[u8]) -> Result<ChatCompletionRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("the body is not a valid chat completion request: {e}"),
+        )
+    })
+}
+
+/// Checks a chat completion request against the server's limits (`cfg`) and the model's
+/// capabilities (`caps`), and turns it into the request the model's worker runs.
+pub fn check_chat_request(
+    w: ChatCompletionRequest,
+    cfg: &ServerConfig,
+    caps: &Capabilities,
+) -> Result<ChatRequest, ApiError> {
     let prompt_logprobs = match w.prompt_logprobs {
         None => false,
         Some(0) => true,
@@ -322,7 +339,6 @@ fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Arc<Slot>), ApiError>
             "prompt_logprobs cannot be streamed",
         ));
     }
-    let cfg = &s.config;
     let n = w.n.unwrap_or(1);
     let max_n = cfg.max_n.min(caps.max_n);
     if n == 0 || n > max_n as u64 {
@@ -368,21 +384,18 @@ fn prepare(s: &AppState, body: &[u8]) -> Result<(Prepared, Arc<Slot>), ApiError>
         max_n,
         ..caps.clone()
     })?;
-    Ok((
-        Prepared {
-            model: w.model,
-            req,
-            seeded: w.seed.is_some(),
-            stream: w.stream.unwrap_or(false),
-            include_usage: w
-                .stream_options
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false),
-            prompt_logprobs,
-            add_generation_prompt,
-        },
-        slot,
-    ))
+    Ok(ChatRequest {
+        model: w.model,
+        req,
+        seeded: w.seed.is_some(),
+        stream: w.stream.unwrap_or(false),
+        include_usage: w
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+        prompt_logprobs,
+        add_generation_prompt,
+    })
 }
 
 async fn chat_completions(
@@ -530,7 +543,7 @@ fn sse_data<T: serde::Serialize>(v: &T) -> Result<Event, Infallible> {
 /// stream with an error event.
 async fn stream_tokens(
     s: &AppState,
-    p: Prepared,
+    p: ChatRequest,
     slot: &Slot,
     engine: Arc<Engine>,
 ) -> Result<Response, ApiError> {
@@ -676,5 +689,70 @@ fn usage(out: &Completions) -> Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: prompt + completion,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caps() -> Capabilities {
+        Capabilities {
+            exact_scoring: true,
+            max_top_logprobs: 20,
+            max_n: 8,
+            deterministic_seed: true,
+        }
+    }
+
+    /// The param a body is refused for, or the checked request.
+    fn check(body: &str) -> Result<ChatRequest, Option<String>> {
+        parse_chat_request(body.as_bytes())
+            .and_then(|w| check_chat_request(w, &ServerConfig::default(), &caps()))
+            .map_err(|e| {
+                assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
+                e.param
+            })
+    }
+
+    #[test]
+    fn chat_requests_are_parsed_and_checked_without_a_model() {
+        let p = check(
+            r#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"n":3,"seed":5,
+                "max_tokens":7,"stop":"x","logprobs":true,"top_logprobs":2}"#,
+        )
+        .unwrap();
+        assert_eq!((p.model.as_str(), p.req.n, p.req.seed), ("m", 3, 5));
+        assert_eq!((p.req.max_tokens, p.req.top_logprobs), (7, 2));
+        assert_eq!(p.req.stop, vec!["x".to_string()]);
+        assert!(p.seeded && !p.stream && p.add_generation_prompt);
+        let msgs = r#""messages":[{"role":"user","content":"Hi"}]"#;
+        for (extra, param) in [
+            (r#""n":9"#, Some("n")),
+            (r#""n":0"#, Some("n")),
+            (r#""max_tokens":4097"#, Some("max_tokens")),
+            (r#""stop":["a","b","c","d","e"]"#, Some("stop")),
+            (r#""temperature":2.5"#, Some("temperature")),
+            (r#""top_logprobs":3"#, Some("top_logprobs")),
+            (r#""prompt_logprobs":1"#, Some("prompt_logprobs")),
+            (
+                r#""add_generation_prompt":false"#,
+                Some("add_generation_prompt"),
+            ),
+            (
+                r#""continue_final_message":true"#,
+                Some("continue_final_message"),
+            ),
+            (r#""n":"two""#, None),
+        ] {
+            let body = format!(r#"{{"model":"m",{msgs},{extra}}}"#);
+            assert_eq!(check(&body).unwrap_err().as_deref(), param, "{body}");
+        }
+        assert_eq!(
+            check(r#"{"model":"m","messages":[]}"#)
+                .unwrap_err()
+                .as_deref(),
+            Some("messages")
+        );
     }
 }

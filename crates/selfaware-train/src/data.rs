@@ -130,6 +130,17 @@ pub fn encode(chat: &ChatFormat, conv: &Conversation, line: usize) -> Result<Exa
 /// model may see (its context length or a user limit).
 pub fn load(path: &Path, chat: &ChatFormat, max_len: usize) -> Result<Dataset> {
     let bytes = fs_err::read(path).map_err(io(path))?;
+    from_bytes(path, bytes, chat, max_len)
+}
+
+/// Validates and encodes the bytes of a JSONL training file as [`load`] does; `path` only names
+/// them in errors and in the dataset.
+pub fn from_bytes(
+    path: &Path,
+    bytes: Vec<u8>,
+    chat: &ChatFormat,
+    max_len: usize,
+) -> Result<Dataset> {
     let sha256 = selfaware_types::sha256_hex(&bytes);
     let text = String::from_utf8(bytes).map_err(|e| TrainError::Dataset {
         path: path.to_path_buf(),
