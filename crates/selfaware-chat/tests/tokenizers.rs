@@ -193,7 +193,7 @@ fn fuzz_a_template_that_multiplies_text_is_an_error_not_an_oom() {
     let conv = Conversation::new(vec![Message::user("q"), Message::assistant("a")]);
     let e = chat.encode(&conv).unwrap_err().to_string();
     assert!(
-        e.contains("the rendering is 20000006 bytes for 2 bytes of messages")
+        e.contains("the rendering is 20000009 bytes for 2 bytes of messages")
             && e.contains("more than 1048576 bytes besides four times the messages' text"),
         "{e}"
     );
