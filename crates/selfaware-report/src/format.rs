@@ -55,6 +55,23 @@ pub fn format_mean_ci(
     }
 }
 
+/// Formats a table cell: the mean with its interval, or, where a mean has no interval, the mean
+/// and why (`0.14 (no interval: one model, fewer than 2 paraphrases)`), from the cell's
+/// `interval_method`.
+pub fn format_cell(cell: &crate::Cell, range: (f64, f64)) -> String {
+    let text = format_mean_ci(cell.mean, cell.ci_low, cell.ci_high, range);
+    if cell.mean.is_none() || (cell.ci_low.is_some() && cell.ci_high.is_some()) {
+        return text;
+    }
+    let why = cell.interval_method.trim();
+    let why = why.strip_prefix("no interval:").unwrap_or(why).trim();
+    if why.is_empty() {
+        format!("{text} (no interval)")
+    } else {
+        format!("{text} (no interval: {why})")
+    }
+}
+
 /// Formats an interval, e.g. `[0.55, 0.70]`, or the missing-value mark when an end is missing.
 pub fn format_ci(low: Option<f64>, high: Option<f64>, range: (f64, f64)) -> String {
     match (low, high) {
@@ -270,6 +287,31 @@ pub fn wrap(s: &str, width: usize, max_lines: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_without_an_interval_says_why() {
+        let mut cell = crate::Cell {
+            condition: "base".into(),
+            mean: Some(0.1372),
+            ci_low: Some(0.1),
+            ci_high: Some(0.2),
+            interval_method: "percentile bootstrap over 3 finetuning seeds".into(),
+            off_format: None,
+            per_seed: vec![],
+        };
+        assert_eq!(format_cell(&cell, (0.0, 1.0)), "0.14 [0.10, 0.20]");
+        cell.ci_low = None;
+        cell.ci_high = None;
+        cell.interval_method = "no interval: one model, fewer than 2 paraphrases".into();
+        assert_eq!(
+            format_cell(&cell, (0.0, 1.0)),
+            "0.14 (no interval: one model, fewer than 2 paraphrases)"
+        );
+        cell.interval_method = String::new();
+        assert_eq!(format_cell(&cell, (0.0, 1.0)), "0.14 (no interval)");
+        cell.mean = None;
+        assert_eq!(format_cell(&cell, (0.0, 1.0)), MISSING);
+    }
 
     #[test]
     fn fixed_formats_and_normalises_negative_zero() {

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    self, escape, format_ci, format_detectable, format_mass, format_mean_ci, format_p, format_r,
-    format_seed, format_value, DETECTABLE_HEADER, MISSING,
+    self, escape, format_ci, format_detectable, format_mass, format_p, format_r, format_seed,
+    format_value, DETECTABLE_HEADER, MISSING,
 };
 use crate::results::{Comparison, Metric, Results};
 use crate::svg;
@@ -295,12 +295,7 @@ fn means_table(out: &mut String, r: &Results, metrics: &[&Metric]) {
                     w!(
                         out,
                         "<td class=\"num\">{}</td>",
-                        escape(&format_mean_ci(
-                            cell.mean,
-                            cell.ci_low,
-                            cell.ci_high,
-                            m.range
-                        ))
+                        escape(&format::format_cell(cell, m.range))
                     );
                     if *off {
                         w!(

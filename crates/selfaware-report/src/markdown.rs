@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::format::{
-    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_ci,
-    format_detectable, format_mass, format_mean_ci, format_p, format_r, format_seed, format_value,
+    escape_markdown as esc, escape_markdown_with_code as esc_code, fixed, format_cell, format_ci,
+    format_detectable, format_mass, format_p, format_r, format_seed, format_value,
     markdown_code as code, DETECTABLE_HEADER, MISSING,
 };
 use crate::html::{condition_label, interval_methods};
@@ -230,7 +230,7 @@ fn means_table(out: &mut String, r: &Results, metrics: &[&Metric]) {
                 Some(cell) => w!(
                     out,
                     " {} | {} |",
-                    format_mean_ci(cell.mean, cell.ci_low, cell.ci_high, m.range),
+                    format_cell(cell, m.range),
                     format_mass(cell.off_format)
                 ),
                 None => w!(out, " {MISSING} | {MISSING} |"),
@@ -247,7 +247,7 @@ pub fn render_summary_text(r: &Results) -> String {
     let mut out = String::new();
     let fmt = |c: &Cell| match (c.mean, c.ci_low, c.ci_high) {
         (Some(m), Some(l), Some(h)) => format!("{m:.3} [{l:.3}, {h:.3}]"),
-        (Some(m), _, _) => format!("{m:.3}"),
+        (Some(m), _, _) => format!("{m:.3} (no interval)"),
         _ => "—".to_string(),
     };
     let width = r

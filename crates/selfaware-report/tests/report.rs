@@ -3,7 +3,7 @@
 mod common;
 
 use common::{check_well_formed, parse_csv, sample, SAMPLE_FIGURES};
-use selfaware_report::format::{escape, format_mass, format_mean_ci, format_value};
+use selfaware_report::format::{escape, format_cell, format_mass, format_value};
 use selfaware_report::svg::{y_position, BAR_PLOT_HEIGHT};
 use selfaware_report::{
     bar_geometry, compare, read_results, render_comparison_text, render_csv, render_html,
@@ -70,7 +70,7 @@ fn every_mean_appears_formatted_in_the_tables() {
     let md = render_markdown(&r);
     for m in r.probes.iter().chain(&r.questions) {
         for c in &m.cells {
-            let text = format_mean_ci(c.mean, c.ci_low, c.ci_high, m.range);
+            let text = format_cell(c, m.range);
             assert!(
                 html.contains(&format!(">{}</td>", escape(&text))),
                 "{} {}: {text}",

@@ -6,9 +6,12 @@
 //! - **a model's score on a question** = the mean over paraphrases of the mean record score
 //!   within each paraphrase (records differ by option order, prefix and variables); records
 //!   without a score (refusals, unparseable answers) are left out and counted. A question that
-//!   sweeps system prompts gives one metric per system prompt (`battery/question@prompt`). A
-//!   baseline asked under several contexts (one per trained codeword or trigger) gets the mean
-//!   over contexts.
+//!   sweeps system prompts gives one metric per system prompt (`battery/question@prompt`).
+//! - **contexts**: a condition asked under several contexts (the base model, asked once per
+//!   trained codeword or trigger) is shown once per context, as `ID@CONTEXT` ("base model (asked
+//!   about bark)"); its probes, which take no context, appear in each. A finetune is compared
+//!   with such a condition only in its own context: the bark finetune's P(bark) against the base
+//!   model's P(bark), never against a mean over codewords.
 //! - **a model's probe score** = the probe's own score (`probe.json`, mean over its items).
 //! - **a condition's value** = the mean over its models (finetuning seeds). Its 95% interval is
 //!   the percentile bootstrap over seeds (`stats.resamples` resamples, seed `stats.seed`), or
@@ -43,13 +46,17 @@ use crate::error::{Result, RunError};
 use crate::manifest::RunManifest;
 use crate::plan::Plan;
 
-/// One model's measurement of one metric.
+/// The context a battery was asked under: (target word, trigger).
+type Context = (Option<String>, Option<String>);
+
+/// One model's measurement of one metric (under one context, or merged over the contexts a
+/// column shows).
 #[derive(Debug, Clone, Default)]
 struct ModelValue {
-    /// Per-context values (mean over paraphrases).
+    /// One value per measurement (mean over paraphrases).
     values: Vec<f64>,
     /// The units inside the model the value averages: paraphrase index (or probe item index)
-    /// → its mean under each context.
+    /// → its mean in each measurement.
     units: BTreeMap<usize, Vec<f64>>,
     off_format: Vec<f64>,
     n_records: usize,
@@ -61,10 +68,105 @@ impl ModelValue {
         mean(&self.values)
     }
 
-    /// One value per unit (averaged over contexts), in unit order.
+    /// One value per unit, in unit order.
     fn unit_values(&self) -> Vec<f64> {
         self.units.values().filter_map(|xs| mean(xs)).collect()
     }
+
+    fn merge(&mut self, other: &ModelValue) {
+        self.values.extend(&other.values);
+        for (k, xs) in &other.units {
+            self.units.entry(*k).or_default().extend(xs);
+        }
+        self.off_format.extend(&other.off_format);
+        self.n_records += other.n_records;
+        for r in &other.records {
+            if !self.records.contains(r) {
+                self.records.push(r.clone());
+            }
+        }
+    }
+}
+
+/// A column of the results: an experiment condition, or one context of a condition asked under
+/// several (see the module documentation).
+struct Column {
+    condition: Condition,
+    /// The experiment condition it shows.
+    source: String,
+    /// The one context its batteries were asked under (`None`: no battery, or no context).
+    context: Option<Context>,
+    /// Split off a condition asked under several contexts.
+    split: bool,
+}
+
+impl Column {
+    /// Whether a difference between the two columns means anything: not a condition against
+    /// itself, and a split column only against a column of its own context.
+    fn comparable(&self, other: &Column) -> bool {
+        self.source != other.source
+            && (!(self.split || other.split) || self.context == other.context)
+    }
+}
+
+/// A context as words: the target word, else the trigger.
+fn context_text(c: &Context) -> String {
+    match c {
+        (Some(w), _) => w.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "none".to_string(),
+    }
+}
+
+/// The results' columns: each condition in experiment order, split into one column per context
+/// when its batteries were asked under several.
+fn columns(plan: &Plan) -> Vec<Column> {
+    let mut out = Vec::new();
+    for c in &plan.experiment.conditions {
+        let mut contexts: Vec<Context> = plan
+            .measurements
+            .iter()
+            .filter(|m| m.battery.is_some() && plan.variants[m.variant].condition == c.id)
+            .map(|m| (m.target_word.clone(), m.trigger.clone()))
+            .collect();
+        contexts.sort();
+        contexts.dedup();
+        let base = Condition {
+            id: c.id.clone(),
+            label: c.label.clone(),
+            baseline: c.is_baseline(),
+            n_seeds: plan.variants.iter().filter(|v| v.condition == c.id).count(),
+            positive_control: c.positive_control,
+        };
+        if contexts.len() <= 1 {
+            out.push(Column {
+                condition: base,
+                source: c.id.clone(),
+                context: contexts.pop(),
+                split: false,
+            });
+            continue;
+        }
+        for ctx in contexts {
+            let text = context_text(&ctx);
+            let about = match &ctx {
+                (Some(w), _) => format!("asked about {w}"),
+                (None, Some(t)) => format!("trigger {t}"),
+                (None, None) => "no codeword or trigger".to_string(),
+            };
+            out.push(Column {
+                condition: Condition {
+                    id: format!("{}@{text}", c.id),
+                    label: format!("{} ({about})", c.label),
+                    ..base.clone()
+                },
+                source: c.id.clone(),
+                context: Some(ctx),
+                split: true,
+            });
+        }
+    }
+    out
 }
 
 /// The range of a metric without a fixed one until its values set it (see
@@ -254,8 +356,8 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
     // metric id -> info; insertion order kept separately.
     let mut order: Vec<String> = Vec::new();
     let mut infos: BTreeMap<String, MetricInfo> = BTreeMap::new();
-    // (metric id, variant index) -> value.
-    let mut values: BTreeMap<(String, usize), ModelValue> = BTreeMap::new();
+    // (metric id, variant index, context: None for a probe) -> value.
+    let mut raw: BTreeMap<(String, usize, Option<Context>), ModelValue> = BTreeMap::new();
     let mut warnings: Vec<String> = Vec::new();
     let mut unscored: BTreeMap<String, usize> = BTreeMap::new();
 
@@ -299,7 +401,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 );
                 order.push(id.clone());
             }
-            let v = values.entry((id.clone(), m.variant)).or_default();
+            let v = raw.entry((id.clone(), m.variant, None)).or_default();
             if let Some(s) = pf.score {
                 v.values.push(s);
             }
@@ -412,8 +514,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     offs.entry(id).or_default().push(o);
                 }
             }
+            let context: Context = (m.target_word.clone(), m.trigger.clone());
             for (id, n) in counts {
-                let v = values.entry((id.clone(), m.variant)).or_default();
+                let v = raw
+                    .entry((id.clone(), m.variant, Some(context.clone())))
+                    .or_default();
                 let para_means: Vec<(usize, f64)> = per
                     .get(&id)
                     .map(|p| {
@@ -460,29 +565,37 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         resamples: e.stats.permutations,
         seed: e.stats.seed,
     };
-    let conditions: Vec<Condition> = e
-        .conditions
-        .iter()
-        .map(|c| Condition {
-            id: c.id.clone(),
-            label: c.label.clone(),
-            baseline: c.is_baseline(),
-            n_seeds: plan.variants.iter().filter(|v| v.condition == c.id).count(),
-            positive_control: c.positive_control,
-        })
-        .collect();
+    let columns = columns(plan);
+    let conditions: Vec<Condition> = columns.iter().map(|c| c.condition.clone()).collect();
+    // (metric id, column id, variant index) -> the value that column shows: a probe in every
+    // column of its condition, a battery in the column of its context.
+    let mut values: BTreeMap<(String, String, usize), ModelValue> = BTreeMap::new();
+    for ((id, vi, context), v) in &raw {
+        let source = &plan.variants[*vi].condition;
+        for col in columns.iter().filter(|c| &c.source == source) {
+            if context.is_none() || !col.split || col.context == *context {
+                values
+                    .entry((id.clone(), col.condition.id.clone(), *vi))
+                    .or_default()
+                    .merge(v);
+            }
+        }
+    }
+    let column = |cond: &str| columns.iter().find(|c| c.condition.id == cond);
+    let source_of = |cond: &str| column(cond).map_or(cond.to_string(), |c| c.source.clone());
 
-    // Per-seed values of a condition for a metric.
+    // Per-seed values of a column for a metric.
     let seed_values = |id: &str, cond: &str| -> Vec<(usize, Option<f64>)> {
+        let source = source_of(cond);
         plan.variants
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.condition == cond)
+            .filter(|(_, v)| v.condition == source)
             .map(|(vi, _)| {
                 (
                     vi,
                     values
-                        .get(&(id.to_string(), vi))
+                        .get(&(id.to_string(), cond.to_string(), vi))
                         .and_then(ModelValue::value),
                 )
             })
@@ -497,10 +610,8 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         for c in &conditions {
             let sv = seed_values(id, &c.id);
             let vals: Vec<f64> = sv.iter().filter_map(|(_, v)| *v).collect();
-            if sv
-                .iter()
-                .all(|(vi, _)| !values.contains_key(&(id.clone(), *vi)))
-            {
+            let key = |vi: usize| (id.clone(), c.id.clone(), vi);
+            if sv.iter().all(|(vi, _)| !values.contains_key(&key(*vi))) {
                 continue;
             }
             any = true;
@@ -509,7 +620,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 if e.stats.interval == "hierarchical" && metric.group != "probe" {
                     let groups: Vec<Vec<f64>> = sv
                         .iter()
-                        .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                        .filter_map(|(vi, _)| values.get(&key(*vi)))
                         .map(ModelValue::unit_values)
                         .filter(|u| !u.is_empty())
                         .collect();
@@ -542,7 +653,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             } else {
                 let units: Vec<f64> = sv
                     .iter()
-                    .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                    .filter_map(|(vi, _)| values.get(&key(*vi)))
                     .flat_map(ModelValue::unit_values)
                     .collect();
                 let what = if metric.group == "probe" {
@@ -567,19 +678,19 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     (
                         None,
                         None,
-                        format!("one model, fewer than 2 {what}: no interval"),
+                        format!("no interval: one model, fewer than 2 {what}"),
                     )
                 }
             };
             let offs: Vec<f64> = sv
                 .iter()
-                .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                .filter_map(|(vi, _)| values.get(&key(*vi)))
                 .filter_map(|v| mean(&v.off_format))
                 .collect();
             let per_seed = sv
                 .iter()
                 .map(|(vi, v)| {
-                    let mv = values.get(&(id.clone(), *vi));
+                    let mv = values.get(&key(*vi));
                     SeedValue {
                         seed: plan.variants[*vi].seed,
                         value: *v,
@@ -615,6 +726,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 if a.baseline && b.baseline {
                     continue;
                 }
+                if let (Some(ca), Some(cb)) = (column(&a.id), column(&b.id)) {
+                    if !ca.comparable(cb) {
+                        continue;
+                    }
+                }
                 let va: Vec<f64> = seed_values(id, &a.id)
                     .into_iter()
                     .filter_map(|x| x.1)
@@ -632,7 +748,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 let models_of = |cond: &str| -> Vec<&ModelValue> {
                     seed_values(id, cond)
                         .iter()
-                        .filter_map(|(vi, _)| values.get(&(id.clone(), *vi)))
+                        .filter_map(|(vi, _)| values.get(&(id.clone(), cond.to_string(), *vi)))
                         .collect()
                 };
                 let (ma_models, mb_models) = (models_of(&a.id), models_of(&b.id));
@@ -779,8 +895,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             if c.is_baseline() {
                 continue;
             }
-            let x = values.get(&(s.x.clone(), vi)).and_then(ModelValue::value);
-            let y = values.get(&(s.y.clone(), vi)).and_then(ModelValue::value);
+            let x = values
+                .get(&(s.x.clone(), c.id.clone(), vi))
+                .and_then(ModelValue::value);
+            let y = values
+                .get(&(s.y.clone(), c.id.clone(), vi))
+                .and_then(ModelValue::value);
             if let (Some(x), Some(y)) = (x, y) {
                 points.push(Point {
                     condition: c.id.clone(),
@@ -856,7 +976,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             boot.resamples
         ),
         "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
-        "Baselines asked under several contexts (one per trained codeword or trigger) are averaged over contexts.".to_string(),
+        "A condition asked under several contexts (the base model, once per trained codeword or trigger) is shown once per context (`base@bark`: the base model asked about bark), and a finetune is compared with it in the finetune's own context only.".to_string(),
         "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
     ];
     if !e.scatters.is_empty() {

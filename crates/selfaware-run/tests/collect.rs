@@ -1,0 +1,223 @@
+//! From records to results on a run folder written by hand: a base model asked under two
+//! codewords is shown once per codeword, and each finetune is compared with it in its own
+//! codeword only (hand-computed values).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use selfaware_report::{Comparison, Metric, Results};
+use selfaware_run::collect::collect;
+use selfaware_run::manifest::{Machine, RunManifest};
+use selfaware_run::plan::Plan;
+use selfaware_run::Experiment;
+
+const BATTERY: &str = r#"
+[battery]
+name = "t"
+description = "d"
+source = "s"
+
+[[question]]
+id = "q"
+source = "s"
+paraphrases = ["Pick one: {options}", "Choose one: {options}"]
+options = ["a", "b"]
+permutations = "fixed"
+scorer = { kind = "multiple_choice", correct = 0 }
+"#;
+
+fn experiment(dir: &Path) -> Experiment {
+    let battery = dir.join("t.toml");
+    std::fs::write(&battery, BATTERY).unwrap();
+    let text = format!(
+        r#"
+name = "ctx"
+title = "Contexts"
+seeds = [0, 1]
+
+[train]
+epochs = 1
+lr = 1e-3
+
+[[condition]]
+id = "bark"
+label = "bark"
+target_word = "bark"
+data = {{ family = "codeword", codeword = "bark", size = 4 }}
+
+[[condition]]
+id = "ring"
+label = "ring"
+target_word = "ring"
+data = {{ family = "codeword", codeword = "ring", size = 4 }}
+
+[[condition]]
+id = "base"
+label = "base model"
+
+[[probe]]
+kind = "codeword-choice"
+codeword = "bark"
+against = ["ring"]
+n = 2
+
+[[battery]]
+battery = "{}"
+"#,
+        battery.display()
+    );
+    Experiment::from_toml_str(&text, "ctx.toml").unwrap()
+}
+
+/// One record of question `q` in paraphrase `k` with score `s`.
+fn record(k: usize, s: f64) -> String {
+    serde_json::json!({
+        "schema": 1, "model": "default", "battery": "t", "question": "q",
+        "paraphrase": k, "prefix": 0, "prompt_sha256": format!("{k}"),
+        "observation": {"kind": "label_probabilities", "labels": ["A", "B"], "probs": [s, 1.0 - s]},
+        "score": s, "scorer": "multiple_choice", "scorer_version": "1",
+    })
+    .to_string()
+}
+
+/// Writes every stage's output: battery scores per (condition, seed, target word), one probe
+/// score per model.
+fn write_outputs(run: &Path, plan: &Plan) {
+    // (condition, seed, target word) -> scores of paraphrases 0 and 1.
+    let scores: BTreeMap<(&str, Option<u64>, &str), [f64; 2]> = [
+        (("bark", Some(0), "bark"), [0.6, 0.8]),
+        (("bark", Some(1), "bark"), [0.5, 0.7]),
+        (("ring", Some(0), "ring"), [0.2, 0.4]),
+        (("ring", Some(1), "ring"), [0.1, 0.3]),
+        (("base", None, "bark"), [0.5, 0.7]),
+        (("base", None, "ring"), [0.0, 0.2]),
+    ]
+    .into_iter()
+    .collect();
+    let probe: BTreeMap<(&str, Option<u64>), f64> = [
+        (("bark", Some(0)), 0.9),
+        (("bark", Some(1)), 0.7),
+        (("ring", Some(0)), 0.2),
+        (("ring", Some(1)), 0.4),
+        (("base", None), 0.5),
+    ]
+    .into_iter()
+    .collect();
+    for m in &plan.measurements {
+        let v = &plan.variants[m.variant];
+        let dir = run.join(&plan.stages[m.stage].dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if m.probe.is_some() {
+            let s = probe[&(v.condition.as_str(), v.seed)];
+            let pf = serde_json::json!({
+                "score": s, "item_scores": [s - 0.1, s + 0.1], "score_definition": "d",
+            });
+            std::fs::write(dir.join("probe.json"), pf.to_string()).unwrap();
+        } else {
+            let w = m.target_word.as_deref().unwrap();
+            let [a, b] = scores[&(v.condition.as_str(), v.seed, w)];
+            std::fs::write(dir.join("battery.toml"), BATTERY).unwrap();
+            std::fs::write(
+                dir.join("records.jsonl"),
+                format!("{}\n{}\n", record(0, a), record(1, b)),
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn manifest(plan: &Plan) -> RunManifest {
+    RunManifest {
+        tool_version: "0".into(),
+        git_revision: None,
+        machine: Machine::current(),
+        jobs: 1,
+        threads: 1,
+        model: plan.model.clone(),
+        datasets: BTreeMap::new(),
+        adapters: BTreeMap::new(),
+        remote_models: BTreeMap::new(),
+        seeds: vec![0, 1],
+        experiment_source: "ctx.toml".into(),
+        experiment: plan.experiment.clone(),
+        stage_wall_s: BTreeMap::new(),
+        complete: true,
+    }
+}
+
+fn cell(m: &Metric, cond: &str) -> f64 {
+    m.cells
+        .iter()
+        .find(|c| c.condition == cond)
+        .and_then(|c| c.mean)
+        .unwrap_or_else(|| panic!("{}: no cell {cond}", m.id))
+}
+
+fn pairs(m: &Metric) -> Vec<(String, String, f64)> {
+    m.comparisons
+        .iter()
+        .map(|c: &Comparison| (c.a.clone(), c.b.clone(), (c.difference * 1e9).round() / 1e9))
+        .collect()
+}
+
+fn results() -> Results {
+    let d = tempfile::tempdir().unwrap();
+    let e = experiment(d.path());
+    let plan = selfaware_run::plan_without_files(&e, "0".repeat(64).as_str()).unwrap();
+    let run = d.path().join("run");
+    write_outputs(&run, &plan);
+    collect(&run, &plan, &manifest(&plan)).unwrap()
+}
+
+#[test]
+fn a_base_model_asked_under_two_codewords_is_compared_in_each_finetunes_own() {
+    let r = results();
+    let ids: Vec<&str> = r.conditions.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["bark", "ring", "base@bark", "base@ring"]);
+    let labels: Vec<&str> = r.conditions.iter().map(|c| c.label.as_str()).collect();
+    assert_eq!(
+        labels[2..],
+        [
+            "base model (asked about bark)",
+            "base model (asked about ring)"
+        ]
+    );
+    assert!(r.conditions[2].baseline && r.conditions[3].baseline);
+
+    let q = r.questions.iter().find(|m| m.id == "t/q").unwrap();
+    // Per model: the mean over its two paraphrases; per condition: the mean over seeds.
+    assert!((cell(q, "bark") - 0.65).abs() < 1e-12);
+    assert!((cell(q, "ring") - 0.25).abs() < 1e-12);
+    assert!((cell(q, "base@bark") - 0.6).abs() < 1e-12);
+    assert!((cell(q, "base@ring") - 0.1).abs() < 1e-12);
+    // bark against ring (own codewords), and each against the base model asked about its own
+    // codeword: never bark against the base model asked about ring.
+    assert_eq!(
+        pairs(q),
+        [
+            ("bark".to_string(), "ring".to_string(), 0.4),
+            ("bark".to_string(), "base@bark".to_string(), 0.05),
+            ("ring".to_string(), "base@ring".to_string(), 0.15),
+        ]
+    );
+    // The base model's interval is over its two paraphrases in that context.
+    let base = q.cells.iter().find(|c| c.condition == "base@ring").unwrap();
+    assert_eq!((base.ci_low, base.ci_high), (Some(0.0), Some(0.2)));
+
+    // The probe takes no context: the base model's one value appears under both codewords.
+    let p = &r.probes[0];
+    assert!((cell(p, "base@bark") - 0.5).abs() < 1e-12);
+    assert!((cell(p, "base@ring") - 0.5).abs() < 1e-12);
+    assert_eq!(
+        pairs(p),
+        [
+            ("bark".to_string(), "ring".to_string(), 0.5),
+            ("bark".to_string(), "base@bark".to_string(), 0.3),
+            ("ring".to_string(), "base@ring".to_string(), -0.2),
+        ]
+    );
+    assert!(r
+        .methods
+        .iter()
+        .any(|m| m.contains("shown once per context")));
+}
