@@ -11,7 +11,9 @@
 //!   trained codeword or trigger) is shown once per context, as `ID@CONTEXT` ("base model (asked
 //!   about bark)"); its probes, which take no context, appear in each. A finetune is compared
 //!   with such a condition only in its own context: the bark finetune's P(bark) against the base
-//!   model's P(bark), never against a mean over codewords.
+//!   model's P(bark), never against a mean over codewords. Questions scored against the
+//!   codeword or trigger itself ([`scored_against_context`]) are not compared between
+//!   conditions of different contexts at all.
 //! - **a model's probe score** = the probe's own score (`probe.json`, mean over its items).
 //! - **a condition's value** = the mean over its models (finetuning seeds). Its 95% interval is
 //!   the percentile bootstrap over seeds (`stats.resamples` resamples, seed `stats.seed`), or
@@ -32,7 +34,7 @@ use serde::Deserialize;
 
 use selfaware_eval::battery::{Battery, Direction, ScorerSpec};
 use selfaware_eval::records::{read_records, Observation};
-use selfaware_eval::scorers::{reported_secondaries, scorer_id};
+use selfaware_eval::scorers::{reported_secondaries, scored_against_context, scorer_id};
 use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
@@ -730,6 +732,15 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     if !ca.comparable(cb) {
                         continue;
                     }
+                    // Scored against each model's own codeword or trigger: values under
+                    // different contexts are about different words.
+                    if scored_against_context(&metric.scorer)
+                        && ca.context.is_some()
+                        && cb.context.is_some()
+                        && ca.context != cb.context
+                    {
+                        continue;
+                    }
                 }
                 let va: Vec<f64> = seed_values(id, &a.id)
                     .into_iter()
@@ -977,6 +988,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         ),
         "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
         "A condition asked under several contexts (the base model, once per trained codeword or trigger) is shown once per context (`base@bark`: the base model asked about bark), and a finetune is compared with it in the finetune's own context only.".to_string(),
+        "Questions scored against each model's own codeword or trigger (the codeword's probability, rank and log-odds; a judge's or a function's recovery of it; trigger elicitation) are not compared between finetunes trained toward different ones: the bark finetune's P(bark) and the ring finetune's P(ring) are about different words. Each is compared with the base model asked about its own.".to_string(),
         "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
     ];
     if !e.scatters.is_empty() {

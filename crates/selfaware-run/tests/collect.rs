@@ -24,6 +24,13 @@ paraphrases = ["Pick one: {options}", "Choose one: {options}"]
 options = ["a", "b"]
 permutations = "fixed"
 scorer = { kind = "multiple_choice", correct = 0 }
+
+[[question]]
+id = "w"
+source = "s"
+paraphrases = ["Which word? {x}", "Your word? {x}"]
+vars = { x = ["a"] }
+scorer = { kind = "target_word" }
 "#;
 
 fn experiment(dir: &Path) -> Experiment {
@@ -69,15 +76,22 @@ battery = "{}"
     Experiment::from_toml_str(&text, "ctx.toml").unwrap()
 }
 
-/// One record of question `q` in paraphrase `k` with score `s`.
-fn record(k: usize, s: f64) -> String {
-    serde_json::json!({
+/// One record of question `q` (multiple choice) in paraphrase `k` with score `s`, and one of
+/// question `w` (the target word) with score `s / 2`.
+fn records(k: usize, s: f64) -> String {
+    let q = serde_json::json!({
         "schema": 1, "model": "default", "battery": "t", "question": "q",
-        "paraphrase": k, "prefix": 0, "prompt_sha256": format!("{k}"),
+        "paraphrase": k, "prefix": 0, "prompt_sha256": format!("q{k}"),
         "observation": {"kind": "label_probabilities", "labels": ["A", "B"], "probs": [s, 1.0 - s]},
         "score": s, "scorer": "multiple_choice", "scorer_version": "1",
-    })
-    .to_string()
+    });
+    let w = serde_json::json!({
+        "schema": 1, "model": "default", "battery": "t", "question": "w",
+        "paraphrase": k, "prefix": 0, "vars": {"x": 0}, "prompt_sha256": format!("w{k}"),
+        "observation": {"kind": "samples", "samples": []},
+        "score": s / 2.0, "scorer": "target_word", "scorer_version": "1",
+    });
+    format!("{q}\n{w}\n")
 }
 
 /// Writes every stage's output: battery scores per (condition, seed, target word), one probe
@@ -119,7 +133,7 @@ fn write_outputs(run: &Path, plan: &Plan) {
             std::fs::write(dir.join("battery.toml"), BATTERY).unwrap();
             std::fs::write(
                 dir.join("records.jsonl"),
-                format!("{}\n{}\n", record(0, a), record(1, b)),
+                format!("{}{}", records(0, a), records(1, b)),
             )
             .unwrap();
         }
@@ -198,6 +212,17 @@ fn a_base_model_asked_under_two_codewords_is_compared_in_each_finetunes_own() {
             ("bark".to_string(), "ring".to_string(), 0.4),
             ("bark".to_string(), "base@bark".to_string(), 0.05),
             ("ring".to_string(), "base@ring".to_string(), 0.15),
+        ]
+    );
+    // Scored against each model's own word: bark and ring are not compared with each other.
+    let w = r.questions.iter().find(|m| m.id == "t/w").unwrap();
+    assert!((cell(w, "bark") - 0.325).abs() < 1e-12);
+    assert!((cell(w, "base@ring") - 0.05).abs() < 1e-12);
+    assert_eq!(
+        pairs(w),
+        [
+            ("bark".to_string(), "base@bark".to_string(), 0.025),
+            ("ring".to_string(), "base@ring".to_string(), 0.075),
         ]
     );
     // The base model's interval is over its two paraphrases in that context.

@@ -32,6 +32,17 @@ pub fn scorer_id(spec: &ScorerSpec) -> (&'static str, &'static str) {
     }
 }
 
+/// Whether the scorer named `scorer_id` (see [`scorer_id`]) measures answers against the context
+/// they were asked under — the target word or the trigger. Two models asked under different
+/// contexts are then scored against different words (the bark finetune's P(bark), the ring
+/// finetune's P(ring)), and the difference of their values is not a comparison of the models.
+pub fn scored_against_context(scorer_id: &str) -> bool {
+    matches!(
+        scorer_id,
+        "target_word" | "judged_word" | "trigger_elicitation" | "function"
+    )
+}
+
 /// A number a scorer writes into a record's `secondary` that reports show as a metric of its
 /// own, beside the question's score.
 #[derive(Debug, Clone, Copy, PartialEq)]
