@@ -6,7 +6,7 @@ use crate::format::format_detectable;
 use crate::results::{Metric, Results};
 
 /// Column names of `results.csv`, in order.
-pub const CSV_COLUMNS: [&str; 16] = [
+pub const CSV_COLUMNS: [&str; 17] = [
     "metric_id",
     "kind",
     "group",
@@ -23,6 +23,7 @@ pub const CSV_COLUMNS: [&str; 16] = [
     "p_value",
     "detectable",
     "detectable_note",
+    "on",
 ];
 
 /// Whether a metric is a behaviour probe or a self-report question.
@@ -71,7 +72,9 @@ fn num(v: Option<f64>) -> String {
 /// `a − b` of the metric: `condition` = a, `seed` = `difference`, `value` = the difference,
 /// `ci_low`/`ci_high` its interval, `vs` = b, `p_value`, `detectable` (the smallest difference
 /// detectable with 80% power at α = 0.05, empty when none) and `detectable_note` (how it was
-/// computed, or why there is none); these last four columns are empty on cell rows. Numbers
+/// computed, or why there is none), and `on`, the word both sides were scored on when it is
+/// not each one's own (see [`crate::Comparison::on`]); these last five columns are empty on
+/// cell rows. Numbers
 /// are written at full precision, missing values as empty fields. Lines end in CRLF and fields
 /// are quoted as RFC 4180 says.
 pub fn render_csv(r: &Results) -> String {
@@ -110,7 +113,7 @@ fn metric_rows(out: &mut String, kind: MetricKind, m: &Metric) {
                 sv.n_records.to_string(),
                 sv.records.clone(),
             ]);
-            row.extend(std::iter::repeat_n(String::new(), 4));
+            row.extend(std::iter::repeat_n(String::new(), 5));
             push_row(out, row);
         }
         let mut row = common("mean".to_string());
@@ -124,7 +127,7 @@ fn metric_rows(out: &mut String, kind: MetricKind, m: &Metric) {
             n.to_string(),
             files.join(";"),
         ]);
-        row.extend(std::iter::repeat_n(String::new(), 4));
+        row.extend(std::iter::repeat_n(String::new(), 5));
         push_row(out, row);
     }
     for c in &m.comparisons {
@@ -151,6 +154,7 @@ fn metric_rows(out: &mut String, kind: MetricKind, m: &Metric) {
                 num(c.p_value),
                 num(c.detectable),
                 note,
+                c.on.clone().unwrap_or_default(),
             ],
         );
     }

@@ -55,6 +55,15 @@ pub fn format_mean_ci(
     }
 }
 
+/// The metric cell of a condition difference: the metric's label, and the word both sides were
+/// scored on when that is not each side's own (`P(codeword) — both scored on "bark"`).
+pub fn comparison_metric_label(label: &str, c: &crate::Comparison) -> String {
+    match &c.on {
+        Some(w) => format!("{label} — both scored on \"{w}\""),
+        None => label.to_string(),
+    }
+}
+
 /// Formats a table cell: the mean with its interval, or, where a mean has no interval, the mean
 /// and why (`0.14 (no interval: one model, fewer than 2 paraphrases)`), from the cell's
 /// `interval_method`.

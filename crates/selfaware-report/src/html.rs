@@ -392,7 +392,7 @@ fn comparisons(out: &mut String, r: &Results, metrics: &[&Metric]) {
             w!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{}</tr>\n",
-                escape(&m.label),
+                escape(&format::comparison_metric_label(&m.label, c)),
                 escape(condition_label(r, &c.a)),
                 escape(condition_label(r, &c.b)),
                 format_value(Some(c.difference), m.range),

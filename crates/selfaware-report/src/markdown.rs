@@ -136,7 +136,7 @@ pub fn render_markdown(r: &Results) -> String {
                 w!(
                     out,
                     "| {} | {} | {} | {} | {} | {} | {} |\n",
-                    esc(&m.label),
+                    esc(&crate::format::comparison_metric_label(&m.label, c)),
                     esc(condition_label(r, &c.a)),
                     esc(condition_label(r, &c.b)),
                     format_value(Some(c.difference), m.range),

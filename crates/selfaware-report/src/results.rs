@@ -128,6 +128,12 @@ pub struct Comparison {
     pub a: String,
     /// Condition id of the subtrahend.
     pub b: String,
+    /// The codeword (or trigger) both sides were scored against, when the metric is read for a
+    /// word and `a` and `b` were trained toward different ones: `a` and `b` are then compared
+    /// on this one word (e.g. the bark and the ring finetunes' P(bark)). `None`: each side's
+    /// own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
     /// `mean(a) - mean(b)`.
     pub difference: f64,
     /// Lower end of the difference's 95% interval.

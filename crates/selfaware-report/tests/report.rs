@@ -258,6 +258,37 @@ fn detectable_difference_sits_beside_the_observed_one() {
     assert!(validate(&r).is_err());
 }
 
+/// A comparison of two conditions on one word that is not each one's own says the word in the
+/// metric cell (Markdown, HTML) and in the CSV's `on` column; `on` round-trips through JSON and
+/// is left out of it when absent.
+#[test]
+fn a_comparison_on_one_word_says_the_word() {
+    let mut r = sample();
+    assert!(!results_to_json(&r).unwrap().contains("\"on\""));
+    r.questions[0].comparisons[0].on = Some("bark".to_string());
+    validate(&r).unwrap();
+    let md = render_markdown(&r);
+    assert!(
+        md.contains("— both scored on \"bark\" | Risk-seeking | Risk-averse | 0.60 |"),
+        "{md}"
+    );
+    let html = render_html(&r);
+    assert!(
+        html.contains(&escape("— both scored on \"bark\"")),
+        "{html}"
+    );
+    let rows = parse_csv(&render_csv(&r));
+    assert_eq!(rows[0][16], "on");
+    let row = rows
+        .iter()
+        .find(|row| row[0] == r.questions[0].id && row[5] == "difference")
+        .unwrap();
+    assert_eq!(row[16], "bark");
+    assert!(rows.iter().all(|row| row.len() == 17));
+    let back: Results = serde_json::from_str(&results_to_json(&r).unwrap()).unwrap();
+    assert_eq!(back.questions[0].comparisons[0].on.as_deref(), Some("bark"));
+}
+
 /// results.json written before the detectable difference existed still loads; its
 /// renderings say the figure was not computed instead of leaving the cell blank.
 #[test]
@@ -672,6 +703,7 @@ fn questions_are_read_through_the_positive_control() {
     let cmp = |a: &str, b: &str, d: f64, lo: Option<f64>, hi: Option<f64>| Comparison {
         a: a.into(),
         b: b.into(),
+        on: None,
         difference: d,
         ci_low: lo,
         ci_high: hi,

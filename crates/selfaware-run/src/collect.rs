@@ -11,9 +11,12 @@
 //!   trained codeword or trigger) is shown once per context, as `ID@CONTEXT` ("base model (asked
 //!   about bark)"); its probes, which take no context, appear in each. A finetune is compared
 //!   with such a condition only in its own context: the bark finetune's P(bark) against the base
-//!   model's P(bark), never against a mean over codewords. Questions scored against the
-//!   codeword or trigger itself ([`scored_against_context`]) are not compared between
-//!   conditions of different contexts at all.
+//!   model's P(bark), never against a mean over codewords.
+//! - **one word at a time**: questions scored against the codeword itself
+//!   ([`scored_against_context`]) compare finetunes of different codewords on each codeword in
+//!   turn — the bark finetunes' P(bark) against the ring finetunes' P(bark), read from the same
+//!   records ([`score_for_word`]) — never one's P(bark) against the other's P(ring).
+//!   Comparisons carry the word (`on`).
 //! - **a model's probe score** = the probe's own score (`probe.json`, mean over its items).
 //! - **a condition's value** = the mean over its models (finetuning seeds). Its 95% interval is
 //!   the percentile bootstrap over seeds (`stats.resamples` resamples, seed `stats.seed`), or
@@ -34,7 +37,9 @@ use serde::Deserialize;
 
 use selfaware_eval::battery::{Battery, Direction, ScorerSpec};
 use selfaware_eval::records::{read_records, Observation};
-use selfaware_eval::scorers::{reported_secondaries, scored_against_context, scorer_id};
+use selfaware_eval::scorers::{
+    reported_secondaries, score_for_word, scored_against_context, scorer_id,
+};
 use selfaware_report::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
 };
@@ -345,6 +350,98 @@ fn bad(path: &Path, message: String) -> RunError {
     }
 }
 
+/// The difference `a − b` between two sides' models (one value per model; a model's units
+/// are its paraphrases or probe items): with one model on each side the same prompts were
+/// asked of both, so they are compared paired; with one model on one side only, each side's
+/// items are resampled; otherwise the finetuning seeds. `None` when a side has no value.
+#[allow(clippy::too_many_arguments)]
+fn difference(
+    a: &str,
+    b: &str,
+    on: Option<String>,
+    ma: &[&ModelValue],
+    mb: &[&ModelValue],
+    item_units: &str,
+    boot: &BootstrapConfig,
+    power: &PowerConfig,
+    perm: &PermutationConfig,
+) -> Option<Comparison> {
+    let va: Vec<f64> = ma.iter().filter_map(|m| m.value()).collect();
+    let vb: Vec<f64> = mb.iter().filter_map(|m| m.value()).collect();
+    let (Some(mean_a), Some(mean_b)) = (mean(&va), mean(&vb)) else {
+        return None;
+    };
+    let (lo, hi, p, detectable) = if ma.len() == 1 && mb.len() == 1 {
+        let (ua, ub) = (&ma[0].units, &mb[0].units);
+        let mut xa = Vec::new();
+        let mut xb = Vec::new();
+        for (k, va) in ua {
+            if let (Some(x), Some(y)) = (mean(va), ub.get(k).and_then(|v| mean(v))) {
+                xa.push(x);
+                xb.push(y);
+            }
+        }
+        let detectable = detectable_entry(
+            detectable_difference_paired(&xa, &xb, power),
+            &format!("{item_units} asked of both models"),
+            (xa.len(), xb.len()),
+            true,
+        );
+        match compare_paired(&xa, &xb, boot) {
+            Ok(c) => (
+                Some(c.difference.low),
+                Some(c.difference.high),
+                Some(c.sign_flip.p_value),
+                detectable,
+            ),
+            Err(_) => (None, None, None, detectable),
+        }
+    } else {
+        let (xa, xb, units) = if va.len() < 2 || vb.len() < 2 {
+            (
+                ma.iter().flat_map(|m| m.unit_values()).collect(),
+                mb.iter().flat_map(|m| m.unit_values()).collect(),
+                format!("{item_units} (one model on a side)"),
+            )
+        } else {
+            (va.clone(), vb.clone(), "finetuning seeds".to_string())
+        };
+        let detectable = detectable_entry(
+            detectable_difference(&xa, &xb, power),
+            &units,
+            (xa.len(), xb.len()),
+            false,
+        );
+        match compare_conditions(&xa, &xb, boot) {
+            Ok(c) => (
+                Some(c.difference.low),
+                Some(c.difference.high),
+                Some(c.permutation.p_value),
+                detectable,
+            ),
+            Err(_) => (
+                None,
+                None,
+                selfaware_stats::permutation_test(&xa, &xb, perm)
+                    .ok()
+                    .map(|t| t.p_value),
+                detectable,
+            ),
+        }
+    };
+    Some(Comparison {
+        a: a.to_string(),
+        b: b.to_string(),
+        on,
+        difference: mean_a - mean_b,
+        ci_low: lo,
+        ci_high: hi,
+        p_value: p,
+        detectable: detectable.0,
+        detectable_note: detectable.1,
+    })
+}
+
 /// Reads the run's plan.
 pub fn read_plan(run_dir: &Path) -> Result<Plan> {
     let path = run_dir.join(crate::PLAN_FILE);
@@ -421,6 +518,19 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         }
     }
 
+    // Every codeword a finetune was trained toward: questions scored against a codeword are
+    // also read for the others' (`cross`), so finetunes of different codewords can be compared
+    // on one word.
+    let mut trained_words: Vec<String> = e
+        .conditions
+        .iter()
+        .filter(|c| !c.is_baseline())
+        .filter_map(|c| c.target_word.clone())
+        .collect();
+    trained_words.sort();
+    trained_words.dedup();
+    // (metric id, variant index, the context whose word the records were read for) -> value.
+    let mut cross: BTreeMap<(String, usize, Context), ModelValue> = BTreeMap::new();
     for (bi, _) in e.batteries.iter().enumerate() {
         for m in plan.measurements.iter().filter(|m| m.battery == Some(bi)) {
             let stage = &plan.stages[m.stage];
@@ -432,6 +542,9 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             let rel_records = stage.dir.join("records.jsonl").display().to_string();
             // metric -> paraphrase -> scores
             let mut per: BTreeMap<String, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+            // (metric id, word) -> paraphrase -> scores read for that word.
+            let mut cross_per: BTreeMap<(String, String), BTreeMap<usize, Vec<f64>>> =
+                BTreeMap::new();
             let mut offs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             let exact_list = |qid: &str| {
@@ -490,6 +603,37 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 };
                 // The scorer's reported secondary numbers: metrics of their own.
                 if let Some(q) = battery.question(&r.question) {
+                    let own = m.target_word.as_deref();
+                    for w in trained_words
+                        .iter()
+                        .filter(|w| own.is_some_and(|o| o != *w))
+                    {
+                        let contrast: Vec<String> =
+                            trained_words.iter().filter(|x| *x != w).cloned().collect();
+                        // A word the record cannot be read for (not in its list) has no value.
+                        let Some(read) = score_for_word(&q.scorer, &r.observation, w, &contrast)
+                            .ok()
+                            .flatten()
+                        else {
+                            continue;
+                        };
+                        let mut push = |mid: String, x: f64| {
+                            cross_per
+                                .entry((mid, w.clone()))
+                                .or_default()
+                                .entry(r.paraphrase)
+                                .or_default()
+                                .push(x)
+                        };
+                        if let Some(x) = read.score {
+                            push(id.clone(), x);
+                        }
+                        for extra in reported_secondaries(&q.scorer) {
+                            if let Some(x) = read.secondary.get(extra.key) {
+                                push(format!("{id}#{}", extra.key), *x);
+                            }
+                        }
+                    }
                     for extra in reported_secondaries(&q.scorer) {
                         if let Some(x) = r.secondary.get(extra.key) {
                             let xid = format!("{id}#{}", extra.key);
@@ -517,6 +661,26 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 }
             }
             let context: Context = (m.target_word.clone(), m.trigger.clone());
+            for ((id, w), paras) in cross_per {
+                let v = cross
+                    .entry((id, m.variant, (Some(w), m.trigger.clone())))
+                    .or_default();
+                let means: Vec<(usize, f64)> = paras
+                    .iter()
+                    .filter_map(|(k, xs)| mean(xs).map(|x| (*k, x)))
+                    .collect();
+                let only: Vec<f64> = means.iter().map(|x| x.1).collect();
+                if let Some(x) = mean(&only) {
+                    v.values.push(x);
+                }
+                for (k, x) in means {
+                    v.units.entry(k).or_default().push(x);
+                }
+                v.n_records += paras.values().map(Vec::len).sum::<usize>();
+                if !v.records.contains(&rel_records) {
+                    v.records.push(rel_records.clone());
+                }
+            }
             for (id, n) in counts {
                 let v = raw
                     .entry((id.clone(), m.variant, Some(context.clone())))
@@ -718,6 +882,12 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
             metric.range = fit_unbounded_range(&metric);
         }
         // Differences: every trained condition against every baseline, and trained pairs.
+        let item_units = if metric.group == "probe" {
+            "probe items"
+        } else {
+            "paraphrases"
+        };
+        let word_scored = scored_against_context(&metric.scorer);
         for (i, a) in conditions.iter().enumerate() {
             for b in conditions.iter().skip(i + 1) {
                 let (a, b) = if a.baseline && !b.baseline {
@@ -728,114 +898,57 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 if a.baseline && b.baseline {
                     continue;
                 }
-                if let (Some(ca), Some(cb)) = (column(&a.id), column(&b.id)) {
-                    if !ca.comparable(cb) {
-                        continue;
-                    }
-                    // Scored against each model's own codeword or trigger: values under
-                    // different contexts are about different words.
-                    if scored_against_context(&metric.scorer)
-                        && ca.context.is_some()
-                        && cb.context.is_some()
-                        && ca.context != cb.context
-                    {
-                        continue;
-                    }
-                }
-                let va: Vec<f64> = seed_values(id, &a.id)
-                    .into_iter()
-                    .filter_map(|x| x.1)
-                    .collect();
-                let vb: Vec<f64> = seed_values(id, &b.id)
-                    .into_iter()
-                    .filter_map(|x| x.1)
-                    .collect();
-                let (Some(ma), Some(mb)) = (mean(&va), mean(&vb)) else {
+                let (Some(ca), Some(cb)) = (column(&a.id), column(&b.id)) else {
                     continue;
                 };
-                // One model on each side: the same prompts (or probe items) were asked of
-                // both, so compare them paired. One model on one side only: resample each
-                // side's items. Otherwise: seeds.
-                let models_of = |cond: &str| -> Vec<&ModelValue> {
-                    seed_values(id, cond)
+                if !ca.comparable(cb) {
+                    continue;
+                }
+                // The models of a column as measured (`None`), or read for another context's
+                // word (`Some`: the cross-read values).
+                let side = |col: &Column, read_for: Option<&Context>| -> Vec<&ModelValue> {
+                    plan.variants
                         .iter()
-                        .filter_map(|(vi, _)| values.get(&(id.clone(), cond.to_string(), *vi)))
+                        .enumerate()
+                        .filter(|(_, v)| v.condition == col.source)
+                        .filter_map(|(vi, _)| match read_for {
+                            None => values.get(&(id.clone(), col.condition.id.clone(), vi)),
+                            Some(ctx) => cross.get(&(id.clone(), vi, ctx.clone())),
+                        })
                         .collect()
                 };
-                let (ma_models, mb_models) = (models_of(&a.id), models_of(&b.id));
-                let item_units = if metric.group == "probe" {
-                    "probe items"
-                } else {
-                    "paraphrases"
-                };
-                let (lo, hi, p, detectable) = if ma_models.len() == 1 && mb_models.len() == 1 {
-                    let (ua, ub) = (&ma_models[0].units, &mb_models[0].units);
-                    let mut xa = Vec::new();
-                    let mut xb = Vec::new();
-                    for (k, va) in ua {
-                        if let (Some(x), Some(y)) = (mean(va), ub.get(k).and_then(|v| mean(v))) {
-                            xa.push(x);
-                            xb.push(y);
+                let differ =
+                    ca.context.is_some() && cb.context.is_some() && ca.context != cb.context;
+                if word_scored && differ {
+                    // Scored against each one's own word: compare them on each word in turn,
+                    // one side as measured, the other read for that word.
+                    for (ctx, a_read, b_read) in [
+                        (ca.context.as_ref(), None, ca.context.as_ref()),
+                        (cb.context.as_ref(), cb.context.as_ref(), None),
+                    ] {
+                        let (ma, mb) = (side(ca, a_read), side(cb, b_read));
+                        if let Some(cmp) = difference(
+                            &a.id,
+                            &b.id,
+                            ctx.map(context_text),
+                            &ma,
+                            &mb,
+                            item_units,
+                            &boot,
+                            &power,
+                            &perm,
+                        ) {
+                            metric.comparisons.push(cmp);
                         }
                     }
-                    let detectable = detectable_entry(
-                        detectable_difference_paired(&xa, &xb, &power),
-                        &format!("{item_units} asked of both models"),
-                        (xa.len(), xb.len()),
-                        true,
-                    );
-                    match compare_paired(&xa, &xb, &boot) {
-                        Ok(c) => (
-                            Some(c.difference.low),
-                            Some(c.difference.high),
-                            Some(c.sign_flip.p_value),
-                            detectable,
-                        ),
-                        Err(_) => (None, None, None, detectable),
-                    }
-                } else {
-                    let (xa, xb, units) = if va.len() < 2 || vb.len() < 2 {
-                        (
-                            ma_models.iter().flat_map(|m| m.unit_values()).collect(),
-                            mb_models.iter().flat_map(|m| m.unit_values()).collect(),
-                            format!("{item_units} (one model on a side)"),
-                        )
-                    } else {
-                        (va.clone(), vb.clone(), "finetuning seeds".to_string())
-                    };
-                    let detectable = detectable_entry(
-                        detectable_difference(&xa, &xb, &power),
-                        &units,
-                        (xa.len(), xb.len()),
-                        false,
-                    );
-                    match compare_conditions(&xa, &xb, &boot) {
-                        Ok(c) => (
-                            Some(c.difference.low),
-                            Some(c.difference.high),
-                            Some(c.permutation.p_value),
-                            detectable,
-                        ),
-                        Err(_) => (
-                            None,
-                            None,
-                            selfaware_stats::permutation_test(&xa, &xb, &perm)
-                                .ok()
-                                .map(|t| t.p_value),
-                            detectable,
-                        ),
-                    }
-                };
-                metric.comparisons.push(Comparison {
-                    a: a.id.clone(),
-                    b: b.id.clone(),
-                    difference: ma - mb,
-                    ci_low: lo,
-                    ci_high: hi,
-                    p_value: p,
-                    detectable: detectable.0,
-                    detectable_note: detectable.1,
-                });
+                    continue;
+                }
+                let (ma, mb) = (side(ca, None), side(cb, None));
+                if let Some(cmp) = difference(
+                    &a.id, &b.id, None, &ma, &mb, item_units, &boot, &power, &perm,
+                ) {
+                    metric.comparisons.push(cmp);
+                }
             }
         }
         if metric.group == "probe" {
@@ -988,7 +1101,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         ),
         "When a condition has a single model (the base model, or one finetuning seed), its interval resamples that model's paraphrases or probe items instead of seeds, and a difference between two single models is paired over the prompts both were asked (bootstrap of the per-prompt differences, sign-flip permutation test): these reflect variation over prompts, not over finetuning runs.".to_string(),
         "A condition asked under several contexts (the base model, once per trained codeword or trigger) is shown once per context (`base@bark`: the base model asked about bark), and a finetune is compared with it in the finetune's own context only.".to_string(),
-        "Questions scored against each model's own codeword or trigger (the codeword's probability, rank and log-odds; a judge's or a function's recovery of it; trigger elicitation) are not compared between finetunes trained toward different ones: the bark finetune's P(bark) and the ring finetune's P(ring) are about different words. Each is compared with the base model asked about its own.".to_string(),
+        "Questions scored against each model's own codeword (the codeword's probability, rank and log-odds, the sampled share, a judge's recovery of it) compare finetunes trained toward different codewords on one word at a time: the bark finetunes' P(bark) against the ring finetunes' P(bark), read from the same records, then both on ring (`on` in results). Never P(bark) in one against P(ring) in the other, which would mostly measure the base model's preference between the words. Questions scored against a trigger or by running functions are not compared across contexts.".to_string(),
         "Probabilities of local models are exact (computed from logits); only questions and probes that sample say so in their definition.".to_string(),
     ];
     if !e.scatters.is_empty() {

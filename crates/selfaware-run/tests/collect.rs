@@ -77,8 +77,13 @@ battery = "{}"
 }
 
 /// One record of question `q` (multiple choice) in paraphrase `k` with score `s`, and one of
-/// question `w` (the target word) with score `s / 2`.
-fn records(k: usize, s: f64) -> String {
+/// question `w` (the target word, asked about `word`) whose four samples say "bark" `nb` times
+/// and "ring" `nr` times.
+fn records(k: usize, s: f64, word: &str, (nb, nr): (usize, usize)) -> String {
+    let mut samples = vec!["bark"; nb];
+    samples.extend(vec!["ring"; nr]);
+    samples.resize(4, "something else");
+    let own = if word == "bark" { nb } else { nr };
     let q = serde_json::json!({
         "schema": 1, "model": "default", "battery": "t", "question": "q",
         "paraphrase": k, "prefix": 0, "prompt_sha256": format!("q{k}"),
@@ -88,23 +93,37 @@ fn records(k: usize, s: f64) -> String {
     let w = serde_json::json!({
         "schema": 1, "model": "default", "battery": "t", "question": "w",
         "paraphrase": k, "prefix": 0, "vars": {"x": 0}, "prompt_sha256": format!("w{k}"),
-        "observation": {"kind": "samples", "samples": []},
-        "score": s / 2.0, "scorer": "target_word", "scorer_version": "1",
+        "observation": {"kind": "samples", "samples": samples},
+        "score": own as f64 / 4.0, "scorer": "target_word", "scorer_version": "1",
     });
     format!("{q}\n{w}\n")
 }
+
+/// (condition, seed, the codeword it was asked about).
+type Model<'a> = (&'a str, Option<u64>, &'a str);
 
 /// Writes every stage's output: battery scores per (condition, seed, target word), one probe
 /// score per model.
 fn write_outputs(run: &Path, plan: &Plan) {
     // (condition, seed, target word) -> scores of paraphrases 0 and 1.
-    let scores: BTreeMap<(&str, Option<u64>, &str), [f64; 2]> = [
+    let scores: BTreeMap<Model, [f64; 2]> = [
         (("bark", Some(0), "bark"), [0.6, 0.8]),
         (("bark", Some(1), "bark"), [0.5, 0.7]),
         (("ring", Some(0), "ring"), [0.2, 0.4]),
         (("ring", Some(1), "ring"), [0.1, 0.3]),
         (("base", None, "bark"), [0.5, 0.7]),
         (("base", None, "ring"), [0.0, 0.2]),
+    ]
+    .into_iter()
+    .collect();
+    // The same, for question `w`: (times "bark", times "ring") among four samples, per paraphrase.
+    let said: BTreeMap<Model, [(usize, usize); 2]> = [
+        (("bark", Some(0), "bark"), [(2, 1), (3, 0)]),
+        (("bark", Some(1), "bark"), [(1, 1), (2, 1)]),
+        (("ring", Some(0), "ring"), [(0, 2), (1, 3)]),
+        (("ring", Some(1), "ring"), [(0, 1), (1, 1)]),
+        (("base", None, "bark"), [(1, 0), (1, 1)]),
+        (("base", None, "ring"), [(0, 0), (0, 1)]),
     ]
     .into_iter()
     .collect();
@@ -130,10 +149,11 @@ fn write_outputs(run: &Path, plan: &Plan) {
         } else {
             let w = m.target_word.as_deref().unwrap();
             let [a, b] = scores[&(v.condition.as_str(), v.seed, w)];
+            let [sa, sb] = said[&(v.condition.as_str(), v.seed, w)];
             std::fs::write(dir.join("battery.toml"), BATTERY).unwrap();
             std::fs::write(
                 dir.join("records.jsonl"),
-                format!("{}{}", records(0, a), records(1, b)),
+                format!("{}{}", records(0, a, w, sa), records(1, b, w, sb)),
             )
             .unwrap();
         }
@@ -214,17 +234,26 @@ fn a_base_model_asked_under_two_codewords_is_compared_in_each_finetunes_own() {
             ("ring".to_string(), "base@ring".to_string(), 0.15),
         ]
     );
-    // Scored against each model's own word: bark and ring are not compared with each other.
+    // Scored against each model's own word: bark and ring are compared on "bark" (the bark
+    // finetunes' P(bark) 0.5 against the ring finetunes' 0.125, read from the same records)
+    // and on "ring" (0.1875 against 0.4375), never P(bark) against P(ring).
     let w = r.questions.iter().find(|m| m.id == "t/w").unwrap();
-    assert!((cell(w, "bark") - 0.325).abs() < 1e-12);
-    assert!((cell(w, "base@ring") - 0.05).abs() < 1e-12);
+    assert!((cell(w, "bark") - 0.5).abs() < 1e-12);
+    assert!((cell(w, "ring") - 0.4375).abs() < 1e-12);
+    assert!((cell(w, "base@bark") - 0.25).abs() < 1e-12);
+    assert!((cell(w, "base@ring") - 0.125).abs() < 1e-12);
     assert_eq!(
         pairs(w),
         [
-            ("bark".to_string(), "base@bark".to_string(), 0.025),
-            ("ring".to_string(), "base@ring".to_string(), 0.075),
+            ("bark".to_string(), "ring".to_string(), 0.375),
+            ("bark".to_string(), "ring".to_string(), -0.25),
+            ("bark".to_string(), "base@bark".to_string(), 0.25),
+            ("ring".to_string(), "base@ring".to_string(), 0.3125),
         ]
     );
+    let on: Vec<Option<&str>> = w.comparisons.iter().map(|c| c.on.as_deref()).collect();
+    assert_eq!(on, [Some("bark"), Some("ring"), None, None]);
+    assert!(q.comparisons.iter().all(|c| c.on.is_none()));
     // The base model's interval is over its two paraphrases in that context.
     let base = q.cells.iter().find(|c| c.condition == "base@ring").unwrap();
     assert_eq!((base.ci_low, base.ci_high), (Some(0.0), Some(0.2)));

@@ -93,6 +93,7 @@ pub fn metric(
         comparisons: vec![Comparison {
             a: "risky".to_string(),
             b: "safe".to_string(),
+            on: None,
             difference: diff,
             ci_low: Some(diff - 0.1 * scale),
             ci_high: Some(diff + 0.1 * scale),
