@@ -80,6 +80,26 @@ impl ModelValue {
         self.units.values().filter_map(|xs| mean(xs)).collect()
     }
 
+    /// Adds one measurement: its scores by paraphrase (the value is the mean over paraphrases
+    /// of the mean within each), `n` records, read from the file `records`.
+    fn add_measurement(&mut self, paras: &BTreeMap<usize, Vec<f64>>, n: usize, records: &str) {
+        let means: Vec<(usize, f64)> = paras
+            .iter()
+            .filter_map(|(k, xs)| mean(xs).map(|x| (*k, x)))
+            .collect();
+        let only: Vec<f64> = means.iter().map(|x| x.1).collect();
+        if let Some(x) = mean(&only) {
+            self.values.push(x);
+        }
+        for (k, x) in means {
+            self.units.entry(k).or_default().push(x);
+        }
+        self.n_records += n;
+        if !self.records.iter().any(|r| r == records) {
+            self.records.push(records.to_string());
+        }
+    }
+
     fn merge(&mut self, other: &ModelValue) {
         self.values.extend(&other.values);
         for (k, xs) in &other.units {
@@ -665,47 +685,15 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 let v = cross
                     .entry((id, m.variant, (Some(w), m.trigger.clone())))
                     .or_default();
-                let means: Vec<(usize, f64)> = paras
-                    .iter()
-                    .filter_map(|(k, xs)| mean(xs).map(|x| (*k, x)))
-                    .collect();
-                let only: Vec<f64> = means.iter().map(|x| x.1).collect();
-                if let Some(x) = mean(&only) {
-                    v.values.push(x);
-                }
-                for (k, x) in means {
-                    v.units.entry(k).or_default().push(x);
-                }
-                v.n_records += paras.values().map(Vec::len).sum::<usize>();
-                if !v.records.contains(&rel_records) {
-                    v.records.push(rel_records.clone());
-                }
+                v.add_measurement(&paras, paras.values().map(Vec::len).sum(), &rel_records);
             }
             for (id, n) in counts {
                 let v = raw
                     .entry((id.clone(), m.variant, Some(context.clone())))
                     .or_default();
-                let para_means: Vec<(usize, f64)> = per
-                    .get(&id)
-                    .map(|p| {
-                        p.iter()
-                            .filter_map(|(k, xs)| mean(xs).map(|m| (*k, m)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let only: Vec<f64> = para_means.iter().map(|x| x.1).collect();
-                if let Some(x) = mean(&only) {
-                    v.values.push(x);
-                }
-                for (k, m) in para_means {
-                    v.units.entry(k).or_default().push(m);
-                }
+                v.add_measurement(per.get(&id).unwrap_or(&BTreeMap::new()), n, &rel_records);
                 if let Some(o) = offs.get(&id).and_then(|o| mean(o)) {
                     v.off_format.push(o);
-                }
-                v.n_records += n;
-                if !v.records.contains(&rel_records) {
-                    v.records.push(rel_records.clone());
                 }
             }
         }
