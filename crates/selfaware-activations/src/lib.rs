@@ -392,6 +392,7 @@ fn metadata(
     };
     put("format", FORMAT.into());
     put("model", model.label.clone());
+    put("model_path", engine.info.path.clone());
     put("model_sha256", engine.info.sha256.clone());
     match &model.adapter {
         Some(dir) => {

@@ -81,6 +81,39 @@ impl HookPoint {
         }
     }
 
+    /// A comma-separated list of points for a model with `n_layers` layers, each checked;
+    /// `blocks.*.HOOK` stands for that hook at every layer, in layer order.
+    pub fn parse_list(list: &str, n_layers: usize) -> Result<Vec<HookPoint>> {
+        let mut out: Vec<HookPoint> = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            let points = match item.strip_prefix("blocks.*.") {
+                Some(hook) => {
+                    let hook = LayerHook::ALL
+                        .into_iter()
+                        .find(|h| h.name() == hook)
+                        .ok_or_else(|| {
+                            ModelError::Input(format!(
+                                "hook point {item:?}: expected blocks.*.HOOK with HOOK one of {}",
+                                LayerHook::ALL.map(LayerHook::name).join(", ")
+                            ))
+                        })?;
+                    HookPoint::every_layer(hook, n_layers)
+                }
+                None => vec![item.parse::<HookPoint>().map_err(ModelError::Input)?],
+            };
+            for p in points {
+                let p = p.check(n_layers)?;
+                if out.contains(&p) {
+                    return Err(ModelError::Input(format!(
+                        "hook point `{p}` is listed twice"
+                    )));
+                }
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// `blocks.{l}.{hook}` for every layer of an `n_layers` model.
     pub fn every_layer(hook: LayerHook, n_layers: usize) -> Vec<HookPoint> {
         (0..n_layers).map(|l| HookPoint::block(l, hook)).collect()
@@ -331,6 +364,26 @@ mod tests {
             "blocks.99999999999999999999999.hook_mlp_out",
             Err("too large"),
         );
+    }
+
+    #[test]
+    fn lists_expand_stars_and_refuse_repeats_and_bad_layers() {
+        use LayerHook::*;
+        let got = HookPoint::parse_list("blocks.*.hook_resid_post, ln_final.hook_normalized", 3);
+        assert_eq!(
+            got.unwrap(),
+            vec![
+                HookPoint::block(0, ResidPost),
+                HookPoint::block(1, ResidPost),
+                HookPoint::block(2, ResidPost),
+                HookPoint::LnFinal
+            ]
+        );
+        let err = |s: &str| HookPoint::parse_list(s, 3).unwrap_err().to_string();
+        assert!(err("blocks.*.hook_x").contains("blocks.*.HOOK"));
+        assert!(err("blocks.1.hook_mlp_out,blocks.*.hook_mlp_out").contains("listed twice"));
+        assert!(err("blocks.3.hook_mlp_out").contains("out of range"));
+        assert!(err("").contains("expected blocks.LAYER.HOOK"));
     }
 
     #[test]

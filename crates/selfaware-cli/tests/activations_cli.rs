@@ -1,0 +1,118 @@
+//! `selfaware activations capture` end to end through the real binary, on a tiny model.
+
+mod common;
+
+use common::{ok, s, selfaware, text_of, tiny};
+
+/// The JSON header of a safetensors file.
+fn header(path: &std::path::Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    serde_json::from_slice(&bytes[8..8 + n]).unwrap()
+}
+
+#[test]
+fn capture_writes_one_tensor_per_point_and_refuses_to_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let model = tiny(home);
+    let prompts = home.join("p.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n\
+         {\"messages\": [{\"role\": \"user\", \"content\": \"A or B?\"}, \
+         {\"role\": \"assistant\", \"content\": \"B\"}]}\n",
+    )
+    .unwrap();
+    let out = home.join("acts.safetensors");
+    let args = [
+        "activations",
+        "capture",
+        "--model",
+        s(&model),
+        "--prompts",
+        s(&prompts),
+        "--points",
+        "blocks.*.hook_resid_post,ln_final.hook_normalized",
+        "--positions",
+        "last",
+        "--out",
+        s(&out),
+    ];
+    let text = ok(&selfaware(home, &args));
+    assert!(text.contains("2 prompts, 2 rows × 3 points"), "{text}");
+    let h = header(&out);
+    for p in [
+        "blocks.0.hook_resid_post",
+        "blocks.1.hook_resid_post",
+        "ln_final.hook_normalized",
+    ] {
+        assert_eq!(h[p]["shape"], serde_json::json!([2, 64]), "{p}");
+        assert_eq!(h[p]["dtype"], "F32");
+    }
+    let meta = &h["__metadata__"];
+    assert_eq!(meta["positions"], "last");
+    assert_eq!(meta["format"], "selfaware-activations/1");
+    assert_eq!(meta["model"], s(&model));
+    assert_eq!(meta["model_sha256"].as_str().unwrap().len(), 64);
+
+    // A second run without --force leaves the file alone; with it, replaces it.
+    let before = std::fs::read(&out).unwrap();
+    let o = selfaware(home, &args);
+    assert!(!o.status.success());
+    let text = text_of(&o);
+    assert!(
+        text.contains("already exists") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    ok(&selfaware(home, &forced));
+
+    // Bad names fail before anything is written.
+    let bad = home.join("bad.safetensors");
+    let mut a = args.to_vec();
+    a[7] = "blocks.2.hook_resid_post";
+    a[11] = s(&bad);
+    let text = text_of(&selfaware(home, &a));
+    assert!(text.contains("layer 2 is out of range"), "{text}");
+    a[7] = "blocks.0.resid";
+    let text = text_of(&selfaware(home, &a));
+    assert!(text.contains("expected blocks.LAYER.HOOK"), "{text}");
+    a[7] = "blocks.0.hook_mlp_out";
+    a[9] = "first";
+    let text = text_of(&selfaware(home, &a));
+    assert!(text.contains("expected one of last, all, answer"), "{text}");
+    assert!(!bad.exists());
+}
+
+#[test]
+fn capture_runs_a_battery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let model = tiny(home);
+    let out = home.join("risk.safetensors");
+    let text = ok(&selfaware(
+        home,
+        &[
+            "activations",
+            "capture",
+            "--model",
+            s(&model),
+            "--battery",
+            "risk",
+            "--seed",
+            "2",
+            "--points",
+            "blocks.1.hook_mlp_out",
+            "--out",
+            s(&out),
+        ],
+    ));
+    assert!(text.contains("wrote"), "{text}");
+    let h = header(&out);
+    assert_eq!(h["__metadata__"]["battery"], "risk");
+    assert_eq!(h["__metadata__"]["seed"], "2");
+    assert_eq!(h["blocks.1.hook_mlp_out"]["shape"][1], 64);
+}
