@@ -20,6 +20,7 @@
 //! model and its sha256, the adapter and its sha256, the prompts' source and the hash of all
 //! prompt hashes, the points, positions, the battery seed, and the tool's version and revision.
 
+pub mod bench;
 mod error;
 pub mod write;
 
@@ -108,7 +109,7 @@ pub struct CaptureModel<'a> {
 
 /// Prompts per chunk of a `last` capture: the chunk's common head runs once and its rests
 /// eight to a forward, as in scoring.
-const LAST_CHUNK: usize = 64;
+pub(crate) const LAST_CHUNK: usize = 64;
 
 /// One conversation ready to run: the tokens to run and which positions to keep.
 struct Unit {
