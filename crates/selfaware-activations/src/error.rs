@@ -27,6 +27,8 @@ pub enum ActivationsError {
     NoPrompts { origin: String },
     #[error("{path} already exists\nhint: choose another --out, or pass --force to replace it")]
     OutExists { path: PathBuf },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
     #[error("{0}")]
     Input(String),
 }

@@ -22,6 +22,8 @@
 
 pub mod bench;
 mod error;
+pub mod probe;
+pub mod readout;
 pub mod write;
 
 use std::collections::BTreeMap;
