@@ -116,3 +116,116 @@ fn capture_runs_a_battery() {
     assert_eq!(h["__metadata__"]["seed"], "2");
     assert_eq!(h["blocks.1.hook_mlp_out"]["shape"][1], 64);
 }
+
+#[test]
+fn diff_cosine_lens_and_probe_read_captures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let model = tiny(home);
+    let mut files = Vec::new();
+    for (name, topic) in [("a", "bread"), ("b", "stars")] {
+        let jsonl: String = (0..6)
+            .map(|i| {
+                format!(
+                    "{{\"messages\": [{{\"role\": \"user\", \"content\": \"Tell me fact {i} \
+                     about {topic}.\"}}]}}\n"
+                )
+            })
+            .collect();
+        let p = home.join(format!("{name}.jsonl"));
+        std::fs::write(&p, jsonl).unwrap();
+        let out = home.join(format!("{name}.safetensors"));
+        ok(&selfaware(
+            home,
+            &[
+                "activations",
+                "capture",
+                "--model",
+                s(&model),
+                "--prompts",
+                s(&p),
+                "--points",
+                "blocks.*.hook_resid_post",
+                "--out",
+                s(&out),
+            ],
+        ));
+        files.push(out);
+    }
+    let dirs = home.join("d.safetensors");
+    let text = ok(&selfaware(
+        home,
+        &[
+            "activations",
+            "diff",
+            s(&files[0]),
+            s(&files[1]),
+            "--out",
+            s(&dirs),
+        ],
+    ));
+    assert!(
+        text.contains("wrote") && text.contains("2 directions (6 prompts against 6)"),
+        "{text}"
+    );
+    let h = header(&dirs);
+    assert_eq!(
+        h["blocks.1.hook_resid_post"]["shape"],
+        serde_json::json!([64])
+    );
+    assert_eq!(h["__metadata__"]["format"], "selfaware-directions/1");
+
+    let text = ok(&selfaware(home, &["activations", "cosine", s(&dirs)]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[1].starts_with("blocks.0.hook_resid_post\t1.0000\t"),
+        "{text}"
+    );
+
+    let text = ok(&selfaware(
+        home,
+        &[
+            "activations",
+            "lens",
+            s(&dirs),
+            "--model",
+            s(&model),
+            "--top",
+            "3",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["top"].as_array().unwrap().len(), 3);
+
+    let text = ok(&selfaware(
+        home,
+        &[
+            "activations",
+            "probe",
+            s(&files[0]),
+            s(&files[1]),
+            "--folds",
+            "3",
+            "--json",
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = &v["results"][1];
+    assert_eq!(r["point"], "blocks.1.hook_resid_post");
+    assert_eq!(r["n"], 12);
+    let acc = r["accuracy"].as_f64().unwrap();
+    let iv = r["interval"].as_array().unwrap();
+    assert!(iv[0].as_f64().unwrap() <= acc && acc <= iv[1].as_f64().unwrap());
+
+    // A directions file is not a capture.
+    let o = selfaware(home, &["activations", "probe", s(&dirs), s(&files[1])]);
+    assert!(!o.status.success());
+    assert!(
+        text_of(&o).contains("not an activation capture"),
+        "{}",
+        text_of(&o)
+    );
+}
