@@ -159,7 +159,7 @@ fn largest_eigenvalue(x: &[Vec<f64>]) -> f64 {
 }
 
 /// Per feature: mean and standard deviation (population; 1 where it is 0) of `rows`.
-fn standardiser(rows: &[&Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+pub fn standardiser(rows: &[&Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let d = rows.first().map_or(0, |r| r.len());
     let n = rows.len().max(1) as f64;
     let mut mean = vec![0.0; d];
