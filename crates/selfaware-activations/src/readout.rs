@@ -141,58 +141,97 @@ impl Capture {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// `[rows, d]` of one point, as rows.
-    pub fn rows(&self, point: &str) -> Result<Vec<Vec<f32>>> {
+    /// Checks that `point` is one of the capture's hook points.
+    fn check_point(&self, point: &str) -> Result<()> {
         if NOT_POINTS.contains(&point) || !self.points.iter().any(|p| p == point) {
             return Err(self.file.bad(format!(
                 "has no point `{point}` (it holds {})",
                 self.points.join(", ")
             )));
         }
-        let (shape, v) = self.file.f32s(point)?;
-        let d = *shape.get(1).ok_or_else(|| {
-            self.file.bad(format!(
-                "tensor `{point}` has shape {shape:?}, expected [rows, d]"
-            ))
-        })?;
-        Ok(v.chunks(d).map(<[f32]>::to_vec).collect())
+        Ok(())
+    }
+
+    /// Hands each row of one point (`[rows, d]`) to `each`, read from the mapped file one
+    /// row at a time.
+    pub fn for_each_row(&self, point: &str, each: &mut dyn FnMut(usize, &[f32])) -> Result<()> {
+        self.check_point(point)?;
+        let st = self.file.tensors()?;
+        let t = st
+            .tensor(point)
+            .map_err(|_| self.file.bad(format!("has no tensor `{point}`")))?;
+        let shape = t.shape().to_vec();
+        if t.dtype() != safetensors::Dtype::F32 || shape.len() != 2 {
+            return Err(self.file.bad(format!(
+                "tensor `{point}` is {:?} {shape:?}, expected F32 [rows, d]",
+                t.dtype()
+            )));
+        }
+        let d = shape[1];
+        let mut row = vec![0f32; d];
+        for (i, bytes) in t.data().chunks_exact(4 * d.max(1)).enumerate() {
+            for (r, c) in row.iter_mut().zip(bytes.chunks_exact(4)) {
+                *r = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            each(i, &row);
+        }
+        Ok(())
+    }
+
+    /// `[rows, d]` of one point, as rows.
+    pub fn rows(&self, point: &str) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::new();
+        self.for_each_row(point, &mut |_, r| out.push(r.to_vec()))?;
+        Ok(out)
     }
 
     /// One vector per prompt: its row for a `last` capture, the mean of its rows otherwise.
     pub fn per_prompt(&self, point: &str) -> Result<Vec<Vec<f64>>> {
-        let rows = self.rows(point)?;
-        self.offsets
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| {
-                if w[1] <= w[0] || w[1] > rows.len() {
-                    return Err(self.file.bad(format!("prompt {i} has no rows")));
-                }
-                let d = rows[w[0]].len();
-                let mut m = vec![0.0f64; d];
-                for r in &rows[w[0]..w[1]] {
-                    for (a, x) in m.iter_mut().zip(r) {
-                        *a += *x as f64;
-                    }
-                }
-                let n = (w[1] - w[0]) as f64;
-                Ok(m.into_iter().map(|a| a / n).collect())
-            })
-            .collect()
+        let mut sums: Vec<Vec<f64>> = Vec::with_capacity(self.prompts());
+        let mut prompt = 0usize;
+        let offsets = &self.offsets;
+        self.for_each_row(point, &mut |i, r| {
+            while prompt + 1 < offsets.len() && i >= offsets[prompt + 1] {
+                prompt += 1;
+            }
+            if sums.len() <= prompt {
+                sums.resize(prompt + 1, vec![0.0; r.len()]);
+            }
+            for (a, x) in sums[prompt].iter_mut().zip(r) {
+                *a += *x as f64;
+            }
+        })?;
+        if sums.len() != self.prompts() {
+            return Err(self.file.bad(format!(
+                "`{point}` has rows for {} prompts, its offsets {}",
+                sums.len(),
+                self.prompts()
+            )));
+        }
+        for (k, (s, w)) in sums.iter_mut().zip(offsets.windows(2)).enumerate() {
+            let n = w[1].saturating_sub(w[0]);
+            if n == 0 {
+                return Err(self.file.bad(format!("prompt {k} has no rows")));
+            }
+            s.iter_mut().for_each(|a| *a /= n as f64);
+        }
+        Ok(sums)
     }
 
-    /// The mean of every row of one point, in f64.
+    /// The mean of every row of one point, in f64, streamed from the file.
     pub fn mean(&self, point: &str) -> Result<Vec<f64>> {
-        let rows = self.rows(point)?;
-        let d = rows.first().map_or(0, Vec::len);
-        let mut m = vec![0.0f64; d];
-        for r in &rows {
+        let mut m: Vec<f64> = Vec::new();
+        let mut n = 0usize;
+        self.for_each_row(point, &mut |_, r| {
+            if m.is_empty() {
+                m = vec![0.0; r.len()];
+            }
             for (a, x) in m.iter_mut().zip(r) {
                 *a += *x as f64;
             }
-        }
-        let n = rows.len().max(1) as f64;
-        Ok(m.into_iter().map(|a| a / n).collect())
+            n += 1;
+        })?;
+        Ok(m.into_iter().map(|a| a / n.max(1) as f64).collect())
     }
 }
 
@@ -245,6 +284,10 @@ pub fn mean_difference(a: &Capture, b: &Capture) -> Result<Directions> {
     let mut metadata = BTreeMap::new();
     metadata.insert("format".into(), DIRECTIONS_FORMAT.into());
     metadata.insert("method".into(), "mean_difference (a - b)".into());
+    // Two models on the same prompts, or two prompt sets.
+    let same = a.metadata.contains_key("prompts_sha256")
+        && a.metadata.get("prompts_sha256") == b.metadata.get("prompts_sha256");
+    metadata.insert("same_prompts".into(), same.to_string());
     for (side, c) in [("a", a), ("b", b)] {
         metadata.insert(format!("{side}_file"), c.path().display().to_string());
         metadata.insert(

@@ -14,6 +14,12 @@ use selfaware_model::{Engine, ModelSource};
 
 /// A `last` capture file with the given rows per point (one row per prompt).
 fn capture_file(path: &Path, points: &[(&str, Vec<Vec<f32>>)]) {
+    let offsets: Vec<i64> = (0..=points[0].1.len() as i64).collect();
+    capture_file_with(path, points, &offsets);
+}
+
+/// A capture file with the given rows per point and prompt offsets.
+fn capture_file_with(path: &Path, points: &[(&str, Vec<Vec<f32>>)], offsets: &[i64]) {
     let rows = points[0].1.len();
     let d = points[0].1[0].len();
     let mut specs: Vec<TensorSpec> = points
@@ -27,7 +33,7 @@ fn capture_file(path: &Path, points: &[(&str, Vec<Vec<f32>>)]) {
     specs.push(TensorSpec {
         name: "offsets".into(),
         dtype: Dtype::I64,
-        shape: vec![rows + 1],
+        shape: vec![offsets.len()],
     });
     let meta: BTreeMap<String, String> = [
         ("format", selfaware_activations::FORMAT),
@@ -45,8 +51,7 @@ fn capture_file(path: &Path, points: &[(&str, Vec<Vec<f32>>)]) {
     for (i, (_, r)) in points.iter().enumerate() {
         w.write_f32(i, 0, &r.concat()).unwrap();
     }
-    let offs: Vec<i64> = (0..=rows as i64).collect();
-    w.write_i64(points.len(), 0, &offs).unwrap();
+    w.write_i64(points.len(), 0, offsets).unwrap();
     w.finish().unwrap();
 }
 
@@ -187,4 +192,30 @@ fn a_probe_finds_the_point_where_the_classes_differ() {
     // Identical rows in both classes: nothing to learn (deterministic under the seed).
     assert!(r[1].cv.accuracy <= 0.75, "{:?}", r[1].cv);
     assert_eq!(r, probe(&ca, &cb, &cfg).unwrap(), "seeded");
+}
+
+#[test]
+fn prompts_with_several_rows_are_averaged_per_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("all.st");
+    // Prompt 0: rows 0..2, prompt 1: row 2, prompt 2: rows 3..6.
+    let rows = vec![
+        vec![1.0, 1.0],
+        vec![3.0, 5.0],
+        vec![5.0, 5.0],
+        vec![0.0, 3.0],
+        vec![3.0, 0.0],
+        vec![6.0, 6.0],
+    ];
+    capture_file_with(&a, &[("blocks.0.hook_mlp_out", rows)], &[0, 2, 3, 6]);
+    let c = Capture::open(&a).unwrap();
+    assert_eq!(c.prompts(), 3);
+    assert_eq!(
+        c.per_prompt("blocks.0.hook_mlp_out").unwrap(),
+        vec![vec![2.0, 3.0], vec![5.0, 5.0], vec![3.0, 3.0]]
+    );
+    // The mean over all rows: (18/6, 20/6).
+    let m = c.mean("blocks.0.hook_mlp_out").unwrap();
+    assert_eq!(m[0], 3.0);
+    assert!((m[1] - 20.0 / 6.0).abs() < 1e-12);
 }
