@@ -229,3 +229,55 @@ fn diff_cosine_lens_and_probe_read_captures() {
         text_of(&o)
     );
 }
+
+#[test]
+fn capture_with_an_adapter_records_its_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let model = tiny(home);
+    let e =
+        selfaware_model::Engine::load(&selfaware_model::ModelSource::Gguf(model.clone())).unwrap();
+    let spec = selfaware_model::lora::LoraSpec {
+        rank: 2,
+        alpha: 4.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "down_proj".into()],
+        use_rslora: false,
+    };
+    let adapter = home.join("adapter");
+    selfaware_model::lora::Adapter::init(&e.model.cfg, &spec, 1)
+        .unwrap()
+        .save(&adapter)
+        .unwrap();
+    let prompts = home.join("p.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}]}\n",
+    )
+    .unwrap();
+    let out = home.join("a.safetensors");
+    ok(&selfaware(
+        home,
+        &[
+            "activations",
+            "capture",
+            "--model",
+            s(&model),
+            "--adapter",
+            s(&adapter),
+            "--prompts",
+            s(&prompts),
+            "--points",
+            "blocks.0.hook_attn_out",
+            "--positions",
+            "all",
+            "--out",
+            s(&out),
+        ],
+    ));
+    let meta = &header(&out)["__metadata__"];
+    let sha = selfaware_model::file_sha256(&adapter.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(meta["adapter_sha256"], sha.as_str());
+    assert_eq!(meta["adapter"], s(&adapter));
+    assert_eq!(meta["positions"], "all");
+}
