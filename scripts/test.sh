@@ -52,14 +52,17 @@ venv="${CARGO_TARGET_DIR:-target}/test-venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
 export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
 
-# torch + transformers + PEFT for the parity test (crates/selfaware-train/tests/peft_parity.rs):
+# torch + transformers + PEFT for the parity tests (crates/selfaware-train/tests/peft_parity.rs,
+# crates/selfaware-activations/tests/reference.rs), and scikit-learn for the linear probe's
+# check (crates/selfaware-activations/tests/probe_sklearn.rs):
 # a large install (measured: 7.3 minutes and 5.6 GB on the 2-core development machine; the test
 # itself took 3 minutes there, under load). SELFAWARE_SKIP_PARITY=1 skips both (not under CI=true).
 if [ "${SELFAWARE_SKIP_PARITY:-0}" != 1 ]; then
   tvenv="${CARGO_TARGET_DIR:-target}/parity-venv"
   [ -x "$tvenv/bin/python" ] || python3 -m venv "$tvenv"
   "$tvenv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "torch==2.15.*" "transformers==5.24.*" "peft==0.21.*" "gguf==0.19.*" safetensors
+    "torch==2.15.*" "transformers==5.24.*" "peft==0.21.*" "gguf==0.19.*" safetensors \
+    "scikit-learn==1.*"
   export SELFAWARE_TORCH_PYTHON="$(cd "$tvenv" && pwd)/bin/python"
   export SELFAWARE_REQUIRE_PARITY=1
 fi

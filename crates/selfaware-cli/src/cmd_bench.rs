@@ -15,6 +15,9 @@ use crate::settings::Settings;
 pub enum BenchCommand {
     /// Time scoring, exact numeric distributions and batched sampling on a workload file.
     Engine(EngineArgs),
+    /// Time a `last` capture of the residual stream at every layer against next-token scoring
+    /// of the same prompts (`selfaware activations capture`'s cost), printing the ratio.
+    Capture(CaptureBenchArgs),
     /// Print this machine: CPU, instruction sets, cores, caches, the kernels the engine takes,
     /// compute threads and load average.
     Machine(MachineArgs),
@@ -37,8 +40,39 @@ pub struct EngineArgs {
     pub workload: PathBuf,
 }
 
+#[derive(Args)]
+pub struct CaptureBenchArgs {
+    /// `default`, a .gguf file or a Hugging Face model directory.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Chat JSONL prompts (as for `activations capture`).
+    #[arg(long, value_name = "FILE", conflicts_with = "battery")]
+    pub prompts: Option<PathBuf>,
+    /// A built-in battery whose prompts to run (the default: risk).
+    #[arg(long, value_name = "NAME")]
+    pub battery: Option<String>,
+    /// Repetitions of each side (alternating).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+}
+
 pub fn run(s: &Settings, cmd: BenchCommand) -> Result<()> {
     let a = match cmd {
+        BenchCommand::Capture(c) => {
+            let source = match (c.prompts, c.battery) {
+                (Some(p), _) => selfaware_activations::PromptSource::File(p),
+                (None, b) => selfaware_activations::PromptSource::Battery {
+                    name: b.unwrap_or_else(|| "risk".into()),
+                    seed: 0,
+                },
+            };
+            let e = s.load_engine(&c.model)?;
+            let mut out = selfaware_activations::bench::capture_vs_scoring(&e, &source, c.reps)?;
+            out["threads"] = std::env::var("RAYON_NUM_THREADS").ok().into();
+            out["machine"] = serde_json::to_value(selfaware_model::machine::Machine::detect())?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
         BenchCommand::Engine(a) => a,
         BenchCommand::Machine(m) => {
             let machine = selfaware_model::machine::Machine::detect();

@@ -3,6 +3,7 @@
 //! This binary only parses arguments, resolves settings (flags, then environment, then
 //! defaults) and calls the libraries; everything it prints comes from their return values.
 
+mod cmd_activations;
 mod cmd_adapter;
 mod cmd_bench;
 mod cmd_chat;
@@ -59,6 +60,9 @@ enum Command {
     Chat(cmd_chat::ChatArgs),
     /// Exact probabilities of candidate answers or of a numeric range.
     Score(cmd_score::ScoreArgs),
+    /// Look inside a local model: record activations at named hook points.
+    #[command(subcommand)]
+    Activations(cmd_activations::ActivationsCommand),
     /// Serve a model over an OpenAI-compatible HTTP API.
     Serve(cmd_serve::ServeArgs),
     /// Run a whole experiment: datasets, finetunes, batteries, probes, statistics, report.
@@ -143,6 +147,7 @@ fn main() {
         Command::Probe(a) => cmd_probe::probe(&s, a),
         Command::Chat(a) => cmd_chat::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),
+        Command::Activations(c) => cmd_activations::run(&s, c),
         Command::Bench(c) => cmd_bench::run(&s, c),
         Command::Serve(a) => cmd_serve::serve(&s, a),
     });

@@ -12,6 +12,7 @@
 
 mod attention;
 pub mod bench;
+pub mod capture;
 mod config;
 mod error;
 mod fused;
@@ -36,6 +37,7 @@ use selfaware_chat::{ChatFormat, GgufFile};
 use selfaware_types::Conversation;
 use serde::Serialize;
 
+pub use capture::{Capture, HookPoint, LayerHook};
 pub use config::{Arch, Config, Llama3RopeScaling, SUPPORTED_ARCHITECTURES};
 pub use error::{ModelError, Result};
 pub use llama::{KvCache, Llama};

@@ -6,6 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
+use crate::capture::{Capture, LayerHook};
 use crate::config::Config;
 use crate::error::Result;
 use crate::lora::{Dropout, Lora};
@@ -452,7 +453,18 @@ impl Llama {
         cache: Option<&mut KvCache>,
         dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
-        self.forward_impl(step, cache, dropout, None)
+        self.forward_impl(step, cache, dropout, None, None)
+    }
+
+    /// As [`Llama::forward`], recording the activations `capture` asks for (see
+    /// [`crate::capture`]). Inference only: the recorded tensors are not tracked.
+    pub fn forward_capture(
+        &self,
+        step: &Step,
+        cache: Option<&mut KvCache>,
+        capture: &mut Capture,
+    ) -> Result<Tensor> {
+        self.forward_impl(step, cache, None, None, Some(capture))
     }
 
     /// Hidden states after the final norm at the positions `rows` only (flat indices `b·T + t`
@@ -466,7 +478,7 @@ impl Llama {
         cache: Option<&mut KvCache>,
         rows: &Tensor,
     ) -> Result<Tensor> {
-        self.forward_impl(step, cache, None, Some(rows))
+        self.forward_impl(step, cache, None, Some(rows), None)
     }
 
     fn forward_impl(
@@ -475,6 +487,7 @@ impl Llama {
         mut cache: Option<&mut KvCache>,
         mut dropout: Option<&mut Dropout>,
         rows: Option<&Tensor>,
+        mut capture: Option<&mut Capture>,
     ) -> Result<Tensor> {
         let (b, t) = step.tokens.dims2()?;
         let cfg = &self.cfg;
@@ -488,6 +501,9 @@ impl Llama {
             let slot = cache
                 .as_deref_mut()
                 .map(|c| (c.shared.get(i).and_then(Option::as_ref), &mut c.layers[i]));
+            if let Some(c) = capture.as_deref_mut() {
+                c.record(i, LayerHook::ResidPre, &x)?;
+            }
             let h = ops::rms_norm(&x, &layer.input_norm, eps)?;
             let mut heads = self.attention(
                 layer,
@@ -506,6 +522,9 @@ impl Llama {
                 x = flat(&x)?;
             }
             let a = layer.o_proj.forward_with(&heads, dropout.as_deref_mut())?;
+            if let Some(c) = capture.as_deref_mut() {
+                c.record(i, LayerHook::AttnOut, &a)?;
+            }
             x = (x + a)?;
             let h = ops::rms_norm(&x, &layer.post_norm, eps)?;
             let gate = layer.gate_proj.forward_with(&h, dropout.as_deref_mut())?;
@@ -513,7 +532,16 @@ impl Llama {
             let m = layer
                 .down_proj
                 .forward_with(&ops::swiglu(&gate, &up)?, dropout.as_deref_mut())?;
+            if let Some(c) = capture.as_deref_mut() {
+                c.record(i, LayerHook::MlpOut, &m)?;
+            }
             x = (x + m)?;
+            if let Some(c) = capture.as_deref_mut() {
+                c.record(i, LayerHook::ResidPost, &x)?;
+            }
+        }
+        if let Some(c) = capture {
+            c.record_ln_final(&x, eps)?;
         }
         ops::rms_norm(&x, &self.norm, eps)
     }

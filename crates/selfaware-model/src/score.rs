@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use candle_core::{Device, IndexOp, Tensor};
 use serde::Serialize;
 
+use crate::capture::{Capture, HookPoint};
 use crate::error::{ModelError, Result};
 use crate::llama::{build_mask, u32_matrix, KvCache, Llama, Step};
 
@@ -89,6 +90,33 @@ pub fn next_logprobs_many(
             "token {bad} is outside the vocabulary ({vocab})"
         )));
     }
+    let pick_idx = Tensor::new(pick, &Device::Cpu)?;
+    let mut out = Vec::with_capacity(prompts.len());
+    last_positions_many(
+        model,
+        prompts,
+        None,
+        &mut |last, _| {
+            let lp = model.log_softmax(last)?.index_select(&pick_idx, 1)?;
+            out.extend(lp.to_vec2::<f32>()?);
+            Ok(())
+        },
+        on_done,
+    )?;
+    Ok(out)
+}
+
+/// The loop of [`next_logprobs_many`]: runs `prompts` as it describes and hands each forward's
+/// hidden states at the rows' last real positions (`[b, hidden]`, after the final norm) to
+/// `each`, with the activations at `points` there when asked for (`[b, hidden]` per point,
+/// [`crate::capture`]).
+pub(crate) fn last_positions_many(
+    model: &Llama,
+    prompts: &[Vec<u32>],
+    points: Option<&[HookPoint]>,
+    each: &mut dyn FnMut(&Tensor, Vec<Tensor>) -> Result<()>,
+    on_done: &mut dyn FnMut(usize),
+) -> Result<()> {
     for p in prompts {
         if p.is_empty() {
             return Err(ModelError::Input("cannot score an empty prompt".into()));
@@ -96,7 +124,7 @@ pub fn next_logprobs_many(
         check_len(model, p.len())?;
     }
     let Some(first) = prompts.first() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let mut h = first.len() - 1;
     for p in prompts {
@@ -109,8 +137,6 @@ pub fn next_logprobs_many(
         h = 0;
         None
     };
-    let pick_idx = Tensor::new(pick, &Device::Cpu)?;
-    let mut out = Vec::with_capacity(prompts.len());
     for chunk in prompts.chunks(PROMPTS_PER_FORWARD) {
         let b = chunk.len();
         let t = chunk.iter().map(|p| p.len() - h).max().unwrap_or(0);
@@ -130,29 +156,33 @@ pub fn next_logprobs_many(
             Some(kv) => kv.select(&vec![0u32; b])?,
             None => model.new_cache(),
         };
-        let hidden = model.forward(
-            &Step {
-                tokens: &u32_matrix(&rows)?,
-                positions: &u32_matrix(&positions)?,
-                mask: &mask,
-            },
-            Some(&mut cache),
-        )?;
         // Row i's last real position, in the flattened [B·T, H].
         let last: Vec<u32> = chunk
             .iter()
             .enumerate()
             .map(|(i, p)| (i * t + p.len() - h - 1) as u32)
             .collect();
+        let step = Step {
+            tokens: &u32_matrix(&rows)?,
+            positions: &u32_matrix(&positions)?,
+            mask: &mask,
+        };
+        let (hidden, captured) = match points {
+            None => (model.forward(&step, Some(&mut cache))?, Vec::new()),
+            Some(points) => {
+                let mut c = Capture::new(points, model.cfg.num_layers, Some(&last))?;
+                let hidden = model.forward_capture(&step, Some(&mut cache), &mut c)?;
+                (hidden, c.into_tensors()?)
+            }
+        };
         let width = hidden.dim(2)?;
         let last = hidden
             .reshape((b * t, width))?
             .index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?;
-        let lp = model.log_softmax(&last)?.index_select(&pick_idx, 1)?;
-        out.extend(lp.to_vec2::<f32>()?);
+        each(&last, captured)?;
         on_done(b);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A prompt head's tokens and their keys and values.

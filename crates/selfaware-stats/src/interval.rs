@@ -55,6 +55,8 @@ pub enum IntervalMethod {
     StudentT,
     /// Fisher z-transform interval of a Pearson correlation ([`crate::fisher_z_interval`]).
     FisherZ,
+    /// Wilson score interval of a binomial proportion ([`wilson_interval`]).
+    Wilson,
 }
 
 /// Settings of a bootstrap. `Default` is the paper's: 10 000 resamples, level 0.95, seed 0.
@@ -320,5 +322,81 @@ mod tests {
         assert!((ci.low - (2.0 - half)).abs() < 1e-15);
         assert!((ci.high - (2.0 + half)).abs() < 1e-15);
         assert_eq!(ci.method, IntervalMethod::NormalPopulationStd);
+    }
+}
+
+/// Wilson score interval of a binomial proportion, `k` successes in `n` trials
+/// (statsmodels' `proportion_confint(k, n, alpha=1-level, method="wilson")`):
+/// `(p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)` with `z = Φ⁻¹((1+level)/2)`.
+///
+/// Errors: `n = 0` ([`StatsError::Empty`]), `k > n` or a level outside `(0, 1)`
+/// ([`StatsError::OutOfRange`]).
+pub fn wilson_interval(k: u64, n: u64, level: f64) -> Result<Interval> {
+    const WHAT: &str = "wilson_interval";
+    check::level(WHAT, level)?;
+    if n == 0 {
+        return Err(StatsError::Empty {
+            what: WHAT,
+            needed: 1,
+        });
+    }
+    if k > n {
+        return Err(StatsError::OutOfRange {
+            what: WHAT,
+            field: "successes",
+            value: k as f64,
+            expected: "at most the number of trials",
+        });
+    }
+    let (kf, nf) = (k as f64, n as f64);
+    let p = kf / nf;
+    let z = crate::correlation::standard_normal_quantile(0.5 + level / 2.0);
+    let z2 = z * z;
+    let centre = (p + z2 / (2.0 * nf)) / (1.0 + z2 / nf);
+    let half = z * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt() / (1.0 + z2 / nf);
+    Ok(Interval {
+        estimate: p,
+        low: (centre - half).max(0.0),
+        high: (centre + half).min(1.0),
+        level,
+        resamples: None,
+        seed: None,
+        method: IntervalMethod::Wilson,
+    })
+}
+
+#[cfg(test)]
+mod wilson_tests {
+    use super::*;
+
+    /// Goldens computed outside this crate, with Python's standard library (no scipy or
+    /// statsmodels on the machine this was written on):
+    ///
+    /// ```python
+    /// from statistics import NormalDist; import math
+    /// z = NormalDist().inv_cdf(0.975)
+    /// p = k / n; c = (p + z*z/(2*n)) / (1 + z*z/n)
+    /// h = z * math.sqrt(p*(1-p)/n + z*z/(4*n*n)) / (1 + z*z/n)
+    /// print(max(0, c - h), min(1, c + h))
+    /// ```
+    #[test]
+    fn wilson_matches_an_outside_computation() {
+        for (k, n, lo, hi) in [
+            (
+                7u64,
+                10u64,
+                0.396_778_147_461_145_37,
+                0.892_208_732_593_698_9,
+            ),
+            (0, 20, 0.0, 0.161_125_158_052_819_3),
+            (50, 50, 0.928_652_400_866_641_4, 1.0),
+            (17, 34, 0.340_693_256_456_825, 0.659_306_743_543_175),
+        ] {
+            let i = wilson_interval(k, n, 0.95).unwrap();
+            assert!((i.low - lo).abs() < 1e-9, "{k}/{n}: {} vs {lo}", i.low);
+            assert!((i.high - hi).abs() < 1e-9, "{k}/{n}: {} vs {hi}", i.high);
+        }
+        assert!(wilson_interval(1, 0, 0.95).is_err());
+        assert!(wilson_interval(3, 2, 0.95).is_err());
     }
 }

@@ -70,8 +70,8 @@ pub use descriptive::{mean, median, quantile, quantiles, std_population, std_sam
 pub use error::{Result, StatsError};
 pub use hierarchical::{hierarchical_bootstrap_ci, hierarchical_bootstrap_means};
 pub use interval::{
-    bootstrap_mean_ci, bootstrap_means, paper_normal_interval, t_interval, BootstrapConfig,
-    Interval, IntervalMethod,
+    bootstrap_mean_ci, bootstrap_means, paper_normal_interval, t_interval, wilson_interval,
+    BootstrapConfig, Interval, IntervalMethod,
 };
 pub use paired::{compare_paired, sign_flip_test, PairedComparison};
 pub use power::{

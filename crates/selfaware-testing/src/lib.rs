@@ -20,7 +20,8 @@ pub enum Tier {
     Chromium,
     /// A Python that can import the official `openai` client.
     OpenaiPython,
-    /// A Python with torch, transformers, peft, gguf and safetensors, for the PEFT parity test.
+    /// A Python with torch, transformers, peft, gguf, safetensors and scikit-learn, for the
+    /// parity tests against PEFT, transformers and scikit-learn.
     TorchPython,
     /// OpenAI's OpenAPI description (`openapi.yaml`), never copied into the repository.
     OpenaiSchema,
@@ -52,8 +53,8 @@ impl Tier {
                  `bash scripts/test.sh`, which makes one"
             }
             Tier::TorchPython => {
-                "set SELFAWARE_TORCH_PYTHON to a Python with torch, transformers, peft, gguf and \
-                 safetensors, or run `bash scripts/test.sh`, which makes one"
+                "set SELFAWARE_TORCH_PYTHON to a Python with torch, transformers, peft, gguf, \
+                 safetensors and scikit-learn, or run `bash scripts/test.sh`, which makes one"
             }
             Tier::OpenaiSchema => {
                 "set SELFAWARE_OPENAI_SCHEMA to OpenAI's openapi.yaml, or put it at \

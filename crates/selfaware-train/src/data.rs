@@ -82,8 +82,19 @@ struct Line {
     messages: Vec<selfaware_types::Message>,
 }
 
-/// Parses and validates the conversation on one line (without tokenizing).
+/// Parses and validates the conversation on one training line (without tokenizing): a
+/// [`parse_conversation`] with an assistant message to train on.
 pub fn parse_line(text: &str) -> std::result::Result<Conversation, String> {
+    let conv = parse_conversation(text)?;
+    if !conv.messages.iter().any(|m| m.role == Role::Assistant) {
+        return Err("no assistant message to train on".into());
+    }
+    Ok(conv)
+}
+
+/// Parses and validates one line of chat JSONL, `{"messages": [...]}`, which need not hold an
+/// assistant message (prompts to run rather than examples to train on).
+pub fn parse_conversation(text: &str) -> std::result::Result<Conversation, String> {
     let line: Line = serde_json::from_str(text).map_err(|e| {
         let msg = e.to_string();
         if msg.contains("unknown variant") {
@@ -109,9 +120,6 @@ pub fn parse_line(text: &str) -> std::result::Result<Conversation, String> {
                 m.role
             ));
         }
-    }
-    if !line.messages.iter().any(|m| m.role == Role::Assistant) {
-        return Err("no assistant message to train on".into());
     }
     Ok(Conversation::new(line.messages))
 }

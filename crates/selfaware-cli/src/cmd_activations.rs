@@ -1,0 +1,327 @@
+//! `selfaware activations`: activations of a local model at named hook points.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use selfaware_activations::probe::ProbeConfig;
+use selfaware_activations::readout::{self, Capture, Directions};
+use selfaware_activations::{CaptureModel, CaptureSpec, Positions, PromptSource};
+use selfaware_ask::Progress;
+use selfaware_model::HookPoint;
+use selfaware_types::{Provenance, TOOL_VERSION};
+
+use crate::progress::Bar;
+use crate::settings::{environment, Settings};
+
+#[derive(Subcommand)]
+pub enum ActivationsCommand {
+    /// Record activations at hook points for a set of conversations, as safetensors (one
+    /// tensor per point, named as the point; offsets, token_ids and prompt_sha256 beside them;
+    /// provenance in the metadata).
+    Capture(CaptureArgs),
+    /// Difference-in-means directions (mean of A − mean of B) at every point both captures
+    /// hold, written as safetensors (one [d] tensor per point).
+    Diff(DiffArgs),
+    /// Cosine similarity between directions: every direction of A against every one of B (of
+    /// A itself without B), as a table.
+    Cosine(CosineArgs),
+    /// The logit lens of directions: through the final norm and the unembedding, the tokens
+    /// each promotes and suppresses.
+    Lens(LensArgs),
+    /// A seeded, cross-validated logistic-regression probe per point telling A's prompts from
+    /// B's, with accuracy and a Wilson interval.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The capture whose mean is added.
+    pub a: PathBuf,
+    /// The capture whose mean is subtracted.
+    pub b: PathBuf,
+    /// The directions file to write.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct CosineArgs {
+    /// A directions file (`activations diff`).
+    pub a: PathBuf,
+    /// A second directions file (default: A itself).
+    pub b: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LensArgs {
+    /// A directions file (`activations diff`).
+    pub directions: PathBuf,
+    /// The model whose final norm and unembedding read the directions.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Comma-separated points to read (default: every direction in the file).
+    #[arg(long, value_name = "P1,P2,…")]
+    pub points: Option<String>,
+    /// Tokens each way.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// The capture of the positive class.
+    pub a: PathBuf,
+    /// The capture of the negative class.
+    pub b: PathBuf,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Inverse L2 regularisation strength (scikit-learn's C).
+    #[arg(long, default_value_t = 1.0)]
+    pub c: f64,
+    /// Seed of the fold assignment.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct CaptureArgs {
+    /// `default`, a .gguf file or a Hugging Face model directory (a local model).
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// A PEFT LoRA adapter directory to attach to the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Chat JSONL, `{"messages": [...]}` per line (as for training). A final assistant message
+    /// is the answer; without one the prompt ends with the generation header, as for scoring.
+    #[arg(long, value_name = "FILE", required_unless_present = "battery")]
+    pub prompts: Option<PathBuf>,
+    /// A built-in battery whose rendered prompts to run instead of --prompts.
+    #[arg(long, value_name = "NAME", conflicts_with = "prompts")]
+    pub battery: Option<String>,
+    /// Seed of the battery's rendering draws.
+    #[arg(long, default_value_t = 0, requires = "battery")]
+    pub seed: u64,
+    /// Comma-separated TransformerLens hook points: blocks.L.hook_resid_pre,
+    /// blocks.L.hook_attn_out, blocks.L.hook_mlp_out, blocks.L.hook_resid_post,
+    /// ln_final.hook_normalized; `blocks.*.HOOK` for every layer.
+    #[arg(long, value_name = "P1,P2,…")]
+    pub points: String,
+    /// last (the last prompt token: one row per prompt), all (every position) or answer (the
+    /// final assistant message's tokens).
+    #[arg(long, default_value = "last")]
+    pub positions: Positions,
+    /// The safetensors file to write (atomically, when complete).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(s: &Settings, cmd: ActivationsCommand) -> Result<()> {
+    match cmd {
+        ActivationsCommand::Capture(a) => capture(s, a),
+        ActivationsCommand::Diff(a) => diff(a),
+        ActivationsCommand::Cosine(a) => cosine(a),
+        ActivationsCommand::Lens(a) => lens(s, a),
+        ActivationsCommand::Probe(a) => probe(a),
+    }
+}
+
+fn diff(a: DiffArgs) -> Result<()> {
+    selfaware_activations::write::check_out(&a.out, a.force)?;
+    let (ca, cb) = (Capture::open(&a.a)?, Capture::open(&a.b)?);
+    let d = readout::mean_difference(&ca, &cb)?;
+    d.write(&a.out, a.force)?;
+    for (p, v) in &d.points {
+        let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        println!("{p}\t|a - b| = {norm:.4}");
+    }
+    println!(
+        "wrote {}: {} directions ({} prompts against {})",
+        a.out.display(),
+        d.points.len(),
+        ca.prompts(),
+        cb.prompts()
+    );
+    Ok(())
+}
+
+fn cosine(a: CosineArgs) -> Result<()> {
+    let da = Directions::open(&a.a)?;
+    let db = match &a.b {
+        Some(b) => Directions::open(b)?,
+        None => da.clone(),
+    };
+    let m = readout::cosine_matrix(&da, &db);
+    let names = |d: &Directions| -> Vec<String> { d.points.iter().map(|p| p.0.clone()).collect() };
+    if a.json {
+        let v = serde_json::json!({"rows": names(&da), "columns": names(&db), "cosine": m});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("point\t{}", names(&db).join("\t"));
+    for ((p, _), row) in da.points.iter().zip(&m) {
+        let cells: Vec<String> = row
+            .iter()
+            .map(|c| c.map_or("-".to_string(), |c| format!("{c:.4}")))
+            .collect();
+        println!("{p}\t{}", cells.join("\t"));
+    }
+    Ok(())
+}
+
+fn lens(s: &Settings, a: LensArgs) -> Result<()> {
+    let d = Directions::open(&a.directions)?;
+    let wanted: Vec<String> = match &a.points {
+        Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
+        None => d.points.iter().map(|p| p.0.clone()).collect(),
+    };
+    let engine = s.load_engine(&a.model)?;
+    let mut out = Vec::new();
+    for p in &wanted {
+        let v = d
+            .get(p)
+            .with_context(|| format!("{} has no direction `{p}`", a.directions.display()))?;
+        out.push((p.clone(), readout::logit_lens(&engine, v, a.top)?));
+    }
+    let show = |t: &readout::LensToken| format!("{:?} {:+.2}", t.text, t.logit);
+    if a.json {
+        let tok = |t: &readout::LensToken| serde_json::json!({"id": t.id, "text": t.text, "logit": t.logit});
+        let v: Vec<serde_json::Value> = out
+            .iter()
+            .map(|(p, l)| {
+                serde_json::json!({
+                    "point": p,
+                    "top": l.top.iter().map(tok).collect::<Vec<_>>(),
+                    "bottom": l.bottom.iter().map(tok).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for (p, l) in &out {
+        println!("{p}");
+        println!(
+            "  up:   {}",
+            l.top.iter().map(show).collect::<Vec<_>>().join(", ")
+        );
+        println!(
+            "  down: {}",
+            l.bottom.iter().map(show).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn probe(a: ProbeArgs) -> Result<()> {
+    let (ca, cb) = (Capture::open(&a.a)?, Capture::open(&a.b)?);
+    let cfg = ProbeConfig {
+        folds: a.folds,
+        c: a.c,
+        seed: a.seed,
+        level: 0.95,
+    };
+    let results = selfaware_activations::probe::probe(&ca, &cb, &cfg)?;
+    if a.json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "point": r.point,
+                    "correct": r.cv.correct,
+                    "n": r.cv.n,
+                    "accuracy": r.cv.accuracy,
+                    "interval": [r.cv.interval.low, r.cv.interval.high],
+                    "level": r.cv.interval.level,
+                    "fold_accuracies": r.cv.fold_accuracies,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "folds": a.folds, "c": a.c, "seed": a.seed, "results": v
+            }))?
+        );
+        return Ok(());
+    }
+    println!("point\taccuracy\t95% interval (Wilson)\tcorrect/n");
+    for r in &results {
+        println!(
+            "{}\t{:.3}\t[{:.3}, {:.3}]\t{}/{}",
+            r.point, r.cv.accuracy, r.cv.interval.low, r.cv.interval.high, r.cv.correct, r.cv.n
+        );
+    }
+    Ok(())
+}
+
+fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
+    // Refuse an existing output before the model loads.
+    selfaware_activations::write::check_out(&a.out, a.force)?;
+    let engine = s.load_engine_with(&a.model, a.adapter.as_deref())?;
+    let points =
+        HookPoint::parse_list(&a.points, engine.model.cfg.num_layers).context("--points")?;
+    let source = match (&a.prompts, &a.battery) {
+        (Some(p), _) => PromptSource::File(p.clone()),
+        (None, Some(b)) => PromptSource::Battery {
+            name: b.clone(),
+            seed: a.seed,
+        },
+        (None, None) => anyhow::bail!("expected --prompts FILE or --battery NAME"),
+    };
+    let spec = CaptureSpec {
+        source,
+        points,
+        positions: a.positions,
+        out: a.out.clone(),
+        force: a.force,
+    };
+    let model = CaptureModel {
+        engine: &engine,
+        label: a.model.clone(),
+        adapter: a.adapter.clone(),
+    };
+    let provenance = Provenance {
+        tool_version: TOOL_VERSION.to_string(),
+        git_revision: environment().git_revision.map(str::to_string),
+        ..Default::default()
+    };
+    let mut bar = Bar::new(64);
+    let mut reported = 0usize;
+    let summary =
+        selfaware_activations::capture(&model, &spec, &provenance, &mut |done, total| {
+            if reported == 0 {
+                bar.start(total, "prompts");
+            }
+            while reported < done {
+                reported += 1;
+                bar.step("captured");
+            }
+        })?;
+    bar.finish();
+    println!(
+        "wrote {}: {} prompts, {} rows × {} points ({} bytes)",
+        summary.out.display(),
+        summary.prompts,
+        summary.rows,
+        spec.points.len(),
+        summary.bytes
+    );
+    Ok(())
+}
