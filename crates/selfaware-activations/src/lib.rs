@@ -24,6 +24,7 @@ pub mod bench;
 mod error;
 pub mod probe;
 pub mod readout;
+pub mod report;
 pub mod write;
 
 use std::collections::BTreeMap;

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use selfaware_activations::probe::ProbeConfig;
 use selfaware_activations::readout::{self, Capture, Directions};
+use selfaware_activations::report;
 use selfaware_activations::{CaptureModel, CaptureSpec, Positions, PromptSource};
 use selfaware_ask::Progress;
 use selfaware_model::HookPoint;
@@ -147,17 +148,17 @@ fn diff(a: DiffArgs) -> Result<()> {
     let (ca, cb) = (Capture::open(&a.a)?, Capture::open(&a.b)?);
     let d = readout::mean_difference(&ca, &cb)?;
     d.write(&a.out, a.force)?;
-    for (p, v) in &d.points {
-        let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        println!("{p}\t|a - b| = {norm:.4}");
+    println!("{}", report::diff_summary(&d, &ca, &cb, &a.out));
+    Ok(())
+}
+
+/// Prints `json` pretty with `--json`, else `text`.
+fn print(json: bool, value: serde_json::Value, text: impl std::fmt::Display) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{text}");
     }
-    println!(
-        "wrote {}: {} directions ({} prompts against {})",
-        a.out.display(),
-        d.points.len(),
-        ca.prompts(),
-        cb.prompts()
-    );
     Ok(())
 }
 
@@ -167,22 +168,8 @@ fn cosine(a: CosineArgs) -> Result<()> {
         Some(b) => Directions::open(b)?,
         None => da.clone(),
     };
-    let m = readout::cosine_matrix(&da, &db);
-    let names = |d: &Directions| -> Vec<String> { d.points.iter().map(|p| p.0.clone()).collect() };
-    if a.json {
-        let v = serde_json::json!({"rows": names(&da), "columns": names(&db), "cosine": m});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!("point\t{}", names(&db).join("\t"));
-    for ((p, _), row) in da.points.iter().zip(&m) {
-        let cells: Vec<String> = row
-            .iter()
-            .map(|c| c.map_or("-".to_string(), |c| format!("{c:.4}")))
-            .collect();
-        println!("{p}\t{}", cells.join("\t"));
-    }
-    Ok(())
+    let table = report::CosineTable::new(&da, &db);
+    print(a.json, table.to_json(), &table)
 }
 
 fn lens(s: &Settings, a: LensArgs) -> Result<()> {
@@ -199,76 +186,24 @@ fn lens(s: &Settings, a: LensArgs) -> Result<()> {
             .with_context(|| format!("{} has no direction `{p}`", a.directions.display()))?;
         out.push((p.clone(), readout::logit_lens(&engine, v, a.top)?));
     }
-    let show = |t: &readout::LensToken| format!("{:?} {:+.2}", t.text, t.logit);
-    if a.json {
-        let tok = |t: &readout::LensToken| serde_json::json!({"id": t.id, "text": t.text, "logit": t.logit});
-        let v: Vec<serde_json::Value> = out
-            .iter()
-            .map(|(p, l)| {
-                serde_json::json!({
-                    "point": p,
-                    "top": l.top.iter().map(tok).collect::<Vec<_>>(),
-                    "bottom": l.bottom.iter().map(tok).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    for (p, l) in &out {
-        println!("{p}");
-        println!(
-            "  up:   {}",
-            l.top.iter().map(show).collect::<Vec<_>>().join(", ")
-        );
-        println!(
-            "  down: {}",
-            l.bottom.iter().map(show).collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(())
+    let lens = report::LensReport(out);
+    print(a.json, lens.to_json(), &lens)
 }
 
 fn probe(a: ProbeArgs) -> Result<()> {
     let (ca, cb) = (Capture::open(&a.a)?, Capture::open(&a.b)?);
-    let cfg = ProbeConfig {
+    let config = ProbeConfig {
         folds: a.folds,
         c: a.c,
         seed: a.seed,
         level: 0.95,
     };
-    let results = selfaware_activations::probe::probe(&ca, &cb, &cfg)?;
-    if a.json {
-        let v: Vec<serde_json::Value> = results
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "point": r.point,
-                    "correct": r.cv.correct,
-                    "n": r.cv.n,
-                    "accuracy": r.cv.accuracy,
-                    "interval": [r.cv.interval.low, r.cv.interval.high],
-                    "level": r.cv.interval.level,
-                    "fold_accuracies": r.cv.fold_accuracies,
-                })
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "folds": a.folds, "c": a.c, "seed": a.seed, "results": v
-            }))?
-        );
-        return Ok(());
-    }
-    println!("point\taccuracy\t95% interval (Wilson)\tcorrect/n");
-    for r in &results {
-        println!(
-            "{}\t{:.3}\t[{:.3}, {:.3}]\t{}/{}",
-            r.point, r.cv.accuracy, r.cv.interval.low, r.cv.interval.high, r.cv.correct, r.cv.n
-        );
-    }
-    Ok(())
+    let results = selfaware_activations::probe::probe(&ca, &cb, &config)?;
+    let r = report::ProbeReport {
+        config: &config,
+        results: &results,
+    };
+    print(a.json, r.to_json(), &r)
 }
 
 fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
