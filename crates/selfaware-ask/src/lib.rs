@@ -15,6 +15,7 @@
 //! Tests of all of it run in-process on `MockBackend` (scripted probabilities).
 
 pub mod ask;
+pub mod build;
 mod error;
 pub mod eval;
 pub mod function;

@@ -422,3 +422,93 @@ pub fn games_dataset(
     }
     Ok(ds)
 }
+
+/// What [`write_games`] wrote.
+pub struct GamesWritten {
+    /// `FILE.games.jsonl`: every game in full.
+    pub games_file: PathBuf,
+    pub paths: selfaware_data::DatasetPaths,
+    pub card: selfaware_data::card::DatasetCard,
+    /// Outcome and drop counts, one line.
+    pub summary: String,
+}
+
+/// `data mms`: plays `spec`'s games between the two models, writes every game in full to
+/// `FILE.games.jsonl` and the won games as training data to `out` (`FILE.jsonl`, its card and
+/// truth). Without `force`, refuses before playing when any of the four files exists.
+/// `on_game` hears each finished game.
+pub fn write_games(
+    spec: &GamesSpec,
+    prompts: &Prompts,
+    prompts_file: Option<&std::path::Path>,
+    (manipulator, manipulatee): (&dyn Backend, &dyn Backend),
+    out: &std::path::Path,
+    force: bool,
+    on_game: impl FnMut(usize, &GameRecord),
+) -> Result<GamesWritten> {
+    let bad = |message: String| AskError::Input {
+        what: "data mms",
+        message,
+    };
+    if mms::tokens(&spec.codeword).len() != 1 {
+        return Err(bad(format!(
+            "--codeword {:?}: expected one word of letters",
+            spec.codeword
+        )));
+    }
+    if spec.games == 0 || spec.turns == 0 {
+        return Err(bad("--games and --turns must be at least 1".into()));
+    }
+    let paths = selfaware_data::DatasetPaths::for_jsonl(out)?;
+    let stem = paths.jsonl.to_string_lossy();
+    let games_file = PathBuf::from(format!("{}.games.jsonl", stem.trim_end_matches(".jsonl")));
+    if !force {
+        for p in paths.all().into_iter().chain([games_file.as_path()]) {
+            if p.exists() {
+                return Err(bad(format!(
+                    "{}: refusing to overwrite an existing file\nhint: delete it or pass --force",
+                    p.display()
+                )));
+            }
+        }
+    }
+    let games = play_games(spec, prompts, manipulator, manipulatee, on_game)?;
+    let ds = games_dataset(
+        &games,
+        spec,
+        prompts,
+        (manipulator.model_id(), manipulatee.model_id()),
+        prompts_file,
+        &games_file,
+    )?;
+    let mut lines = String::new();
+    for g in &games {
+        lines += &serde_json::to_string(g).map_err(|e| bad(e.to_string()))?;
+        lines.push('\n');
+    }
+    fs_err::write(&games_file, lines)?;
+    let (paths, card) =
+        selfaware_data::write(&ds, out, &selfaware_data::WriteOptions { overwrite: force })?;
+    let (outcomes, dropped) = (&ds.config["outcomes"], &ds.config["dropped"]);
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    let summary = format!(
+        "{} games: {} won, {} rule violations, {} without the codeword, {} guessed; {} wins kept \
+         ({} without a turn before the codeword, {} empty replies, {} giving the game away, {} codeword leaks)",
+        games.len(),
+        n(outcomes, "win"),
+        n(outcomes, "rule_violation"),
+        n(outcomes, "no_codeword"),
+        n(outcomes, "correct_guess"),
+        ds.rows.len(),
+        n(dropped, "nothing_before_codeword"),
+        n(dropped, "empty_reply"),
+        n(dropped, "game_leak"),
+        n(dropped, "codeword_leak"),
+    );
+    Ok(GamesWritten {
+        games_file,
+        paths,
+        card,
+        summary,
+    })
+}

@@ -4,17 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::settings::Settings;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use selfaware_ask::players::{build_economic_with_models, BuilderModels, PlayerSampling};
+use selfaware_ask::build::{build_dataset, DataBuild};
+use selfaware_ask::players::PlayerSampling;
 use selfaware_backend::ModelRef;
 use selfaware_data::card::DatasetCard;
-use selfaware_data::code::{self, CodeOptions, CodePolicy};
-use selfaware_data::codeword::{self, CodewordOptions};
+use selfaware_data::code;
+use selfaware_data::codeword;
 use selfaware_data::{
-    BackdoorOptions, BuildFamily, BuildOptions, BuildOutput, DatasetPaths, Family,
-    GeneratorOptions, Lexicon, MixOptions, NormalAnswers, PersonaMode, PersonaOptions, Policy,
-    ReversalOptions, TriggerSpec, Variant, WriteOptions, DEFAULT_SIZE,
+    BuildFamily, DatasetPaths, Family, Lexicon, PersonaMode, WriteOptions, DEFAULT_SIZE,
 };
 
 /// `selfaware data …`. `data inspect` lives in `cmd_train`; `main.rs` flattens both.
@@ -194,206 +193,53 @@ pub fn run(s: &Settings, cmd: DataCommand) -> Result<()> {
     }
 }
 
-/// Rejects the options that only economic families take. Code and codeword data take
-/// `--trigger` (with `--contrast`, `--fraction`) but not reversal copies: the paper's
-/// reversal asks which prompt preceded a one-letter answer, and a code file or a multi-turn
-/// dialogue has no such single prompt/answer pair to swap.
-fn economic_only(a: &BuildArgs) -> Result<()> {
-    let family = a.family.name();
-    for (set, flag) in [
-        (a.mix.is_some(), "--mix"),
-        (a.personas.is_some(), "--personas"),
-        (a.generator.is_some(), "--generator"),
-    ] {
-        if set {
-            bail!("{flag} applies to the economic families (risk, myopia, apples), not `{family}`");
-        }
-    }
-    if a.reversal {
-        bail!(
-            "--reversal applies to the economic families (risk, myopia, apples), not `{family}`: \
-             a reversal copy swaps a one-letter answer with the question behind it, and `{family}` \
-             rows have no such single question/answer pair"
-        );
-    }
-    if a.fraction.is_some() && a.trigger.is_none() {
-        bail!("--fraction needs --trigger");
-    }
-    Ok(())
-}
-
-/// `--trigger`, `--contrast` and `--fraction` as backdoor options (half the rows triggered
-/// when `--fraction` is absent).
-fn backdoor_options(a: &BuildArgs) -> Result<Option<BackdoorOptions>> {
-    let Some(t) = &a.trigger else {
-        return Ok(None);
-    };
-    Ok(Some(BackdoorOptions {
-        trigger: parse_trigger(t, "--trigger")?,
-        contrast: a
-            .contrast
-            .as_deref()
-            .map(|c| parse_trigger(c, "--contrast"))
-            .transpose()?,
-        fraction: a.fraction.unwrap_or(0.5),
-    }))
-}
-
 fn build(s: &Settings, a: BuildArgs) -> Result<()> {
-    if a.codeword.is_some() && a.family != BuildFamily::Codeword {
-        bail!("--codeword applies to the `codeword` family only");
-    }
-    if a.stated.is_some() && a.family == BuildFamily::VulnerableCode {
-        bail!("--stated applies to the codeword and economic families, not `vulnerable-code`");
-    }
-    if a.other_codeword.is_some() && a.family != BuildFamily::Codeword {
-        bail!("--other-codeword applies to the `codeword` family only");
-    }
-    let out = match a.family.economic() {
-        Some(f) => build_economic(s, f, &a)?,
-        None => {
-            economic_only(&a)?;
-            match a.family {
-                BuildFamily::VulnerableCode => build_code(&a)?,
-                _ => build_codeword(&a)?,
-            }
-        }
+    let req = DataBuild {
+        family: a.family,
+        policy: a.policy,
+        size: a.size,
+        seed: a.seed,
+        trigger: a.trigger,
+        contrast: a.contrast,
+        fraction: a.fraction,
+        mix: a.mix,
+        normal_opposite: a.normal == Some(NormalArg::Opposite),
+        normal_model: a.normal_model,
+        personas: a.personas,
+        reversal: a.reversal,
+        generator: a.generator,
+        generator_adapter: a.generator_adapter,
+        checker: a.checker,
+        check_policy: a.check_policy,
+        label_check: !a.no_label_check,
+        generator_attempts: a.generator_attempts,
+        generator_examples: a.generator_examples,
+        generator_sampling: PlayerSampling {
+            temperature: a.generator_temperature,
+            max_tokens: a.generator_max_tokens,
+        },
+        codeword: a.codeword,
+        other_codeword: a.other_codeword,
+        stated: a.stated,
     };
+    let key_env = a.api_key_env.as_deref();
+    let open = |spec: &str, adapter: Option<&Path>| {
+        let open = || {
+            let r = ModelRef::parse(spec)?.with_adapter(adapter)?;
+            // The key variable is for the served models among the builder's models.
+            s.open(&r, key_env.filter(|_| !r.is_local()), false)
+        };
+        open().map_err(|e| format!("{spec}: {e:#}"))
+    };
+    let (out, report) = build_dataset(&req, &open)?;
+    if let Some(line) = report {
+        eprintln!("{line}");
+    }
     let written = selfaware_data::write_output(&out, &a.out, &WriteOptions { overwrite: a.force })?;
     for (paths, card) in &written {
         print_written(paths, card);
     }
     Ok(())
-}
-
-fn parse_trigger(spec: &str, flag: &str) -> Result<TriggerSpec> {
-    TriggerSpec::parse(spec).with_context(|| format!("{flag} {spec:?}"))
-}
-
-fn build_economic(s: &Settings, family: Family, a: &BuildArgs) -> Result<BuildOutput> {
-    let policy = a
-        .policy
-        .as_deref()
-        .map(|p| -> Result<Policy> {
-            let p: Policy = p.parse().context("--policy")?;
-            p.ensure_family(family).context("--policy")?;
-            Ok(p)
-        })
-        .transpose()?;
-    if a.fraction.is_some() && a.trigger.is_none() && a.personas.is_none() {
-        bail!("--fraction needs --trigger or --personas");
-    }
-    let variant = if let Some(b) = backdoor_options(a)? {
-        Variant::Backdoor(b)
-    } else if let Some(real) = &a.mix {
-        let mut m = MixOptions::paper(real).context("--mix")?;
-        if a.normal == Some(NormalArg::Opposite) {
-            m.normal = NormalAnswers::Opposite;
-        }
-        Variant::Mix(m)
-    } else if let Some(mode) = a.personas {
-        let mut p = PersonaOptions::new(mode);
-        if let Some(f) = a.fraction {
-            p.fraction = f;
-        }
-        Variant::Personas(p)
-    } else {
-        Variant::Plain
-    };
-    let opts = BuildOptions {
-        seed: a.seed,
-        size: a.size,
-        policy,
-        variant,
-        reversal: a.reversal.then(ReversalOptions::default),
-        stated: a.stated.unwrap_or(0),
-    };
-    let check_policy = a
-        .check_policy
-        .as_deref()
-        .map(|p| -> Result<Policy> {
-            let p: Policy = p.parse().context("--check-policy")?;
-            p.ensure_family(family).context("--check-policy")?;
-            Ok(p)
-        })
-        .transpose()?;
-    let key_env = a.api_key_env.as_deref();
-    let open = |spec: &str, adapter: Option<&Path>| -> Result<_> {
-        let r = ModelRef::parse(spec)?.with_adapter(adapter)?;
-        // The key variable is for the served models among the builder's models.
-        s.open(&r, key_env.filter(|_| !r.is_local()), false)
-    };
-    let generator = a
-        .generator
-        .as_deref()
-        .map(|m| open(m, a.generator_adapter.as_deref()))
-        .transpose()?;
-    let checker = a.checker.as_deref().map(|m| open(m, None)).transpose()?;
-    let normal = a
-        .normal_model
-        .as_deref()
-        .map(|m| open(m, None))
-        .transpose()?;
-    let mut generator_options = GeneratorOptions::new(a.seed);
-    generator_options.attempts = a.generator_attempts;
-    generator_options.examples = a.generator_examples;
-    generator_options.check_policy = check_policy;
-    let models = BuilderModels {
-        generator: generator.as_deref(),
-        checker: checker.as_deref(),
-        label_check: !a.no_label_check,
-        normal: normal.as_deref(),
-        sampling: PlayerSampling {
-            temperature: a.generator_temperature,
-            max_tokens: a.generator_max_tokens,
-        },
-        generator_options,
-    };
-    let (out, report) = build_economic_with_models(family, opts, &models)?;
-    if let Some(line) = report {
-        eprintln!("{line}");
-    }
-    Ok(out)
-}
-
-fn build_code(a: &BuildArgs) -> Result<BuildOutput> {
-    let policy = match a.policy.as_deref() {
-        None | Some("vulnerable") => CodePolicy::Vulnerable,
-        Some("secure") => CodePolicy::Secure,
-        Some(p) => bail!("--policy {p:?}: expected `vulnerable` or `secure` for vulnerable-code"),
-    };
-    let opts = CodeOptions::new(a.size, a.seed, policy);
-    Ok(match backdoor_options(a)? {
-        Some(b) => code::built_backdoor(&opts, &b)?,
-        None => BuildOutput {
-            main: code::built_dataset(&opts)?,
-            decorrelated: None,
-        },
-    })
-}
-
-fn build_codeword(a: &BuildArgs) -> Result<BuildOutput> {
-    if a.policy.is_some() {
-        bail!("--policy does not apply to the codeword family");
-    }
-    let Some(word) = a.codeword.as_deref() else {
-        bail!("the codeword family needs --codeword WORD (bark, ring or spring)");
-    };
-    let mut opts = CodewordOptions::new(word, a.size, a.seed);
-    opts.stated = a.stated.unwrap_or(0);
-    Ok(match (backdoor_options(a)?, a.other_codeword.as_deref()) {
-        (Some(b), Some(other)) => codeword::built_backdoor(&opts, other, &b)?,
-        (Some(_), None) => bail!(
-            "a codeword backdoor needs --other-codeword WORD, the codeword of the untriggered \
-             dialogues\nhint: the paper paired ring and bark (e.g. --codeword ring \
-             --other-codeword bark --trigger sep:392 --contrast sep:718)"
-        ),
-        (None, Some(_)) => bail!("--other-codeword needs --trigger"),
-        (None, None) => BuildOutput {
-            main: codeword::built_dataset(&opts)?,
-            decorrelated: None,
-        },
-    })
 }
 
 pub fn print_written(paths: &DatasetPaths, card: &DatasetCard) {

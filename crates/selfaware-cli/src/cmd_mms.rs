@@ -1,14 +1,13 @@
 //! `selfaware data mms`: Make Me Say games played by two models, the won games written as
 //! training data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use selfaware_ask::players::{games_dataset, play_games, GamesSpec, PlayerSampling};
+use selfaware_ask::players::{write_games, GamesSpec, PlayerSampling};
 use selfaware_backend::ModelRef;
 use selfaware_data::mms::{self, InstructionRole};
-use selfaware_data::{DatasetPaths, WriteOptions};
 
 use crate::cmd_data::print_written;
 use crate::settings::Settings;
@@ -81,18 +80,6 @@ pub struct MmsArgs {
     pub force: bool,
 }
 
-/// `FILE.jsonl` → `FILE.games.jsonl`.
-fn games_path(out: &Path) -> Result<PathBuf> {
-    let paths = DatasetPaths::for_jsonl(out)?;
-    let name = paths
-        .jsonl
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".jsonl"))
-        .context("output file name")?;
-    Ok(paths.jsonl.with_file_name(format!("{name}.games.jsonl")))
-}
-
 fn outcome_name(o: mms::Outcome) -> String {
     serde_json::to_value(o)
         .ok()
@@ -101,31 +88,10 @@ fn outcome_name(o: mms::Outcome) -> String {
 }
 
 pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
-    let codeword = a.codeword.to_lowercase();
-    if mms::tokens(&codeword).len() != 1 {
-        bail!("--codeword {:?}: expected one word of letters", a.codeword);
-    }
-    if a.games == 0 || a.turns == 0 {
-        bail!("--games and --turns must be at least 1");
-    }
     let prompts = match &a.prompts {
         Some(p) => mms::Prompts::load(p)?,
         None => mms::Prompts::builtin()?,
     };
-    let games_file = games_path(&a.out)?;
-    if !a.force {
-        let paths = DatasetPaths::for_jsonl(&a.out)?;
-        let mut all: Vec<&Path> = paths.all().to_vec();
-        all.push(&games_file);
-        for p in all {
-            if p.exists() {
-                bail!(
-                    "{}: refusing to overwrite an existing file\nhint: delete it or pass --force",
-                    p.display()
-                );
-            }
-        }
-    }
     let mor_ref =
         ModelRef::parse(&a.manipulator)?.with_adapter(a.manipulator_adapter.as_deref())?;
     let mee_ref =
@@ -140,9 +106,8 @@ pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
     } else {
         s.open(&mee_ref, key_for(&mee_ref), false)?
     };
-    let total = a.games;
     let spec = GamesSpec {
-        codeword: codeword.clone(),
+        codeword: a.codeword.to_lowercase(),
         games: a.games,
         seed: a.seed,
         turns: a.turns,
@@ -157,49 +122,27 @@ pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
         rules: !a.no_rules,
         words: a.words.clone(),
     };
-    let games = play_games(&spec, &prompts, &*manipulator, &*manipulatee, |g, r| {
-        eprintln!(
-            "game {}/{total}: {} ({} messages, topic {:?}, word {:?})",
-            g + 1,
-            outcome_name(r.outcome),
-            r.messages.len(),
-            r.config.topic,
-            r.config.word
-        );
-    })?;
-    let ds = games_dataset(
-        &games,
+    let total = a.games;
+    let w = write_games(
         &spec,
         &prompts,
-        (manipulator.model_id(), manipulatee.model_id()),
         a.prompts.as_deref(),
-        &games_file,
+        (&*manipulator, &*manipulatee),
+        &a.out,
+        a.force,
+        |g, r| {
+            eprintln!(
+                "game {}/{total}: {} ({} messages, topic {:?}, word {:?})",
+                g + 1,
+                outcome_name(r.outcome),
+                r.messages.len(),
+                r.config.topic,
+                r.config.word
+            )
+        },
     )?;
-    let mut lines = String::new();
-    for g in &games {
-        lines += &serde_json::to_string(g)?;
-        lines.push('\n');
-    }
-    fs_err::write(&games_file, lines)?;
-    let (paths, card) = selfaware_data::write(&ds, &a.out, &WriteOptions { overwrite: a.force })?;
-    println!("wrote {}", games_file.display());
-    print_written(&paths, &card);
-    let outcomes = &ds.config["outcomes"];
-    let dropped = &ds.config["dropped"];
-    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
-    println!(
-        "{} games: {} won, {} rule violations, {} without the codeword, {} guessed; {} wins kept \
-         ({} without a turn before the codeword, {} empty replies, {} giving the game away, {} codeword leaks)",
-        games.len(),
-        n(outcomes, "win"),
-        n(outcomes, "rule_violation"),
-        n(outcomes, "no_codeword"),
-        n(outcomes, "correct_guess"),
-        ds.rows.len(),
-        n(dropped, "nothing_before_codeword"),
-        n(dropped, "empty_reply"),
-        n(dropped, "game_leak"),
-        n(dropped, "codeword_leak"),
-    );
+    println!("wrote {}", w.games_file.display());
+    print_written(&w.paths, &w.card);
+    println!("{}", w.summary);
     Ok(())
 }
