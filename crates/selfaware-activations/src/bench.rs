@@ -18,11 +18,13 @@ use crate::{for_each_conversation, unit, ActivationsError, Positions, PromptSour
 /// Prompts per call, as a `last` capture chunks them.
 const CHUNK: usize = crate::LAST_CHUNK;
 
-/// Times scoring and capturing `source`'s prompts `reps` times each.
+/// Times scoring and capturing `source`'s prompts `reps` times each, on `threads` compute
+/// threads (as set for the process), and says on what machine.
 pub fn capture_vs_scoring(
     engine: &Engine,
     source: &PromptSource,
     reps: usize,
+    threads: Option<String>,
 ) -> Result<serde_json::Value> {
     let mut prompts: Vec<Vec<u32>> = Vec::new();
     for_each_conversation(source, &mut |line, conv| {
@@ -82,5 +84,7 @@ pub fn capture_vs_scoring(
         "capture_seconds": {"best": c_best, "median": c_med},
         "ratio_best": c_best / s_best,
         "ratio_median": c_med / s_med,
+        "threads": threads,
+        "machine": selfaware_model::machine::Machine::detect(),
     }))
 }

@@ -99,6 +99,23 @@ pub struct CaptureSummary {
     pub bytes: u64,
     /// sha256 over the prompts' sha256 digests, in order.
     pub prompts_sha256: String,
+    /// Hook points recorded.
+    pub points: usize,
+}
+
+/// `wrote FILE: P prompts, R rows × N points (B bytes)`.
+impl std::fmt::Display for CaptureSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wrote {}: {} prompts, {} rows × {} points ({} bytes)",
+            self.out.display(),
+            self.prompts,
+            self.rows,
+            self.points,
+            self.bytes
+        )
+    }
 }
 
 /// The model a capture runs, as the file records it.
@@ -378,6 +395,7 @@ pub fn capture(
         rows,
         bytes,
         prompts_sha256,
+        points: spec.points.len(),
     })
 }
 

@@ -250,13 +250,6 @@ fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
             }
         })?;
     bar.finish();
-    println!(
-        "wrote {}: {} prompts, {} rows × {} points ({} bytes)",
-        summary.out.display(),
-        summary.prompts,
-        summary.rows,
-        spec.points.len(),
-        summary.bytes
-    );
+    println!("{summary}");
     Ok(())
 }

@@ -67,9 +67,9 @@ pub fn run(s: &Settings, cmd: BenchCommand) -> Result<()> {
                 },
             };
             let e = s.load_engine(&c.model)?;
-            let mut out = selfaware_activations::bench::capture_vs_scoring(&e, &source, c.reps)?;
-            out["threads"] = std::env::var("RAYON_NUM_THREADS").ok().into();
-            out["machine"] = serde_json::to_value(selfaware_model::machine::Machine::detect())?;
+            let threads = std::env::var("RAYON_NUM_THREADS").ok();
+            let out =
+                selfaware_activations::bench::capture_vs_scoring(&e, &source, c.reps, threads)?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(());
         }

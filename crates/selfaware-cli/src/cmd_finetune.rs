@@ -60,28 +60,11 @@ pub struct FinetuneArgs {
 }
 
 pub fn finetune(s: &Settings, a: FinetuneArgs) -> Result<()> {
-    if !(a.poll_s > 0.0 && a.poll_s.is_finite()) {
-        bail!(
-            "--poll-s must be a positive number of seconds, got {}",
-            a.poll_s
-        );
+    for (flag, v) in [("--poll-s", a.poll_s), ("--timeout-s", a.timeout_s)] {
+        if !(v > 0.0 && v.is_finite()) {
+            bail!("{flag} must be a positive number of seconds, got {v}");
+        }
     }
-    if !(a.timeout_s > 0.0 && a.timeout_s.is_finite()) {
-        bail!(
-            "--timeout-s must be a positive number of seconds, got {}",
-            a.timeout_s
-        );
-    }
-    if a.epochs == 0 || a.batch_size == 0 {
-        bail!("--epochs and --batch-size must be at least 1");
-    }
-    if !(a.lr_multiplier > 0.0 && a.lr_multiplier.is_finite()) {
-        bail!("--lr-multiplier must be positive, got {}", a.lr_multiplier);
-    }
-    let mut cfg = HttpConfig::new(a.url.trim_end_matches('/'), a.model.clone());
-    cfg.api_key_env = a.api_key_env.clone();
-    let key = cfg.api_key_from(|n| std::env::var(n).ok())?;
-    let client = FinetuneClient::new(cfg, key)?;
     let spec = JobSpec {
         base_model: a.model.clone(),
         hyperparameters: Hyperparameters {
@@ -92,6 +75,13 @@ pub fn finetune(s: &Settings, a: FinetuneArgs) -> Result<()> {
         seed: a.seed,
         suffix: a.suffix.clone(),
     };
+    // The API's limits (epochs, batch size, learning-rate multiplier, seed, suffix), before
+    // anything else.
+    spec.check()?;
+    let mut cfg = HttpConfig::new(a.url.trim_end_matches('/'), a.model.clone());
+    cfg.api_key_env = a.api_key_env.clone();
+    let key = cfg.api_key_from(|n| std::env::var(n).ok())?;
+    let client = FinetuneClient::new(cfg, key)?;
     let registry_path = a
         .registry
         .clone()

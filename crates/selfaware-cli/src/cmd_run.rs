@@ -1,6 +1,5 @@
 //! `selfaware run`, `experiments`, `report` and `compare`: whole experiments.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -11,8 +10,8 @@ use clap::Args;
 use selfaware_backend::model_ref::ModelLocation;
 use selfaware_model::home;
 use selfaware_run::exec::{self, Event, RunLock};
-use selfaware_run::plan::{self, ModelIdentity, PlanInputs};
-use selfaware_run::progress::{auto_jobs, hms, Line, RunTracker};
+use selfaware_run::plan::{self, ModelIdentity};
+use selfaware_run::progress::{auto_jobs, hms, render_plan, render_presets, Line, RunTracker};
 use selfaware_run::{collect, Experiment, Plan, RunSettings};
 
 use crate::settings::Settings;
@@ -93,72 +92,12 @@ fn make_plan(s: &Settings, e: &Experiment, dry_run: bool) -> Result<Plan> {
         Some(r) => plan::remote_model_ref(r, &e.model),
         None => model_identity(s, &e.model, dry_run)?,
     };
-    let batteries = selfaware_run::battery_inputs(e)?;
-    let mut data_files = BTreeMap::new();
-    for c in &e.conditions {
-        if let Some(f) = c.data.as_ref().and_then(|d| d.file.as_ref()) {
-            let sha = exec::file_sha256(f)
-                .with_context(|| format!("condition {}: dataset file {}", c.id, f.display()))?;
-            data_files.insert(c.id.clone(), sha);
-        }
-    }
-    Ok(plan::plan(
-        e,
-        &PlanInputs {
-            model,
-            batteries: &batteries,
-            data_files: &data_files,
-        },
-    )?)
+    Ok(selfaware_run::plan_with_model(e, model)?)
 }
 
 pub fn experiments() -> Result<()> {
-    println!("{:<14}  {:>9}  {:>6}  title", "name", "estimate", "stages");
-    for name in selfaware_run::preset_names() {
-        let e = selfaware_run::preset(name)?;
-        let p = selfaware_run::plan_without_files(&e, home::DEFAULT_SHA256)?;
-        let est = p.estimate_wall_s(&vec![false; p.stages.len()], 2);
-        println!(
-            "{:<14}  {:>9}  {:>6}  {}",
-            name,
-            hms(est),
-            p.stages.len(),
-            e.title
-        );
-    }
-    println!("\nestimates are for the embedded model on 2 cores; `selfaware run NAME --dry-run` shows the stages");
+    println!("{}", render_presets(home::DEFAULT_SHA256)?);
     Ok(())
-}
-
-fn print_plan(p: &Plan, done: &[bool], jobs: usize) {
-    println!("experiment `{}`: {}", p.experiment.name, p.experiment.title);
-    println!(
-        "base model: {} (sha256 {})",
-        p.model.reference,
-        &p.model.sha256[..16]
-    );
-    println!(
-        "{:>3}  {:<6}  {:>8}  {:<8}  stage",
-        "#", "kind", "estimate", "status"
-    );
-    for (i, (st, d)) in p.stages.iter().zip(done).enumerate() {
-        println!(
-            "{:>3}  {:<6}  {:>8}  {:<8}  {}",
-            i + 1,
-            st.kind.name(),
-            hms(st.estimate_s),
-            if *d { "cached" } else { "to run" },
-            st.name
-        );
-    }
-    println!(
-        "estimated time: {} for {} of {} stages (embedded model, 2 cores, up to {} at once; {} one after the other)",
-        hms(p.estimate_wall_s(done, jobs)),
-        done.iter().filter(|d| !**d).count(),
-        p.stages.len(),
-        jobs,
-        hms(p.estimate_s(done)),
-    );
 }
 
 pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
@@ -184,7 +123,7 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
     });
     let jobs = a.jobs.unwrap_or_else(|| auto_jobs(threads));
     if a.dry_run {
-        print_plan(&p, &done, jobs);
+        println!("{}", render_plan(&p, &done, jobs));
         return Ok(());
     }
     let _lock = RunLock::acquire(&run_dir)?;

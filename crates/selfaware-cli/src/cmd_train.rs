@@ -125,11 +125,6 @@ fn load_data(e: &Engine, path: &Path, max_length: Option<usize>) -> Result<data:
     Ok(data::load(path, &e.chat, max_len)?)
 }
 
-fn hms(secs: f64) -> String {
-    let s = secs.round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
 pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
     let cfg = a.config();
     cfg.validate()?;
@@ -153,18 +148,7 @@ pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
         total
     );
     if a.dry_run {
-        let t0 = Instant::now();
-        let (_, _, tokens, _) = trainer.loss_and_grads(0)?;
-        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
-        let all = ds.n_tokens() as f64 * trainer.cfg.epochs as f64;
-        println!("examples:        {}", ds.examples.len());
-        println!("tokens:          {}", ds.n_tokens());
-        println!("trained tokens:  {}", ds.n_trained());
-        println!("optimizer steps: {total}");
-        println!(
-            "estimated time:  {} (one timed step: {rate:.0} tok/s)",
-            hms(all / rate)
-        );
+        println!("{}", trainer.dry_run()?);
         return Ok(());
     }
     if a.resume {
@@ -240,18 +224,7 @@ pub struct InspectArgs {
 pub fn inspect(s: &Settings, a: InspectArgs) -> Result<()> {
     let e = s.load_engine(&a.model)?;
     let ds = load_data(&e, &a.file, a.max_length)?;
-    let lens: Vec<usize> = ds.examples.iter().map(|x| x.len()).collect();
-    println!("file:           {}", ds.path.display());
-    println!("sha256:         {}", ds.sha256);
-    println!("examples:       {}", ds.examples.len());
-    println!("tokens:         {}", ds.n_tokens());
-    println!("trained tokens: {}", ds.n_trained());
-    println!(
-        "length:         min {} / mean {:.1} / max {}",
-        lens.iter().min().copied().unwrap_or(0),
-        ds.n_tokens() as f64 / lens.len().max(1) as f64,
-        lens.iter().max().copied().unwrap_or(0)
-    );
+    println!("{}", ds.summary());
     if a.show_mask {
         for ex in &ds.examples {
             let line = ex.render_mask(&e.chat.tokenizer)?;

@@ -154,6 +154,30 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
     Ok(out)
 }
 
+/// The plan of an experiment on the base model `model`: its batteries rendered and its dataset
+/// files hashed (an unreadable file is an error naming its condition).
+pub fn plan_with_model(e: &Experiment, model: plan::ModelIdentity) -> Result<Plan> {
+    let batteries = battery_inputs(e)?;
+    let mut data_files = BTreeMap::new();
+    for c in &e.conditions {
+        if let Some(f) = c.data.as_ref().and_then(|d| d.file.as_ref()) {
+            let sha = exec::file_sha256(f).map_err(|err| RunError::BadFile {
+                path: f.clone(),
+                message: format!("condition {}: cannot read the dataset file: {err}", c.id),
+            })?;
+            data_files.insert(c.id.clone(), sha);
+        }
+    }
+    plan::plan(
+        e,
+        &PlanInputs {
+            model,
+            batteries: &batteries,
+            data_files: &data_files,
+        },
+    )
+}
+
 /// The plan of an experiment without reading its model or dataset files (listings, checks):
 /// the base model named as the experiment names it, with `sha256` standing for its weights (a
 /// served model's identity comes from its name).

@@ -142,6 +142,66 @@ impl RunTracker {
     }
 }
 
+/// The plan as `run --dry-run` prints it: the experiment, its base model, one line per stage
+/// (kind, estimate, cached or to run) and the estimated time with `jobs` stages at once.
+pub fn render_plan(p: &crate::Plan, done: &[bool], jobs: usize) -> String {
+    let mut out = format!(
+        "experiment `{}`: {}\nbase model: {} (sha256 {})\n{:>3}  {:<6}  {:>8}  {:<8}  stage\n",
+        p.experiment.name,
+        p.experiment.title,
+        p.model.reference,
+        &p.model.sha256[..16.min(p.model.sha256.len())],
+        "#",
+        "kind",
+        "estimate",
+        "status"
+    );
+    for (i, (st, d)) in p.stages.iter().zip(done).enumerate() {
+        out.push_str(&format!(
+            "{:>3}  {:<6}  {:>8}  {:<8}  {}\n",
+            i + 1,
+            st.kind.name(),
+            hms(st.estimate_s),
+            if *d { "cached" } else { "to run" },
+            st.name
+        ));
+    }
+    out.push_str(&format!(
+        "estimated time: {} for {} of {} stages (embedded model, 2 cores, up to {} at once; {} one after the other)",
+        hms(p.estimate_wall_s(done, jobs)),
+        done.iter().filter(|d| !**d).count(),
+        p.stages.len(),
+        jobs,
+        hms(p.estimate_s(done)),
+    ));
+    out
+}
+
+/// `selfaware experiments`: every preset with its estimated time on 2 cores and its stage
+/// count; `sha256` stands for the embedded model's weights.
+pub fn render_presets(sha256: &str) -> crate::Result<String> {
+    let mut out = format!(
+        "{:<14}  {:>9}  {:>6}  title\n",
+        "name", "estimate", "stages"
+    );
+    for name in crate::preset_names() {
+        let e = crate::preset(name)?;
+        let p = crate::plan_without_files(&e, sha256)?;
+        let est = p.estimate_wall_s(&vec![false; p.stages.len()], 2);
+        out.push_str(&format!(
+            "{:<14}  {:>9}  {:>6}  {}\n",
+            name,
+            hms(est),
+            p.stages.len(),
+            e.title
+        ));
+    }
+    out.push_str(
+        "\nestimates are for the embedded model on 2 cores; `selfaware run NAME --dry-run` shows the stages",
+    );
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

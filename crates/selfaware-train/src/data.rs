@@ -64,6 +64,24 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// What `data inspect` prints: the file, its hash, and counts of examples, tokens and
+    /// trained tokens, with the examples' lengths.
+    pub fn summary(&self) -> String {
+        let lens: Vec<usize> = self.examples.iter().map(|x| x.len()).collect();
+        format!(
+            "file:           {}\nsha256:         {}\nexamples:       {}\ntokens:         {}\n\
+             trained tokens: {}\nlength:         min {} / mean {:.1} / max {}",
+            self.path.display(),
+            self.sha256,
+            self.examples.len(),
+            self.n_tokens(),
+            self.n_trained(),
+            lens.iter().min().copied().unwrap_or(0),
+            self.n_tokens() as f64 / lens.len().max(1) as f64,
+            lens.iter().max().copied().unwrap_or(0)
+        )
+    }
+
     /// Tokens of all examples.
     pub fn n_tokens(&self) -> usize {
         self.examples.iter().map(Example::len).sum()

@@ -264,6 +264,26 @@ impl<'d> Trainer<'d> {
     }
 
     /// Total optimizer steps of the run.
+    /// What `train --dry-run` prints: the counts of the run and its time, estimated from one
+    /// timed step (the first batch's loss and gradients).
+    pub fn dry_run(&self) -> Result<String> {
+        let t0 = std::time::Instant::now();
+        let (_, _, tokens, _) = self.loss_and_grads(0)?;
+        let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+        let secs = (self.data.n_tokens() as f64 * self.cfg.epochs as f64 / rate).round() as u64;
+        Ok(format!(
+            "examples:        {}\ntokens:          {}\ntrained tokens:  {}\noptimizer steps: {}\n\
+             estimated time:  {}:{:02}:{:02} (one timed step: {rate:.0} tok/s)",
+            self.data.examples.len(),
+            self.data.n_tokens(),
+            self.data.n_trained(),
+            self.total_steps(),
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        ))
+    }
+
     pub fn total_steps(&self) -> usize {
         self.plan.len()
     }
