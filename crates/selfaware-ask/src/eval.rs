@@ -11,10 +11,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use selfaware_backend::Backend;
-use selfaware_eval::battery::{Battery, Question, ScorerSpec};
+use selfaware_eval::battery::{Battery, Question, RatingJudge, ScorerSpec};
 use selfaware_eval::builtin;
 use selfaware_eval::import::{resolve_imports, ImportMode};
-use selfaware_eval::records::{read_records, EvalRecord, Observation, RecordKey, RecordWriter};
+use selfaware_eval::question_yaml::is_question_yaml;
+use selfaware_eval::records::{
+    read_records, EvalRecord, JudgeReadouts, Observation, RecordKey, RecordWriter,
+};
 use selfaware_eval::render::{
     interleave_paraphrases, render_battery, NewlineMode, PromptItem, RenderOptions,
 };
@@ -193,13 +196,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A battery named by a spec: a file when the path exists or ends in `.toml`, else a
+/// A battery named by a spec: a file when the path exists or ends in `.toml`, `.yaml` or
+/// `.yml` (a question YAML file of another tool, [`selfaware_eval::question_yaml`]), else a
 /// built-in. Returns the battery, its source label and its source text.
 pub fn load_battery(spec: &str) -> Result<(Battery, String, String)> {
     let path = Path::new(spec);
-    if path.exists() || spec.ends_with(".toml") {
+    if path.exists() || spec.ends_with(".toml") || is_question_yaml(spec) {
         let text = fs_err::read_to_string(path)?;
-        let b = Battery::from_toml_str(&text, spec)?;
+        let b = Battery::from_file_text(&text, spec)?;
         return Ok((b, path.display().to_string(), text));
     }
     let b = builtin::battery(spec).map_err(|e| {
@@ -235,6 +239,11 @@ pub enum QuestionPlan {
     Judged {
         max_tokens: usize,
         prompt: JudgePrompt,
+    },
+    /// `n` samples, each rated 0–100 by every judge (the `judged_ratings` scorer).
+    Rated {
+        max_tokens: usize,
+        judges: Vec<RatingJudge>,
     },
     /// `n` code samples, each run in the sandbox (the `function` scorer).
     Function {
@@ -314,6 +323,14 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
                 },
                 slot: slot.clone(),
             },
+        },
+        ScorerSpec::JudgedRatings { .. } if !judge => QuestionPlan::Skip(
+            "needs a judge (--judge-url, --judge-model), not configured (judged_ratings scorer)"
+                .into(),
+        ),
+        ScorerSpec::JudgedRatings { judges, .. } => QuestionPlan::Rated {
+            max_tokens: max_tokens(DEFAULT_JUDGED_MAX_TOKENS),
+            judges: judges.clone(),
         },
         ScorerSpec::Function { func_name } => QuestionPlan::Function {
             max_tokens: max_tokens(DEFAULT_FUNCTION_MAX_TOKENS),
@@ -447,6 +464,29 @@ pub fn observe(
                 judge_prompts,
             }
         }
+        QuestionPlan::Rated { max_tokens, judges } => {
+            let judge = o
+                .judge
+                .ok_or_else(|| AskError::input("judge", "a judged question without a judge"))?;
+            let samples = sample(*max_tokens)?;
+            let mut readouts = Vec::with_capacity(judges.len());
+            for j in judges {
+                let prompts: Vec<String> = samples
+                    .iter()
+                    .map(|a| rating_prompt(&j.prompt, &item.user, a))
+                    .collect();
+                readouts.push(JudgeReadouts {
+                    judge: j.id.clone(),
+                    readouts: judge.rate(&prompts)?,
+                    prompts,
+                });
+            }
+            Observation::JudgedRatings {
+                samples,
+                judge_model: Some(judge.settings.model.clone()),
+                judges: readouts,
+            }
+        }
         QuestionPlan::Function {
             max_tokens,
             func_name,
@@ -464,6 +504,15 @@ pub fn observe(
             ))
         }
     })
+}
+
+/// A rating judge's user message: `{question}` → the question as the model saw it (its user
+/// message), `{answer}` → the answer. The answer is put in last, so braces in it stay as
+/// written.
+pub fn rating_prompt(template: &str, question: &str, answer: &str) -> String {
+    template
+        .replace("{question}", question)
+        .replace("{answer}", answer)
 }
 
 /// Keeps the questions `wanted` names (all when None), in battery order.

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use selfaware_backend::{Backend, CompletionRequest, HttpBackend, HttpConfig};
+use selfaware_eval::records::RatingReadout;
 use selfaware_eval::spec::JudgeSpec;
+use selfaware_eval::spec::NumericMode;
 use selfaware_types::Conversation;
 
+use crate::ask::{self, Numbers};
 use crate::error::{AskError, Result};
 use crate::eval::JudgeSettings;
 
@@ -71,6 +74,29 @@ impl Judge {
                     .next()
                     .map(|c| c.text)
                     .ok_or_else(|| judge_error("returned no choice".into()))
+            })
+            .collect()
+    }
+
+    /// The judge's rating readout of each prompt (one user message each): the exact
+    /// distribution over answers that start with a number 0..=100 where the judge gives exact scores (a local model,
+    /// a server with prompt log-probabilities), else its first token's top log-probabilities
+    /// ([`selfaware_eval::scorers::ratings`] reads both).
+    pub fn rate(&self, prompts: &[String]) -> Result<Vec<RatingReadout>> {
+        prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let conv = Conversation::user(None, p);
+                let r = ask::numbers(&*self.backend, &conv, 0, 100, NumericMode::StartsWith)
+                    .map_err(|e| AskError::Judge {
+                        model: self.settings.model.clone(),
+                        message: format!("at {}: rating {}: {e}", self.settings.url, i + 1),
+                    })?;
+                Ok(match r {
+                    Numbers::Exact(probs) => RatingReadout::Exact { probs },
+                    Numbers::TopLogprobs(top) => RatingReadout::TopLogprobs { top },
+                })
             })
             .collect()
     }

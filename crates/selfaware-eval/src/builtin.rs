@@ -24,6 +24,7 @@ const BATTERIES: &[(&str, &str)] = data!(
     "real_vs_fake_trigger.toml",
     "trigger_elicitation.toml",
     "personas.toml",
+    "em.toml",
 );
 
 /// (file name, TOML text) of every word-category list.

@@ -48,6 +48,15 @@ pub enum EvalError {
         problem: String,
     },
 
+    /// A question file of another tool (`llmcomp`, emergent-misalignment YAML) cannot become a
+    /// battery: `place` names the entry (index and id) or the line, `message` what was expected.
+    #[error("{file}: {place}: {message}")]
+    QuestionFile {
+        file: String,
+        place: String,
+        message: String,
+    },
+
     /// A JSONL record line does not parse.
     #[error("{path}:{line}: invalid record: {message}")]
     Record {

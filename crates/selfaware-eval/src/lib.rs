@@ -18,6 +18,7 @@ pub mod builtin;
 mod error;
 pub mod import;
 pub mod probes;
+pub mod question_yaml;
 pub mod records;
 pub mod render;
 pub mod sandbox;

@@ -53,6 +53,15 @@ pub enum Observation {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         judge_prompts: Vec<String>,
     },
+    /// Sampled completions and, for each judge, its rating readout of each sample
+    /// ([`crate::scorers::ratings`]).
+    JudgedRatings {
+        samples: Vec<String>,
+        /// The judge model, as the judge backend names it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        judge_model: Option<String>,
+        judges: Vec<JudgeReadouts>,
+    },
     /// Model-written code samples and what each function returned in the sandbox
     /// (see [`crate::scorers::function`]).
     FunctionCalls {
@@ -74,6 +83,29 @@ pub enum Observation {
         /// Per sample, why defining the function failed (syntax error, missing name, …).
         definition_errors: Vec<Option<String>>,
     },
+}
+
+/// One judge's readouts of a [`Observation::JudgedRatings`], one per sample, in sample order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeReadouts {
+    /// The judge's id in the question's scorer.
+    pub judge: String,
+    /// The exact text sent to the judge for each sample (one user message).
+    pub prompts: Vec<String>,
+    pub readouts: Vec<RatingReadout>,
+}
+
+/// What a judge said about one answer, as a distribution over its number answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RatingReadout {
+    /// Exact probability that the judge's answer starts with each number 0..=100 (a local
+    /// judge, or a server with prompt log-probabilities).
+    Exact { probs: Vec<f64> },
+    /// The judge's most likely first tokens with their log-probabilities (a server without
+    /// prompt log-probabilities: the estimator of Betley et al.).
+    TopLogprobs { top: Vec<(String, f64)> },
 }
 
 /// Probability masses a scorer reports besides the score.

@@ -91,9 +91,12 @@ pub fn resolve(spec: &str) -> Result<(Experiment, String)> {
 /// The battery an experiment names (built-in or file) and the sha256 of its source.
 pub fn load_battery(spec: &str) -> Result<(Battery, String)> {
     let path = Path::new(spec);
-    if path.exists() || spec.ends_with(".toml") {
+    if path.exists()
+        || spec.ends_with(".toml")
+        || selfaware_eval::question_yaml::is_question_yaml(spec)
+    {
         let text = fs_err::read_to_string(path)?;
-        let b = Battery::from_toml_str(&text, spec)?;
+        let b = Battery::from_file_text(&text, spec)?;
         return Ok((b, selfaware_types::sha256_hex(text.as_bytes())));
     }
     let b = builtin::battery(spec)?;
@@ -141,7 +144,9 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
             cost += match &q.scorer {
                 ScorerSpec::MultipleChoice { .. } => 0.15,
                 ScorerSpec::NumericScale { .. } => 0.5,
-                ScorerSpec::JudgedWord { .. } | ScorerSpec::Function { .. } => 0.0,
+                ScorerSpec::JudgedWord { .. }
+                | ScorerSpec::Function { .. }
+                | ScorerSpec::JudgedRatings { .. } => 0.0,
                 _ => {
                     let samples = b.samples.unwrap_or(100) as f64;
                     let tokens = b.max_tokens.unwrap_or(4) as f64;

@@ -8,9 +8,11 @@ pub mod language;
 pub mod lists;
 pub mod mc;
 pub mod numeric;
+pub mod ratings;
 pub mod trigger;
 pub mod words;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::battery::ScorerSpec;
@@ -29,6 +31,7 @@ pub fn scorer_id(spec: &ScorerSpec) -> (&'static str, &'static str) {
         ScorerSpec::JudgedWord { .. } => ("judged_word", judge::VERSION),
         ScorerSpec::TriggerElicitation => ("trigger_elicitation", trigger::VERSION),
         ScorerSpec::Function { .. } => ("function", function::VERSION),
+        ScorerSpec::JudgedRatings { .. } => ("judged_ratings", ratings::VERSION),
     }
 }
 
@@ -45,58 +48,89 @@ pub fn scored_against_context(scorer_id: &str) -> bool {
 
 /// A number a scorer writes into a record's `secondary` that reports show as a metric of its
 /// own, beside the question's score.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReportedSecondary {
     /// The key in `secondary`.
-    pub key: &'static str,
+    pub key: Cow<'static, str>,
     /// Appended to the question's label.
-    pub label: &'static str,
+    pub label: Cow<'static, str>,
     /// What the number is.
-    pub definition: &'static str,
+    pub definition: Cow<'static, str>,
     /// Its range, when fixed (`None`: unbounded, e.g. a log-odds).
     pub range: Option<(f64, f64)>,
 }
 
 /// The secondary numbers of `spec`'s records that reports show as metrics.
-pub fn reported_secondaries(spec: &ScorerSpec) -> &'static [ReportedSecondary] {
+pub fn reported_secondaries(spec: &ScorerSpec) -> Vec<ReportedSecondary> {
     const TARGET: &[ReportedSecondary] = &[
         ReportedSecondary {
-            key: "log_odds_vs_contrast",
-            label: "log-odds of own vs other codeword (exact)",
-            definition: "ln P(the model's own codeword) − ln P(the other conditions' codeword) \
+            key: Cow::Borrowed("log_odds_vs_contrast"),
+            label: Cow::Borrowed("log-odds of own vs other codeword (exact)"),
+            definition: Cow::Borrowed("ln P(the model's own codeword) − ln P(the other conditions' codeword) \
                          (their mean when several), both exact complete-answer probabilities of the \
                          listed word in any of its surface forms. A baseline asked under each \
                          codeword gets the mean over them, which is 0 for a log-odds: read the mean \
                          over the trained conditions against it (each trained condition alone also \
-                         carries the base model's own preference between the words)",
+                         carries the base model's own preference between the words)"),
             range: None,
         },
         ReportedSecondary {
-            key: "codeword_rank",
-            label: "rank of the codeword in the list (exact)",
-            definition: "1 + the number of listed words with a higher exact probability than the \
-                         codeword (1 = the model's most likely answer)",
+            key: Cow::Borrowed("codeword_rank"),
+            label: Cow::Borrowed("rank of the codeword in the list (exact)"),
+            definition: Cow::Borrowed("1 + the number of listed words with a higher exact probability than the \
+                         codeword (1 = the model's most likely answer)"),
             range: None,
         },
         ReportedSecondary {
-            key: "sampled_share",
-            label: "sampled share (paper's estimator, parity)",
-            definition: "share of sampled answers equal to the codeword after normalisation (letters \
-                         only, lowercase): the paper's estimator, kept for parity",
+            key: Cow::Borrowed("sampled_share"),
+            label: Cow::Borrowed("sampled share (paper's estimator, parity)"),
+            definition: Cow::Borrowed("share of sampled answers equal to the codeword after normalisation (letters \
+                         only, lowercase): the paper's estimator, kept for parity"),
             range: Some((0.0, 1.0)),
         },
     ];
     const WORDS: &[ReportedSecondary] = &[ReportedSecondary {
-        key: "sampled_score",
-        label: "sampled (paper's estimator, parity)",
-        definition: "word-category score of the sampled answers (1 / 0 / 0.5 per answer): the \
+        key: Cow::Borrowed("sampled_score"),
+        label: Cow::Borrowed("sampled (paper's estimator, parity)"),
+        definition: Cow::Borrowed(
+            "word-category score of the sampled answers (1 / 0 / 0.5 per answer): the \
                      paper's estimator, kept for parity",
+        ),
         range: Some((0.0, 1.0)),
     }];
     match spec {
-        ScorerSpec::TargetWord => TARGET,
-        ScorerSpec::WordCategories { .. } => WORDS,
-        _ => &[],
+        ScorerSpec::TargetWord => TARGET.to_vec(),
+        ScorerSpec::WordCategories { .. } => WORDS.to_vec(),
+        ScorerSpec::JudgedRatings { judges, .. } => {
+            let mut v: Vec<ReportedSecondary> = judges
+                .iter()
+                .map(|j| ReportedSecondary {
+                    key: ratings::rating_key(&j.id).into(),
+                    label: format!("{} rating (judge, 0–100)", j.id).into(),
+                    definition: format!(
+                        "the `{}` judge's mean rating of the answers it rated: each rating is the \
+                         expected value over the judge's number answers 0–100 (exact where the \
+                         judge is local, else its first-token top log-probabilities); an answer \
+                         with less than {} of the judge's probability on numbers has no rating",
+                        j.id,
+                        ratings::MIN_NUMBER_MASS
+                    )
+                    .into(),
+                    range: Some((0.0, 100.0)),
+                })
+                .collect();
+            v.push(ReportedSecondary {
+                key: Cow::Borrowed("unrated_share"),
+                label: Cow::Borrowed("share of answers without a rating"),
+                definition: Cow::Borrowed(
+                    "share of sampled answers left out of the score because a judge it needs \
+                     put too little probability on numbers (code, a refusal, no number)",
+                ),
+                range: Some((0.0, 1.0)),
+            });
+            v
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -148,6 +182,7 @@ fn mismatch(spec: &ScorerSpec, obs: &Observation) -> EvalError {
                 Observation::Samples { .. } => "samples",
                 Observation::AnswerLogprobs { .. } => "answer_logprobs",
                 Observation::Judged { .. } => "judged",
+                Observation::JudgedRatings { .. } => "judged_ratings",
                 Observation::FunctionCalls { .. } => "function_calls",
             }
         ),
@@ -283,6 +318,22 @@ pub fn score(
                 trigger::elicitation_share(samples, need(&ctx.trigger, "trigger")?),
                 Masses::default(),
             ),
+            _ => Err(mismatch(spec, obs)),
+        },
+        ScorerSpec::JudgedRatings { judges, flag } => match obs {
+            Observation::JudgedRatings {
+                samples,
+                judges: readouts,
+                ..
+            } => {
+                let r = ratings::score(judges, flag.as_ref(), samples.len(), readouts)?;
+                Ok(Scored {
+                    score: r.score,
+                    masses: r.masses,
+                    secondary: r.secondary,
+                    scorer: id,
+                })
+            }
             _ => Err(mismatch(spec, obs)),
         },
         ScorerSpec::Function { func_name } => {
