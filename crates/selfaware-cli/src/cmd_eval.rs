@@ -7,7 +7,7 @@ use clap::Args;
 
 use selfaware_ask::eval::render_summary;
 use selfaware_eval::render::NewlineMode;
-use selfaware_eval::spec::{EvalSpec, JudgeSpec, NumericMode};
+use selfaware_eval::spec::{EvalSpec, NumericMode};
 
 use crate::model_args::ModelArgs;
 use crate::progress::Bar;
@@ -95,22 +95,8 @@ pub struct EvalArgs {
     /// Without a terminal, print a progress line every N prompts.
     #[arg(long, value_name = "N", default_value_t = 25)]
     pub progress_every: usize,
-    /// An LLM judge: the base URL of any OpenAI-compatible server (e.g.
-    /// `http://127.0.0.1:8000/v1`, a `selfaware serve`). With it, `judged_word` questions run
-    /// (each sampled answer is put into the question's guesser prompt and sent to the judge
-    /// at temperature 0) and `language` questions are decided by the judge instead of the
-    /// offline identifier. Judge prompts and replies are stored in the records.
-    #[arg(long, value_name = "URL", requires = "judge_model")]
-    pub judge_url: Option<String>,
-    /// The judge's model name, as its server knows it.
-    #[arg(long, value_name = "NAME", requires = "judge_url")]
-    pub judge_model: Option<String>,
-    /// The environment variable that holds the judge's API key (none sent without it).
-    #[arg(long, value_name = "VAR", requires = "judge_url")]
-    pub judge_key_env: Option<String>,
-    /// Longest judge reply in tokens.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    pub judge_max_tokens: usize,
+    #[command(flatten)]
+    pub judge: crate::model_args::JudgeArgs,
     /// Python interpreter (absolute path) of the sandbox that runs model-written functions.
     /// Default: /usr/bin/python3, else the first python3 on PATH.
     #[arg(long, value_name = "PATH")]
@@ -148,15 +134,7 @@ impl EvalArgs {
             target_word: self.target_word.clone(),
             contrast_words: self.contrast_words.clone(),
             trigger: self.trigger.clone(),
-            judge: match (&self.judge_url, &self.judge_model) {
-                (Some(url), Some(model)) => Some(JudgeSpec {
-                    url: url.clone(),
-                    model: model.clone(),
-                    key_env: self.judge_key_env.clone(),
-                    max_tokens: self.judge_max_tokens,
-                }),
-                _ => None,
-            },
+            judge: self.judge.spec(),
             sandbox_python: self.sandbox_python.clone(),
             function_messages: self.function_messages.clone(),
             function_baseline_messages: self.function_baseline_messages.clone(),

@@ -38,6 +38,8 @@ pub struct RunArgs {
     /// core each finish sooner than one after the other on two.
     #[arg(long)]
     pub jobs: Option<usize>,
+    #[command(flatten)]
+    pub judge: crate::model_args::JudgeArgs,
 }
 
 #[derive(Args)]
@@ -101,7 +103,10 @@ pub fn experiments() -> Result<()> {
 }
 
 pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
-    let (e, source) = selfaware_run::resolve(&a.experiment)?;
+    let (mut e, source) = selfaware_run::resolve(&a.experiment)?;
+    if let Some(j) = a.judge.spec() {
+        e.judge = Some(j);
+    }
     let run_dir = a
         .out
         .clone()

@@ -62,3 +62,38 @@ pub fn open_one(
     let r = ModelRef::parse(model)?.with_adapter(adapter)?;
     s.open(&r, api_key_env, false)
 }
+
+/// The LLM judge of judged questions (`eval`, and `run` for its batteries).
+#[derive(Args, Debug, Clone)]
+pub struct JudgeArgs {
+    /// An LLM judge: the base URL of any OpenAI-compatible server (e.g.
+    /// `http://127.0.0.1:8000/v1`, a `selfaware serve`). With it, `judged_word` questions run
+    /// (each sampled answer is put into the question's guesser prompt and sent to the judge
+    /// at temperature 0), `judged_ratings` questions (`em`) get 0–100 ratings, and `language`
+    /// questions are decided by the judge instead of the offline identifier. Judge prompts and
+    /// replies are stored in the records. For `run`: replaces the experiment's `[judge]`;
+    /// without any, batteries whose every question needs a judge are left out.
+    #[arg(long, value_name = "URL", requires = "judge_model")]
+    pub judge_url: Option<String>,
+    /// The judge's model name, as its server knows it.
+    #[arg(long, value_name = "NAME", requires = "judge_url")]
+    pub judge_model: Option<String>,
+    /// The environment variable that holds the judge's API key (none sent without it).
+    #[arg(long, value_name = "VAR", requires = "judge_url")]
+    pub judge_key_env: Option<String>,
+    /// Longest judge reply in tokens.
+    #[arg(long, value_name = "N", default_value_t = selfaware_eval::spec::DEFAULT_JUDGE_MAX_TOKENS)]
+    pub judge_max_tokens: usize,
+}
+
+impl JudgeArgs {
+    /// The judge the flags name, if any.
+    pub fn spec(&self) -> Option<selfaware_eval::spec::JudgeSpec> {
+        Some(selfaware_eval::spec::JudgeSpec {
+            url: self.judge_url.clone()?,
+            model: self.judge_model.clone()?,
+            key_env: self.judge_key_env.clone(),
+            max_tokens: self.judge_max_tokens,
+        })
+    }
+}

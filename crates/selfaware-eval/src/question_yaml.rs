@@ -261,12 +261,14 @@ pub fn to_battery(text: &str, file: &str, name: &str) -> Result<Battery> {
                 }
                 ScorerSpec::NumericScale { min, max }
             }
-            (other, _) => return Err(field_err(
-                "type",
-                format!(
+            (other, _) => {
+                return Err(field_err(
+                    "type",
+                    format!(
                     "`{other}` is not a question type selfaware reads (known: {QUESTION_TYPES})"
                 ),
-            )),
+                ))
+            }
         };
         let sampling = match &scorer {
             ScorerSpec::NumericScale { .. } => Sampling {

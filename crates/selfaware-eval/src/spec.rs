@@ -86,16 +86,26 @@ impl FromStr for NewlineMode {
     }
 }
 
-/// The LLM judge of `judged_word` and `language` questions: any OpenAI-compatible server.
+/// The LLM judge of `judged_word`, `language` and `judged_ratings` questions: any
+/// OpenAI-compatible server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JudgeSpec {
     pub url: String,
     pub model: String,
     /// The environment variable that holds the judge's API key (never the key).
+    #[serde(default)]
     pub key_env: Option<String>,
     /// Longest judge reply in tokens.
+    #[serde(default = "default_judge_max_tokens")]
     pub max_tokens: usize,
+}
+
+/// The judge's default reply length (the CLI's `--judge-max-tokens`).
+pub const DEFAULT_JUDGE_MAX_TOKENS: usize = 32;
+
+fn default_judge_max_tokens() -> usize {
+    DEFAULT_JUDGE_MAX_TOKENS
 }
 
 /// A battery evaluation: what to ask (the model is opened separately).

@@ -487,7 +487,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
     let mut infos: BTreeMap<String, MetricInfo> = BTreeMap::new();
     // (metric id, variant index, context: None for a probe) -> value.
     let mut raw: BTreeMap<(String, usize, Option<Context>), ModelValue> = BTreeMap::new();
-    let mut warnings: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = plan.left_out.clone();
     let mut unscored: BTreeMap<String, usize> = BTreeMap::new();
 
     let new_metric =

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use selfaware_data::{BuildFamily, PersonaMode};
 use selfaware_eval::render::NewlineMode;
-use selfaware_eval::spec::{push_flag, EvalSpec, NumericMode, ProbeKind};
+use selfaware_eval::spec::{push_flag, EvalSpec, JudgeSpec, NumericMode, ProbeKind};
 use selfaware_types::Decay;
 
 use crate::error::{Result, RunError};
@@ -55,6 +55,12 @@ pub struct Experiment {
     /// Statistics settings.
     #[serde(default)]
     pub stats: StatsSpec,
+    /// The LLM judge of the batteries' judged questions (`[judge]`: `url`, `model`, optional
+    /// `key_env`, `max_tokens`); `selfaware run --judge-url … --judge-model …` sets it too.
+    /// Without one, batteries whose every question needs a judge are left out of the plan,
+    /// which says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeSpec>,
 }
 
 fn default_model() -> String {

@@ -105,7 +105,9 @@ pub fn load_battery(spec: &str) -> Result<(Battery, String)> {
 }
 
 /// For each battery of `e`: (sha256 of its source, prompts per model, estimated seconds per
-/// model on the embedded model and 2 cores).
+/// model on the embedded model and 2 cores). Without a judge (`e.judge`), prompts of questions
+/// that need one are not counted: a battery of only those has 0 prompts and is left out of the
+/// plan.
 pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
     let mut out = Vec::new();
     for b in &e.batteries {
@@ -140,13 +142,24 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
             let Some(q) = battery.question(&it.key.question) else {
                 continue;
             };
+            let needs_judge = matches!(
+                q.scorer,
+                ScorerSpec::JudgedWord { .. } | ScorerSpec::JudgedRatings { .. }
+            );
+            if needs_judge && e.judge.is_none() {
+                continue;
+            }
             n += 1;
             cost += match &q.scorer {
                 ScorerSpec::MultipleChoice { .. } => 0.15,
                 ScorerSpec::NumericScale { .. } => 0.5,
-                ScorerSpec::JudgedWord { .. }
-                | ScorerSpec::Function { .. }
-                | ScorerSpec::JudgedRatings { .. } => 0.0,
+                ScorerSpec::JudgedWord { .. } | ScorerSpec::Function { .. } => 0.0,
+                ScorerSpec::JudgedRatings { .. } => {
+                    // Sampled answers of up to 200 tokens; the judge's time is not known.
+                    let samples = b.samples.unwrap_or(100) as f64;
+                    let tokens = b.max_tokens.unwrap_or(200) as f64;
+                    0.3 + samples * tokens * 0.0017
+                }
                 _ => {
                     let samples = b.samples.unwrap_or(100) as f64;
                     let tokens = b.max_tokens.unwrap_or(4) as f64;

@@ -131,6 +131,10 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     pub variants: Vec<Variant>,
     pub measurements: Vec<Measurement>,
+    /// What the experiment asks for and the plan leaves out, and why (e.g. a battery whose
+    /// every question needs a judge, in a run without one); the report repeats it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 fn key_of(value: &serde_json::Value) -> String {
@@ -426,7 +430,10 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             None => c.id.clone(),
         };
         for (bi, b) in e.batteries.iter().enumerate() {
-            let (source_sha, _prompts, cost) = &inputs.batteries[bi];
+            let (source_sha, prompts, cost) = &inputs.batteries[bi];
+            if *prompts == 0 && e.judge.is_none() {
+                continue;
+            }
             for (target_word, trigger) in contexts_of(c) {
                 let eargs = b.key_material();
                 let mut kv = json!({
@@ -436,6 +443,11 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 });
                 if let Some(sc) = scoring {
                     kv["scoring"] = json!(sc);
+                }
+                // The judge decides judged scores: its server, model and reply length enter
+                // the key (keys of runs without a judge stay as they were).
+                if let Some(j) = &e.judge {
+                    kv["judge"] = json!([j.url, j.model, j.max_tokens]);
                 }
                 let contrast = contrast_of(&target_word);
                 if !contrast.is_empty() {
@@ -447,6 +459,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 model_args(&mut args);
                 let mut spec = b.eval_spec(dir.clone(), target_word.clone(), trigger.clone());
                 spec.contrast_words = contrast;
+                spec.judge = e.judge.clone();
                 args.extend(spec.to_args());
                 let ctx = match (&target_word, &trigger) {
                     (Some(w), _) => format!(" (target {w})"),
@@ -530,12 +543,26 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             });
         }
     }
+    let left_out = e
+        .batteries
+        .iter()
+        .zip(inputs.batteries)
+        .filter(|(_, (_, prompts, _))| *prompts == 0 && e.judge.is_none())
+        .map(|(b, _)| {
+            format!(
+                "battery {}: every question needs an LLM judge and the run has none; left out \
+                 (give one with `[judge]` in the experiment or `run --judge-url URL --judge-model NAME`)",
+                b.battery
+            )
+        })
+        .collect();
     Ok(Plan {
         experiment: e.clone(),
         model: inputs.model.clone(),
         stages,
         variants,
         measurements,
+        left_out,
     })
 }
 

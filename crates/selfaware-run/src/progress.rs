@@ -174,6 +174,9 @@ pub fn render_plan(p: &crate::Plan, done: &[bool], jobs: usize) -> String {
         jobs,
         hms(p.estimate_s(done)),
     ));
+    for l in &p.left_out {
+        out.push_str(&format!("\nleft out: {l}"));
+    }
     out
 }
 

@@ -329,3 +329,63 @@ fn decay_and_persona_names_are_the_command_line_names() {
     let again = toml::to_string(&e).unwrap();
     assert_eq!(Experiment::from_toml_str(&again, "again.toml").unwrap(), e);
 }
+
+/// A battery whose every question needs a judge is left out of a run without one, and the
+/// plan says so; with a judge its stages pass the judge on, and the judge enters only their
+/// keys.
+#[test]
+fn judged_batteries_need_a_judge_and_the_judge_enters_their_keys() {
+    let mut e = Experiment::from_toml_str(EXP, "t.toml").unwrap();
+    let mut em = e.batteries[0].clone();
+    em.battery = "em".into();
+    em.limit = None;
+    e.batteries.push(em);
+    let without = make(&e, &"1".repeat(64));
+    let evals = |p: &Plan, b: &str| {
+        p.stages
+            .iter()
+            .filter(|s| s.kind == StageKind::Eval && s.name.starts_with(&format!("eval {b} ")))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(evals(&without, "em").is_empty());
+    assert_eq!(evals(&without, "risk").len(), 5);
+    assert_eq!(without.left_out.len(), 1);
+    assert!(
+        without.left_out[0].starts_with("battery em: every question needs an LLM judge"),
+        "{:?}",
+        without.left_out
+    );
+    let mut judged = e.clone();
+    judged.judge = Some(selfaware_eval::spec::JudgeSpec {
+        url: "http://127.0.0.1:9/v1".into(),
+        model: "judge".into(),
+        key_env: None,
+        max_tokens: 32,
+    });
+    let with = make(&judged, &"1".repeat(64));
+    assert!(with.left_out.is_empty());
+    let em_stages = evals(&with, "em");
+    assert_eq!(em_stages.len(), 5);
+    for s in &em_stages {
+        assert!(s
+            .args
+            .windows(2)
+            .any(|w| w == ["--judge-url", "http://127.0.0.1:9/v1"]));
+        assert!(s.args.windows(2).any(|w| w == ["--judge-model", "judge"]));
+    }
+    // Everything but the evaluations keeps its key; the other battery's evaluations change
+    // too, since a judge may decide some of its questions.
+    let before: BTreeMap<String, String> = keys(&without).into_iter().collect();
+    for (name, k) in keys(&with) {
+        if let Some(k0) = before.get(&name) {
+            assert_eq!(*k0 == k, !name.starts_with("eval "), "{name}");
+        }
+    }
+    // The experiment file's [judge] table reads the same.
+    let text = format!(
+        "{EXP}\n[[battery]]\nbattery = \"em\"\n\n[judge]\nurl = \"http://127.0.0.1:9/v1\"\nmodel = \"judge\"\n"
+    );
+    let from_file = Experiment::from_toml_str(&text, "t.toml").unwrap();
+    assert_eq!(from_file.judge, judged.judge);
+}
