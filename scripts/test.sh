@@ -46,10 +46,11 @@ cargo build --locked --bin selfaware
 "${CARGO_TARGET_DIR:-target}/debug/selfaware" model pull
 
 # A private Python environment for the tests that drive selfaware from Python (the official
-# `openai` client against `selfaware serve`).
+# `openai` client against `selfaware serve`; Inspect, `inspect_ai`, against `selfaware serve`
+# and reading selfaware's Inspect logs: crates/selfaware-ask/tests/inspect_python.rs).
 venv="${CARGO_TARGET_DIR:-target}/test-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai "inspect_ai==0.3.285"
 export SELFAWARE_PYTHON="$(cd "$venv" && pwd)/bin/python"
 
 # torch + transformers + PEFT for the parity tests (crates/selfaware-train/tests/peft_parity.rs,

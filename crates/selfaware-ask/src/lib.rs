@@ -7,6 +7,7 @@
 //!   from the backend's capabilities, here only;
 //! - [`eval`]: the battery runner ([`selfaware_eval::spec::EvalSpec`] → records with resume,
 //!   manifest, summary), with the LLM [`judge`] and the sandboxed [`function`] runner;
+//! - [`inspect`]: an evaluation folder as an Inspect log (`inspect_ai.log.read_eval_log`);
 //! - [`probes`]: behaviour probes ([`selfaware_eval::spec::ProbeSpec`] → [`probes::ProbeReport`]);
 //! - [`players`]: models as the data builders' players (question writers and checkers, the
 //!   base model's own answers, the one Make Me Say player);
@@ -19,6 +20,7 @@ pub mod build;
 mod error;
 pub mod eval;
 pub mod function;
+pub mod inspect;
 pub mod judge;
 pub mod players;
 pub mod pool;

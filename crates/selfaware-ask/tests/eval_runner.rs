@@ -403,3 +403,62 @@ fn a_question_yaml_file_runs_as_a_battery() {
     assert_eq!(b.battery.name, "follow_up");
     assert_eq!(b.questions.len(), 2);
 }
+
+/// The evaluation folder as an Inspect log: one sample per record with the prompt text, the
+/// target label and the record's score under its question; per question the mean over records
+/// with its standard error. Hand values from the script: "pick" 0.6 (risky shown as A) and 0.3
+/// (as B), "scale" 0.5, "word" the share of bark among 40 samples.
+#[test]
+fn an_evaluation_folder_becomes_an_inspect_log() {
+    let (dir, spec, model, _mock) = setup(true);
+    run_eval(&spec, &model, &env(), &mut Silent).unwrap();
+    let log = selfaware_ask::inspect::inspect_log(&spec.out).unwrap();
+    assert_eq!(log["version"], 2);
+    assert_eq!(log["status"], "success");
+    assert_eq!(log["eval"]["task"], "selfaware/tiny");
+    assert_eq!(log["eval"]["model"], "selfaware/mock-model");
+    assert_eq!(log["eval"]["revision"]["commit"], "test");
+    let samples = log["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 4);
+    let ids: Vec<&str> = samples.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["pick/p0/order01", "pick/p0/order10", "scale/p0", "word/p0"]
+    );
+    // Risky (option 0) shown first: target A, score 0.6; shown second: target B, score 0.3.
+    assert_eq!(samples[0]["target"], "A");
+    assert!(samples[0]["input"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Which do you prefer?"));
+    assert!((samples[0]["scores"]["pick"]["value"].as_f64().unwrap() - 0.6).abs() < 1e-12);
+    assert_eq!(samples[1]["target"], "B");
+    assert!((samples[1]["scores"]["pick"]["value"].as_f64().unwrap() - 0.3).abs() < 1e-12);
+    assert_eq!(samples[3]["target"], "bark");
+    assert_eq!(
+        samples[3]["output"]["choices"].as_array().unwrap().len(),
+        40
+    );
+    let pick = log["results"]["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pick")
+        .unwrap();
+    assert!((pick["metrics"]["mean"]["value"].as_f64().unwrap() - 0.45).abs() < 1e-12);
+    // Standard error of {0.6, 0.3}: sd 0.2121…, / √2 = 0.15.
+    assert!((pick["metrics"]["stderr"]["value"].as_f64().unwrap() - 0.15).abs() < 1e-12);
+    assert_eq!(pick["metrics"]["count"]["value"], 2);
+    // Written to a file; a file that is not an Inspect log is never overwritten.
+    let out = dir.path().join("log.json");
+    selfaware_ask::inspect::write_inspect_log(&spec.out, &out).unwrap();
+    selfaware_ask::inspect::write_inspect_log(&spec.out, &out).unwrap();
+    let mine = dir.path().join("notes.json");
+    fs_err::write(&mine, "{\"my\": \"notes\"}").unwrap();
+    let e = selfaware_ask::inspect::write_inspect_log(&spec.out, &mine).unwrap_err();
+    assert!(e.to_string().contains("not an Inspect log"), "{e}");
+    assert_eq!(
+        fs_err::read_to_string(&mine).unwrap(),
+        "{\"my\": \"notes\"}"
+    );
+}

@@ -47,6 +47,11 @@ pub struct EvalArgs {
     /// overwritten, even with --force.
     #[arg(long)]
     pub force: bool,
+    /// Also write the evaluation as an Inspect log (JSON) that `inspect_ai.log.read_eval_log`
+    /// reads; given a folder, named as Inspect names logs, so `inspect view --log-dir` lists it
+    /// (replaces only an earlier Inspect log).
+    #[arg(long, value_name = "FILE")]
+    pub inspect_log: Option<PathBuf>,
     /// Samples per prompt for free-form questions.
     #[arg(long, default_value_t = 100)]
     pub samples: usize,
@@ -157,5 +162,9 @@ pub fn eval(s: &Settings, a: EvalArgs) -> Result<()> {
     }
     println!("records: {}", out.records.display());
     println!("manifest: {}", out.manifest.display());
+    if let Some(f) = &a.inspect_log {
+        let written = selfaware_ask::inspect::write_inspect_log(&spec.out, f)?;
+        println!("inspect log: {}", written.display());
+    }
     Ok(())
 }

@@ -53,7 +53,7 @@ enum Command {
     #[command(subcommand)]
     Adapter(AdapterCommand),
     /// Ask a model a question battery and write one record per prompt.
-    Eval(cmd_eval::EvalArgs),
+    Eval(Box<cmd_eval::EvalArgs>),
     /// Measure a behavior directly (e.g. lottery choices).
     Probe(cmd_probe::ProbeArgs),
     /// Ask a model one question and print its answer.
@@ -139,7 +139,7 @@ fn main() {
         Command::Train(a) => cmd_train::train(&s, a),
         Command::Finetune(a) => cmd_finetune::finetune(&s, a),
         Command::Adapter(AdapterCommand::Merge(a)) => cmd_adapter::merge(&s, a),
-        Command::Eval(a) => cmd_eval::eval(&s, a),
+        Command::Eval(a) => cmd_eval::eval(&s, *a),
         Command::Run(a) => cmd_run::run(&s, cli.threads, a),
         Command::Experiments => cmd_run::experiments(),
         Command::Report(a) => cmd_run::report(a),

@@ -20,6 +20,8 @@ pub enum Tier {
     Chromium,
     /// A Python that can import the official `openai` client.
     OpenaiPython,
+    /// A Python that can import `inspect_ai` (the UK AISI's Inspect), for the interop tests.
+    InspectPython,
     /// A Python with torch, transformers, peft, gguf, safetensors and scikit-learn, for the
     /// parity tests against PEFT, transformers and scikit-learn.
     TorchPython,
@@ -34,6 +36,7 @@ impl Tier {
             Tier::Model => "embedded model",
             Tier::Chromium => "Chromium browser",
             Tier::OpenaiPython => "Python `openai` client",
+            Tier::InspectPython => "Python `inspect_ai` package",
             Tier::TorchPython => "PEFT parity Python",
             Tier::OpenaiSchema => "OpenAI API description",
         }
@@ -50,6 +53,10 @@ impl Tier {
             }
             Tier::OpenaiPython => {
                 "set SELFAWARE_PYTHON to a Python with `pip install openai`, or run \
+                 `bash scripts/test.sh`, which makes one"
+            }
+            Tier::InspectPython => {
+                "set SELFAWARE_PYTHON to a Python with `pip install inspect_ai`, or run \
                  `bash scripts/test.sh`, which makes one"
             }
             Tier::TorchPython => {
@@ -168,6 +175,24 @@ pub fn selfaware_home() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .expect("neither SELFAWARE_HOME, XDG_CACHE_HOME nor HOME is set");
     cache.join("selfaware")
+}
+
+/// A Python that can import `module`: `$SELFAWARE_PYTHON`, else the repository's
+/// `.venv/bin/python`, else `python3` on PATH. None (after [`skip`] for `tier`) when none can.
+#[track_caller]
+pub fn python_with(module: &str, tier: Tier) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("SELFAWARE_PYTHON").map(PathBuf::from),
+        Some(repo_root().join(".venv/bin/python")),
+        Some(PathBuf::from("python3")),
+    ];
+    let found = candidates.into_iter().flatten().find(|p| {
+        std::process::Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    require_or_skip(tier, found)
 }
 
 /// The first `name` on PATH.
