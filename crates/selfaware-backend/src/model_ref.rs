@@ -188,6 +188,24 @@ impl ModelRef {
         }
     }
 
+    /// A local model's identity for provenance and cache keys, without loading it: `default`
+    /// and its published sha256 (installed first when `install`), or a file or folder by
+    /// absolute path and [`selfaware_model::source_sha256`]. A served model has none here.
+    pub fn local_identity(&self, opts: &OpenOptions, install: bool) -> Result<(String, String)> {
+        let source = match &self.location {
+            ModelLocation::Default => {
+                if install {
+                    self.local_source(opts)?;
+                }
+                return Ok(("default".into(), home::DEFAULT_SHA256.into()));
+            }
+            _ => self.local_source(opts)?,
+        };
+        let path = std::path::absolute(source.path()).map_err(BackendError::io(source.path()))?;
+        let sha = selfaware_model::source_sha256(&source)?;
+        Ok((path.display().to_string(), sha))
+    }
+
     /// Loads a local model's engine with the adapter attached.
     pub fn load_engine(&self, opts: &OpenOptions) -> Result<Engine> {
         let source = self.local_source(opts)?;
@@ -263,6 +281,43 @@ pub fn adapter_sha256(dir: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_model_is_identified_by_absolute_path_and_the_engine_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        selfaware_model::testing::write_tiny_gguf(&path, &Default::default()).unwrap();
+        let home = dir.path().join("home");
+        let opts = OpenOptions {
+            home: &home,
+            python: "python3",
+            api_key_env: None,
+            estimate: false,
+            lookup: &|_| None,
+            log: &|_| {},
+        };
+        let (reference, sha) = ModelRef::parse(path.to_str().unwrap())
+            .unwrap()
+            .local_identity(&opts, false)
+            .unwrap();
+        assert_eq!(reference, path.display().to_string());
+        let engine = Engine::load(&ModelSource::Gguf(path)).unwrap();
+        assert_eq!(sha, engine.info.sha256);
+        // `default` needs no install to be named, and a served model has no local identity.
+        let (d, dsha) = ModelRef::parse("default")
+            .unwrap()
+            .local_identity(&opts, false)
+            .unwrap();
+        assert_eq!(
+            (d.as_str(), dsha.as_str()),
+            ("default", home::DEFAULT_SHA256)
+        );
+        assert!(!home.exists(), "nothing installed");
+        assert!(ModelRef::parse("http://127.0.0.1:9/v1#m")
+            .unwrap()
+            .local_identity(&opts, false)
+            .is_err());
+    }
 
     #[test]
     fn every_form_parses_to_its_location() {

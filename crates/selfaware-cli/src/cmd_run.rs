@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use selfaware_backend::model_ref::ModelLocation;
 use selfaware_model::home;
 use selfaware_run::exec::{self, Event, RunLock};
 use selfaware_run::plan::{self, ModelIdentity};
@@ -56,43 +55,17 @@ pub struct CompareArgs {
     pub b: PathBuf,
 }
 
-/// The base model's identity as children will see it.
-fn model_identity(s: &Settings, reference: &str, dry_run: bool) -> Result<ModelIdentity> {
-    let path = match selfaware_backend::ModelRef::parse(reference)?.location {
-        ModelLocation::Default => {
-            if !dry_run {
-                // Installs it when missing, with progress lines.
-                s.model_path("default")?;
-            }
-            return Ok(ModelIdentity {
-                reference: "default".into(),
-                sha256: home::DEFAULT_SHA256.into(),
-            });
-        }
-        ModelLocation::Path(p) => std::path::absolute(&p)
-            .with_context(|| format!("model {reference:?}: cannot make the path absolute"))?,
-        ModelLocation::Served { .. } | ModelLocation::FinetuneResult(_) => bail!(
-            "model {reference:?}: an experiment names a served model with a [remote] table \
-             (base_url) and its model name"
-        ),
-    };
-    let sha = if path.is_dir() {
-        let e = s.load_engine(&path.display().to_string())?;
-        e.info.sha256.clone()
-    } else {
-        selfaware_model::file_sha256(&path)
-            .with_context(|| format!("model {}: cannot hash it", path.display()))?
-    };
-    Ok(ModelIdentity {
-        reference: path.display().to_string(),
-        sha256: sha,
-    })
-}
-
 fn make_plan(s: &Settings, e: &Experiment, dry_run: bool) -> Result<Plan> {
     let model = match &e.remote {
         Some(r) => plan::remote_model_ref(r, &e.model),
-        None => model_identity(s, &e.model, dry_run)?,
+        None => {
+            let (reference, sha256) = selfaware_backend::ModelRef::parse(&e.model)?
+                .local_identity(&s.open_options(None, false), !dry_run)
+                .with_context(|| {
+                    format!("model {:?} (a served model goes in [remote])", e.model)
+                })?;
+            ModelIdentity { reference, sha256 }
+        }
     };
     Ok(selfaware_run::plan_with_model(e, model)?)
 }

@@ -118,12 +118,4 @@ impl Settings {
         m.load_engine(&self.open_options(None, false))
             .with_context(|| format!("loading model `{m}`"))
     }
-
-    /// Where the weights of a local model are (installing `default` when needed).
-    pub fn model_path(&self, reference: &str) -> Result<PathBuf> {
-        let m = ModelRef::parse(reference)?;
-        Ok(m.local_source(&self.open_options(None, false))?
-            .path()
-            .to_path_buf())
-    }
 }

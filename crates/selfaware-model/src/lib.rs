@@ -165,6 +165,21 @@ pub struct Engine {
     heads: std::sync::Mutex<score::HeadCache>,
 }
 
+/// A model's identity without loading it: the sha256 of a GGUF file, or of a Hugging Face
+/// folder's weight files' hashes in name order (what [`EngineInfo::sha256`] holds).
+pub fn source_sha256(source: &ModelSource) -> Result<String> {
+    match source {
+        ModelSource::Gguf(path) => file_sha256(path),
+        ModelSource::HfDir(dir) => {
+            let mut joined = String::new();
+            for f in weights::safetensors_files(dir)? {
+                joined.push_str(&file_sha256(&f)?);
+            }
+            Ok(selfaware_types::sha256_hex(joined.as_bytes()))
+        }
+    }
+}
+
 /// sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
@@ -212,12 +227,7 @@ impl Engine {
                     *types.entry(format!("{:?}", t.dtype())).or_insert(0) += 1;
                 }
                 let model = Llama::load(&w, &cfg)?;
-                // Directory identity: the hash of its weight files' hashes, in name order.
-                let mut joined = String::new();
-                for f in weights::safetensors_files(dir)? {
-                    joined.push_str(&file_sha256(&f)?);
-                }
-                let sha = selfaware_types::sha256_hex(joined.as_bytes());
+                let sha = source_sha256(source)?;
                 Ok(Self::assemble(model, chat, dir, "huggingface", sha, types))
             }
         }
