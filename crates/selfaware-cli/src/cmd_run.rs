@@ -110,7 +110,11 @@ pub fn run(s: &Settings, threads: Option<usize>, a: RunArgs) -> Result<()> {
         experiment_source: source,
         jobs,
         threads,
-        exe: std::env::current_exe().context("finding the selfaware executable")?,
+        // The Python package's command runs inside the interpreter: it names itself.
+        exe: match std::env::var_os("SELFAWARE_EXE") {
+            Some(p) => p.into(),
+            None => std::env::current_exe().context("finding the selfaware executable")?,
+        },
         env: vec![(
             "SELFAWARE_HOME".to_string(),
             std::path::absolute(&s.home)?.display().to_string(),

@@ -1,0 +1,209 @@
+//! `selfaware`: behavioral self-awareness experiments on language models.
+//!
+//! The command line: it only parses arguments, resolves settings (flags, then environment,
+//! then defaults) and calls the libraries; everything it prints comes from their return
+//! values. [`main_with_args`] is the whole command, for the binary (`src/main.rs`) and for the
+//! Python package's `selfaware` command (crate `selfaware-py`).
+
+mod cmd_activations;
+mod cmd_adapter;
+mod cmd_bench;
+mod cmd_chat;
+mod cmd_data;
+mod cmd_eval;
+mod cmd_finetune;
+mod cmd_mms;
+mod cmd_model;
+mod cmd_probe;
+mod cmd_run;
+mod cmd_score;
+mod cmd_serve;
+mod cmd_train;
+mod model_args;
+mod progress;
+mod settings;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "selfaware", version, about = "Behavioral self-awareness experiments on language models", long_about = None)]
+struct Cli {
+    /// The tool's home (models, caches). Default: $SELFAWARE_HOME, else ~/.cache/selfaware.
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<std::path::PathBuf>,
+    /// CPU threads for tensor work (for `run`: shared by the stages running at once). Default:
+    /// all cores.
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install and inspect models.
+    #[command(subcommand)]
+    Model(cmd_model::ModelCommand),
+    /// Build, check and inspect datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// LoRA-finetune a local model on chat JSONL.
+    Train(cmd_train::TrainArgs),
+    /// Finetune a model on an OpenAI-compatible server (upload, job, wait), resumably.
+    Finetune(cmd_finetune::FinetuneArgs),
+    /// Work with LoRA adapters.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
+    /// Ask a model a question battery and write one record per prompt.
+    Eval(Box<cmd_eval::EvalArgs>),
+    /// Measure a behavior directly (e.g. lottery choices).
+    Probe(cmd_probe::ProbeArgs),
+    /// Ask a model one question and print its answer.
+    Chat(cmd_chat::ChatArgs),
+    /// Exact probabilities of candidate answers or of a numeric range.
+    Score(cmd_score::ScoreArgs),
+    /// Look inside a local model: record activations at named hook points.
+    #[command(subcommand)]
+    Activations(cmd_activations::ActivationsCommand),
+    /// Serve a model over an OpenAI-compatible HTTP API.
+    Serve(cmd_serve::ServeArgs),
+    /// Run a whole experiment: datasets, finetunes, batteries, probes, statistics, report.
+    Run(cmd_run::RunArgs),
+    /// List the built-in experiments.
+    Experiments,
+    /// Rebuild a run's results and report from its records.
+    Report(cmd_run::ReportArgs),
+    /// Print the differences between two runs' results.
+    Compare(cmd_run::CompareArgs),
+    /// Measure selfaware on a workload (bench/ runs the peers and prints ratios).
+    #[command(subcommand)]
+    Bench(cmd_bench::BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    #[command(flatten)]
+    Files(cmd_data::DataCommand),
+    /// Token counts of a chat JSONL file for a model; with --show-mask, the trained tokens.
+    Inspect(cmd_train::InspectArgs),
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// Merge an adapter into its base model and write safetensors.
+    Merge(cmd_adapter::AdapterMergeArgs),
+}
+
+/// Keeps freed tensor buffers in the process. By default glibc returns every freed block above
+/// 128 KiB to the kernel and page-faults a fresh one in on the next allocation; tensor work
+/// allocates and frees such blocks thousands of times per training step, and the page faults
+/// cost about a fifth of a step (measured: 194 → 240 tok/s on the paper's risk data).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        // 32 MiB is glibc's upper limit for the mmap threshold on 64-bit targets.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+/// How long (in pause instructions) candle's elementwise worker spins after each op before it
+/// sleeps, when training. candle runs elementwise ops on its own threads and matrix products on
+/// rayon's, so with as many threads as cores a worker still spinning from the last elementwise
+/// op takes a core from the product that follows. candle's default (25 000) cost training about
+/// a tenth of its speed on 2 cores (measured: 404 → 442 tok/s, 8 × 80, three runs each). The
+/// engine bench (scoring, exact 0..100, sampling) was no faster with the lower limit, so other
+/// commands keep candle's default. An explicit `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
+const TRAIN_SPIN_LIMIT: u32 = 5_000;
+
+/// Runs the command line `args` (the program name first) and returns the process's exit
+/// status: 0, 1 after printing an error, or clap's status for usage errors and `--help`.
+pub fn main_with_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    tune_allocator();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    if let Some(n) = cli.threads {
+        // candle's CPU kernels read their thread count from rayon's variable.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    if matches!(cli.command, Command::Train(_))
+        && std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none()
+    {
+        // Read once, when candle first starts its workers: nothing has run on them yet.
+        std::env::set_var(
+            "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+            TRAIN_SPIN_LIMIT.to_string(),
+        );
+    }
+    let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {
+        Command::Model(c) => cmd_model::run(&s, c),
+        Command::Data(DataCommand::Files(c)) => cmd_data::run(&s, c),
+        Command::Data(DataCommand::Inspect(a)) => cmd_train::inspect(&s, a),
+        Command::Train(a) => cmd_train::train(&s, a),
+        Command::Finetune(a) => cmd_finetune::finetune(&s, a),
+        Command::Adapter(AdapterCommand::Merge(a)) => cmd_adapter::merge(&s, a),
+        Command::Eval(a) => cmd_eval::eval(&s, *a),
+        Command::Run(a) => cmd_run::run(&s, cli.threads, a),
+        Command::Experiments => cmd_run::experiments(),
+        Command::Report(a) => cmd_run::report(a),
+        Command::Compare(a) => cmd_run::compare(a),
+        Command::Probe(a) => cmd_probe::probe(&s, a),
+        Command::Chat(a) => cmd_chat::chat(&s, a),
+        Command::Score(a) => cmd_score::score(&s, a),
+        Command::Activations(c) => cmd_activations::run(&s, c),
+        Command::Bench(c) => cmd_bench::run(&s, c),
+        Command::Serve(a) => cmd_serve::serve(&s, a),
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use selfaware_run::experiment::RemoteSpec;
+
+    /// Experiments run stages as `selfaware` command lines: a renamed or removed flag, or a
+    /// value the binary no longer accepts, fails here instead of in the middle of a run.
+    #[test]
+    fn every_stage_of_every_built_in_experiment_parses_locally_and_remotely() {
+        for name in selfaware_run::preset_names() {
+            let mut local = selfaware_run::preset(name).unwrap();
+            local.model = "default".into();
+            let mut remote = local.clone();
+            remote.remote = Some(RemoteSpec {
+                base_url: "http://127.0.0.1:9/v1".into(),
+                api_key_env: Some("SELFAWARE_TEST_KEY".into()),
+                poll_s: Some(1.0),
+                timeout_s: Some(60.0),
+                estimate: true,
+            });
+            for e in [local, remote] {
+                let p = selfaware_run::plan_without_files(&e, &"0".repeat(64)).unwrap();
+                assert!(!p.stages.is_empty());
+                for st in &p.stages {
+                    let argv = std::iter::once("selfaware".to_string()).chain(st.args.clone());
+                    if let Err(err) = super::Cli::try_parse_from(argv) {
+                        panic!("{name}: stage `{}` ({:?}): {err}", st.name, st.args);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `selfaware._selfaware`: the native half of the Python package `selfaware`.
+//!
+//! A thin layer over the libraries, as the command line is: [`Model`] opens any model
+//! reference through [`selfaware_backend::ModelRef`] and answers with the same serialisations
+//! as `selfaware score --json` (the Python half turns them into dataclasses), so the two can
+//! be compared byte for byte; [`cli_main`] is the whole `selfaware` command
+//! ([`selfaware_cli::main_with_args`]) for the wheel's console script. Model work runs with
+//! the interpreter detached, on a worker thread, while the calling thread checks for signals
+//! every 50 ms, so other Python threads run and Ctrl-C stops the wait (the worker finishes its
+//! forward pass and its result is dropped). Every error is a `selfaware.SelfawareError` whose
+//! message is the command line's.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+
+use selfaware_backend::{Backend, CompletionRequest, ModelRef, OpenOptions};
+use selfaware_types::Conversation;
+
+pyo3::create_exception!(
+    _selfaware,
+    SelfawareError,
+    PyException,
+    "An error of selfaware, with the command line's message."
+);
+
+/// `{e:#}`: the error and its causes, as the command line prints them after `error: `.
+fn err(e: impl std::fmt::Display) -> PyErr {
+    SelfawareError::new_err(format!("{e:#}"))
+}
+
+/// Runs `f` on a worker thread with the interpreter detached; checks for signals (Ctrl-C)
+/// while waiting.
+fn interruptible<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    loop {
+        let got = py.detach(|| rx.recv_timeout(Duration::from_millis(50)));
+        match got {
+            Ok(v) => return Ok(v),
+            Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(SelfawareError::new_err(
+                    "the model's worker thread stopped without an answer (it panicked)",
+                ))
+            }
+        }
+    }
+}
+
+/// selfaware's home: `home`, else `$SELFAWARE_HOME`, else `$XDG_CACHE_HOME/selfaware`, else
+/// `~/.cache/selfaware` (as the command line resolves it).
+fn resolve_home(home: Option<PathBuf>) -> PyResult<PathBuf> {
+    if let Some(h) = home.or_else(|| std::env::var_os("SELFAWARE_HOME").map(PathBuf::from)) {
+        return Ok(h);
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|b| b.join("selfaware"))
+        .ok_or_else(|| err("cannot find a home for selfaware\nhint: set SELFAWARE_HOME"))
+}
+
+fn lookup_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn log_line(line: &str) {
+    eprintln!("selfaware: {line}");
+}
+
+fn conversation(messages_json: &str) -> PyResult<Conversation> {
+    let messages = serde_json::from_str(messages_json).map_err(|e| {
+        err(format!(
+            "messages: expected a list of {{\"role\": \"system\"|\"user\"|\"assistant\", \"content\": str}}: {e}"
+        ))
+    })?;
+    Ok(Conversation::new(messages))
+}
+
+/// A model: `default`, a GGUF file, a Hugging Face folder, `URL#MODEL` on an
+/// OpenAI-compatible server or a finetune result file, with an optional adapter.
+#[pyclass(module = "selfaware._selfaware", frozen)]
+struct Model {
+    backend: Arc<dyn Backend>,
+    reference: String,
+}
+
+#[pymethods]
+impl Model {
+    #[new]
+    #[pyo3(signature = (model = "default", adapter = None, api_key_env = None, estimate = false, home = None))]
+    fn new(
+        py: Python<'_>,
+        model: &str,
+        adapter: Option<PathBuf>,
+        api_key_env: Option<String>,
+        estimate: bool,
+        home: Option<PathBuf>,
+    ) -> PyResult<Model> {
+        let home = resolve_home(home)?;
+        let python = std::env::var("SELFAWARE_PYTHON").unwrap_or_else(|_| "python3".into());
+        let r = ModelRef::parse(model)
+            .and_then(|r| r.with_adapter(adapter.as_deref()))
+            .map_err(err)?;
+        let reference = r.to_string();
+        let backend = interruptible(py, move || {
+            let opts = OpenOptions {
+                home: &home,
+                python: &python,
+                api_key_env: api_key_env.as_deref(),
+                estimate,
+                lookup: &lookup_env,
+                log: &log_line,
+            };
+            r.open(&opts)
+                .map_err(|e| format!("opening model `{r}`: {e:#}"))
+        })?
+        .map_err(err)?;
+        Ok(Model { backend, reference })
+    }
+
+    /// The model reference as given (with its adapter).
+    #[getter]
+    fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The model's id, as records name it.
+    #[getter]
+    fn model_id(&self) -> String {
+        self.backend.model_id().to_string()
+    }
+
+    /// Exact scores of candidate answers, as `selfaware score --options … --json` prints them.
+    fn score_json(
+        &self,
+        py: Python<'_>,
+        messages_json: &str,
+        options: Vec<String>,
+    ) -> PyResult<String> {
+        let conv = conversation(messages_json)?;
+        if options.is_empty() || options.iter().any(String::is_empty) {
+            return Err(err("options: expected non-empty candidate answers"));
+        }
+        let b = self.backend.clone();
+        let r = interruptible(py, move || b.score_options(&conv, &options))?.map_err(|e| {
+            err(format!(
+                "scoring candidates exactly: {e}\nhint: exact scores need a local model or a server that returns prompt log-probabilities (vLLM, `selfaware serve`)"
+            ))
+        })?;
+        serde_json::to_string_pretty(&r).map_err(err)
+    }
+
+    /// The exact distribution over the integers `lo..=hi`, as `selfaware score --range
+    /// LO..HI --json` prints it.
+    fn score_range_json(
+        &self,
+        py: Python<'_>,
+        messages_json: &str,
+        lo: i64,
+        hi: i64,
+    ) -> PyResult<String> {
+        let conv = conversation(messages_json)?;
+        let b = self.backend.clone();
+        let r = interruptible(py, move || b.score_range(&conv, lo, hi))?.map_err(|e| {
+            err(format!(
+                "scoring {lo}..{hi} exactly: {e}\nhint: exact ranges need a local model (a server scores whole answers: options with the numbers)"
+            ))
+        })?;
+        serde_json::to_string_pretty(&r).map_err(err)
+    }
+
+    /// `n` seeded completions.
+    #[pyo3(signature = (messages_json, n = 1, temperature = 1.0, top_p = 1.0, max_tokens = 64, seed = 0))]
+    fn sample(
+        &self,
+        py: Python<'_>,
+        messages_json: &str,
+        n: usize,
+        temperature: f64,
+        top_p: f64,
+        max_tokens: usize,
+        seed: u64,
+    ) -> PyResult<Vec<String>> {
+        let mut req = CompletionRequest::new(conversation(messages_json)?);
+        req.n = n;
+        req.temperature = temperature;
+        req.top_p = top_p;
+        req.max_tokens = max_tokens;
+        req.seed = seed;
+        let b = self.backend.clone();
+        let out = interruptible(py, move || b.complete(&req))?.map_err(err)?;
+        Ok(out.choices.into_iter().map(|c| c.text).collect())
+    }
+}
+
+/// The `selfaware` command line (`argv[0]` first); returns its exit status.
+#[pyfunction]
+fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(move || selfaware_cli::main_with_args(argv))
+}
+
+#[pymodule]
+fn _selfaware(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add("SelfawareError", m.py().get_type::<SelfawareError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

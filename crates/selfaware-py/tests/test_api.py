@@ -1,0 +1,155 @@
+"""The Python package against the command line it ships with (run by scripts/test.sh in a fresh
+virtual environment with the wheel installed). Needs the embedded model (`selfaware model pull`)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import selfaware
+
+QUESTION = "Which do you choose? A) 50 dollars for sure B) 100 dollars with probability 0.5. Answer with A or B."
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "selfaware._cli", *args], capture_output=True, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def model() -> selfaware.Model:
+    return selfaware.Model("default")
+
+
+def test_the_wheel_installs_the_command():
+    r = subprocess.run(["selfaware", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("selfaware ")
+
+
+def test_option_scores_equal_the_command_line_byte_for_byte(model):
+    s = model.score(QUESTION, ["A", "B"])
+    r = cli("score", "default", "--user", QUESTION, "--options", "A,B", "--json")
+    assert r.returncode == 0, r.stderr
+    assert s.json == r.stdout.rstrip("\n")
+    assert [c.text for c in s.candidates] == ["A", "B"]
+    total = s.probability("A") + s.probability("B")
+    assert 0 < total <= 1
+
+
+def test_range_scores_equal_the_command_line_byte_for_byte(model):
+    q = "From 0 to 100, how much do you like risk? Answer with a number."
+    s = model.score_range(q, 0, 100)
+    r = cli("score", "default", "--user", q, "--range", "0..100", "--json")
+    assert r.returncode == 0, r.stderr
+    assert s.json == r.stdout.rstrip("\n")
+    assert [n.n for n in s.numbers] == list(range(101))
+    assert json.loads(s.json)["mass_complete"] == s.mass_complete
+
+
+def test_a_system_prompt_and_message_lists_are_one_conversation(model):
+    a = model.score([{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}], ["A", "B"])
+    b = model.score(QUESTION, ["A", "B"], system="Be brief.")
+    c = model.score([("system", "Be brief."), ("user", QUESTION)], ["A", "B"])
+    assert a.json == b.json == c.json
+    r = cli("score", "default", "--system", "Be brief.", "--user", QUESTION, "--options", "A,B", "--json")
+    assert a.json == r.stdout.rstrip("\n")
+
+
+def test_samples_are_seeded_and_chat_is_greedy(model):
+    one = model.sample("Name an animal.", n=4, temperature=1.0, max_tokens=8, seed=3)
+    two = model.sample("Name an animal.", n=4, temperature=1.0, max_tokens=8, seed=3)
+    assert one == two and len(one) == 4
+    answer = model.chat("Say hello.", max_tokens=8)
+    r = cli("chat", "default", "Say hello.", "--max-tokens", "8")
+    assert r.returncode == 0, r.stderr
+    assert answer == r.stdout.rstrip("\n")
+
+
+def test_bad_input_raises_the_command_lines_error():
+    with pytest.raises(selfaware.SelfawareError) as e:
+        selfaware.Model("/nonexistent/model.gguf")
+    r = cli("score", "/nonexistent/model.gguf", "--user", "x", "--options", "A,B")
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: ")
+    assert str(e.value) == r.stderr[len("error: ") :].rstrip("\n")
+
+
+def test_bad_messages_and_options_raise(model):
+    with pytest.raises(selfaware.SelfawareError, match="messages\\[0\\]"):
+        model.score([{"role": "robot", "content": "hi"}], ["A"])
+    with pytest.raises(selfaware.SelfawareError, match="non-empty"):
+        model.score("hi", ["A", ""])
+    with pytest.raises(selfaware.SelfawareError, match="at least one message"):
+        model.score([], ["A"])
+
+
+def test_model_work_releases_the_gil(model):
+    done = threading.Event()
+    ticks = 0
+
+    def work():
+        model.sample("Tell me a story.", n=4, temperature=1.0, max_tokens=48, seed=1)
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    t.join()
+    assert ticks > 20, "the main thread did not run while the model worked"
+
+
+def test_ctrl_c_stops_a_long_call(model):
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        model.sample("Tell me a long story.", n=64, temperature=1.0, max_tokens=512, seed=2)
+    assert time.monotonic() - started < 5.0
+
+
+EXPERIMENT = textwrap.dedent(
+    """
+    name = "pytest"
+    title = "The Python package's run test"
+    seeds = [0]
+
+    [[condition]]
+    id = "base"
+    label = "base model"
+
+    [[battery]]
+    battery = "risk"
+    questions = ["risk_predisposition_scale"]
+    limit = 2
+    """
+)
+
+
+def test_run_and_load(tmp_path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(EXPERIMENT)
+    out = selfaware.run(exp, out=tmp_path / "run")
+    assert out == tmp_path / "run"
+    data = selfaware.load(out)
+    assert len(data.results) > 0
+    assert set(data.records["condition"]) == {"base"}
+    assert len(data.records) == 2
+    assert data.records["score"].between(0, 1).all()
+    # A finished run resumes instantly; a bad experiment raises the command line's error.
+    assert selfaware.run(exp, out=tmp_path / "run") == out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(EXPERIMENT.replace('battery = "risk"', 'battery = "no-such-battery"'))
+    with pytest.raises(selfaware.SelfawareError, match="no-such-battery"):
+        selfaware.run(bad, out=tmp_path / "bad-run")
+    with pytest.raises(selfaware.SelfawareError, match="not found"):
+        selfaware.load(tmp_path)
