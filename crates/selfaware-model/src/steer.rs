@@ -74,6 +74,9 @@ impl std::str::FromStr for SteerSpec {
     }
 }
 
+// `alpha` is finite (checked when parsed), so equality is an equivalence.
+impl Eq for SteerSpec {}
+
 impl std::fmt::Display for SteerSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.point, self.alpha)
