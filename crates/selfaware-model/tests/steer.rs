@@ -503,3 +503,36 @@ fn files_are_read_by_point_and_bad_ones_name_file_point_and_what_was_expected() 
         "{m}"
     );
 }
+
+#[test]
+fn forward_rows_is_steered_as_the_full_forward_is() {
+    let (_d, e) = tiny();
+    let s = mixed(&e);
+    let ids = prompt_ids(&s, "Tell me about bread.");
+    let t = ids.len();
+    let mask = build_mask(1, t, t, |_, q, k| k <= q).unwrap();
+    let step = Step {
+        tokens: &u32_matrix(&[ids.clone()]).unwrap(),
+        positions: &u32_matrix(&[(0..t as u32).collect()]).unwrap(),
+        mask: &mask,
+    };
+    let rows = [1u32, 4, t as u32 - 1];
+    let got: Vec<Vec<f32>> = s
+        .model
+        .forward_rows(&step, None, &Tensor::new(&rows[..], &Device::Cpu).unwrap())
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    let all = hidden(&s, &ids);
+    let want: Vec<Vec<f32>> = rows.iter().map(|&r| all[r as usize].clone()).collect();
+    assert!(max_diff(&got, &want) < 1e-5, "{}", max_diff(&got, &want));
+    assert!(
+        max_diff(
+            &want,
+            &rows
+                .iter()
+                .map(|&r| hidden(&e, &ids)[r as usize].clone())
+                .collect::<Vec<_>>()
+        ) > 0.1
+    );
+}
