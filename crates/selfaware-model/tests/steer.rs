@@ -512,7 +512,7 @@ fn forward_rows_is_steered_as_the_full_forward_is() {
     let t = ids.len();
     let mask = build_mask(1, t, t, |_, q, k| k <= q).unwrap();
     let step = Step {
-        tokens: &u32_matrix(&[ids.clone()]).unwrap(),
+        tokens: &u32_matrix(std::slice::from_ref(&ids)).unwrap(),
         positions: &u32_matrix(&[(0..t as u32).collect()]).unwrap(),
         mask: &mask,
     };
