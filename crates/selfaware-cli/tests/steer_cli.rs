@@ -77,6 +77,25 @@ fn score_is_steered_and_says_by_what() {
         &[format!("{}:blocks.0.hook_resid_post:0", f.display())],
     );
     assert_eq!(lp(&zero), lp(&plain));
+    // The table says so too.
+    let text = ok(&selfaware(
+        t.path(),
+        &[
+            "score",
+            s(&model),
+            "--user",
+            "Rate.",
+            "--range",
+            "0..3",
+            "--steer",
+            &specs[1],
+        ],
+    ));
+    assert!(
+        text.contains("steered: -2 × blocks.1.hook_mlp_out of ")
+            && text.contains("dirs.safetensors"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -677,6 +677,7 @@ impl std::fmt::Display for RangeScores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self;
         writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        write_steering(f, &r.steering)?;
         writeln!(
             f,
             "{:>6}  {:>12}  {:>12}",
@@ -712,10 +713,27 @@ impl std::fmt::Display for RangeScores {
 
 /// Each candidate's probabilities and the mass outside them, as `selfaware score --options`
 /// prints them.
+/// One line per steering vector: `steered: ALPHA × POINT of FILE (sha256 PREFIX)`.
+fn write_steering(
+    f: &mut std::fmt::Formatter<'_>,
+    steering: &[selfaware_types::SteerRecord],
+) -> std::fmt::Result {
+    for s in steering {
+        let sha = &s.sha256[..s.sha256.len().min(12)];
+        writeln!(
+            f,
+            "steered: {} × {} of {} (sha256 {sha})",
+            s.alpha, s.point, s.file
+        )?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for OptionScores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self;
         writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        write_steering(f, &r.steering)?;
         writeln!(
             f,
             "{:<20}  {:>14}  {:>16}",
