@@ -224,4 +224,30 @@ fn eval_and_probe_record_the_steering_in_their_provenance() {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(v["provenance"]["steering"][0]["alpha"], 3.0);
+    // Make Me Say: the steered model plays against itself unsteered.
+    let mms = t.path().join("mms.json");
+    let stdout = ok(&selfaware(
+        t.path(),
+        &[
+            "probe",
+            "mms",
+            "--model",
+            s(&model),
+            "--codeword",
+            "bark",
+            "--max-tokens",
+            "4",
+            "--n",
+            "2",
+            "--out",
+            s(&mms),
+            "--steer",
+            &spec,
+        ],
+    ));
+    assert!(stdout.starts_with("mms-bark probe, 2 items"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mms).unwrap()).unwrap();
+    assert_eq!(v["provenance"]["steering"][0]["alpha"], 3.0);
+    assert!(v.to_string().contains("(no adapter, not steered)"), "{v}");
 }
