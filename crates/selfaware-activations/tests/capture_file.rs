@@ -268,3 +268,27 @@ fn a_battery_captures_its_rendered_prompts() {
         vec![items.len(), 64]
     );
 }
+
+#[test]
+fn the_capture_bench_times_scoring_capture_and_steering_on_the_same_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(&prompts, PROMPTS).unwrap();
+    let v =
+        selfaware_activations::bench::capture_vs_scoring(&e, &PromptSource::File(prompts), 2, None)
+            .unwrap();
+    assert_eq!(v["prompts"], 3);
+    assert_eq!(v["reps"], 2);
+    let s = &v["steering"];
+    assert_eq!(s["one_vector"], "blocks.1.hook_resid_post (alpha 0.1)");
+    assert_eq!(s["every_layer"], "blocks.*.hook_resid_post (2 vectors)");
+    for k in [
+        "one_vector_ratio_best",
+        "one_vector_ratio_median",
+        "every_layer_ratio_best",
+        "every_layer_ratio_median",
+    ] {
+        assert!(s[k].as_f64().unwrap() > 0.0, "{k}: {s}");
+    }
+}

@@ -111,6 +111,7 @@ impl EvalManifest {
     fn same_run(&self, other: &EvalManifest) -> bool {
         self.model == other.model
             && self.provenance.model_sha256 == other.provenance.model_sha256
+            && self.provenance.steering == other.provenance.steering
             && self.battery == other.battery
             && self.resolved_battery_sha256 == other.resolved_battery_sha256
             && self.settings == other.settings
@@ -668,6 +669,7 @@ pub fn run_eval(
             model_sha256: base.model_sha256(),
             adapter_sha256: None,
             seed: Some(spec.seed),
+            steering: base.steering(),
         },
         model: model.label.clone(),
         model_path: base.location(),

@@ -630,6 +630,7 @@ impl HttpBackend {
             prompt_tokens: p,
             candidates,
             off_candidate_first_token_mass: (1.0 - inside).max(0.0),
+            steering: Vec::new(),
         })
     }
 }

@@ -318,6 +318,31 @@ pub trait Backend: Send + Sync {
         })
     }
 
+    /// The steering vectors this model adds inside its forward pass, as results record them
+    /// (empty when it is not steered).
+    fn steering(&self) -> Vec<selfaware_types::SteerRecord> {
+        Vec::new()
+    }
+
+    /// The same model steered by the vectors `specs` name (replacing any steering; none: not
+    /// steered), sharing the weights; [`BackendError::Unsupported`] where the backend cannot
+    /// add vectors to the model's activations (a served model).
+    fn with_steering(
+        &self,
+        specs: &[selfaware_model::SteerSpec],
+    ) -> Result<std::sync::Arc<dyn Backend>> {
+        let list: Vec<String> = specs.iter().map(ToString::to_string).collect();
+        Err(BackendError::Unsupported {
+            backend: format!("`{}`", self.model_id()),
+            what: format!(
+                "steer ({}): steering adds vectors inside the forward pass, which only a local \
+                 model's engine can do\nhint: load the model's weights locally (a .gguf file, a \
+                 Hugging Face directory, or `default`)",
+                list.join(", ")
+            ),
+        })
+    }
+
     /// The local engine behind this backend, for work that needs the tensors themselves
     /// (training, activations); None for any other backend.
     fn engine(&self) -> Option<&std::sync::Arc<selfaware_model::Engine>> {

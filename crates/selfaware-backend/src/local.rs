@@ -51,6 +51,33 @@ impl LocalBackend {
     }
 }
 
+/// `id` with its `tag` part (`+adapter:HASH`, `+steer:HASH`) replaced by one naming `sha`'s
+/// first 12 digits, or removed when `sha` is None.
+pub(crate) fn with_tag(id: &str, tag: &str, sha: Option<&str>) -> String {
+    let mut out = match id.find(tag) {
+        Some(i) => {
+            let rest = &id[i + tag.len()..];
+            let end = rest.find('+').map_or(id.len(), |j| i + tag.len() + j);
+            format!("{}{}", &id[..i], &id[end..])
+        }
+        None => id.to_string(),
+    };
+    if let Some(sha) = sha {
+        out += &format!("{tag}{}", &sha[..sha.len().min(12)]);
+    }
+    out
+}
+
+/// The identity of a model's steering: the sha256 of its records (files' hashes, points and
+/// multipliers) as JSON; None when it is not steered.
+pub fn steering_sha256(records: &[selfaware_types::SteerRecord]) -> Option<String> {
+    if records.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_vec(records).expect("steer records serialize");
+    Some(selfaware_types::sha256_hex(&json))
+}
+
 /// What the engine decodes for `req`: its conversation's prompt, its sampling settings (the
 /// alternatives per token only when it asks for logprobs) and its stop strings.
 pub fn decode_request(engine: &Engine, req: &CompletionRequest) -> Result<sample::Request> {
@@ -194,8 +221,24 @@ impl Backend for LocalBackend {
     fn with_adapter(&self, dir: &std::path::Path) -> Result<Arc<dyn Backend>> {
         let engine = self.engine.with_adapter_dir(dir)?;
         let sha = crate::adapter_sha256(dir)?;
-        let base = self.id.split("+adapter:").next().unwrap_or(&self.id);
-        let id = format!("{base}+adapter:{}", &sha[..sha.len().min(12)]);
+        let id = with_tag(&self.id, "+adapter:", Some(&sha));
+        Ok(Arc::new(
+            LocalBackend::new(Arc::new(engine), id).with_max_n(self.max_n),
+        ))
+    }
+
+    fn steering(&self) -> Vec<selfaware_types::SteerRecord> {
+        self.engine.steering().to_vec()
+    }
+
+    fn with_steering(&self, specs: &[selfaware_model::SteerSpec]) -> Result<Arc<dyn Backend>> {
+        let steering = selfaware_model::Steering::load(specs, &self.engine.model.cfg)?;
+        let engine = self.engine.with_steering(steering)?;
+        let id = with_tag(
+            &self.id,
+            "+steer:",
+            steering_sha256(engine.steering()).as_deref(),
+        );
         Ok(Arc::new(
             LocalBackend::new(Arc::new(engine), id).with_max_n(self.max_n),
         ))

@@ -165,6 +165,7 @@ impl Backend for MockBackend {
             prompt_tokens: 0,
             candidates,
             off_candidate_first_token_mass: (1.0 - inside).max(0.0),
+            steering: Vec::new(),
         })
     }
 
@@ -200,6 +201,7 @@ impl Backend for MockBackend {
             expected_value_starts_with: expected,
             mass_complete: mass,
             expected_value_complete: expected,
+            steering: Vec::new(),
         })
     }
 

@@ -9,13 +9,15 @@
 //! | `URL#MODEL` | the model `MODEL` on an OpenAI-compatible server at base URL `URL` |
 //! | `FILE.json` | the result file of `selfaware finetune --out FILE.json` (its server and model) |
 //!
-//! A local model may carry one PEFT adapter (attached when opened).
+//! A local model may carry one PEFT adapter (attached when opened) and steering vectors
+//! (`--steer FILE:POINT:ALPHA`, added inside its forward pass); a served model can carry
+//! neither.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use selfaware_model::home::{self, WheelSource};
-use selfaware_model::{Engine, ModelSource};
+use selfaware_model::{Engine, ModelSource, SteerSpec, Steering};
 
 use crate::finetune::FinetuneResult;
 use crate::{Backend, BackendError, HttpBackend, HttpConfig, LocalBackend, Result};
@@ -45,6 +47,8 @@ pub struct ModelRef {
     pub location: ModelLocation,
     /// A PEFT adapter directory to attach (local models only).
     pub adapter: Option<PathBuf>,
+    /// Steering vectors to add in the forward pass (local models only).
+    pub steer: Vec<SteerSpec>,
 }
 
 /// What opening a model needs from outside: the tool's home (where `default` is installed),
@@ -105,6 +109,7 @@ impl ModelRef {
             spec: trimmed.to_string(),
             location,
             adapter: None,
+            steer: Vec::new(),
         })
     }
 
@@ -114,6 +119,7 @@ impl ModelRef {
             spec: path.display().to_string(),
             location: ModelLocation::FinetuneResult(path.to_path_buf()),
             adapter: None,
+            steer: Vec::new(),
         }
     }
 
@@ -131,6 +137,13 @@ impl ModelRef {
         }
         self.adapter = adapter.map(Path::to_path_buf);
         Ok(self)
+    }
+
+    /// The same model steered by `steer` (empty: not steered). Served models refuse it when
+    /// opened ([`Backend::with_steering`]).
+    pub fn with_steering(mut self, steer: &[SteerSpec]) -> ModelRef {
+        self.steer = steer.to_vec();
+        self
     }
 
     /// Whether the weights are on this machine.
@@ -206,13 +219,14 @@ impl ModelRef {
         Ok((path.display().to_string(), sha))
     }
 
-    /// Loads a local model's engine with the adapter attached.
+    /// Loads a local model's engine with the adapter attached and the steering set.
     pub fn load_engine(&self, opts: &OpenOptions) -> Result<Engine> {
         let source = self.local_source(opts)?;
         let mut engine = Engine::load(&source)?;
         if let Some(dir) = &self.adapter {
             engine.attach_adapter_dir(dir)?;
         }
+        engine.set_steering(Steering::load(&self.steer, &engine.model.cfg)?);
         Ok(engine)
     }
 
@@ -242,22 +256,33 @@ impl ModelRef {
                 let engine = self.load_engine(opts)?;
                 let mut id = self.spec.clone();
                 if let Some(dir) = &self.adapter {
-                    let sha = adapter_sha256(dir)?;
-                    id += &format!("+adapter:{}", &sha[..sha.len().min(12)]);
+                    id = crate::local::with_tag(&id, "+adapter:", Some(&adapter_sha256(dir)?));
                 }
+                let steer = crate::local::steering_sha256(engine.steering());
+                id = crate::local::with_tag(&id, "+steer:", steer.as_deref());
                 // Any number of samples in one request: a local request of n samples draws what
                 // the engine draws for n, whatever n is.
                 Ok(Arc::new(
                     LocalBackend::new(Arc::new(engine), id).with_max_n(LOCAL_MAX_N),
                 ))
             }
-            ModelLocation::Served { base_url, model } => served(base_url, model, opts.api_key_env),
+            ModelLocation::Served { base_url, model } => {
+                self.steered(served(base_url, model, opts.api_key_env)?)
+            }
             ModelLocation::FinetuneResult(f) => {
                 let r = FinetuneResult::read(f)?;
                 let key_env = opts.api_key_env.or(r.api_key_env.as_deref());
-                served(&r.base_url, &r.fine_tuned_model, key_env)
+                self.steered(served(&r.base_url, &r.fine_tuned_model, key_env)?)
             }
         }
+    }
+
+    /// A served model as opened, or the backend's refusal when steering was asked for.
+    fn steered(&self, backend: Arc<dyn Backend>) -> Result<Arc<dyn Backend>> {
+        if self.steer.is_empty() {
+            return Ok(backend);
+        }
+        backend.with_steering(&self.steer)
     }
 }
 
@@ -266,6 +291,9 @@ impl std::fmt::Display for ModelRef {
         f.write_str(&self.spec)?;
         if let Some(a) = &self.adapter {
             write!(f, " + adapter {}", a.display())?;
+        }
+        for s in &self.steer {
+            write!(f, " + steer {s}")?;
         }
         Ok(())
     }

@@ -15,8 +15,8 @@ use crate::settings::Settings;
 pub enum BenchCommand {
     /// Time scoring, exact numeric distributions and batched sampling on a workload file.
     Engine(EngineArgs),
-    /// Time a `last` capture of the residual stream at every layer against next-token scoring
-    /// of the same prompts (`selfaware activations capture`'s cost), printing the ratio.
+    /// Time a `last` capture of the residual stream at every layer, and scoring under steering,
+    /// against next-token scoring of the same prompts, printing the ratios.
     Capture(CaptureBenchArgs),
     /// Print this machine: CPU, instruction sets, cores, caches, the kernels the engine takes,
     /// compute threads and load average.

@@ -1,13 +1,11 @@
 //! `selfaware chat`: one question to any model (local, or served as `URL#MODEL`), one answer.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result};
 use clap::Args;
 use selfaware_backend::CompletionRequest;
 use selfaware_types::Conversation;
 
-use crate::model_args::open_one;
+use crate::model_args::{open_one, OneModelArgs};
 use crate::settings::Settings;
 
 #[derive(Args)]
@@ -15,12 +13,8 @@ pub struct ChatArgs {
     /// `default`, a .gguf file, a Hugging Face model directory, `URL#MODEL` on an
     /// OpenAI-compatible server, or a `selfaware finetune --out` result file.
     pub model: String,
-    /// A PEFT LoRA adapter directory to attach to the model (local models).
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// The environment variable that holds the server's API key (served models only).
-    #[arg(long, value_name = "VAR")]
-    pub api_key_env: Option<String>,
+    #[command(flatten)]
+    pub with: OneModelArgs,
     /// The user's message.
     pub message: String,
     /// System prompt. Without it the model's chat template decides (SmolLM inserts its own).
@@ -38,7 +32,7 @@ pub struct ChatArgs {
 }
 
 pub fn chat(s: &Settings, a: ChatArgs) -> Result<()> {
-    let b = open_one(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
+    let b = open_one(s, &a.model, &a.with)?;
     let mut req = CompletionRequest::new(Conversation::user(a.system.as_deref(), &a.message));
     req.temperature = a.temperature;
     req.top_p = a.top_p;

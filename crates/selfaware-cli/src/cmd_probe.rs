@@ -117,6 +117,11 @@ fn manipulatee(
             let r = ModelRef::parse(&format!("{}#{}", m.url, m.model))?;
             (s.open(&r, m.key_env.as_deref(), false)?, m.model.clone())
         }
+        // The base model, not steered either.
+        None if model.is_local() && !base.steering().is_empty() => (
+            base.with_steering(&[])?,
+            format!("{label} (no adapter, not steered)"),
+        ),
         None if model.is_local() => (base.clone(), format!("{label} (no adapter)")),
         None => bail!(
             "the Make Me Say probe of a served model needs a manipulatee: --manipulatee-url and \
@@ -143,6 +148,7 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
         model_sha256: model.backend.model_sha256(),
         adapter_sha256: adapter_sha,
         seed: Some(a.seed),
+        steering: model.backend.steering(),
     };
     let mee = manipulatee(s, &spec, &model_ref, &base, &model.label)?;
     let mut bar = Bar::new(25);

@@ -1,13 +1,11 @@
 //! `selfaware score`: exact probabilities of candidate answers or of a numeric range, from a
 //! local model or a server with prompt log-probabilities.
 
-use std::path::PathBuf;
-
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use selfaware_types::Conversation;
 
-use crate::model_args::open_one;
+use crate::model_args::{open_one, OneModelArgs};
 use crate::settings::Settings;
 
 #[derive(Args)]
@@ -15,12 +13,8 @@ pub struct ScoreArgs {
     /// `default`, a .gguf file, a Hugging Face model directory, `URL#MODEL` on an
     /// OpenAI-compatible server, or a `selfaware finetune --out` result file.
     pub model: String,
-    /// A PEFT LoRA adapter directory to attach to the model (local models).
-    #[arg(long, value_name = "DIR")]
-    pub adapter: Option<PathBuf>,
-    /// The environment variable that holds the server's API key (served models only).
-    #[arg(long, value_name = "VAR")]
-    pub api_key_env: Option<String>,
+    #[command(flatten)]
+    pub with: OneModelArgs,
     /// The user's message.
     #[arg(long)]
     pub user: String,
@@ -56,7 +50,7 @@ pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
             );
         }
     }
-    let e = open_one(s, &a.model, a.adapter.as_deref(), a.api_key_env.as_deref())?;
+    let e = open_one(s, &a.model, &a.with)?;
     let conv = Conversation::user(a.system.as_deref(), &a.user);
     if let Some((lo, hi)) = range {
         let r = e.score_range(&conv, lo, hi).with_context(|| {

@@ -194,7 +194,16 @@ mod tests {
                 timeout_s: Some(60.0),
                 estimate: true,
             });
-            for e in [local, remote] {
+            // And every condition steered (local only: a served model cannot be).
+            let mut steered = local.clone();
+            for c in &mut steered.conditions {
+                c.steer = Some(selfaware_run::experiment::SteerCondition {
+                    vector: "d.safetensors".into(),
+                    point: "blocks.3.hook_resid_post".into(),
+                    alphas: vec![-0.5],
+                });
+            }
+            for e in [local, remote, steered] {
                 let p = selfaware_run::plan_without_files(&e, &"0".repeat(64)).unwrap();
                 assert!(!p.stages.is_empty());
                 for st in &p.stages {

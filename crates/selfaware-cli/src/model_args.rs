@@ -8,6 +8,7 @@ use selfaware_ask::AskedModel;
 use std::sync::Arc;
 
 use selfaware_backend::{Backend, ModelRef};
+use selfaware_model::SteerSpec;
 
 use crate::settings::Settings;
 
@@ -30,6 +31,18 @@ pub struct ModelArgs {
     /// when the server could score exactly.
     #[arg(long)]
     pub estimate: bool,
+    #[command(flatten)]
+    pub steer: SteerArgs,
+}
+
+/// `--steer FILE:POINT:ALPHA`, repeatable.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SteerArgs {
+    /// Steer a local model: add ALPHA times the tensor named POINT ([d] or [1, d]) of the
+    /// safetensors FILE at the hook point POINT (e.g. blocks.12.hook_resid_post), at every
+    /// position. Repeatable; vectors add up. `selfaware activations diff` writes such files.
+    #[arg(long, value_name = "FILE:POINT:ALPHA", value_parser = crate::cmd_eval::parse_with::<SteerSpec>)]
+    pub steer: Vec<SteerSpec>,
 }
 
 impl ModelArgs {
@@ -45,22 +58,32 @@ impl ModelArgs {
 
     /// Opens the model (without adapter) and names it as records do.
     pub fn open(&self, s: &Settings) -> Result<(ModelRef, AskedModel)> {
-        let r = self.model_ref()?;
+        let r = self.model_ref()?.with_steering(&self.steer.steer);
         let backend = s.open(&r, self.api_key_env.as_deref(), self.estimate)?;
         let label = r.label()?;
         Ok((r, AskedModel { label, backend }))
     }
 }
 
-/// Opens `model` (with `adapter`) for one question.
-pub fn open_one(
-    s: &Settings,
-    model: &str,
-    adapter: Option<&std::path::Path>,
-    api_key_env: Option<&str>,
-) -> Result<Arc<dyn Backend>> {
-    let r = ModelRef::parse(model)?.with_adapter(adapter)?;
-    s.open(&r, api_key_env, false)
+/// The flags `chat` and `score` take after their model.
+#[derive(Args, Debug, Clone)]
+pub struct OneModelArgs {
+    /// A PEFT LoRA adapter directory to attach to the model (local models).
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// The environment variable that holds the server's API key (served models only).
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    #[command(flatten)]
+    pub steer: SteerArgs,
+}
+
+/// Opens `model` (with the adapter and steering `a` name) for one question.
+pub fn open_one(s: &Settings, model: &str, a: &OneModelArgs) -> Result<Arc<dyn Backend>> {
+    let r = ModelRef::parse(model)?
+        .with_adapter(a.adapter.as_deref())?
+        .with_steering(&a.steer.steer);
+    s.open(&r, a.api_key_env.as_deref(), false)
 }
 
 /// The LLM judge of judged questions (`eval`, and `run` for its batteries).

@@ -47,7 +47,7 @@ impl LayerHook {
         }
     }
 
-    fn slot(self) -> usize {
+    pub(crate) fn slot(self) -> usize {
         self as usize
     }
 }
@@ -221,6 +221,15 @@ impl Capture {
             let x = self.select(x)?;
             let ones = Tensor::ones(x.dim(1)?, x.dtype(), x.device())?;
             self.taken[i] = Some(ops::rms_norm(&x, &ones, eps)?);
+        }
+        Ok(())
+    }
+
+    /// Records `ln_final.hook_normalized` as the already normalized `n` (a steered model adds
+    /// its vectors to it before the gain).
+    pub(crate) fn record_normalized(&mut self, n: &Tensor) -> Result<()> {
+        if let Some(i) = self.ln_final {
+            self.taken[i] = Some(self.select(n)?);
         }
         Ok(())
     }

@@ -42,6 +42,9 @@ pub enum ModelError {
     Input(String),
     #[error("adapter {path}: {message}")]
     Adapter { path: PathBuf, message: String },
+    /// A steering vector (`FILE:POINT:ALPHA`) that cannot be read or does not fit the model.
+    #[error("steering vector {spec}: {message}")]
+    Steer { spec: String, message: String },
     #[error("installing the default model failed: {message}\nhint: {hint}")]
     Pull { message: String, hint: String },
 }

@@ -25,6 +25,7 @@ pub mod naive;
 pub mod ops;
 pub mod sample;
 pub mod score;
+pub mod steer;
 pub mod testing;
 pub mod weights;
 
@@ -44,6 +45,7 @@ pub use llama::{KvCache, Llama};
 pub use lora::{Adapter, LoraSpec};
 pub use sample::{FinishReason, Generated, Sample, SampleConfig, TokenLogprob};
 pub use score::{CandidateScore, NumberScore, OptionScores, RangeScores};
+pub use steer::{SteerSpec, SteerVector, Steering};
 
 /// What a model reference points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,6 +283,42 @@ impl Engine {
     /// Builds an engine from parts (tests build tiny random models this way).
     pub fn from_parts(model: Llama, chat: ChatFormat, path: &Path, sha256: String) -> Self {
         Self::assemble(model, chat, path, "memory", sha256, BTreeMap::new())
+    }
+
+    /// A new engine on `model` (made from this one's tensors, which are reference-counted)
+    /// with this one's facts. The chat format is read again from the model's files, so `self`
+    /// must have been loaded from a GGUF file or a Hugging Face directory.
+    pub fn sibling(&self, model: Llama) -> Result<Engine> {
+        let path = Path::new(&self.info.path);
+        let chat = match ModelSource::from_path(path)? {
+            ModelSource::Gguf(p) => ChatFormat::from_gguf(&GgufFile::open(&p)?),
+            ModelSource::HfDir(d) => ChatFormat::from_hf_dir(&d),
+        }?;
+        let mut engine = Engine::from_parts(model, chat, path, self.info.sha256.clone());
+        engine.info = self.info.clone();
+        Ok(engine)
+    }
+
+    /// Steers the model with `steering` from now on (None: no longer steered), replacing any
+    /// steering it had. Kept prompt heads are forgotten (the model's identity changes).
+    pub fn set_steering(&mut self, steering: Option<Steering>) {
+        self.model.steering = steering.map(std::sync::Arc::new);
+    }
+
+    /// A new engine sharing this one's weights and adapter, steered by `steering` (None: not
+    /// steered) in place of any steering here. See [`Engine::sibling`] for what `self` must be.
+    pub fn with_steering(&self, steering: Option<Steering>) -> Result<Engine> {
+        let mut engine = self.sibling(self.model.clone())?;
+        engine.set_steering(steering);
+        Ok(engine)
+    }
+
+    /// The vectors this model adds, as results record them (empty when it is not steered).
+    pub fn steering(&self) -> &[selfaware_types::SteerRecord] {
+        self.model
+            .steering
+            .as_deref()
+            .map_or(&[], Steering::records)
     }
 
     fn eot(&self) -> u32 {

@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::lora::{Dropout, Lora};
 use crate::ops;
+use crate::steer::Steering;
 use crate::weights::Weights;
 
 /// A linear layer `y = x Wᵀ + b` with `W: [out, in]`, plus an optional LoRA `scale · B A x`.
@@ -361,6 +362,8 @@ pub struct Llama {
     pub rope: Rope,
     /// `lm_headᵀ`, contiguous, for logits of many rows at once (batched decoding).
     lm_head_t: Transposed,
+    /// Vectors added at hook points in every forward pass ([`crate::steer`]); None: none.
+    pub steering: Option<std::sync::Arc<Steering>>,
 }
 
 impl Llama {
@@ -401,11 +404,12 @@ impl Llama {
             lm_head,
             rope: Rope::new(cfg)?,
             lm_head_t: Transposed::default(),
+            steering: None,
         })
     }
 
-    /// Identities of every tensor the forward reads (weights, norms, adapters) and the bits of
-    /// every LoRA scale. candle tensors do not change after they are made, except training
+    /// Identities of every tensor the forward reads (weights, norms, adapters, steering
+    /// vectors) and the bits of every LoRA scale. candle tensors do not change after they are made, except training
     /// `Var`s, so equal identities mean the same model for inference.
     pub fn identity(&self) -> (Vec<candle_core::TensorId>, Vec<u64>) {
         let mut ids = vec![self.embed.id(), self.norm.id(), self.lm_head.id()];
@@ -432,6 +436,9 @@ impl Llama {
                     scales.push(lora.scale.to_bits());
                 }
             }
+        }
+        if let Some(s) = &self.steering {
+            ids.extend(s.tensor_ids());
         }
         (ids, scales)
     }
@@ -491,6 +498,14 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, t) = step.tokens.dims2()?;
         let cfg = &self.cfg;
+        let steer = self.steering.as_deref();
+        // `x + Σ alpha · v` where the model is steered at that point (before it is recorded).
+        let steered = |i: usize, hook: LayerHook, x: Tensor| -> Result<Tensor> {
+            match steer {
+                Some(s) => s.add(i, hook, x),
+                None => Ok(x),
+            }
+        };
         let mut x = self
             .embed
             .index_select(&step.tokens.flatten_all()?, 0)?
@@ -501,6 +516,7 @@ impl Llama {
             let slot = cache
                 .as_deref_mut()
                 .map(|c| (c.shared.get(i).and_then(Option::as_ref), &mut c.layers[i]));
+            x = steered(i, LayerHook::ResidPre, x)?;
             if let Some(c) = capture.as_deref_mut() {
                 c.record(i, LayerHook::ResidPre, &x)?;
             }
@@ -522,6 +538,7 @@ impl Llama {
                 x = flat(&x)?;
             }
             let a = layer.o_proj.forward_with(&heads, dropout.as_deref_mut())?;
+            let a = steered(i, LayerHook::AttnOut, a)?;
             if let Some(c) = capture.as_deref_mut() {
                 c.record(i, LayerHook::AttnOut, &a)?;
             }
@@ -532,18 +549,34 @@ impl Llama {
             let m = layer
                 .down_proj
                 .forward_with(&ops::swiglu(&gate, &up)?, dropout.as_deref_mut())?;
+            let m = steered(i, LayerHook::MlpOut, m)?;
             if let Some(c) = capture.as_deref_mut() {
                 c.record(i, LayerHook::MlpOut, &m)?;
             }
             x = (x + m)?;
+            x = steered(i, LayerHook::ResidPost, x)?;
             if let Some(c) = capture.as_deref_mut() {
                 c.record(i, LayerHook::ResidPost, &x)?;
             }
         }
-        if let Some(c) = capture {
-            c.record_ln_final(&x, eps)?;
+        match steer.and_then(Steering::ln_final) {
+            // `(x / rms(x) + Σ alpha · v) · gain`: the vector joins the normalized stream
+            // before the final norm's gain, as a hook on TransformerLens's `hook_normalized`.
+            Some(v) => {
+                let ones = Tensor::ones(cfg.hidden_size, x.dtype(), x.device())?;
+                let n = ops::rms_norm(&x, &ones, eps)?.broadcast_add(v)?;
+                if let Some(c) = capture {
+                    c.record_normalized(&n)?;
+                }
+                Ok(n.broadcast_mul(&self.norm)?)
+            }
+            None => {
+                if let Some(c) = capture {
+                    c.record_ln_final(&x, eps)?;
+                }
+                ops::rms_norm(&x, &self.norm, eps)
+            }
         }
-        ops::rms_norm(&x, &self.norm, eps)
     }
 
     /// The attention heads' output before the output projection: `[B, T, heads·hd]`.

@@ -454,17 +454,9 @@ impl crate::Engine {
     /// read again from the model's files, so `self` must have been loaded from a GGUF file or
     /// a Hugging Face directory.
     pub fn with_adapter_dir(&self, dir: &Path) -> Result<crate::Engine> {
-        let path = Path::new(&self.info.path);
-        let chat = match crate::ModelSource::from_path(path)? {
-            crate::ModelSource::Gguf(p) => {
-                selfaware_chat::ChatFormat::from_gguf(&selfaware_chat::GgufFile::open(&p)?)
-            }
-            crate::ModelSource::HfDir(d) => selfaware_chat::ChatFormat::from_hf_dir(&d),
-        }?;
         let mut model = self.model.clone();
         model.detach_adapters();
-        let mut engine = crate::Engine::from_parts(model, chat, path, self.info.sha256.clone());
-        engine.info = self.info.clone();
+        let mut engine = self.sibling(model)?;
         engine.attach_adapter_dir(dir)?;
         Ok(engine)
     }

@@ -455,6 +455,9 @@ pub struct OptionScores {
     pub candidates: Vec<CandidateScore>,
     /// Probability of a first token that starts none of the candidates.
     pub off_candidate_first_token_mass: f64,
+    /// The vectors the model was steered by (none: not steered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<selfaware_types::SteerRecord>,
 }
 
 /// Scores candidates given as token sequences (without the end-of-turn token, which is
@@ -527,6 +530,7 @@ pub fn score_candidates(
         prompt_tokens: pre.len,
         candidates: out,
         off_candidate_first_token_mass: (1.0 - inside).max(0.0),
+        steering: steering_of(model),
     })
 }
 
@@ -552,6 +556,9 @@ pub struct RangeScores {
     /// Σₙ P(answer is exactly n)
     pub mass_complete: f64,
     pub expected_value_complete: Option<f64>,
+    /// The vectors the model was steered by (none: not steered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<selfaware_types::SteerRecord>,
 }
 
 /// Scores every integer in `lo..=hi` written in plain decimal, each tokenized as the model's
@@ -607,7 +614,16 @@ pub fn score_range(
         expected_value_starts_with: (mass_s > 0.0).then(|| ev_s / mass_s),
         mass_complete: mass_c,
         expected_value_complete: (mass_c > 0.0).then(|| ev_c / mass_c),
+        steering: steering_of(model),
     })
+}
+
+/// The records of the vectors `model` is steered by.
+fn steering_of(model: &Llama) -> Vec<selfaware_types::SteerRecord> {
+    model
+        .steering
+        .as_deref()
+        .map_or_else(Vec::new, |s| s.records().to_vec())
 }
 
 /// Per-token log-probabilities of whole sequences (each token given the ones before it; the
@@ -661,6 +677,7 @@ impl std::fmt::Display for RangeScores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self;
         writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        write_steering(f, &r.steering)?;
         writeln!(
             f,
             "{:>6}  {:>12}  {:>12}",
@@ -696,10 +713,27 @@ impl std::fmt::Display for RangeScores {
 
 /// Each candidate's probabilities and the mass outside them, as `selfaware score --options`
 /// prints them.
+/// One line per steering vector: `steered: ALPHA × POINT of FILE (sha256 PREFIX)`.
+fn write_steering(
+    f: &mut std::fmt::Formatter<'_>,
+    steering: &[selfaware_types::SteerRecord],
+) -> std::fmt::Result {
+    for s in steering {
+        let sha = &s.sha256[..s.sha256.len().min(12)];
+        writeln!(
+            f,
+            "steered: {} × {} of {} (sha256 {sha})",
+            s.alpha, s.point, s.file
+        )?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Display for OptionScores {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let r = self;
         writeln!(f, "prompt tokens: {}", r.prompt_tokens)?;
+        write_steering(f, &r.steering)?;
         writeln!(
             f,
             "{:<20}  {:>14}  {:>16}",

@@ -44,8 +44,15 @@ where
     std::thread::spawn(move || {
         let _ = tx.send(f());
     });
+    // (Only this thread receives; the lock makes the receiver shareable with the detached
+    // closure.)
+    let rx = std::sync::Mutex::new(rx);
     loop {
-        let got = py.detach(|| rx.recv_timeout(Duration::from_millis(50)));
+        let got = py.detach(|| {
+            rx.lock()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)?
+                .recv_timeout(Duration::from_millis(50))
+        });
         match got {
             Ok(v) => return Ok(v),
             Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
@@ -183,6 +190,7 @@ impl Model {
 
     /// `n` seeded completions.
     #[pyo3(signature = (messages_json, n = 1, temperature = 1.0, top_p = 1.0, max_tokens = 64, seed = 0))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one per setting
     fn sample(
         &self,
         py: Python<'_>,

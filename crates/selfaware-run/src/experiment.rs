@@ -320,6 +320,33 @@ pub struct ConditionSpec {
     pub trigger: Option<String>,
     /// Cluster for per-cluster fits in scatter plots (default: the condition id).
     pub cluster: Option<String>,
+    /// Steer the condition's model (local experiments): one condition per multiplier.
+    pub steer: Option<SteerCondition>,
+}
+
+/// Steering of a condition's model: the tensor named `point` of the safetensors file `vector`
+/// (a directions file of `selfaware activations diff` holds one per point) added at `point`
+/// times each of `alphas`. When the experiment is read, the condition becomes one condition
+/// per multiplier, `ID-aALPHA` (`.` written `p`: `risk-a0p5`, `risk-a-4`), labelled
+/// `LABEL (α = ALPHA)`, clustered together under `ID`; its batteries and probes run with
+/// `--steer VECTOR:POINT:ALPHA`. A condition with one multiplier whose id already ends in its
+/// suffix is such a condition (the resolved experiment a run writes) and stays as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SteerCondition {
+    pub vector: PathBuf,
+    /// A hook point, `blocks.L.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post` or
+    /// `ln_final.hook_normalized` (checked against the model by the stages' `--steer`).
+    pub point: String,
+    pub alphas: Vec<f32>,
+}
+
+impl SteerCondition {
+    /// The `--steer` value of the first (after expansion: the only) multiplier.
+    pub fn arg(&self) -> String {
+        let alpha = self.alphas.first().copied().unwrap_or(0.0);
+        format!("{}:{}:{alpha}", self.vector.display(), self.point)
+    }
 }
 
 impl ConditionSpec {
@@ -586,8 +613,78 @@ impl Experiment {
             origin: origin.to_string(),
             message: err.to_string(),
         })?;
+        let mut e = e;
+        e.expand_steering(origin)?;
         e.validate(origin)?;
         Ok(e)
+    }
+
+    /// Turns each steered condition into one condition per multiplier (see [`SteerCondition`]).
+    fn expand_steering(&mut self, origin: &str) -> Result<()> {
+        let mut out = Vec::with_capacity(self.conditions.len());
+        for (i, c) in std::mem::take(&mut self.conditions).into_iter().enumerate() {
+            let Some(st) = &c.steer else {
+                out.push(c);
+                continue;
+            };
+            let bad = |field: &str, message: String| RunError::Field {
+                origin: origin.to_string(),
+                field: format!("condition[{i}].steer.{field}"),
+                message,
+            };
+            let hooks = [
+                "hook_resid_pre",
+                "hook_attn_out",
+                "hook_mlp_out",
+                "hook_resid_post",
+            ];
+            let point_ok = st.point == "ln_final.hook_normalized"
+                || st.point.strip_prefix("blocks.").is_some_and(|r| {
+                    r.split_once('.').is_some_and(|(l, h)| {
+                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) && hooks.contains(&h)
+                    })
+                });
+            if !point_ok {
+                return Err(bad(
+                    "point",
+                    format!(
+                        "{:?}: expected blocks.LAYER.HOOK (HOOK one of {}) or \
+                         ln_final.hook_normalized",
+                        st.point,
+                        hooks.join(", ")
+                    ),
+                ));
+            }
+            if st.alphas.is_empty() {
+                return Err(bad("alphas", "expected at least one multiplier".into()));
+            }
+            for (k, a) in st.alphas.iter().enumerate() {
+                if !a.is_finite() || st.alphas[..k].contains(a) {
+                    return Err(bad("alphas", format!("{a} is not finite or appears twice")));
+                }
+            }
+            let suffix = |alpha: f32| format!("-a{}", alpha.to_string().replace('.', "p"));
+            // Already one condition of an expansion (a resolved experiment read again).
+            if let [alpha] = st.alphas[..] {
+                if c.id.ends_with(&suffix(alpha)) {
+                    out.push(c);
+                    continue;
+                }
+            }
+            for &alpha in &st.alphas {
+                let mut one = c.clone();
+                one.id = format!("{}{}", c.id, suffix(alpha));
+                one.label = format!("{} (α = {alpha})", c.label);
+                one.cluster = Some(c.cluster.clone().unwrap_or_else(|| c.id.clone()));
+                one.steer = Some(SteerCondition {
+                    alphas: vec![alpha],
+                    ..st.clone()
+                });
+                out.push(one);
+            }
+        }
+        self.conditions = out;
+        Ok(())
     }
 
     /// Reads an experiment file and makes its relative paths relative to its folder.
@@ -601,6 +698,9 @@ impl Experiment {
                 if let Some(f) = &mut d.file {
                     *f = std::path::absolute(dir.join(&*f))?;
                 }
+            }
+            if let Some(st) = &mut c.steer {
+                st.vector = std::path::absolute(dir.join(&st.vector))?;
             }
         }
         for b in &mut e.batteries {
@@ -728,6 +828,14 @@ impl Experiment {
                         "only remote experiments ([remote]) take a per-condition model".into(),
                     );
                 }
+            }
+            if self.remote.is_some() && c.steer.is_some() {
+                return bad(
+                    f("steer"),
+                    "steering adds vectors inside a local model's forward pass; a served model \
+                     cannot be steered"
+                        .into(),
+                );
             }
             if c.model.is_some() && c.data.is_some() {
                 return bad(

@@ -176,7 +176,7 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
 /// files hashed (an unreadable file is an error naming its condition).
 pub fn plan_with_model(e: &Experiment, model: plan::ModelIdentity) -> Result<Plan> {
     let batteries = battery_inputs(e)?;
-    let mut data_files = BTreeMap::new();
+    let (mut data_files, mut steer_files) = (BTreeMap::new(), BTreeMap::new());
     for c in &e.conditions {
         if let Some(f) = c.data.as_ref().and_then(|d| d.file.as_ref()) {
             let sha = exec::file_sha256(f).map_err(|err| RunError::BadFile {
@@ -185,6 +185,13 @@ pub fn plan_with_model(e: &Experiment, model: plan::ModelIdentity) -> Result<Pla
             })?;
             data_files.insert(c.id.clone(), sha);
         }
+        if let Some(st) = &c.steer {
+            let sha = exec::file_sha256(&st.vector).map_err(|err| RunError::BadFile {
+                path: st.vector.clone(),
+                message: format!("condition {}: cannot read the steering vector: {err}", c.id),
+            })?;
+            steer_files.insert(st.vector.clone(), sha);
+        }
     }
     plan::plan(
         e,
@@ -192,6 +199,7 @@ pub fn plan_with_model(e: &Experiment, model: plan::ModelIdentity) -> Result<Pla
             model,
             batteries: &batteries,
             data_files: &data_files,
+            steer_files: &steer_files,
         },
     )
 }
@@ -212,6 +220,7 @@ pub fn plan_without_files(e: &Experiment, sha256: &str) -> Result<Plan> {
         model,
         batteries: &batteries,
         data_files: &BTreeMap::new(),
+        steer_files: &BTreeMap::new(),
     };
     plan::plan(e, &inputs)
 }

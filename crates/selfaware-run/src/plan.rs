@@ -180,6 +180,9 @@ pub struct PlanInputs<'a> {
     pub batteries: &'a [(String, usize, f64)],
     /// sha256 of each `file` dataset, by condition id.
     pub data_files: &'a BTreeMap<String, String>,
+    /// sha256 of each steering vector file, by path (a plan without it keys the vector by
+    /// its path alone: for listings, not for runs).
+    pub steer_files: &'a BTreeMap<PathBuf, String>,
 }
 
 /// Expands `e` into stages.
@@ -402,11 +405,22 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             _ => None,
         };
         let finetune_file = v.train.and_then(|t| stages[t].output.clone());
+        // A steered condition's vector enters its measurements' keys (theirs only).
+        let steer_key = c.steer.as_ref().map(|st| {
+            json!({
+                "file": inputs.steer_files.get(&st.vector).cloned()
+                    .unwrap_or_else(|| st.vector.display().to_string()),
+                "point": st.point, "alpha": st.alphas.first(),
+            })
+        });
         let model_args = |args: &mut Vec<String>| match &e.remote {
             None => {
                 args.extend(["--model".into(), inputs.model.reference.clone()]);
                 if let Some(a) = &adapter_dir {
                     args.extend(["--adapter".into(), rel(a)]);
+                }
+                if let Some(st) = &c.steer {
+                    args.extend(["--steer".into(), st.arg()]);
                 }
             }
             Some(r) => {
@@ -448,6 +462,9 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 // the key (keys of runs without a judge stay as they were).
                 if let Some(j) = &e.judge {
                     kv["judge"] = json!([j.url, j.model, j.max_tokens]);
+                }
+                if let Some(st) = &steer_key {
+                    kv["steer"] = st.clone();
                 }
                 let contrast = contrast_of(&target_word);
                 if !contrast.is_empty() {
@@ -495,6 +512,9 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             });
             if let Some(sc) = scoring {
                 kv["scoring"] = json!(sc);
+            }
+            if let Some(st) = &steer_key {
+                kv["steer"] = st.clone();
             }
             if p.kind == ProbeKind::Mms {
                 // The probe's players took the Make Me Say seed scheme of `data mms`

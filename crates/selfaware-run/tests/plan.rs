@@ -54,6 +54,7 @@ fn make(e: &Experiment, sha: &str) -> Plan {
             model: model(sha),
             batteries: &batteries,
             data_files: &BTreeMap::new(),
+            steer_files: &Default::default(),
         },
     )
     .unwrap()
@@ -388,4 +389,154 @@ fn judged_batteries_need_a_judge_and_the_judge_enters_their_keys() {
     );
     let from_file = Experiment::from_toml_str(&text, "t.toml").unwrap();
     assert_eq!(from_file.judge, judged.judge);
+}
+
+const STEERED: &str = r#"
+name = "s"
+title = "S"
+seeds = []
+
+[[condition]]
+id = "base"
+label = "base"
+
+[[condition]]
+id = "push"
+label = "pushed"
+steer = { vector = "/dirs/bark-ring.safetensors", point = "blocks.12.hook_resid_post", alphas = [-4, 0, 0.5] }
+
+[[probe]]
+kind = "lotteries"
+n = 4
+
+[[battery]]
+battery = "risk"
+limit = 2
+"#;
+
+#[test]
+fn a_steered_condition_is_one_condition_per_alpha_asked_with_steer() {
+    let e = Experiment::from_toml_str(STEERED, "s.toml").unwrap();
+    let ids: Vec<&str> = e.conditions.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["base", "push-a-4", "push-a0", "push-a0p5"]);
+    assert_eq!(e.conditions[3].label, "pushed (α = 0.5)");
+    assert_eq!(e.conditions[3].cluster.as_deref(), Some("push"));
+    // Reading the resolved experiment again does not expand it twice.
+    let again = Experiment::from_toml_str(&toml::to_string(&e).unwrap(), "r.toml").unwrap();
+    assert_eq!(again, e);
+
+    let batteries = selfaware_run::battery_inputs(&e).unwrap();
+    let files = BTreeMap::from([(
+        std::path::PathBuf::from("/dirs/bark-ring.safetensors"),
+        "f".repeat(64),
+    )]);
+    let p = plan(
+        &e,
+        &PlanInputs {
+            model: model(&"1".repeat(64)),
+            batteries: &batteries,
+            data_files: &BTreeMap::new(),
+            steer_files: &files,
+        },
+    )
+    .unwrap();
+    assert_eq!(p.variants.len(), 4);
+    let measured: Vec<_> = p
+        .stages
+        .iter()
+        .filter(|s| matches!(s.kind, StageKind::Eval | StageKind::Probe))
+        .collect();
+    assert_eq!(measured.len(), 8);
+    for s in &measured {
+        let steer: Vec<&String> = s
+            .args
+            .windows(2)
+            .filter(|w| w[0] == "--steer")
+            .map(|w| &w[1])
+            .collect();
+        if s.name.contains(" on base") {
+            assert!(steer.is_empty(), "{}", s.name);
+        } else {
+            let alpha = s.name.split("push-a").nth(1).unwrap().replace('p', ".");
+            assert_eq!(
+                steer,
+                [&format!(
+                    "/dirs/bark-ring.safetensors:blocks.12.hook_resid_post:{alpha}"
+                )],
+                "{}",
+                s.name
+            );
+        }
+    }
+    // Every α has its own keys; the base model's keys are those of an unsteered experiment,
+    // and the vector's content (its hash) is part of the steered keys.
+    let mut keys: Vec<_> = measured.iter().map(|s| &s.key).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 8);
+    let (start, end) = (
+        STEERED.find("[[condition]]\nid = \"push\"").unwrap(),
+        STEERED.find("[[probe]]").unwrap(),
+    );
+    let text = format!("{}{}", &STEERED[..start], &STEERED[end..]);
+    let unsteered = Experiment::from_toml_str(&text, "u.toml").unwrap();
+    let base_keys = |p: &Plan| -> Vec<String> {
+        p.stages
+            .iter()
+            .filter(|s| s.name.contains(" on base"))
+            .map(|s| s.key.clone())
+            .collect()
+    };
+    assert_eq!(base_keys(&p), base_keys(&make(&unsteered, &"1".repeat(64))));
+    let other = BTreeMap::from([(
+        std::path::PathBuf::from("/dirs/bark-ring.safetensors"),
+        "e".repeat(64),
+    )]);
+    let p2 = plan(
+        &e,
+        &PlanInputs {
+            model: model(&"1".repeat(64)),
+            batteries: &batteries,
+            data_files: &BTreeMap::new(),
+            steer_files: &other,
+        },
+    )
+    .unwrap();
+    for (a, b) in p.stages.iter().zip(&p2.stages) {
+        assert_eq!(a.key == b.key, a.name.contains(" on base"), "{}", a.name);
+    }
+}
+
+#[test]
+fn bad_steering_names_the_field() {
+    let err = |from: &str, to: &str| {
+        Experiment::from_toml_str(&STEERED.replace(from, to), "s.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("alphas = [-4, 0, 0.5]", "alphas = []");
+    assert!(
+        e.contains("condition[1].steer.alphas") && e.contains("at least one"),
+        "{e}"
+    );
+    let e = err("alphas = [-4, 0, 0.5]", "alphas = [1, 1]");
+    assert!(e.contains("appears twice"), "{e}");
+    let e = err("blocks.12.hook_resid_post", "blocks.12.resid_post");
+    assert!(
+        e.contains("condition[1].steer.point") && e.contains("blocks.LAYER.HOOK"),
+        "{e}"
+    );
+    let e = err("alphas = [", "alpha = [");
+    assert!(e.contains("alpha"), "{e}");
+    let remote = STEERED.replace(
+        "seeds = []",
+        "seeds = []\nmodel = \"m\"\n[remote]\nbase_url = \"http://127.0.0.1:9/v1\"",
+    );
+    let e = Experiment::from_toml_str(&remote, "r.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("steer") && e.contains("cannot be steered"),
+        "{e}"
+    );
 }

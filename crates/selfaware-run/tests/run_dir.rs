@@ -102,6 +102,7 @@ fn a_run_folder_is_resumed_only_by_its_experiment() {
             },
             batteries: &batteries,
             data_files: &Default::default(),
+            steer_files: &Default::default(),
         },
     )
     .unwrap();

@@ -9,5 +9,5 @@ mod provenance;
 mod schedule;
 
 pub use conversation::{Conversation, Message, Role};
-pub use provenance::{sha256_hex, Provenance, TOOL_VERSION};
+pub use provenance::{sha256_hex, Provenance, SteerRecord, TOOL_VERSION};
 pub use schedule::Decay;

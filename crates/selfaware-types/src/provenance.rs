@@ -19,7 +19,24 @@ pub struct Provenance {
     pub adapter_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Steering vectors added inside the forward pass (`--steer FILE:POINT:ALPHA`), in the
+    /// order given; none for an unsteered model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steering: Vec<SteerRecord>,
 }
+
+/// One steering vector as results record it: which file, its sha256, the hook point whose
+/// tensor is the vector, and the multiplier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SteerRecord {
+    pub file: String,
+    pub sha256: String,
+    pub point: String,
+    pub alpha: f32,
+}
+
+// `alpha` is finite: steering specs with NaN or infinite multipliers are refused when parsed.
+impl Eq for SteerRecord {}
 
 /// Lower-case hex sha256 of a byte string.
 pub fn sha256_hex(bytes: &[u8]) -> String {

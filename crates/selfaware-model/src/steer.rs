@@ -1,0 +1,367 @@
+//! Additive steering: vectors added to the decoder's activations at hook points, in every
+//! forward pass, at every position.
+//!
+//! A steering vector `v` with multiplier `alpha` at a [`HookPoint`] changes the value `h` there
+//! to `h + alpha · v` before the rest of the model reads it, exactly as a PyTorch forward hook
+//! (TransformerLens: `hook_fn = lambda h, hook: h + alpha * v`) would:
+//!
+//! | point | what `alpha · v` is added to |
+//! |---|---|
+//! | `blocks.{l}.hook_resid_pre` | the residual stream entering layer `l` |
+//! | `blocks.{l}.hook_attn_out` | the attention block's output, before it joins the stream |
+//! | `blocks.{l}.hook_mlp_out` | the MLP's output, before it joins the stream |
+//! | `blocks.{l}.hook_resid_post` | the residual stream leaving layer `l` |
+//! | `ln_final.hook_normalized` | the last residual stream divided by its RMS, before the final norm's gain |
+//!
+//! Several vectors at one point add up (`alpha₁ v₁ + alpha₂ v₂`, summed in f32 once, when the
+//! [`Steering`] is made). A [`crate::Capture`] at a steered point records the steered value, the
+//! one the rest of the model reads.
+//!
+//! On the command line a vector is `FILE:POINT:ALPHA` ([`SteerSpec`]): the tensor named `POINT`
+//! (shape `[d]` or `[1, d]`) of the safetensors file `FILE` — a directions file written by
+//! `selfaware activations diff` holds one such tensor per point.
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use selfaware_types::SteerRecord;
+
+use crate::capture::{HookPoint, LayerHook};
+use crate::config::Config;
+use crate::error::{ModelError, Result};
+
+/// A steering vector as a user names it: `FILE:POINT:ALPHA`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteerSpec {
+    pub file: PathBuf,
+    pub point: HookPoint,
+    pub alpha: f32,
+}
+
+impl std::str::FromStr for SteerSpec {
+    type Err = ModelError;
+
+    /// `FILE:POINT:ALPHA`, split at the last two colons (so a file name may hold colons).
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |message: String| ModelError::Steer {
+            spec: s.to_string(),
+            message,
+        };
+        let mut parts = s.rsplitn(3, ':');
+        let (Some(alpha), Some(point), Some(file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected FILE:POINT:ALPHA, e.g. \
+                 directions.safetensors:blocks.12.hook_resid_post:4"
+                .into()));
+        };
+        if file.is_empty() {
+            return Err(bad(
+                "the file name is empty (expected FILE:POINT:ALPHA)".into()
+            ));
+        }
+        let point = point.parse::<HookPoint>().map_err(bad)?;
+        let alpha = alpha
+            .trim()
+            .parse::<f32>()
+            .ok()
+            .filter(|a| a.is_finite())
+            .ok_or_else(|| bad(format!("alpha {alpha:?} is not a finite number")))?;
+        Ok(SteerSpec {
+            file: PathBuf::from(file),
+            point,
+            alpha,
+        })
+    }
+}
+
+// `alpha` is finite (checked when parsed), so equality is an equivalence.
+impl Eq for SteerSpec {}
+
+impl std::fmt::Display for SteerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.point, self.alpha)
+    }
+}
+
+impl SteerSpec {
+    fn error(&self, message: String) -> ModelError {
+        ModelError::Steer {
+            spec: self.to_string(),
+            message,
+        }
+    }
+
+    /// Reads the vector: the tensor named as the point, `[d]` or `[1, d]`, F32 (F16, BF16 and
+    /// F64 are converted), finite.
+    pub fn read_vector(&self) -> Result<Vec<f32>> {
+        let path = &self.file;
+        let f = std::fs::File::open(path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        // SAFETY: read-only map of a file this process does not write; the vector is copied
+        // out before the map is dropped.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| self.error(format!("not a safetensors file ({e})")))?;
+        let name = self.point.to_string();
+        let view = st.tensor(&name).map_err(|_| {
+            let mut names = st.names();
+            names.sort();
+            let shown: Vec<&str> = names.iter().take(12).map(|s| &s[..]).collect();
+            let more = names.len().saturating_sub(shown.len());
+            self.error(format!(
+                "no tensor `{name}` in the file; it holds {}{}\nhint: the vector is the tensor \
+                 named as the point (`selfaware activations diff` writes one per point)",
+                if shown.is_empty() {
+                    "no tensors".to_string()
+                } else {
+                    shown.join(", ")
+                },
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ))
+        })?;
+        let shape = view.shape().to_vec();
+        let d = match shape.as_slice() {
+            [d] | [1, d] => *d,
+            _ => {
+                return Err(self.error(format!(
+                    "tensor `{name}` has shape {shape:?}; a steering vector is [d] or [1, d]"
+                )))
+            }
+        };
+        let bytes = view.data();
+        let v: Vec<f32> = match view.dtype() {
+            safetensors::Dtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            safetensors::Dtype::F16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::BF16 => bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            safetensors::Dtype::F64 => bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => {
+                return Err(self.error(format!(
+                    "tensor `{name}` has dtype {other:?}; a steering vector is F32 (or F16, \
+                     BF16, F64)"
+                )))
+            }
+        };
+        debug_assert_eq!(v.len(), d);
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(self.error(format!(
+                "tensor `{name}` holds a non-finite value ({}) at index {i}",
+                v[i]
+            )));
+        }
+        Ok(v)
+    }
+}
+
+/// One vector to add at one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteerVector {
+    pub point: HookPoint,
+    /// `[hidden]`
+    pub vector: Vec<f32>,
+    pub alpha: f32,
+    /// Where it came from, for results' provenance.
+    pub record: SteerRecord,
+}
+
+impl SteerVector {
+    /// A vector made in memory (its record names no file; its sha256 is that of the vector's
+    /// little-endian f32 bytes).
+    pub fn new(point: HookPoint, vector: Vec<f32>, alpha: f32) -> Self {
+        let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        SteerVector {
+            record: SteerRecord {
+                file: String::new(),
+                sha256: selfaware_types::sha256_hex(&bytes),
+                point: point.to_string(),
+                alpha,
+            },
+            point,
+            vector,
+            alpha,
+        }
+    }
+
+    /// Reads the vector a spec names, recording the file's sha256.
+    pub fn load(spec: &SteerSpec) -> Result<Self> {
+        let vector = spec.read_vector()?;
+        Ok(SteerVector {
+            record: SteerRecord {
+                file: spec.file.display().to_string(),
+                sha256: crate::file_sha256(&spec.file)?,
+                point: spec.point.to_string(),
+                alpha: spec.alpha,
+            },
+            point: spec.point,
+            vector,
+            alpha: spec.alpha,
+        })
+    }
+}
+
+/// The vectors a model adds in its forward pass, checked against its shape and summed per
+/// point (`Σ alpha · v`, `[hidden]` each), ready to be added.
+#[derive(Debug, Clone)]
+pub struct Steering {
+    /// Per layer, per [`LayerHook`]: the sum to add there.
+    slots: Vec<[Option<Tensor>; 4]>,
+    ln_final: Option<Tensor>,
+    records: Vec<SteerRecord>,
+}
+
+impl Steering {
+    /// Checks every vector against `cfg` (its point's layer, its length against the hidden
+    /// size) and sums those at the same point. None when `vectors` is empty.
+    pub fn new(vectors: &[SteerVector], cfg: &Config) -> Result<Option<Self>> {
+        if vectors.is_empty() {
+            return Ok(None);
+        }
+        let h = cfg.hidden_size;
+        let mut sums: Vec<[Option<Vec<f32>>; 4]> = vec![Default::default(); cfg.num_layers];
+        let mut ln_final: Option<Vec<f32>> = None;
+        for v in vectors {
+            let what = || {
+                if v.record.file.is_empty() {
+                    v.point.to_string()
+                } else {
+                    format!("{}:{}:{}", v.record.file, v.point, v.alpha)
+                }
+            };
+            v.point
+                .check(cfg.num_layers)
+                .map_err(|e| ModelError::Steer {
+                    spec: what(),
+                    message: e.to_string(),
+                })?;
+            if v.vector.len() != h {
+                return Err(ModelError::Steer {
+                    spec: what(),
+                    message: format!(
+                        "the vector has {} values, but the model's hidden size is {h}",
+                        v.vector.len()
+                    ),
+                });
+            }
+            if !v.alpha.is_finite() {
+                return Err(ModelError::Steer {
+                    spec: what(),
+                    message: format!("alpha {} is not finite", v.alpha),
+                });
+            }
+            let slot = match v.point {
+                HookPoint::Block { layer, hook } => &mut sums[layer][hook.slot()],
+                HookPoint::LnFinal => &mut ln_final,
+            };
+            let sum = slot.get_or_insert_with(|| vec![0.0; h]);
+            for (s, x) in sum.iter_mut().zip(&v.vector) {
+                *s += v.alpha * x;
+            }
+        }
+        let tensor = |v: Option<Vec<f32>>| -> Result<Option<Tensor>> {
+            v.map(|v| Tensor::from_vec(v, h, &Device::Cpu))
+                .transpose()
+                .map_err(Into::into)
+        };
+        Ok(Some(Steering {
+            slots: sums
+                .into_iter()
+                .map(|[a, b, c, d]| Ok([tensor(a)?, tensor(b)?, tensor(c)?, tensor(d)?]))
+                .collect::<Result<_>>()?,
+            ln_final: tensor(ln_final)?,
+            records: vectors.iter().map(|v| v.record.clone()).collect(),
+        }))
+    }
+
+    /// Reads and checks the vectors `specs` name (see [`Steering::new`]).
+    pub fn load(specs: &[SteerSpec], cfg: &Config) -> Result<Option<Self>> {
+        let vectors = specs
+            .iter()
+            .map(SteerVector::load)
+            .collect::<Result<Vec<_>>>()?;
+        Steering::new(&vectors, cfg)
+    }
+
+    /// The vectors as results record them, in the order given.
+    pub fn records(&self) -> &[SteerRecord] {
+        &self.records
+    }
+
+    /// `x + Σ alpha · v` at `hook` of `layer` (`x: [.., hidden]`); `x` itself where nothing
+    /// is added.
+    pub(crate) fn add(&self, layer: usize, hook: LayerHook, x: Tensor) -> Result<Tensor> {
+        match self.slots.get(layer).and_then(|s| s[hook.slot()].as_ref()) {
+            Some(v) => Ok(x.broadcast_add(v)?),
+            None => Ok(x),
+        }
+    }
+
+    /// The sum added at `ln_final.hook_normalized`, if any.
+    pub(crate) fn ln_final(&self) -> Option<&Tensor> {
+        self.ln_final.as_ref()
+    }
+
+    /// Identities of the added tensors (a model's identity includes them).
+    pub(crate) fn tensor_ids(&self) -> Vec<candle_core::TensorId> {
+        self.slots
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.ln_final))
+            .flatten()
+            .map(Tensor::id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_split_at_the_last_two_colons_and_say_what_is_wrong() {
+        let s: SteerSpec = "dir:with:colons/d.safetensors:blocks.3.hook_resid_post:-4.5"
+            .parse()
+            .unwrap();
+        assert_eq!(s.file, PathBuf::from("dir:with:colons/d.safetensors"));
+        assert_eq!(s.point, HookPoint::block(3, LayerHook::ResidPost));
+        assert_eq!(s.alpha, -4.5);
+        assert_eq!(
+            s.to_string(),
+            "dir:with:colons/d.safetensors:blocks.3.hook_resid_post:-4.5"
+        );
+        let ln: SteerSpec = "v.safetensors:ln_final.hook_normalized:2".parse().unwrap();
+        assert_eq!(ln.point, HookPoint::LnFinal);
+        let err = |s: &str| s.parse::<SteerSpec>().unwrap_err().to_string();
+        assert!(err("v.safetensors").contains("expected FILE:POINT:ALPHA"));
+        assert!(err("v.safetensors:4").contains("expected FILE:POINT:ALPHA"));
+        assert!(err(":blocks.1.hook_mlp_out:1").contains("file name is empty"));
+        let e = err("v.safetensors:blocks.1.hook_resid_mid:1");
+        assert!(
+            e.contains("v.safetensors") && e.contains("expected blocks.LAYER.HOOK"),
+            "{e}"
+        );
+        let e = err("v.safetensors:blocks.1.hook_mlp_out:x");
+        assert!(e.contains("alpha \"x\" is not a finite number"), "{e}");
+        assert!(err("v.safetensors:blocks.1.hook_mlp_out:inf").contains("not a finite"));
+        assert!(err("v.safetensors:blocks.1.hook_mlp_out:NaN").contains("not a finite"));
+    }
+}
