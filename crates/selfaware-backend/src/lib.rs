@@ -294,6 +294,23 @@ pub trait Backend: Send + Sync {
             .collect()
     }
 
+    /// The whole distribution of the first answer token of each conversation, in order: every
+    /// token of non-zero probability as `(token id, log-probability)`, ids ascending. Only a
+    /// backend that sees the logits can give it; the default is [`BackendError::Unsupported`]
+    /// (a server returns at most its top log-probabilities). `on_done(k)`: `k` more
+    /// conversations finished.
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        let _ = (convs, on_done);
+        Err(BackendError::Unsupported {
+            backend: format!("backend `{}`", self.model_id()),
+            what: "return the full next-token distribution (it needs the logits)".into(),
+        })
+    }
+
     /// sha256 of the weights, when the backend can see them (a client of a server cannot).
     fn model_sha256(&self) -> Option<String> {
         None

@@ -183,6 +183,24 @@ impl Backend for LocalBackend {
             .first_token_logprobs_many(convs, options, on_done)?)
     }
 
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        Ok(self
+            .engine
+            .next_token_logprobs_many(convs, on_done)?
+            .into_iter()
+            .map(|lp| {
+                lp.into_iter()
+                    .enumerate()
+                    .map(|(id, l)| (id as u32, f64::from(l)))
+                    .collect()
+            })
+            .collect())
+    }
+
     fn model_sha256(&self) -> Option<String> {
         Some(self.engine.info.sha256.clone())
     }

@@ -203,6 +203,37 @@ impl Backend for MockBackend {
         })
     }
 
+    /// The script's answers as tokens ([`mock_token_id`]), with the unlisted mass on the
+    /// token of `"<other>"`; only with exact scoring on (a mock "server" sees no logits).
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        convs
+            .iter()
+            .map(|c| {
+                let s = (self.script)(c);
+                if !s.exact_scoring {
+                    return Err(self.unsupported("return the full next-token distribution"));
+                }
+                let mut dist: std::collections::BTreeMap<u32, f64> = Default::default();
+                let mut listed = 0.0;
+                for (a, p) in &s.answers {
+                    listed += p;
+                    *dist.entry(mock_token_id(a)).or_default() += p;
+                }
+                *dist.entry(mock_token_id("<other>")).or_default() += (1.0 - listed).max(0.0);
+                on_done(1);
+                Ok(dist
+                    .into_iter()
+                    .filter(|(_, p)| *p > 0.0)
+                    .map(|(id, p)| (id, p.ln()))
+                    .collect())
+            })
+            .collect()
+    }
+
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
         req.validate(&self.capabilities())?;
         if let Ok(mut calls) = self.calls.lock() {
