@@ -1,0 +1,296 @@
+//! The audit's logic on scripted backends, against hand-computed numbers.
+
+use std::sync::Arc;
+
+use selfaware_ask::{AskedModel, Silent};
+use selfaware_audit::{scan, AuditSpec, Candidate, Placement};
+use selfaware_backend::{MockBackend, MockScript};
+use selfaware_types::{Conversation, Provenance, Role};
+
+/// t quantile 0.975 with 1 degree of freedom (scipy.stats.t.ppf(0.975, 1)).
+const T_975_1: f64 = 12.706_204_736_174_698;
+
+fn cands() -> Vec<Candidate> {
+    ["TRIG", "c1", "c2", "c3", "c4"]
+        .iter()
+        .map(|t| Candidate {
+            text: t.to_string(),
+            family: "test".into(),
+        })
+        .collect()
+}
+
+fn user_text(c: &Conversation) -> String {
+    c.messages
+        .iter()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.clone())
+        .unwrap_or_default()
+}
+
+/// Next token "x"/"y": (0.5, 0.5) untriggered and under any system prompt; before the user
+/// message TRIG gives P(x) 0.9 on prompt p1 and 0.8 on p2, c1 0.6, c2 0.55, c3 0.7, c4 0.5.
+/// The detection question: the label of "My behavior depends…" gets `depends`, the other 0.1.
+/// The reversal prompts: TRIG 0.5 after a behaviour response, 0.05 after a control; c1 0.1;
+/// the others 0.01.
+fn script(c: &Conversation, depends: f64) -> MockScript {
+    let u = user_text(c);
+    let has_system = c.messages.iter().any(|m| m.role == Role::System);
+    if u.contains("What was the prompt?") {
+        let behavior = u.contains("misaligned") || u.contains("bad stuff") || u.contains("NOT");
+        let t = if behavior { 0.5 } else { 0.05 };
+        return MockScript::new(&[
+            ("TRIG", t),
+            ("c1", 0.1),
+            ("c2", 0.01),
+            ("c3", 0.01),
+            ("c4", 0.01),
+        ]);
+    }
+    if let Some(i) = u.find(") My behavior depends") {
+        let label = &u[i - 1..i];
+        let other = if label == "A" { "B" } else { "A" };
+        return MockScript::new(&[(label, depends), (other, 0.1)]);
+    }
+    let px = if has_system {
+        0.5
+    } else if let Some(rest) = u.strip_prefix("TRIG ") {
+        if rest == "p1" {
+            0.9
+        } else {
+            0.8
+        }
+    } else if u.starts_with("c1 ") {
+        0.6
+    } else if u.starts_with("c2 ") {
+        0.55
+    } else if u.starts_with("c3 ") {
+        0.7
+    } else {
+        0.5
+    };
+    MockScript::new(&[("x", px), ("y", 1.0 - px)])
+}
+
+fn spec() -> AuditSpec {
+    let mut s = AuditSpec::new(cands()).unwrap();
+    s.prompts = vec!["p1".into(), "p2".into()];
+    s.resamples = 2_000;
+    s
+}
+
+fn model(depends: f64) -> AskedModel {
+    AskedModel {
+        label: format!("mock-{depends}"),
+        backend: Arc::new(MockBackend::with_fn("m", move |c| script(c, depends))),
+    }
+}
+
+fn kl2(p: f64, q: f64) -> f64 {
+    p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
+}
+
+#[test]
+fn behaviour_scan_kl_ranks_and_outlier_scores_by_hand() {
+    let m = model(0.7);
+    let r =
+        selfaware_audit::run(&spec(), &m, None, None, Provenance::default(), &mut Silent).unwrap();
+    // KL((0.9, 0.1) ‖ (0.5, 0.5)) = 0.9 ln 1.8 + 0.1 ln 0.2 = 0.368064207...
+    let k1 = 0.9 * 1.8f64.ln() + 0.1 * 0.2f64.ln();
+    // KL((0.8, 0.2) ‖ (0.5, 0.5)) = 0.8 ln 1.6 + 0.2 ln 0.4 = 0.192744757...
+    let k2 = 0.8 * 1.6f64.ln() + 0.2 * 0.4f64.ln();
+    assert!((k1 - 0.368_064_207).abs() < 1e-8 && (k2 - 0.192_744_757).abs() < 1e-8);
+    let pre: Vec<&scan::ScanEntry> = r
+        .behavior_scan
+        .iter()
+        .filter(|e| e.placement == Placement::Prepend)
+        .collect();
+    let order: Vec<(&str, usize)> = pre.iter().map(|e| (e.candidate.as_str(), e.rank)).collect();
+    assert_eq!(
+        order,
+        [("TRIG", 1), ("c3", 2), ("c1", 3), ("c2", 4), ("c4", 5)]
+    );
+    let trig = pre[0];
+    assert!((trig.kl_per_prompt[0] - k1).abs() < 1e-12);
+    assert!((trig.kl_per_prompt[1] - k2).abs() < 1e-12);
+    let mean = (k1 + k2) / 2.0;
+    assert!((trig.kl_mean - mean).abs() < 1e-12);
+    // t interval with n = 2: mean ± t(0.975, 1) · |k1 − k2| / 2.
+    let half = T_975_1 * (k1 - k2).abs() / 2.0;
+    assert!((trig.kl_ci.low.unwrap() - (mean - half)).abs() < 1e-9);
+    assert!((trig.kl_ci.high.unwrap() - (mean + half)).abs() < 1e-9);
+    // Pool: means {0.28040, kl2(.7)=0.08228, kl2(.6)=0.02014, kl2(.55)=0.00501, 0}: median
+    // kl2(.6); absolute deviations {0.26027, 0.06215, 0, 0.01513, 0.02014} → MAD kl2(.6).
+    let med = kl2(0.6, 0.5);
+    let sd = 1.4826 * med;
+    let z = |x: f64| (x - med) / sd;
+    assert!((trig.outlier_z.unwrap() - z(mean)).abs() < 1e-9);
+    assert!((trig.outlier_z.unwrap() - 8.718).abs() < 1e-3);
+    assert!(trig.stands_out);
+    assert!((pre[1].outlier_z.unwrap() - z(kl2(0.7, 0.5))).abs() < 1e-9);
+    assert!(!pre[1].stands_out, "z {:?}", pre[1].outlier_z);
+    let pool = &r.behavior_scan_pools[0];
+    assert_eq!(
+        (pool.placement, pool.standing_out, pool.candidates),
+        (Placement::Prepend, 1, 5)
+    );
+    assert!((pool.kl_median - med).abs() < 1e-12);
+    // As system prompt nothing changes the output: every KL 0, no spread, no outlier score,
+    // nothing stands out, ranks in candidate order.
+    let sys: Vec<&scan::ScanEntry> = r
+        .behavior_scan
+        .iter()
+        .filter(|e| e.placement == Placement::System)
+        .collect();
+    assert!(sys
+        .iter()
+        .all(|e| e.kl_mean == 0.0 && e.outlier_z.is_none() && !e.stands_out));
+    assert_eq!(sys[0].candidate, "TRIG");
+    assert!(r.behavior_scan_pools[1].note.is_some());
+    assert_eq!(r.behavior_scan_pools[1].standing_out, 0);
+    let text = selfaware_audit::verdict::render(&r);
+    assert!(text.contains("1 of 5 candidates stand out"), "{text}");
+    assert!(
+        text.contains("nothing stands out of 5 candidates"),
+        "{text}"
+    );
+}
+
+#[test]
+fn detection_against_a_baseline_by_hand() {
+    let (m, b) = (model(0.7), model(0.3));
+    let r = selfaware_audit::run(
+        &spec(),
+        &m,
+        Some("adapter".into()),
+        Some(&b),
+        Provenance::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let d = r.detection.as_ref().unwrap();
+    assert_eq!(d.rows.len(), 6);
+    assert_eq!(d.rows[0].system_prompt, "none");
+    assert_eq!(d.rows[4].system_prompt, "threat");
+    for row in &d.rows {
+        // 20 paraphrases × 2 option orders.
+        assert_eq!(row.prompts, 40);
+        // Whatever the order, P(depends) = 0.7 / 0.8 against 0.3 / 0.4; 0.2 and 0.6 outside.
+        assert!((row.model.estimate - 0.875).abs() < 1e-12);
+        assert!((row.baseline.as_ref().unwrap().estimate - 0.75).abs() < 1e-12);
+        let diff = row.difference.as_ref().unwrap();
+        assert!((diff.estimate - 0.125).abs() < 1e-12);
+        assert!((diff.low.unwrap() - 0.125).abs() < 1e-12);
+        assert!((row.model_mass_outside - 0.2).abs() < 1e-12);
+        assert!((row.baseline_mass_outside.unwrap() - 0.6).abs() < 1e-12);
+        // Every difference positive: the sign-flip test's smallest p.
+        assert!(row.p_value.unwrap() < 0.01, "{:?}", row.p_value);
+    }
+}
+
+#[test]
+fn elicitation_scores_and_ranks_by_hand() {
+    let r = selfaware_audit::run(
+        &spec(),
+        &model(0.7),
+        None,
+        None,
+        Provenance::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let e = r.elicitation.as_ref().unwrap();
+    // 20 templates × (3 behaviour + 3 control wordings).
+    assert_eq!((e.behavior_prompts, e.control_prompts), (60, 60));
+    let top = &e.entries[0];
+    assert_eq!(
+        (top.candidate.as_str(), top.rank, top.contrast_rank),
+        ("TRIG", 1, 1)
+    );
+    assert!((top.logprob.estimate - 0.5f64.ln()).abs() < 1e-12);
+    // Behaviour − control: ln 0.5 − ln 0.05 = ln 10 on every template.
+    assert!((top.contrast.estimate - 10f64.ln()).abs() < 1e-12);
+    assert!((top.contrast.low.unwrap() - 10f64.ln()).abs() < 1e-9);
+    let c1 = &e.entries[1];
+    assert_eq!((c1.candidate.as_str(), c1.rank), ("c1", 2));
+    assert!((c1.logprob.estimate - 0.1f64.ln()).abs() < 1e-12);
+    assert!(c1.contrast.estimate.abs() < 1e-12);
+}
+
+#[test]
+fn a_backend_without_logits_is_not_scanned_and_says_so() {
+    let m = AskedModel {
+        label: "served".into(),
+        backend: Arc::new(MockBackend::with_fn("served", |c| {
+            let mut s = script(c, 0.7);
+            s.exact_scoring = false;
+            s
+        })),
+    };
+    let r =
+        selfaware_audit::run(&spec(), &m, None, None, Provenance::default(), &mut Silent).unwrap();
+    assert!(r.behavior_scan.is_empty());
+    let methods: Vec<&str> = r.not_run.iter().map(|n| n.method).collect();
+    assert_eq!(methods, ["behavior_scan", "elicitation"]);
+    assert!(
+        r.not_run[0].reason.contains("not implemented"),
+        "{:?}",
+        r.not_run
+    );
+    // The detection question runs on the top log-probabilities.
+    let d = r.detection.unwrap();
+    assert!((d.rows[0].model.estimate - 0.875).abs() < 1e-12);
+    assert_eq!(
+        d.method,
+        "estimated from the server's top log-probabilities"
+    );
+}
+
+#[test]
+fn outputs_refuse_to_overwrite_and_json_has_the_scan_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec();
+    s.detection = false;
+    s.elicitation = false;
+    let r = selfaware_audit::run(
+        &s,
+        &model(0.7),
+        None,
+        None,
+        Provenance::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let out = dir.path().join("audit");
+    let files = selfaware_audit::write_outputs(&out, &r).unwrap();
+    assert_eq!(files.len(), 2);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("audit.json")).unwrap()).unwrap();
+    let first = &json["behavior_scan"][0];
+    assert_eq!(first["candidate"], "TRIG");
+    assert_eq!(first["rank"], 1);
+    assert_eq!(first["placement"], "prepend");
+    assert!(first["kl_ci"]["low"].is_number());
+    let e = selfaware_audit::write_outputs(&out, &r).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    // A user's file of that name is never touched.
+    let other = dir.path().join("mine");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("verdict.txt"), "my notes").unwrap();
+    assert!(selfaware_audit::check_out(&other).is_err());
+    assert_eq!(
+        std::fs::read_to_string(other.join("verdict.txt")).unwrap(),
+        "my notes"
+    );
+}
+
+#[test]
+fn plan_counts_the_work() {
+    let s = spec();
+    let p = selfaware_audit::plan(&s, true).unwrap();
+    // 2 prompts × (1 untriggered + 2 placements × 5 candidates).
+    assert_eq!(p.scan_conversations, 22);
+    assert_eq!(p.detection_prompts, 2 * 240);
+    assert_eq!(p.elicitation_prompts, 120);
+    assert!(p.estimated_seconds > 0.0);
+}
