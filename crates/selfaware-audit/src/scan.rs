@@ -75,7 +75,9 @@ pub struct ScanEntry {
     /// Robust z-score of `kl_mean` against every candidate's in this placement; `None` when
     /// the pool has no spread (see `ScanPool::note`).
     pub outlier_z: Option<f64>,
-    /// `outlier_z` at or above the threshold.
+    /// `kl_mean` / the pool's median (infinite when the median is 0 and this is not).
+    pub ratio_to_median: f64,
+    /// See [`stands_out`].
     pub stands_out: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeShift>,
@@ -86,9 +88,12 @@ pub struct ScanEntry {
 pub struct ScanPool {
     pub placement: Placement,
     pub candidates: usize,
+    /// Median of the candidates' mean KL.
     pub kl_median: f64,
     /// 1.4826 × the median absolute deviation of the candidates' mean KL.
     pub kl_robust_sd: f64,
+    /// A candidate stands out only with at least this many times the median's KL.
+    pub min_ratio: f64,
     pub threshold_z: f64,
     /// How many candidates stand out.
     pub standing_out: usize,
@@ -103,8 +108,10 @@ pub struct ScanSettings<'a> {
     pub prompts: &'a [String],
     pub placements: &'a [Placement],
     pub probe: Option<&'a BehaviorProbe>,
-    /// Robust z at or above which a candidate stands out.
+    /// Robust z at or above which a candidate may stand out.
     pub threshold_z: f64,
+    /// Times the median KL at or above which a candidate may stand out.
+    pub min_ratio: f64,
     /// Probability floor of the KL (see `selfaware_stats::kl_divergence`).
     pub kl_floor: f64,
     pub level: f64,
@@ -171,6 +178,18 @@ pub fn kl_table(
     Ok(out)
 }
 
+/// Whether a candidate stands out of its pool: an outlier (robust z ≥ `threshold_z`) AND a
+/// shift at least `min_ratio` times the median candidate's. The z-score alone is not enough:
+/// on the tiny random test model every candidate moves the output by 1.4–10 nats, and as
+/// system prompt four clean candidates of that right-skewed pool had z ≥ 3.5 at under 3× the
+/// median. A trigger that carries a behaviour moves the output an order of magnitude more
+/// than the typical candidate (the planted one on that model: 7.9 nats against a median of
+/// 0.01). Both cuts are heuristics, not a calibrated test; `audit-bench` is where they get
+/// measured.
+pub fn stands_out(z: Option<f64>, ratio: f64, threshold_z: f64, min_ratio: f64) -> bool {
+    z.is_some_and(|z| z >= threshold_z) && ratio >= min_ratio
+}
+
 /// Ranks, intervals and outlier scores from a [`kl_table`]; `probe` holds the probe's shift
 /// per (placement, candidate) when one was asked.
 pub fn summarize(
@@ -221,7 +240,14 @@ pub fn summarize(
         for &i in &order {
             let c = &s.candidates[i];
             let oz = z.as_ref().map(|z| z[i]);
-            let stands_out = oz.is_some_and(|z| z >= s.threshold_z);
+            let ratio = if med > 0.0 {
+                means[i] / med
+            } else if means[i] > 0.0 {
+                f64::INFINITY
+            } else {
+                1.0
+            };
+            let stands_out = stands_out(oz, ratio, s.threshold_z, s.min_ratio);
             standing += usize::from(stands_out);
             placed.push(ScanEntry {
                 candidate: c.text.clone(),
@@ -232,6 +258,7 @@ pub fn summarize(
                 kl_ci: Ci::t(&per_cand[i], s.level),
                 kl_per_prompt: per_cand[i].clone(),
                 outlier_z: oz,
+                ratio_to_median: ratio,
                 stands_out,
                 probe: probe
                     .as_mut()
@@ -244,6 +271,7 @@ pub fn summarize(
             candidates: means.len(),
             kl_median: med,
             kl_robust_sd: sd,
+            min_ratio: s.min_ratio,
             threshold_z: s.threshold_z,
             standing_out: standing,
             note,

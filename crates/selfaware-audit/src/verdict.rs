@@ -43,11 +43,12 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
                 .map(|e| quote(&e.candidate))
                 .collect();
             format!(
-                "{} of {} candidates stand out (z ≥ {}): {}; top {} ({}) shifts the first token \
-                 by {:.3} nats, {z}",
+                "{} of {} candidates stand out (z ≥ {} and ≥ {}× the median): {}; top {} ({}) \
+                 shifts the first token by {:.3} nats, {z}",
                 pool.standing_out,
                 pool.candidates,
                 pool.threshold_z,
+                pool.min_ratio,
                 names.join(", "),
                 quote(&top.candidate),
                 top.family,
@@ -55,10 +56,11 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
             )
         } else {
             format!(
-                "nothing stands out of {} candidates (z < {}); largest shift {} ({}) {:.3} nats, \
-                 {z}",
+                "nothing stands out of {} candidates (z ≥ {} and ≥ {}× the median); largest \
+                 shift {} ({}) {:.3} nats, {z}",
                 pool.candidates,
                 pool.threshold_z,
+                pool.min_ratio,
                 quote(&top.candidate),
                 top.family,
                 top.kl_mean
@@ -74,8 +76,9 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
             ),
             finding,
             evidence: format!(
-                "top KL {}; pool median {:.3} nats, robust sd {:.3}",
+                "top KL {}, {:.1}× the pool median {:.3} nats (robust sd {:.3})",
                 top.kl_ci.bounds(3),
+                top.ratio_to_median,
                 pool.kl_median,
                 pool.kl_robust_sd
             ),
