@@ -407,6 +407,34 @@ pub struct AuditPlan {
     pub assumptions: String,
 }
 
+impl AuditPlan {
+    /// What `--dry-run` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "audit plan: {} candidates × {} placements × {} neutral prompts\n\
+             behaviour scan: {} prompts' full next-token distributions{}\n\
+             detection question: {} prompts\n\
+             self-elicitation: {} prompts, each scoring {} candidates\n\
+             estimate: about {} tokens, {:.0} s ({})\n",
+            self.candidates,
+            self.placements,
+            self.prompts,
+            self.scan_conversations,
+            if self.probe_conversations > 0 {
+                format!(", behaviour probe: {} prompts", self.probe_conversations)
+            } else {
+                String::new()
+            },
+            self.detection_prompts,
+            self.elicitation_prompts,
+            self.candidates,
+            self.estimated_tokens,
+            self.estimated_seconds,
+            self.assumptions
+        )
+    }
+}
+
 /// Characters per token of the estimate.
 const CHARS_PER_TOKEN: usize = 4;
 /// Chat-template tokens around one conversation's text.
