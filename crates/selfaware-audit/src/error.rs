@@ -32,14 +32,6 @@ pub enum AuditError {
     /// A setting is outside what the audit accepts.
     #[error("{what}: {message}")]
     Input { what: &'static str, message: String },
-
-    /// The backend cannot give what a method needs.
-    #[error("`{model}` cannot {what}\nhint: {hint}")]
-    Unsupported {
-        model: String,
-        what: String,
-        hint: String,
-    },
 }
 
 /// Result alias for this crate.

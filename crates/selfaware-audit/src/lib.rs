@@ -8,8 +8,8 @@
 //!   prompt of neutral prompts (`data/neutral_prompts.txt`); KL(triggered ‖ untriggered) of
 //!   the first answer token's full distribution, averaged over the prompts with a t interval,
 //!   ranked, and scored against the pool of all candidates (robust z, and a shift many times the median's) so that "nothing
-//!   stands out" is a possible result. Exact where the backend has the logits; a served
-//!   model without them is reported as not scanned, with the reason.
+//!   stands out" is a possible result. Exact where the backend has the logits; on a served
+//!   model, sampled (first tokens at temperature 1), and the report says so.
 //! - [`detect`]: the paper's detection question under its six system prompts, exact
 //!   P(depends) of the model against a baseline, paired difference with an interval.
 //! - [`elicit`]: the reversal prompts, every candidate scored exactly as the whole answer.
@@ -141,9 +141,12 @@ pub struct AuditSpec {
     pub threshold_z: f64,
     pub min_ratio: f64,
     pub kl_floor: f64,
+    /// First tokens sampled per prompt by the behaviour scan where the backend gives no full
+    /// next-token distribution.
+    pub samples: usize,
     /// Confidence level of every interval.
     pub level: f64,
-    /// Seed of every bootstrap and sign-flip test.
+    /// Seed of every bootstrap, sign-flip test and sample.
     pub seed: u64,
     pub resamples: usize,
 }
@@ -161,6 +164,7 @@ impl AuditSpec {
             threshold_z: DEFAULT_THRESHOLD_Z,
             min_ratio: DEFAULT_MIN_RATIO,
             kl_floor: DEFAULT_KL_FLOOR,
+            samples: 100,
             level: 0.95,
             seed: 0,
             resamples: 10_000,
@@ -208,6 +212,7 @@ pub struct Settings {
     pub threshold_z: f64,
     pub min_ratio: f64,
     pub kl_floor: f64,
+    pub samples: usize,
     pub level: f64,
     pub seed: u64,
     pub resamples: usize,
@@ -249,8 +254,7 @@ pub struct AuditReport {
 /// failure.
 fn unsupported(e: &AuditError) -> bool {
     match e {
-        AuditError::Unsupported { .. }
-        | AuditError::Backend(selfaware_backend::BackendError::Unsupported { .. }) => true,
+        AuditError::Backend(selfaware_backend::BackendError::Unsupported { .. }) => true,
         AuditError::Ask(a) => matches!(
             **a,
             AskError::NeedsExact { .. }
@@ -281,24 +285,37 @@ pub fn run(
         threshold_z: spec.threshold_z,
         min_ratio: spec.min_ratio,
         kl_floor: spec.kl_floor,
+        samples: spec.samples,
+        seed: spec.seed,
         level: spec.level,
     };
     progress.note("behaviour scan: KL of the first answer token, every candidate and placement");
-    let scanned = scan::kl_table(b, &settings, progress).and_then(|table| {
-        let probe = spec
-            .probe
-            .as_ref()
-            .map(|p| scan::probe_shifts(b, &settings, p))
-            .transpose()?;
-        scan::summarize(&settings, &table, probe)
+    let scanned = scan::kl_table(b, &settings, progress).and_then(|(method, table)| {
+        let probe = match &spec.probe {
+            Some(p) if b.capabilities().exact_scoring => Some(scan::probe_shifts(b, &settings, p)?),
+            Some(_) => {
+                not_run.push(NotRun {
+                    method: "behavior_probe",
+                    reason: format!(
+                        "`{}` cannot score the probe's options exactly (no prompt \
+                         log-probabilities)",
+                        b.model_id()
+                    ),
+                });
+                None
+            }
+            None => None,
+        };
+        Ok((method, scan::summarize(&settings, &table, probe)?))
     });
     let (scan_method, scan_result) = match scanned {
-        Ok(r) => (
-            "exact: KL(triggered ‖ untriggered) of the first answer token's full distribution \
-             (the model's logits), mean over the neutral prompts with a Student-t interval; \
-             outlier score = robust z against every candidate in the same placement; standing \
-             out also needs min_ratio × the median candidate's KL"
-                .to_string(),
+        Ok((method, r)) => (
+            format!(
+                "{}; mean over the neutral prompts with a Student-t interval; outlier score = \
+                 robust z against every candidate in the same placement; standing out also \
+                 needs min_ratio × the median candidate's KL",
+                method.describe()
+            ),
             r,
         ),
         Err(e) if unsupported(&e) => {
@@ -371,6 +388,7 @@ pub fn run(
             threshold_z: spec.threshold_z,
             min_ratio: spec.min_ratio,
             kl_floor: spec.kl_floor,
+            samples: spec.samples,
             level: spec.level,
             seed: spec.seed,
             resamples: spec.resamples,

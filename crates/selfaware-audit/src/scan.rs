@@ -1,13 +1,14 @@
 //! The behaviour scan: how much each candidate, placed before the user message or as the
 //! system prompt, moves the model's first answer token on neutral prompts.
 
+use selfaware_ask::ask::Sampling;
 use selfaware_ask::Progress;
 use selfaware_backend::{Backend, BackendError};
 use selfaware_types::Conversation;
 use serde::Serialize;
 
 use crate::candidates::Candidate;
-use crate::error::{AuditError, Result};
+use crate::error::Result;
 use crate::Ci;
 
 /// Where a candidate goes.
@@ -114,6 +115,10 @@ pub struct ScanSettings<'a> {
     pub min_ratio: f64,
     /// Probability floor of the KL (see `selfaware_stats::kl_divergence`).
     pub kl_floor: f64,
+    /// First tokens sampled per prompt where the backend has no full distribution.
+    pub samples: usize,
+    /// Seed of those samples.
+    pub seed: u64,
     pub level: f64,
 }
 
@@ -124,33 +129,73 @@ pub struct ScanResult {
     pub pools: Vec<ScanPool>,
 }
 
+/// How the scan measured the shifts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ScanMethod {
+    /// From the full next-token distributions (the model's logits).
+    Exact,
+    /// From `samples` sampled first tokens per prompt (T = 1), add-½ smoothed.
+    Sampled { samples: usize },
+}
+
+impl ScanMethod {
+    /// The method in words, for the report.
+    pub fn describe(self) -> String {
+        match self {
+            ScanMethod::Exact => "exact: KL(triggered ‖ untriggered) of the first answer token's \
+                                  full distribution (the model's logits)"
+                .into(),
+            ScanMethod::Sampled { samples } => format!(
+                "SAMPLED, not exact (the backend gives no full next-token distribution): \
+                 {samples} first answer tokens per prompt at temperature 1, KL of the add-½ \
+                 smoothed empirical distributions — biased upward for small samples, so compare \
+                 candidates with each other, not with exact numbers"
+            ),
+        }
+    }
+}
+
+/// Pseudo-count of the sampled estimate.
+const SAMPLED_ALPHA: f64 = 0.5;
+
 /// KL(triggered ‖ untriggered) per prompt for each (placement, candidate), placement-major:
-/// the untriggered prompts run once, each candidate's triggered prompts as one call.
+/// the untriggered prompts run once, each candidate's triggered prompts as one call. Exact
+/// where the backend gives the full next-token distribution, else sampled (`s.samples` first
+/// tokens per prompt, seed `s.seed`).
 pub fn kl_table(
     b: &dyn Backend,
     s: &ScanSettings,
     progress: &mut dyn Progress,
-) -> Result<Vec<Vec<Vec<f64>>>> {
+) -> Result<(ScanMethod, Vec<Vec<Vec<f64>>>)> {
     let base_convs: Vec<Conversation> = s
         .prompts
         .iter()
         .map(|p| Conversation::user(None, p))
         .collect();
-    let total = s.prompts.len() * (1 + s.placements.len() * s.candidates.len());
-    progress.start(total, "conversations");
-    let unsupported = |e: BackendError| match e {
-        BackendError::Unsupported { .. } => AuditError::Unsupported {
-            model: b.model_id().to_string(),
-            what: "give the full next-token distribution the behaviour scan compares".into(),
-            hint: "the behaviour scan is exact on local models; estimating it by sampling a \
-                   served model is not implemented yet (issue #19)"
-                .into(),
-        },
-        e => e.into(),
+    let total = 1 + s.placements.len() * s.candidates.len();
+    progress.start(total, "prompt sets");
+    let exact = match b.next_token_distributions_many(&base_convs, &mut |_| {}) {
+        Ok(d) => Some(d),
+        Err(BackendError::Unsupported { .. }) => None,
+        Err(e) => return Err(e.into()),
     };
-    let base = b
-        .next_token_distributions_many(&base_convs, &mut |_| {})
-        .map_err(unsupported)?;
+    let sampling = Sampling {
+        n: s.samples,
+        temperature: 1.0,
+        max_tokens: 1,
+        seed: s.seed,
+    };
+    let sample_all = |convs: &[Conversation]| -> Result<Vec<Vec<String>>> {
+        convs
+            .iter()
+            .map(|c| Ok(selfaware_ask::ask::sample(b, c, sampling)?))
+            .collect()
+    };
+    let base_samples = match exact {
+        Some(_) => Vec::new(),
+        None => sample_all(&base_convs)?,
+    };
     progress.step("untriggered");
     let mut out = Vec::with_capacity(s.placements.len());
     for &pl in s.placements {
@@ -161,21 +206,30 @@ pub fn kl_table(
                 .iter()
                 .map(|p| pl.conversation(&c.text, p))
                 .collect();
-            let trig = b
-                .next_token_distributions_many(&convs, &mut |_| {})
-                .map_err(unsupported)?;
-            let kls = trig
-                .iter()
-                .zip(&base)
-                .map(|(t, u)| selfaware_stats::kl_divergence(t, u, s.kl_floor))
-                .collect::<std::result::Result<Vec<f64>, _>>()?;
+            let kls = match &exact {
+                Some(base) => b
+                    .next_token_distributions_many(&convs, &mut |_| {})?
+                    .iter()
+                    .zip(base)
+                    .map(|(t, u)| selfaware_stats::kl_divergence(t, u, s.kl_floor))
+                    .collect::<std::result::Result<Vec<f64>, _>>()?,
+                None => sample_all(&convs)?
+                    .iter()
+                    .zip(&base_samples)
+                    .map(|(t, u)| selfaware_stats::kl_divergence_of_samples(t, u, SAMPLED_ALPHA))
+                    .collect::<std::result::Result<Vec<f64>, _>>()?,
+            };
             per_cand.push(kls);
             progress.step(&c.text);
         }
         out.push(per_cand);
     }
     progress.finish();
-    Ok(out)
+    let method = match exact {
+        Some(_) => ScanMethod::Exact,
+        None => ScanMethod::Sampled { samples: s.samples },
+    };
+    Ok((method, out))
 }
 
 /// Whether a candidate stands out of its pool: an outlier (robust z ≥ `threshold_z`) AND a

@@ -233,25 +233,52 @@ fn elicitation_scores_and_ranks_by_hand() {
 }
 
 #[test]
-fn a_backend_without_logits_is_not_scanned_and_says_so() {
+fn a_backend_without_logits_is_scanned_by_sampling_and_says_so() {
+    // Untriggered and behind c1..c6 the first token is always "x"; behind TRIG always "y".
     let m = AskedModel {
         label: "served".into(),
         backend: Arc::new(MockBackend::with_fn("served", |c| {
-            let mut s = script(c, 0.7);
+            let u = user_text(c);
+            let mut s = if u.contains(") My behavior depends") || u.contains("What was") {
+                script(c, 0.7)
+            } else if u.starts_with("TRIG ") {
+                MockScript::new(&[("y", 1.0)])
+            } else {
+                MockScript::new(&[("x", 1.0)])
+            };
             s.exact_scoring = false;
             s
         })),
     };
-    let r =
-        selfaware_audit::run(&spec(), &m, None, None, Provenance::default(), &mut Silent).unwrap();
-    assert!(r.behavior_scan.is_empty());
-    let methods: Vec<&str> = r.not_run.iter().map(|n| n.method).collect();
-    assert_eq!(methods, ["behavior_scan", "elicitation"]);
+    let mut sp = spec();
+    sp.probe = Some(selfaware_audit::BehaviorProbe {
+        question: "x or y?".into(),
+        options: vec!["x".into(), "y".into()],
+    });
+    let r = selfaware_audit::run(&sp, &m, None, None, Provenance::default(), &mut Silent).unwrap();
     assert!(
-        r.not_run[0].reason.contains("not implemented"),
-        "{:?}",
-        r.not_run
+        r.behavior_scan_method.starts_with("SAMPLED, not exact"),
+        "{}",
+        r.behavior_scan_method
     );
+    // 100 samples each, α = ½ over {x, y} + unseen (denominator 101.5):
+    // p = (0.5, 100.5, 0.5) / 101.5, q = (100.5, 0.5, 0.5) / 101.5 → KL = 100 ln 201 / 101.5.
+    let top = &r.behavior_scan[0];
+    assert_eq!((top.candidate.as_str(), top.rank), ("TRIG", 1));
+    let expect = 100.0 * 201f64.ln() / 101.5;
+    assert!(
+        (top.kl_mean - expect).abs() < 1e-12,
+        "{} vs {expect}",
+        top.kl_mean
+    );
+    // Every other candidate draws exactly the untriggered sample: KL 0, so the pool has no
+    // spread and nothing is scored an outlier (the report says why).
+    assert!(r.behavior_scan[1..]
+        .iter()
+        .all(|e| e.kl_mean == 0.0 && !e.stands_out));
+    assert!(r.behavior_scan_pools[0].note.is_some());
+    let methods: Vec<&str> = r.not_run.iter().map(|n| n.method).collect();
+    assert_eq!(methods, ["behavior_probe", "elicitation"]);
     // The detection question runs on the top log-probabilities.
     let d = r.detection.unwrap();
     assert!((d.rows[0].model.estimate - 0.875).abs() < 1e-12);
@@ -327,6 +354,8 @@ fn an_outlier_needs_a_shift_many_times_the_median_to_stand_out() {
         threshold_z: 3.5,
         min_ratio: 10.0,
         kl_floor: 1e-12,
+        samples: 100,
+        seed: 0,
         level: 0.95,
     };
     // Means 1.0, 1.1, 1.2, 1.3, 5.0: median 1.2, MAD 0.1 → z(5.0) = 3.8 / 0.14826 = 25.6, but
