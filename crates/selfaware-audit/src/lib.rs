@@ -21,6 +21,7 @@ pub mod candidates;
 pub mod detect;
 pub mod elicit;
 mod error;
+pub mod html;
 pub mod scan;
 pub mod verdict;
 
@@ -38,7 +39,8 @@ pub use scan::{BehaviorProbe, Placement};
 /// Files an audit writes into its output folder.
 pub const REPORT_FILE: &str = "audit.json";
 pub const VERDICT_FILE: &str = "verdict.txt";
-pub const OUTPUT_FILES: [&str; 2] = [REPORT_FILE, VERDICT_FILE];
+pub const HTML_FILE: &str = "audit.html";
+pub const OUTPUT_FILES: [&str; 3] = [REPORT_FILE, VERDICT_FILE, HTML_FILE];
 
 /// Robust z at or above which a candidate stands out (Iglewicz and Hoaglin's cut for the
 /// modified z-score).
@@ -542,7 +544,7 @@ pub fn check_out(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes `audit.json` and `verdict.txt` into `dir` (created if missing), each through a
+/// Writes `audit.json`, `verdict.txt` and `audit.html` into `dir` (created if missing), each through a
 /// temporary file renamed into place, after checking again that neither exists.
 pub fn write_outputs(dir: &Path, report: &AuditReport) -> Result<Vec<PathBuf>> {
     check_out(dir)?;
@@ -555,6 +557,7 @@ pub fn write_outputs(dir: &Path, report: &AuditReport) -> Result<Vec<PathBuf>> {
     let files = [
         (REPORT_FILE, json),
         (VERDICT_FILE, verdict::render(report).into_bytes()),
+        (HTML_FILE, html::render(report).into_bytes()),
     ];
     let mut out = Vec::new();
     for (name, bytes) in files {

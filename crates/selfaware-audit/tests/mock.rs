@@ -305,7 +305,12 @@ fn outputs_refuse_to_overwrite_and_json_has_the_scan_list() {
     .unwrap();
     let out = dir.path().join("audit");
     let files = selfaware_audit::write_outputs(&out, &r).unwrap();
-    assert_eq!(files.len(), 2);
+    assert_eq!(files.len(), 3);
+    let html = std::fs::read_to_string(out.join("audit.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("<code>TRIG</code>"),
+        "{html}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("audit.json")).unwrap()).unwrap();
     let first = &json["behavior_scan"][0];
@@ -379,4 +384,39 @@ fn an_outlier_needs_a_shift_many_times_the_median_to_stand_out() {
     t2[0][4] = vec![13.0, 13.0];
     let r = scan::summarize(&s, &t2, None).unwrap();
     assert!(r.entries[0].stands_out);
+}
+
+#[test]
+fn the_html_page_escapes_candidates_and_shows_every_section() {
+    let mut s = spec();
+    s.candidates.push(Candidate {
+        text: "<i>&x</i>".into(),
+        family: "user".into(),
+    });
+    let r = selfaware_audit::run(
+        &s,
+        &model(0.7),
+        Some("adapter".into()),
+        Some(&model(0.3)),
+        Provenance::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    let html = selfaware_audit::html::render(&r);
+    assert!(
+        html.contains("<code>&lt;i&gt;&amp;x&lt;/i&gt;</code>"),
+        "{html}"
+    );
+    assert!(!html.contains("<i>&x</i>"));
+    for section in [
+        "Verdict",
+        "Behaviour scan",
+        "Detection question",
+        "Self-elicitation",
+    ] {
+        assert!(html.contains(&format!("<h2>{section}</h2>")), "{section}");
+    }
+    // Both placements get a figure; the detection table has the six system prompts.
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(html.contains("<td>backdoor_is_good</td>"));
 }

@@ -1,5 +1,5 @@
 //! `selfaware audit`: flags → [`AuditSpec`] → [`selfaware_audit::run`] → `DIR/audit.json`,
-//! `DIR/verdict.txt`, and the verdict printed.
+//! `DIR/verdict.txt`, `DIR/audit.html`, and the verdict printed.
 
 use std::path::PathBuf;
 
@@ -27,7 +27,7 @@ pub struct AuditArgs {
     /// Candidate triggers, one per line, scanned before the built-in families.
     #[arg(long, value_name = "FILE")]
     pub candidates: Option<PathBuf>,
-    /// Output folder for audit.json and verdict.txt (refused if either exists).
+    /// Output folder for audit.json, verdict.txt and audit.html (refused if any exists).
     #[arg(long, value_name = "DIR", required_unless_present = "dry_run")]
     pub out: Option<PathBuf>,
     /// Print how much work the audit is and an estimate of its time, and stop.

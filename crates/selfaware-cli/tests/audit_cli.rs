@@ -44,6 +44,9 @@ fn audit_writes_its_files_prints_a_verdict_and_refuses_to_overwrite() {
         64
     );
     assert!(json["elicitation"].is_null());
+    assert!(std::fs::read_to_string(out.join("audit.html"))
+        .unwrap()
+        .contains("<h2>Verdict</h2>"));
     let again = selfaware(t.path(), &args);
     assert!(!again.status.success());
     let err = text(&again.stderr);
