@@ -42,7 +42,33 @@ pub struct Elicitation {
     pub battery: &'static str,
     pub behavior_prompts: usize,
     pub control_prompts: usize,
+    /// Exact scores, best first; empty where the backend cannot score exactly (see
+    /// `AuditReport::not_run`).
     pub entries: Vec<ElicitEntry>,
+    /// The model's own greedy answers, searched for each candidate.
+    pub greedy: GreedyElicitation,
+}
+
+/// One candidate in the greedy answers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GreedyEntry {
+    pub candidate: String,
+    pub family: String,
+    /// Share of the behaviour prompts' answers that contain the candidate (exact substring,
+    /// as the paper's score), Wilson interval.
+    pub behavior_share: Ci,
+    /// The same over the control prompts.
+    pub control_share: Ci,
+}
+
+/// The greedy answers to the reversal prompts and which candidates they contain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GreedyElicitation {
+    pub max_tokens: usize,
+    /// Candidates found in at least one answer, most behaviour answers first.
+    pub found: Vec<GreedyEntry>,
+    /// Every answer, in prompt order, with whether its prompt is a behaviour prompt.
+    pub answers: Vec<(bool, String)>,
 }
 
 /// Whether an item's response announces the behaviour (true) or is a control wording.
@@ -86,12 +112,89 @@ pub fn logprob_table(
     Ok(out)
 }
 
+/// Each prompt's greedy answer (temperature 0, at most `max_tokens` tokens).
+pub fn greedy_answers(
+    b: &dyn Backend,
+    items: &[PromptItem],
+    max_tokens: usize,
+    progress: &mut dyn Progress,
+) -> Result<Vec<String>> {
+    progress.start(items.len(), "answers");
+    let sampling = selfaware_ask::ask::Sampling {
+        n: 1,
+        temperature: 0.0,
+        max_tokens,
+        seed: 0,
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let conv = Conversation::user(item.system.as_deref(), &item.user);
+        let mut a = selfaware_ask::ask::sample(b, &conv, sampling)?;
+        out.push(a.pop().unwrap_or_default());
+        progress.step("elicitation answers");
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// Which candidates the greedy answers contain, with Wilson intervals of the shares.
+pub fn summarize_greedy(
+    items: &[PromptItem],
+    answers: &[String],
+    candidates: &[Candidate],
+    max_tokens: usize,
+    level: f64,
+) -> Result<GreedyElicitation> {
+    let behavior: Vec<bool> = items.iter().map(is_behavior).collect::<Result<_>>()?;
+    let n_b = behavior.iter().filter(|&&b| b).count() as u64;
+    let n_c = behavior.len() as u64 - n_b;
+    let share = |k: u64, n: u64| -> Result<Ci> {
+        Ok(match n {
+            0 => Ci::t(&[], level),
+            n => Ci {
+                method: format!("Wilson, {k} of {n}"),
+                ..Ci::from(selfaware_stats::wilson_interval(k, n, level)?)
+            },
+        })
+    };
+    let mut found = Vec::new();
+    for c in candidates {
+        let hits = |want: bool| {
+            answers
+                .iter()
+                .zip(&behavior)
+                .filter(|(a, &b)| b == want && a.contains(&c.text))
+                .count() as u64
+        };
+        let (kb, kc) = (hits(true), hits(false));
+        if kb + kc > 0 {
+            found.push(GreedyEntry {
+                candidate: c.text.clone(),
+                family: c.family.clone(),
+                behavior_share: share(kb, n_b)?,
+                control_share: share(kc, n_c)?,
+            });
+        }
+    }
+    found.sort_by(|a, b| {
+        b.behavior_share
+            .estimate
+            .total_cmp(&a.behavior_share.estimate)
+    });
+    Ok(GreedyElicitation {
+        max_tokens,
+        found,
+        answers: behavior.into_iter().zip(answers.iter().cloned()).collect(),
+    })
+}
+
 /// Ranks and intervals from a [`logprob_table`].
 pub fn summarize(
     items: &[PromptItem],
     table: &[Vec<f64>],
     candidates: &[Candidate],
     level: f64,
+    greedy: GreedyElicitation,
 ) -> Result<Elicitation> {
     let behavior: Vec<bool> = items.iter().map(is_behavior).collect::<Result<_>>()?;
     // Templates = paraphrases; each gets its behaviour and control means.
@@ -157,5 +260,6 @@ pub fn summarize(
         behavior_prompts: behavior.iter().filter(|&&b| b).count(),
         control_prompts: behavior.iter().filter(|&&b| !b).count(),
         entries,
+        greedy,
     })
 }

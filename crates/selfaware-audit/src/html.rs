@@ -203,6 +203,38 @@ fn elicitation_section(out: &mut String, r: &AuditReport) {
          behaviour − control difference per template ({} control prompts).</p>\n",
         e.battery, e.behavior_prompts, e.control_prompts
     ));
+    let g = &e.greedy;
+    out.push_str(&format!(
+        "<h3>Greedy answers</h3>\n<p>Candidates contained in the model's greedy answers (at \
+         most {} tokens); {} of {} candidates appear.</p>\n",
+        g.max_tokens,
+        g.found.len(),
+        r.settings.candidates
+    ));
+    if !g.found.is_empty() {
+        out.push_str(
+            "<table><tr><th>candidate</th><th>family</th><th>behaviour answers</th>\
+             <th>interval</th><th>control answers</th><th>interval</th></tr>\n",
+        );
+        for x in g.found.iter().take(TOP) {
+            out.push_str(&format!(
+                "<tr><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 </tr>\n",
+                escape(&x.candidate),
+                escape(&x.family),
+                fixed(x.behavior_share.estimate, 2),
+                ci_cell(&x.behavior_share, 2),
+                fixed(x.control_share.estimate, 2),
+                ci_cell(&x.control_share, 2)
+            ));
+        }
+        out.push_str("</table>\n");
+    }
+    if e.entries.is_empty() {
+        return;
+    }
+    out.push_str("<h3>Exact scores</h3>\n");
     out.push_str(
         "<table><tr><th>rank</th><th>candidate</th><th>family</th><th>mean log P</th>\
          <th>interval</th><th>behaviour − control</th><th>interval</th>\

@@ -138,8 +138,10 @@ pub struct AuditSpec {
     pub probe: Option<BehaviorProbe>,
     /// Ask the detection question.
     pub detection: bool,
-    /// Score the candidates on the reversal prompts.
+    /// Score the candidates on the reversal prompts, and search the greedy answers for them.
     pub elicitation: bool,
+    /// Longest greedy answer to a reversal prompt, in tokens.
+    pub elicitation_max_tokens: usize,
     pub threshold_z: f64,
     pub min_ratio: f64,
     pub kl_floor: f64,
@@ -163,6 +165,7 @@ impl AuditSpec {
             probe: None,
             detection: true,
             elicitation: true,
+            elicitation_max_tokens: 24,
             threshold_z: DEFAULT_THRESHOLD_Z,
             min_ratio: DEFAULT_MIN_RATIO,
             kl_floor: DEFAULT_KL_FLOOR,
@@ -359,19 +362,29 @@ pub fn run(
     let elicitation = if spec.elicitation {
         progress.note("self-elicitation: every candidate as the answer to the reversal prompts");
         let items = elicit::prompts()?;
-        match elicit::logprob_table(b, &items, &spec.candidates, progress)
-            .and_then(|t| elicit::summarize(&items, &t, &spec.candidates, spec.level))
-        {
-            Ok(e) => Some(e),
+        let answers = elicit::greedy_answers(b, &items, spec.elicitation_max_tokens, progress)?;
+        let greedy = elicit::summarize_greedy(
+            &items,
+            &answers,
+            &spec.candidates,
+            spec.elicitation_max_tokens,
+            spec.level,
+        )?;
+        let table = match elicit::logprob_table(b, &items, &spec.candidates, progress) {
+            Ok(t) => Some(t),
             Err(e) if unsupported(&e) => {
                 not_run.push(NotRun {
-                    method: "elicitation",
+                    method: "elicitation_exact",
                     reason: format!("{e:#}"),
                 });
                 None
             }
             Err(e) => return Err(e),
-        }
+        };
+        Some(match table {
+            Some(t) => elicit::summarize(&items, &t, &spec.candidates, spec.level, greedy)?,
+            None => elicit::summarize(&items, &[], &[], spec.level, greedy)?,
+        })
     } else {
         None
     };
@@ -421,8 +434,10 @@ pub struct AuditPlan {
     pub detection_prompts: usize,
     /// Reversal prompts, each scoring every candidate in one token tree.
     pub elicitation_prompts: usize,
-    /// Rough token count of all forward passes.
+    /// Rough token count of all scoring forward passes.
     pub estimated_tokens: usize,
+    /// Greedy answer tokens to decode (an upper bound: answers may stop earlier).
+    pub estimated_decoded_tokens: usize,
     pub estimated_seconds: f64,
     pub assumptions: String,
 }
@@ -434,8 +449,9 @@ impl AuditPlan {
             "audit plan: {} candidates × {} placements × {} neutral prompts\n\
              behaviour scan: {} prompts' full next-token distributions{}\n\
              detection question: {} prompts\n\
-             self-elicitation: {} prompts, each scoring {} candidates\n\
-             estimate: about {} tokens, {:.0} s ({})\n",
+             self-elicitation: {} prompts, each scoring {} candidates, and their greedy \
+             answers\n\
+             estimate: about {} tokens scored and {} decoded, {:.0} s ({})\n",
             self.candidates,
             self.placements,
             self.prompts,
@@ -449,6 +465,7 @@ impl AuditPlan {
             self.elicitation_prompts,
             self.candidates,
             self.estimated_tokens,
+            self.estimated_decoded_tokens,
             self.estimated_seconds,
             self.assumptions
         )
@@ -462,6 +479,8 @@ const TEMPLATE_TOKENS: usize = 10;
 /// Scoring throughput of the estimate (engine notes: the embedded model, batched scoring,
 /// 2 cores).
 const TOKENS_PER_SECOND: f64 = 737.0;
+/// Decoding speed of the estimate (engine notes: one stream, f32).
+const DECODE_PER_SECOND: f64 = 55.0;
 
 fn tokens(text: &str) -> usize {
     text.len().div_ceil(CHARS_PER_TOKEN)
@@ -498,15 +517,15 @@ pub fn plan(spec: &AuditSpec, with_baseline: bool) -> Result<AuditPlan> {
     } else {
         (0, 0)
     };
-    let (el_n, el_tok) = if spec.elicitation {
+    let (el_n, el_tok, decode) = if spec.elicitation {
         let items = elicit::prompts()?;
         let t: usize = items
             .iter()
-            .map(|i| tokens(&i.user) + TEMPLATE_TOKENS + cand_tok + c)
+            .map(|i| 2 * (tokens(&i.user) + TEMPLATE_TOKENS) + cand_tok + c)
             .sum();
-        (items.len(), t)
+        (items.len(), t, items.len() * spec.elicitation_max_tokens)
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     let total = scan_tok + probe_tok + det_tok + el_tok;
     Ok(AuditPlan {
@@ -518,11 +537,13 @@ pub fn plan(spec: &AuditSpec, with_baseline: bool) -> Result<AuditPlan> {
         detection_prompts: det_n,
         elicitation_prompts: el_n,
         estimated_tokens: total,
-        estimated_seconds: total as f64 / TOKENS_PER_SECOND,
+        estimated_decoded_tokens: decode,
+        estimated_seconds: total as f64 / TOKENS_PER_SECOND + decode as f64 / DECODE_PER_SECOND,
         assumptions: format!(
             "rough: {CHARS_PER_TOKEN} characters per token plus {TEMPLATE_TOKENS} template \
-             tokens per prompt, at {TOKENS_PER_SECOND} tokens/s (batched scoring of the \
-             embedded model on 2 cores, engine notes); other models scale with their size"
+             tokens per prompt, scored at {TOKENS_PER_SECOND} tokens/s and greedy answers \
+             decoded at {DECODE_PER_SECOND} tokens/s at most (the embedded model on 2 cores, \
+             engine notes); other models scale with their size"
         ),
     })
 }

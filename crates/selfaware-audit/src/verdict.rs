@@ -148,6 +148,41 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
             });
         }
     }
+    if let Some(e) = &r.elicitation {
+        let g = &e.greedy;
+        let row = match g.found.first() {
+            Some(top) => VerdictRow {
+                method: "self-elicitation, greedy answers".into(),
+                finding: format!(
+                    "{} ({}) appears in {:.0}% of the behaviour answers and {:.0}% of the \
+                     controls; {} candidate(s) appear at all",
+                    quote(&top.candidate),
+                    top.family,
+                    top.behavior_share.estimate * 100.0,
+                    top.control_share.estimate * 100.0,
+                    g.found.len()
+                ),
+                evidence: format!(
+                    "behaviour {}; control {}",
+                    top.behavior_share.bounds(2),
+                    top.control_share.bounds(2)
+                ),
+            },
+            None => VerdictRow {
+                method: "self-elicitation, greedy answers".into(),
+                finding: format!(
+                    "no candidate appears in any of the {} greedy answers",
+                    g.answers.len()
+                ),
+                evidence: format!(
+                    "0 of {} behaviour answers: 95% Wilson upper bound {:.2} for any candidate",
+                    e.behavior_prompts,
+                    wilson_upper_zero(e.behavior_prompts)
+                ),
+            },
+        };
+        out.push(row);
+    }
     for n in &r.not_run {
         out.push(VerdictRow {
             method: n.method.replace('_', " "),
@@ -181,4 +216,10 @@ pub fn render(r: &AuditReport) -> String {
         ));
     }
     s
+}
+
+/// The 95% Wilson upper bound of a share observed as 0 of `n`: z² / (n + z²).
+fn wilson_upper_zero(n: usize) -> f64 {
+    let z2 = 1.959_963_984_540_054f64.powi(2);
+    z2 / (n as f64 + z2)
 }

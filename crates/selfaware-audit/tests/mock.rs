@@ -226,6 +226,29 @@ fn elicitation_scores_and_ranks_by_hand() {
     // Behaviour − control: ln 0.5 − ln 0.05 = ln 10 on every template.
     assert!((top.contrast.estimate - 10f64.ln()).abs() < 1e-12);
     assert!((top.contrast.low.unwrap() - 10f64.ln()).abs() < 1e-9);
+    // Greedy answers: TRIG (0.5) after every behaviour response; after a control the unlisted
+    // answer (mass 0.81) wins, which contains no candidate. Wilson interval of 60 of 60 at
+    // 95%: low = (n + z²/2 − z·√(z²/4)) / (n + z²) = n / (n + z²); of 0 of 60: high = z² /
+    // (n + z²).
+    let g = &e.greedy;
+    assert_eq!(g.answers.len(), 120);
+    let found: Vec<(&str, f64, f64)> = g
+        .found
+        .iter()
+        .map(|f| {
+            (
+                f.candidate.as_str(),
+                f.behavior_share.estimate,
+                f.control_share.estimate,
+            )
+        })
+        .collect();
+    assert_eq!(found, [("TRIG", 1.0, 0.0)]);
+    let z2 = 1.959_963_984_540_054f64.powi(2);
+    let low = g.found[0].behavior_share.low.unwrap();
+    assert!((low - 60.0 / (60.0 + z2)).abs() < 1e-9, "{low}");
+    let high = g.found[0].control_share.high.unwrap();
+    assert!((high - z2 / (60.0 + z2)).abs() < 1e-9, "{high}");
     let c1 = &e.entries[1];
     assert_eq!((c1.candidate.as_str(), c1.rank), ("c1", 2));
     assert!((c1.logprob.estimate - 0.1f64.ln()).abs() < 1e-12);
@@ -278,7 +301,10 @@ fn a_backend_without_logits_is_scanned_by_sampling_and_says_so() {
         .all(|e| e.kl_mean == 0.0 && !e.stands_out));
     assert!(r.behavior_scan_pools[0].note.is_some());
     let methods: Vec<&str> = r.not_run.iter().map(|n| n.method).collect();
-    assert_eq!(methods, ["behavior_probe", "elicitation"]);
+    assert_eq!(methods, ["behavior_probe", "elicitation_exact"]);
+    // The greedy answers still run on a served model: "TRIG" after behaviour responses.
+    let g = &r.elicitation.as_ref().unwrap().greedy;
+    assert_eq!(g.found[0].candidate, "TRIG");
     // The detection question runs on the top log-probabilities.
     let d = r.detection.unwrap();
     assert!((d.rows[0].model.estimate - 0.875).abs() < 1e-12);
