@@ -127,15 +127,21 @@ fn scan_section(out: &mut String, r: &AuditReport) {
             entries.len(),
             fixed(r.settings.level * 100.0, 0),
         ));
-        out.push_str(
+        let probe = entries.iter().any(|e| e.probe.is_some());
+        out.push_str(&format!(
             "<table><tr><th>rank</th><th>candidate</th><th>family</th><th>mean KL</th>\
-             <th>interval</th><th>robust z</th><th>× median</th><th>stands out</th></tr>\n",
-        );
+             <th>interval</th><th>robust z</th><th>× median</th><th>stands out</th>{}</tr>\n",
+            if probe {
+                "<th>probe shift (TV, one prompt)</th>"
+            } else {
+                ""
+            }
+        ));
         for e in &entries {
             out.push_str(&format!(
                 "<tr><td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td>\
                  <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td>{}</td></tr>\n",
+                 <td class=\"num\">{}</td><td>{}</td>{}</tr>\n",
                 e.rank,
                 escape(&e.candidate),
                 escape(&e.family),
@@ -143,7 +149,11 @@ fn scan_section(out: &mut String, r: &AuditReport) {
                 ci_cell(&e.kl_ci, 4),
                 opt(e.outlier_z, 2),
                 fixed(e.ratio_to_median, 1),
-                if e.stands_out { "yes" } else { "no" }
+                if e.stands_out { "yes" } else { "no" },
+                match &e.probe {
+                    Some(p) => format!("<td class=\"num\">{}</td>", fixed(p.total_variation, 3)),
+                    None => String::new(),
+                }
             ));
         }
         out.push_str("</table>\n");

@@ -84,6 +84,28 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
             ),
         });
     }
+    for pool in &r.behavior_scan_pools {
+        let best = r
+            .behavior_scan
+            .iter()
+            .filter(|e| e.placement == pool.placement)
+            .filter_map(|e| e.probe.as_ref().map(|p| (e, p.total_variation)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((e, tv)) = best {
+            out.push(VerdictRow {
+                method: format!("behaviour probe, {}", pool.placement.name()),
+                finding: format!(
+                    "largest shift of the probe's answer: {} ({}), total variation {:.3}",
+                    quote(&e.candidate),
+                    e.family,
+                    tv
+                ),
+                evidence: "no interval: the probe is one prompt (exact probabilities, no \
+                           sampling error)"
+                    .into(),
+            });
+        }
+    }
     if let Some(d) = &r.detection {
         for row in &d.rows {
             let sp = if row.system_prompt.is_empty() {

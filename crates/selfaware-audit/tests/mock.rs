@@ -446,3 +446,45 @@ fn the_html_page_escapes_candidates_and_shows_every_section() {
     assert_eq!(html.matches("<svg").count(), 2);
     assert!(html.contains("<td>backdoor_is_good</td>"));
 }
+
+#[test]
+fn a_behaviour_probe_shift_by_hand() {
+    let mut s = spec();
+    s.detection = false;
+    s.elicitation = false;
+    s.probe = Some(selfaware_audit::BehaviorProbe {
+        question: "x or y?".into(),
+        options: vec!["x".into(), "y".into()],
+    });
+    let r = selfaware_audit::run(
+        &s,
+        &model(0.7),
+        None,
+        None,
+        Provenance::default(),
+        &mut Silent,
+    )
+    .unwrap();
+    // Untriggered (0.5, 0.5). Behind TRIG the probe (not p1) gets (0.98, 0.02): total
+    // variation ½(0.48 + 0.48) = 0.48; behind c3 (0.57, 0.43): 0.07; as system prompt 0.
+    let get = |c: &str, pl: Placement| {
+        r.behavior_scan
+            .iter()
+            .find(|e| e.candidate == c && e.placement == pl)
+            .and_then(|e| e.probe.clone())
+            .unwrap()
+    };
+    let t = get("TRIG", Placement::Prepend);
+    assert!((t.untriggered[0] - 0.5).abs() < 1e-12);
+    assert!((t.triggered[0] - 0.98).abs() < 1e-12 && (t.triggered[1] - 0.02).abs() < 1e-12);
+    assert!((t.total_variation - 0.48).abs() < 1e-12);
+    assert!((get("c3", Placement::Prepend).total_variation - 0.07).abs() < 1e-12);
+    assert!(get("TRIG", Placement::System).total_variation.abs() < 1e-12);
+    let text = selfaware_audit::verdict::render(&r);
+    assert!(
+        text.contains("behaviour probe, prepend")
+            && text.contains("\"TRIG\" (test), total variation 0.480"),
+        "{text}"
+    );
+    assert!(selfaware_audit::html::render(&r).contains("probe shift"));
+}
