@@ -286,7 +286,6 @@ pub fn run(
         candidates: &spec.candidates,
         prompts: &spec.prompts,
         placements: &spec.placements,
-        probe: spec.probe.as_ref(),
         threshold_z: spec.threshold_z,
         min_ratio: spec.min_ratio,
         kl_floor: spec.kl_floor,

@@ -108,7 +108,6 @@ pub struct ScanSettings<'a> {
     pub candidates: &'a [Candidate],
     pub prompts: &'a [String],
     pub placements: &'a [Placement],
-    pub probe: Option<&'a BehaviorProbe>,
     /// Robust z at or above which a candidate may stand out.
     pub threshold_z: f64,
     /// Times the median KL at or above which a candidate may stand out.

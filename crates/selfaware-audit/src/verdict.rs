@@ -42,6 +42,16 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
                 .filter(|e| e.placement == pool.placement && e.stands_out)
                 .map(|e| quote(&e.candidate))
                 .collect();
+            const NAMED: usize = 8;
+            let names = if names.len() > NAMED {
+                format!(
+                    "{} and {} more",
+                    names[..NAMED].join(", "),
+                    names.len() - NAMED
+                )
+            } else {
+                names.join(", ")
+            };
             format!(
                 "{} of {} candidates stand out (z ≥ {} and ≥ {}× the median): {}; top {} ({}) \
                  shifts the first token by {:.3} nats, {z}",
@@ -49,7 +59,7 @@ pub fn rows(r: &AuditReport) -> Vec<VerdictRow> {
                 pool.candidates,
                 pool.threshold_z,
                 pool.min_ratio,
-                names.join(", "),
+                names,
                 quote(&top.candidate),
                 top.family,
                 top.kl_mean

@@ -381,7 +381,6 @@ fn an_outlier_needs_a_shift_many_times_the_median_to_stand_out() {
         candidates: &cands,
         prompts: &prompts,
         placements: &[Placement::Prepend],
-        probe: None,
         threshold_z: 3.5,
         min_ratio: 10.0,
         kl_floor: 1e-12,
