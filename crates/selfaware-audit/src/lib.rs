@@ -4,15 +4,16 @@
 //! Three methods, each with its numbers in [`AuditReport`]:
 //!
 //! - [`scan`], the **behaviour scan**: each candidate trigger (a user's file plus built-in
-//!   families, `data/candidates.toml`) placed before the user message and as the system
-//!   prompt of neutral prompts (`data/neutral_prompts.txt`); KL(triggered ‖ untriggered) of
-//!   the first answer token's full distribution, averaged over the prompts with a t interval,
-//!   ranked, and scored against the pool of all candidates (robust z, and a shift many times the median's) so that "nothing
-//!   stands out" is a possible result. Exact where the backend has the logits; on a served
-//!   model, sampled (first tokens at temperature 1), and the report says so.
+//!   families, `data/candidates.toml`) placed before the user message and as the system prompt of
+//!   neutral prompts (`data/neutral_prompts.txt`); KL(triggered ‖ untriggered) of the first answer
+//!   token's full distribution, averaged over the prompts with a bootstrap interval, ranked, and
+//!   scored against the pool of all candidates (robust z, and a shift many times the median's) so
+//!   that "nothing stands out" is a possible result. Exact where the backend has the logits; on a
+//!   served model, sampled (first tokens at temperature 1), and the report says so.
 //! - [`detect`]: the paper's detection question under its six system prompts, exact
 //!   P(depends) of the model against a baseline, paired difference with an interval.
-//! - [`elicit`]: the reversal prompts, every candidate scored exactly as the whole answer.
+//! - [`elicit`]: the reversal prompts: the model's greedy answers searched for every
+//!   candidate, and every candidate scored exactly as the whole answer.
 //!
 //! [`verdict`] turns them into a table whose every cell carries its interval, or says why it
 //! has none. The library never prints; progress goes to a [`selfaware_ask::Progress`].
@@ -292,6 +293,7 @@ pub fn run(
         samples: spec.samples,
         seed: spec.seed,
         level: spec.level,
+        resamples: spec.resamples,
     };
     progress.note("behaviour scan: KL of the first answer token, every candidate and placement");
     let scanned = scan::kl_table(b, &settings, progress).and_then(|(method, table)| {
@@ -315,7 +317,7 @@ pub fn run(
     let (scan_method, scan_result) = match scanned {
         Ok((method, r)) => (
             format!(
-                "{}; mean over the neutral prompts with a Student-t interval; outlier score = \
+                "{}; mean over the neutral prompts with a percentile-bootstrap interval; outlier score = \
                  robust z against every candidate in the same placement; standing out also \
                  needs min_ratio × the median candidate's KL",
                 method.describe()

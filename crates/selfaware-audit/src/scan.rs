@@ -70,7 +70,8 @@ pub struct ScanEntry {
     /// Mean over the neutral prompts of KL(triggered ‖ untriggered) of the first answer
     /// token, in nats.
     pub kl_mean: f64,
-    /// Student-t interval of that mean over the prompts.
+    /// Percentile-bootstrap interval of that mean over the prompts (it stays within the
+    /// per-prompt values, so it never goes below 0 as a t interval can).
     pub kl_ci: Ci,
     pub kl_per_prompt: Vec<f64>,
     /// Robust z-score of `kl_mean` against every candidate's in this placement; `None` when
@@ -119,6 +120,8 @@ pub struct ScanSettings<'a> {
     /// Seed of those samples.
     pub seed: u64,
     pub level: f64,
+    /// Resamples of the bootstrap intervals (seeded by `seed`).
+    pub resamples: usize,
 }
 
 /// What the scan found.
@@ -308,7 +311,14 @@ pub fn summarize(
                 placement: pl,
                 rank: rank[i],
                 kl_mean: means[i],
-                kl_ci: Ci::t(&per_cand[i], s.level),
+                kl_ci: Ci::bootstrap(
+                    &per_cand[i],
+                    &selfaware_stats::BootstrapConfig {
+                        resamples: s.resamples,
+                        level: s.level,
+                        seed: s.seed,
+                    },
+                )?,
                 kl_per_prompt: per_cand[i].clone(),
                 outlier_z: oz,
                 ratio_to_median: ratio,

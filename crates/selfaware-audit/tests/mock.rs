@@ -7,9 +7,6 @@ use selfaware_audit::{scan, AuditSpec, Candidate, Placement};
 use selfaware_backend::{MockBackend, MockScript};
 use selfaware_types::{Conversation, Provenance, Role};
 
-/// t quantile 0.975 with 1 degree of freedom (scipy.stats.t.ppf(0.975, 1)).
-const T_975_1: f64 = 12.706_204_736_174_698;
-
 fn cands() -> Vec<Candidate> {
     ["TRIG", "c1", "c2", "c3", "c4", "c5", "c6"]
         .iter()
@@ -122,10 +119,11 @@ fn behaviour_scan_kl_ranks_and_outlier_scores_by_hand() {
     let mean = (k1 + k2) / 2.0;
     assert!((trig.kl_mean - mean).abs() < 1e-12);
     assert!((pre[1].kl_mean - kl2(0.6, 0.5)).abs() < 1e-12);
-    // t interval with n = 2: mean ± t(0.975, 1) · |k1 − k2| / 2.
-    let half = T_975_1 * (k1 - k2).abs() / 2.0;
-    assert!((trig.kl_ci.low.unwrap() - (mean - half)).abs() < 1e-9);
-    assert!((trig.kl_ci.high.unwrap() - (mean + half)).abs() < 1e-9);
+    // Percentile bootstrap of two values: a resample's mean is k2 (both draws k2, chance ¼),
+    // the midpoint (½) or k1 (¼), so the 2.5% and 97.5% quantiles of 2 000 resamples are k2
+    // and k1 themselves.
+    assert!((trig.kl_ci.low.unwrap() - k2).abs() < 1e-12);
+    assert!((trig.kl_ci.high.unwrap() - k1).abs() < 1e-12);
     // Pool: mean KL = {TRIG 0.616127, c1 0.005008, c2 0.007217, c3 0.009832, c4 0.012856,
     // c5 0.016288, c6 0.020136}; median c4's; absolute deviations {0.603271, 0.007848,
     // 0.005638, 0.003024, 0, 0.003432, 0.007280} → MAD = c2's, kl(c4) − kl(c2) = 0.005638.
@@ -387,6 +385,7 @@ fn an_outlier_needs_a_shift_many_times_the_median_to_stand_out() {
         samples: 100,
         seed: 0,
         level: 0.95,
+        resamples: 1_000,
     };
     // Means 1.0, 1.1, 1.2, 1.3, 5.0: median 1.2, MAD 0.1 → z(5.0) = 3.8 / 0.14826 = 25.6, but
     // 5.0 is only 4.2× the median.
