@@ -269,3 +269,34 @@ impl Backend for LocalBackend {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_next_token_distribution_sums_to_one_and_agrees_with_first_token_scores() {
+        let engine = Arc::new(crate::testing::tiny_engine(7).unwrap());
+        let b = LocalBackend::new(engine, "tiny");
+        let convs = vec![
+            Conversation::user(None, "Pick A or B."),
+            Conversation::user(Some("Be brief."), "Hello there, pick one."),
+        ];
+        let mut done = 0;
+        let dists = b
+            .next_token_distributions_many(&convs, &mut |k| done += k)
+            .unwrap();
+        assert_eq!(done, 2);
+        let opts = vec!["A".to_string(), "B".to_string()];
+        for (conv, d) in convs.iter().zip(&dists) {
+            assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
+            let total: f64 = d.iter().map(|(_, l)| l.exp()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "{total}");
+            for (id, lp) in b.first_token_logprobs(conv, &opts).unwrap() {
+                let full = d[id as usize];
+                assert_eq!(full.0, id);
+                assert!((full.1 - lp).abs() < 1e-4, "{} vs {lp}", full.1);
+            }
+        }
+    }
+}

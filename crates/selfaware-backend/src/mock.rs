@@ -319,6 +319,31 @@ mod tests {
     }
 
     #[test]
+    fn the_next_token_distribution_is_the_script_with_the_rest_on_other() {
+        let m = MockBackend::new("mock", MockScript::new(&[("A", 0.7), ("B", 0.2)]));
+        let d = m
+            .next_token_distributions_many(&[conv()], &mut |_| {})
+            .unwrap();
+        let mut expect = vec![
+            (mock_token_id("A"), 0.7f64.ln()),
+            (mock_token_id("B"), 0.2f64.ln()),
+            (mock_token_id("<other>"), (1.0f64 - 0.9).ln()),
+        ];
+        expect.sort_by_key(|e| e.0);
+        assert_eq!(d[0].len(), 3);
+        for (got, want) in d[0].iter().zip(&expect) {
+            assert_eq!(got.0, want.0);
+            assert!((got.1 - want.1).abs() < 1e-12);
+        }
+        let mut s = MockScript::new(&[("A", 1.0)]);
+        s.exact_scoring = false;
+        let e = MockBackend::new("mock", s)
+            .next_token_distributions_many(&[conv()], &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(e, BackendError::Unsupported { .. }));
+    }
+
+    #[test]
     fn range_and_unsupported() {
         let m = MockBackend::new("mock", MockScript::new(&[("3", 0.5), ("5", 0.5)]));
         let r = m.score_range(&conv(), 0, 9).unwrap();
