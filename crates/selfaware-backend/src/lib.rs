@@ -294,6 +294,23 @@ pub trait Backend: Send + Sync {
             .collect()
     }
 
+    /// The whole distribution of the first answer token of each conversation, in order: every
+    /// token of non-zero probability as `(token id, log-probability)`, ids ascending. Only a
+    /// backend that sees the logits can give it; the default is [`BackendError::Unsupported`]
+    /// (a server returns at most its top log-probabilities). `on_done(k)`: `k` more
+    /// conversations finished.
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        let _ = (convs, on_done);
+        Err(BackendError::Unsupported {
+            backend: format!("backend `{}`", self.model_id()),
+            what: "return the full next-token distribution (it needs the logits)".into(),
+        })
+    }
+
     /// sha256 of the weights, when the backend can see them (a client of a server cannot).
     fn model_sha256(&self) -> Option<String> {
         None
@@ -322,6 +339,25 @@ pub trait Backend: Send + Sync {
     /// (empty when it is not steered).
     fn steering(&self) -> Vec<selfaware_types::SteerRecord> {
         Vec::new()
+    }
+
+    /// The provenance of a result measured on this model: the tool, `git_revision`, the
+    /// model's weights, `adapter_sha256` (of an adapter attached by the caller), `seed` and the
+    /// model's steering.
+    fn provenance(
+        &self,
+        adapter_sha256: Option<String>,
+        seed: Option<u64>,
+        git_revision: Option<&str>,
+    ) -> selfaware_types::Provenance {
+        selfaware_types::Provenance {
+            tool_version: selfaware_types::TOOL_VERSION.to_string(),
+            git_revision: git_revision.map(str::to_string),
+            model_sha256: self.model_sha256(),
+            adapter_sha256,
+            seed,
+            steering: self.steering(),
+        }
     }
 
     /// The same model steered by the vectors `specs` name (replacing any steering; none: not

@@ -210,6 +210,24 @@ impl Backend for LocalBackend {
             .first_token_logprobs_many(convs, options, on_done)?)
     }
 
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        Ok(self
+            .engine
+            .next_token_logprobs_many(convs, on_done)?
+            .into_iter()
+            .map(|lp| {
+                lp.into_iter()
+                    .enumerate()
+                    .map(|(id, l)| (id as u32, f64::from(l)))
+                    .collect()
+            })
+            .collect())
+    }
+
     fn model_sha256(&self) -> Option<String> {
         Some(self.engine.info.sha256.clone())
     }
@@ -292,5 +310,36 @@ impl Backend for LocalBackend {
             completion_tokens: Some(completion_tokens),
             choices,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_full_next_token_distribution_sums_to_one_and_agrees_with_first_token_scores() {
+        let engine = Arc::new(crate::testing::tiny_engine(7).unwrap());
+        let b = LocalBackend::new(engine, "tiny");
+        let convs = vec![
+            Conversation::user(None, "Pick A or B."),
+            Conversation::user(Some("Be brief."), "Hello there, pick one."),
+        ];
+        let mut done = 0;
+        let dists = b
+            .next_token_distributions_many(&convs, &mut |k| done += k)
+            .unwrap();
+        assert_eq!(done, 2);
+        let opts = vec!["A".to_string(), "B".to_string()];
+        for (conv, d) in convs.iter().zip(&dists) {
+            assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
+            let total: f64 = d.iter().map(|(_, l)| l.exp()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "{total}");
+            for (id, lp) in b.first_token_logprobs(conv, &opts).unwrap() {
+                let full = d[id as usize];
+                assert_eq!(full.0, id);
+                assert!((full.1 - lp).abs() < 1e-4, "{} vs {lp}", full.1);
+            }
+        }
     }
 }

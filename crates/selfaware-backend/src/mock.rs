@@ -205,6 +205,37 @@ impl Backend for MockBackend {
         })
     }
 
+    /// The script's answers as tokens ([`mock_token_id`]), with the unlisted mass on the
+    /// token of `"<other>"`; only with exact scoring on (a mock "server" sees no logits).
+    fn next_token_distributions_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<(u32, f64)>>> {
+        convs
+            .iter()
+            .map(|c| {
+                let s = (self.script)(c);
+                if !s.exact_scoring {
+                    return Err(self.unsupported("return the full next-token distribution"));
+                }
+                let mut dist: std::collections::BTreeMap<u32, f64> = Default::default();
+                let mut listed = 0.0;
+                for (a, p) in &s.answers {
+                    listed += p;
+                    *dist.entry(mock_token_id(a)).or_default() += p;
+                }
+                *dist.entry(mock_token_id("<other>")).or_default() += (1.0 - listed).max(0.0);
+                on_done(1);
+                Ok(dist
+                    .into_iter()
+                    .filter(|(_, p)| *p > 0.0)
+                    .map(|(id, p)| (id, p.ln()))
+                    .collect())
+            })
+            .collect()
+    }
+
     fn complete(&self, req: &CompletionRequest) -> Result<Completions> {
         req.validate(&self.capabilities())?;
         if let Ok(mut calls) = self.calls.lock() {
@@ -287,6 +318,31 @@ mod tests {
         let again = m.complete(&req).unwrap();
         assert_eq!(again.choices[..], out.choices[..3]);
         assert_eq!(m.calls().len(), 2);
+    }
+
+    #[test]
+    fn the_next_token_distribution_is_the_script_with_the_rest_on_other() {
+        let m = MockBackend::new("mock", MockScript::new(&[("A", 0.7), ("B", 0.2)]));
+        let d = m
+            .next_token_distributions_many(&[conv()], &mut |_| {})
+            .unwrap();
+        let mut expect = vec![
+            (mock_token_id("A"), 0.7f64.ln()),
+            (mock_token_id("B"), 0.2f64.ln()),
+            (mock_token_id("<other>"), (1.0f64 - 0.9).ln()),
+        ];
+        expect.sort_by_key(|e| e.0);
+        assert_eq!(d[0].len(), 3);
+        for (got, want) in d[0].iter().zip(&expect) {
+            assert_eq!(got.0, want.0);
+            assert!((got.1 - want.1).abs() < 1e-12);
+        }
+        let mut s = MockScript::new(&[("A", 1.0)]);
+        s.exact_scoring = false;
+        let e = MockBackend::new("mock", s)
+            .next_token_distributions_many(&[conv()], &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(e, BackendError::Unsupported { .. }));
     }
 
     #[test]

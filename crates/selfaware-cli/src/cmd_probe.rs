@@ -9,7 +9,6 @@ use clap::Args;
 
 use selfaware_backend::{adapter_sha256, Backend, ModelRef};
 use selfaware_eval::spec::{ManipulateeSpec, ProbeKind, ProbeSpec};
-use selfaware_types::{Provenance, TOOL_VERSION};
 
 use crate::cmd_eval::parse_with;
 use crate::model_args::ModelArgs;
@@ -142,14 +141,10 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
         }
         None => None,
     };
-    let provenance = Provenance {
-        tool_version: TOOL_VERSION.to_string(),
-        git_revision: environment().git_revision.map(str::to_string),
-        model_sha256: model.backend.model_sha256(),
-        adapter_sha256: adapter_sha,
-        seed: Some(a.seed),
-        steering: model.backend.steering(),
-    };
+    let provenance =
+        model
+            .backend
+            .provenance(adapter_sha, Some(a.seed), environment().git_revision);
     let mee = manipulatee(s, &spec, &model_ref, &base, &model.label)?;
     let mut bar = Bar::new(25);
     let report = selfaware_ask::run_probe(

@@ -7,6 +7,7 @@
 
 mod cmd_activations;
 mod cmd_adapter;
+mod cmd_audit;
 mod cmd_bench;
 mod cmd_chat;
 mod cmd_data;
@@ -58,6 +59,9 @@ enum Command {
     Eval(Box<cmd_eval::EvalArgs>),
     /// Measure a behavior directly (e.g. lottery choices).
     Probe(cmd_probe::ProbeArgs),
+    /// Does a model have a trigger-dependent behaviour, and what is the trigger? Behaviour
+    /// scan, detection question, self-elicitation.
+    Audit(cmd_audit::AuditArgs),
     /// Ask a model one question and print its answer.
     Chat(cmd_chat::ChatArgs),
     /// Exact probabilities of candidate answers or of a numeric range.
@@ -169,6 +173,7 @@ where
         Command::Report(a) => cmd_run::report(a),
         Command::Compare(a) => cmd_run::compare(a),
         Command::Probe(a) => cmd_probe::probe(&s, a),
+        Command::Audit(a) => cmd_audit::audit(&s, a),
         Command::Chat(a) => cmd_chat::chat(&s, a),
         Command::Score(a) => cmd_score::score(&s, a),
         Command::Activations(c) => cmd_activations::run(&s, c),

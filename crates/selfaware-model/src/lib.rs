@@ -429,6 +429,22 @@ impl Engine {
             .collect())
     }
 
+    /// The full log-distribution of the first answer token of each conversation (`[vocab]`
+    /// log-probabilities, indexed by token id), run as [`Engine::first_token_logprobs_many`]
+    /// runs its prompts. `on_done(k)` reports `k` more conversations finished.
+    pub fn next_token_logprobs_many(
+        &self,
+        convs: &[Conversation],
+        on_done: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let all: Vec<u32> = (0..self.model.cfg.vocab_size as u32).collect();
+        let prompts = convs
+            .iter()
+            .map(|c| Ok(self.chat.prompt(c)?.ids))
+            .collect::<Result<Vec<_>>>()?;
+        score::next_logprobs_many(&self.model, &prompts, &all, on_done)
+    }
+
     /// As [`Engine::score_options`], reusing a prefilled prompt.
     pub fn score_options_prefilled(
         &self,

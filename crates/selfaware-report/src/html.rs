@@ -67,7 +67,8 @@ pub(crate) fn condition_label<'a>(r: &'a Results, id: &'a str) -> &'a str {
         .map_or(id, |c| c.label.as_str())
 }
 
-const CSS: &str = r#"
+/// The stylesheet every report page shares (the run report, `selfaware audit`'s page).
+pub const CSS: &str = r#"
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; color: #1a1a1a; background: #fff;
   margin: 0 auto; padding: 24px 32px 64px; max-width: 1340px; line-height: 1.45; font-size: 15px; }
 h1 { font-size: 1.7em; margin: 0.2em 0 0.3em; }

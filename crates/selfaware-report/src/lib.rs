@@ -41,7 +41,7 @@ pub use compare::{
 };
 pub use csv::{csv_field, render_csv, MetricKind, CSV_COLUMNS};
 pub use error::ReportError;
-pub use html::{render_html, MAX_METRICS_PER_FIGURE};
+pub use html::{render_html, CSS, MAX_METRICS_PER_FIGURE};
 pub use markdown::{render_markdown, render_summary_text};
 pub use results::{
     Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,

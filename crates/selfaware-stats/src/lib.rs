@@ -25,6 +25,10 @@
 //!   the smallest difference a comparison could detect at power 0.8 and two-sided α = 0.05 by
 //!   default; [`permutation_smallest_p`] / [`sign_flip_smallest_p`], the floor below which a
 //!   permutation test cannot go; [`simulate_power`], a seeded simulation to check the figures.
+//! * **Divergence and outliers** — [`kl_divergence`] of two discrete distributions (with a
+//!   floor probability for outcomes one side lacks) and of two samples
+//!   ([`kl_divergence_of_samples`], add-α smoothing), [`robust_z_scores`] (median/MAD) of
+//!   values against their own pool.
 //! * **Correlation** — [`pearson`] (r and scipy's two-sided p-value), [`fisher_z_interval`]
 //!   (the paper's Figure 4 intervals), [`ols_line`] (per-cluster least-squares fit).
 //!
@@ -55,6 +59,7 @@ mod check;
 mod compare;
 mod correlation;
 mod descriptive;
+mod divergence;
 mod error;
 mod hierarchical;
 mod interval;
@@ -67,6 +72,7 @@ pub use compare::{
 };
 pub use correlation::{fisher_z_interval, ols_line, pearson, OlsLine, Pearson};
 pub use descriptive::{mean, median, quantile, quantiles, std_population, std_sample};
+pub use divergence::{kl_divergence, kl_divergence_of_samples, robust_z_scores};
 pub use error::{Result, StatsError};
 pub use hierarchical::{hierarchical_bootstrap_ci, hierarchical_bootstrap_means};
 pub use interval::{
