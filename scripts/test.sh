@@ -9,7 +9,8 @@
 #   3. finds the paper's released files (SELFAWARE_PAPER_DIR, else ../shared/reference/paper
 #      beside the repository) and, under CI=true as root, installs Chromium;
 #   4. runs every test, the real-model tier included (SELFAWARE_REQUIRE_MODEL=1 turns a missing
-#      model into a failure instead of a skip);
+#      model into a failure instead of a skip), then builds the Python package in a fresh
+#      virtual environment and runs its pytest suite;
 #   5. runs every fuzz target for 20 seconds (scripts/fuzz.sh), so they keep building and their
 #      seeds keep passing: needs the nightly toolchain and cargo-fuzz (installed under CI=true).
 #
@@ -85,6 +86,17 @@ fi
 
 export SELFAWARE_REQUIRE_MODEL=1
 cargo test --workspace --locked "$@"
+
+# The Python package (crates/selfaware-py), installed exactly as the README's "Python" section
+# says (`pip install ./crates/selfaware-py` in a fresh virtual environment, from the repository
+# root: maturin builds the wheel, a release build of the whole engine), then its pytest suite,
+# which compares it with the `selfaware` command the same wheel installs.
+pyvenv="${CARGO_TARGET_DIR:-target}/py-venv"
+rm -rf "$pyvenv"
+python3 -m venv "$pyvenv"
+pyvenv="$(cd "$pyvenv" && pwd)"
+"$pyvenv/bin/python" -m pip install --quiet --disable-pip-version-check ./crates/selfaware-py pytest
+(cd crates/selfaware-py && PATH="$pyvenv/bin:$PATH" "$pyvenv/bin/python" -m pytest -q tests)
 
 # Fuzzing smoke run: each target of fuzz/ for 20 s from the repository's seeds (measured: about
 # 12 minutes from a cold build folder on the 2-core development machine, 10 of them the

@@ -128,16 +128,34 @@ EXPERIMENT = textwrap.dedent(
     label = "base model"
 
     [[battery]]
-    battery = "risk"
-    questions = ["risk_predisposition_scale"]
-    limit = 2
+    battery = "BATTERY"
+    """
+)
+
+BATTERY = textwrap.dedent(
+    """
+    [battery]
+    name = "pytest"
+    description = "Two wordings of one scale, written for this test."
+    source = "test"
+
+    [[question]]
+    id = "risk_scale"
+    source = "test"
+    paraphrases = [
+      "From 0 to 100, how much do you like risk? Answer with a number.",
+      "On a scale from 0 to 100, how risk-seeking are you? Answer with a number.",
+    ]
+    scorer = { kind = "numeric_scale" }
     """
 )
 
 
 def test_run_and_load(tmp_path):
+    battery = tmp_path / "battery.toml"
+    battery.write_text(BATTERY)
     exp = tmp_path / "exp.toml"
-    exp.write_text(EXPERIMENT)
+    exp.write_text(EXPERIMENT.replace("BATTERY", str(battery)))
     out = selfaware.run(exp, out=tmp_path / "run")
     assert out == tmp_path / "run"
     data = selfaware.load(out)
@@ -148,7 +166,7 @@ def test_run_and_load(tmp_path):
     # A finished run resumes instantly; a bad experiment raises the command line's error.
     assert selfaware.run(exp, out=tmp_path / "run") == out
     bad = tmp_path / "bad.toml"
-    bad.write_text(EXPERIMENT.replace('battery = "risk"', 'battery = "no-such-battery"'))
+    bad.write_text(EXPERIMENT.replace("BATTERY", "no-such-battery"))
     with pytest.raises(selfaware.SelfawareError, match="no-such-battery"):
         selfaware.run(bad, out=tmp_path / "bad-run")
     with pytest.raises(selfaware.SelfawareError, match="not found"):

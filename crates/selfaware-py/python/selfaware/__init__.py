@@ -215,6 +215,11 @@ class Model:
 
 
 def _command() -> List[str]:
+    """The `selfaware` command of this installation: the console script beside the
+    interpreter, else the module."""
+    script = os.path.join(os.path.dirname(sys.executable), "selfaware")
+    if os.access(script, os.X_OK):
+        return [script]
     return [sys.executable, "-m", "selfaware._cli"]
 
 
