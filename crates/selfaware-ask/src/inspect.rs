@@ -31,7 +31,8 @@ pub fn inspect_log(dir: &Path) -> Result<Value> {
         message,
     };
     let mpath = dir.join(MANIFEST_FILE);
-    let manifest: EvalManifest = serde_json::from_str(&fs_err::read_to_string(&mpath)?)
+    let manifest_text = fs_err::read_to_string(&mpath)?;
+    let manifest: EvalManifest = serde_json::from_str(&manifest_text)
         .map_err(|e| bad(&mpath, format!("not an evaluation manifest: {e}")))?;
     let bpath = dir.join(BATTERY_FILE);
     let battery = Battery::from_toml_str(
@@ -110,7 +111,9 @@ pub fn inspect_log(dir: &Path) -> Result<Value> {
         .collect();
     let settings = &manifest.settings;
     let mut eval = json!({
-        "run_id": &manifest.resolved_battery_sha256[..22.min(manifest.resolved_battery_sha256.len())],
+        // One evaluation folder, one id: the manifest names the model, adapters, battery and
+        // settings (two models asked the same battery get two ids, so two file names).
+        "run_id": &selfaware_types::sha256_hex(manifest_text.as_bytes())[..22],
         "created": created,
         "task": format!("selfaware/{}", manifest.battery),
         "task_id": manifest.battery_sha256.get(..22).unwrap_or(&manifest.battery_sha256),

@@ -171,3 +171,5 @@ def test_run_and_load(tmp_path):
         selfaware.run(bad, out=tmp_path / "bad-run")
     with pytest.raises(selfaware.SelfawareError, match="not found"):
         selfaware.load(tmp_path)
+    with pytest.raises(selfaware.SelfawareError, match="go together"):
+        selfaware.run(exp, out=tmp_path / "judged", judge_url="http://127.0.0.1:9/v1")

@@ -251,7 +251,9 @@ def run(
         cmd.append("--force")
     if dry_run:
         cmd.append("--dry-run")
-    if judge_url is not None or judge_model is not None:
+    if (judge_url is None) != (judge_model is None):
+        raise SelfawareError("run: judge_url and judge_model go together (a judge server and its model)")
+    if judge_url is not None:
         cmd += ["--judge-url", str(judge_url), "--judge-model", str(judge_model)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1)
     lines: List[str] = []
