@@ -50,17 +50,8 @@ pub fn environment() -> Environment<'static> {
 
 impl Settings {
     pub fn resolve(home_flag: Option<PathBuf>) -> Result<Self> {
-        let home = match home_flag.or_else(|| std::env::var_os("SELFAWARE_HOME").map(PathBuf::from))
-        {
-            Some(h) => h,
-            None => {
-                let base = std::env::var_os("XDG_CACHE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                    .context("cannot find a home for selfaware\nhint: set SELFAWARE_HOME")?;
-                base.join("selfaware")
-            }
-        };
+        let home = home::resolve_home(home_flag, &|k| std::env::var_os(k))
+            .context("cannot find a home for selfaware\nhint: set SELFAWARE_HOME")?;
         let python = std::env::var("SELFAWARE_PYTHON").unwrap_or_else(|_| "python3".to_string());
         Ok(Settings { home, python })
     }

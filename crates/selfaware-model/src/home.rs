@@ -19,6 +19,23 @@ pub const DEFAULT_FILE_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 pub const DEFAULT_SIZE: u64 = 98_362_432;
 
+/// The tool's home: `explicit` (a `--home` flag), else `$SELFAWARE_HOME`, else
+/// `$XDG_CACHE_HOME/selfaware`, else `$HOME/.cache/selfaware`; `None` when none of them is set.
+/// `var` reads the environment (the caller's: this library reads none itself).
+pub fn resolve_home(
+    explicit: Option<PathBuf>,
+    var: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    explicit
+        .or_else(|| var("SELFAWARE_HOME").map(PathBuf::from))
+        .or_else(|| {
+            var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|base| base.join("selfaware"))
+        })
+}
+
 /// Where the default model lives under the tool's home.
 pub fn default_model_path(home: &Path) -> PathBuf {
     home.join("models").join(DEFAULT_FILE_NAME)
@@ -184,4 +201,35 @@ fn extract_member(archive: &Path, member: &str, dest: &Path) -> Result<()> {
     }
     out.sync_all().map_err(io_err(dest))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_home_is_the_flag_then_the_variables_in_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = env(&[
+            ("SELFAWARE_HOME", "/s"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(resolve_home(Some("/f".into()), &all), Some("/f".into()));
+        assert_eq!(resolve_home(None, &all), Some("/s".into()));
+        let xdg = env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]);
+        assert_eq!(resolve_home(None, &xdg), Some("/x/selfaware".into()));
+        let home_only = env(&[("HOME", "/h")]);
+        assert_eq!(
+            resolve_home(None, &home_only),
+            Some("/h/.cache/selfaware".into())
+        );
+        assert_eq!(resolve_home(None, &env(&[])), None);
+    }
 }

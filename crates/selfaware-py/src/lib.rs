@@ -68,13 +68,7 @@ where
 /// selfaware's home: `home`, else `$SELFAWARE_HOME`, else `$XDG_CACHE_HOME/selfaware`, else
 /// `~/.cache/selfaware` (as the command line resolves it).
 fn resolve_home(home: Option<PathBuf>) -> PyResult<PathBuf> {
-    if let Some(h) = home.or_else(|| std::env::var_os("SELFAWARE_HOME").map(PathBuf::from)) {
-        return Ok(h);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .map(|b| b.join("selfaware"))
+    selfaware_model::home::resolve_home(home, &|k| std::env::var_os(k))
         .ok_or_else(|| err("cannot find a home for selfaware\nhint: set SELFAWARE_HOME"))
 }
 
