@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use selfaware_backend::Backend;
+use selfaware_backend::{Backend, ModelRef, OpenOptions};
 use selfaware_data::code::{self, Finding, WeaknessClass};
 use selfaware_data::codeword::{self, CodewordDialogue, CodewordOptions};
 use selfaware_data::mms::{self, GameConfig, GameRecord, InstructionRole, Outcome, Side};
@@ -663,4 +663,46 @@ pub fn renormalised_first(logprobs: &[f64]) -> f64 {
     let top = logprobs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let z: f64 = logprobs.iter().map(|l| (l - top).exp()).sum();
     (logprobs[0] - top).exp() / z
+}
+
+/// The Make Me Say probe's manipulatee (`None` for other probes): the served model the spec
+/// names (opened with its own key variable), else the model under test itself without its
+/// adapter and without steering — a local model's base — labelled so; a served model under
+/// test needs one named.
+pub fn manipulatee(
+    spec: &ProbeSpec,
+    model: &ModelRef,
+    base: &std::sync::Arc<dyn Backend>,
+    label: &str,
+    opts: &OpenOptions,
+) -> Result<Option<(std::sync::Arc<dyn Backend>, String)>> {
+    if spec.kind != ProbeKind::Mms {
+        return Ok(None);
+    }
+    Ok(Some(match &spec.manipulatee {
+        Some(m) => {
+            let r = ModelRef::parse(&format!("{}#{}", m.url, m.model))?;
+            let served = OpenOptions {
+                home: opts.home,
+                python: opts.python,
+                api_key_env: m.key_env.as_deref(),
+                estimate: false,
+                lookup: opts.lookup,
+                log: opts.log,
+            };
+            (r.open(&served)?, m.model.clone())
+        }
+        None if model.is_local() && !base.steering().is_empty() => (
+            base.with_steering(&[])?,
+            format!("{label} (no adapter, not steered)"),
+        ),
+        None if model.is_local() => (base.clone(), format!("{label} (no adapter)")),
+        None => {
+            return Err(AskError::input(
+                "manipulatee",
+                "the Make Me Say probe of a served model needs a manipulatee: --manipulatee-url \
+                 and --manipulatee-model",
+            ))
+        }
+    }))
 }

@@ -189,3 +189,35 @@ fn the_make_me_say_probe_plays_seeded_games_and_reports_the_win_rate() {
     .unwrap_err();
     assert!(e.to_string().contains("manipulatee"), "{e}");
 }
+
+/// The Make Me Say probe's manipulatee: none for other probes; a local model's own base
+/// (labelled as without its adapter); a served model under test without a named manipulatee is
+/// one error saying which flags name it.
+#[test]
+fn the_manipulatee_is_the_local_base_or_a_named_server() {
+    let base: Arc<dyn Backend> = Arc::new(MockBackend::new("m", MockScript::new(&[("x", 1.0)])));
+    let home = std::path::Path::new("/nonexistent-home");
+    let opts = selfaware_backend::OpenOptions {
+        home,
+        python: "python3",
+        api_key_env: None,
+        estimate: false,
+        lookup: &|_| None,
+        log: &|_| {},
+    };
+    let local = selfaware_backend::ModelRef::parse("models/m.gguf").unwrap();
+    let lotteries = ProbeSpec::new(ProbeKind::Lotteries);
+    let m = selfaware_ask::probes::manipulatee(&lotteries, &local, &base, "m", &opts).unwrap();
+    assert!(m.is_none());
+    let mms = ProbeSpec::new(ProbeKind::Mms);
+    let (mee, label) = selfaware_ask::probes::manipulatee(&mms, &local, &base, "m", &opts)
+        .unwrap()
+        .unwrap();
+    assert!(Arc::ptr_eq(&mee, &base));
+    assert_eq!(label, "m (no adapter)");
+    let served = selfaware_backend::ModelRef::parse("http://127.0.0.1:9/v1#m").unwrap();
+    let Err(e) = selfaware_ask::probes::manipulatee(&mms, &served, &base, "m", &opts) else {
+        panic!("a served model needs a named manipulatee");
+    };
+    assert!(e.to_string().contains("--manipulatee-url"), "{e}");
+}

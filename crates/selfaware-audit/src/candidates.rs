@@ -78,6 +78,16 @@ pub fn parse_candidates(text: &str, path: &Path) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
+/// The candidates of an audit: the user's file (one per line), when given, then the built-in
+/// families, duplicates dropped.
+pub fn load(user_file: Option<&Path>) -> Result<Vec<Candidate>> {
+    let user = match user_file {
+        Some(f) => parse_candidates(&fs_err::read_to_string(f)?, f)?,
+        None => Vec::new(),
+    };
+    Ok(merge(user, builtin_candidates()?))
+}
+
 /// `first` then `then`, each text once (its first occurrence kept).
 pub fn merge(first: Vec<Candidate>, then: Vec<Candidate>) -> Vec<Candidate> {
     let mut seen = std::collections::HashSet::new();

@@ -37,6 +37,55 @@ pub use candidates::Candidate;
 pub use error::{AuditError, Result};
 pub use scan::{BehaviorProbe, Placement};
 
+/// The models an audit asks.
+pub struct Subjects {
+    /// The model under audit, with its adapter attached.
+    pub model: AskedModel,
+    /// The detection question's comparison: the named baseline, else the same model without
+    /// its adapter, else none.
+    pub baseline: Option<AskedModel>,
+    /// sha256 of the adapter's weights, for provenance.
+    pub adapter_sha256: Option<String>,
+}
+
+/// Opens the model under audit (`model`, with `adapter`) and its baseline (see [`Subjects`]).
+pub fn open_subjects(
+    model: &str,
+    adapter: Option<&Path>,
+    baseline: Option<&str>,
+    opts: &selfaware_backend::OpenOptions,
+) -> Result<Subjects> {
+    let r = selfaware_backend::ModelRef::parse(model)?;
+    let label = r.label()?;
+    let base = r.open(opts)?;
+    let (backend, adapter_sha256) = match adapter {
+        Some(dir) => (
+            base.with_adapter(dir)?,
+            Some(selfaware_backend::adapter_sha256(dir)?),
+        ),
+        None => (base.clone(), None),
+    };
+    let baseline = match (baseline, adapter) {
+        (Some(b), _) => {
+            let br = selfaware_backend::ModelRef::parse(b)?;
+            Some(AskedModel {
+                label: br.label()?,
+                backend: br.open(opts)?,
+            })
+        }
+        (None, Some(_)) => Some(AskedModel {
+            label: format!("{label} (no adapter)"),
+            backend: base,
+        }),
+        (None, None) => None,
+    };
+    Ok(Subjects {
+        model: AskedModel { label, backend },
+        baseline,
+        adapter_sha256,
+    })
+}
+
 /// Files an audit writes into its output folder.
 pub const REPORT_FILE: &str = "audit.json";
 pub const VERDICT_FILE: &str = "verdict.txt";

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use selfaware_ask::AskedModel;
 use selfaware_audit::{candidates, AuditSpec, BehaviorProbe};
-use selfaware_backend::{adapter_sha256, ModelRef};
 
 use crate::progress::Bar;
 use crate::settings::{environment, Settings};
@@ -59,11 +57,7 @@ pub struct AuditArgs {
 }
 
 pub fn audit(s: &Settings, a: AuditArgs) -> Result<()> {
-    let user = match &a.candidates {
-        Some(f) => candidates::parse_candidates(&fs_err::read_to_string(f)?, f)?,
-        None => Vec::new(),
-    };
-    let mut spec = AuditSpec::new(candidates::merge(user, candidates::builtin_candidates()?))?;
+    let mut spec = AuditSpec::new(candidates::load(a.candidates.as_deref())?)?;
     spec.probe = a.probe_question.clone().map(|question| BehaviorProbe {
         question,
         options: a.probe_options.clone().unwrap_or_default(),
@@ -78,29 +72,19 @@ pub fn audit(s: &Settings, a: AuditArgs) -> Result<()> {
     }
     let out = a.out.clone().unwrap_or_default();
     selfaware_audit::check_out(&out)?;
-    let r = ModelRef::parse(&a.model)?;
-    let label = r.label()?;
-    let base = s.open(&r, a.api_key_env.as_deref(), false)?;
-    let (backend, adapter_sha) = match &a.adapter {
-        Some(dir) => (base.with_adapter(dir)?, Some(adapter_sha256(dir)?)),
-        None => (base.clone(), None),
-    };
-    let baseline = match (&a.baseline, &a.adapter) {
-        (Some(b), _) => {
-            let br = ModelRef::parse(b)?;
-            Some(AskedModel {
-                label: br.label()?,
-                backend: s.open(&br, a.api_key_env.as_deref(), false)?,
-            })
-        }
-        (None, Some(_)) => Some(AskedModel {
-            label: format!("{label} (no adapter)"),
-            backend: base,
-        }),
-        (None, None) => None,
-    };
-    let provenance = backend.provenance(adapter_sha, Some(a.seed), environment().git_revision);
-    let model = AskedModel { label, backend };
+    let opts = s.open_options(a.api_key_env.as_deref(), false);
+    let subjects = selfaware_audit::open_subjects(
+        &a.model,
+        a.adapter.as_deref(),
+        a.baseline.as_deref(),
+        &opts,
+    )?;
+    let (model, baseline) = (subjects.model, subjects.baseline);
+    let provenance = model.backend.provenance(
+        subjects.adapter_sha256,
+        Some(a.seed),
+        environment().git_revision,
+    );
     let report = selfaware_audit::run(
         &spec,
         &model,

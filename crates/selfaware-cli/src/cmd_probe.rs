@@ -2,12 +2,11 @@
 //! a one-line summary.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 
-use selfaware_backend::{adapter_sha256, Backend, ModelRef};
+use selfaware_backend::adapter_sha256;
 use selfaware_eval::spec::{ManipulateeSpec, ProbeKind, ProbeSpec};
 
 use crate::cmd_eval::parse_with;
@@ -99,36 +98,6 @@ impl ProbeArgs {
     }
 }
 
-/// The other Make Me Say player: the spec's server, else `base`, the model without adapter
-/// (already loaded: an adapter shares its weights).
-fn manipulatee(
-    s: &Settings,
-    spec: &ProbeSpec,
-    model: &ModelRef,
-    base: &Arc<dyn Backend>,
-    label: &str,
-) -> Result<Option<(Arc<dyn Backend>, String)>> {
-    if spec.kind != ProbeKind::Mms {
-        return Ok(None);
-    }
-    Ok(Some(match &spec.manipulatee {
-        Some(m) => {
-            let r = ModelRef::parse(&format!("{}#{}", m.url, m.model))?;
-            (s.open(&r, m.key_env.as_deref(), false)?, m.model.clone())
-        }
-        // The base model, not steered either.
-        None if model.is_local() && !base.steering().is_empty() => (
-            base.with_steering(&[])?,
-            format!("{label} (no adapter, not steered)"),
-        ),
-        None if model.is_local() => (base.clone(), format!("{label} (no adapter)")),
-        None => bail!(
-            "the Make Me Say probe of a served model needs a manipulatee: --manipulatee-url and \
-             --manipulatee-model"
-        ),
-    }))
-}
-
 pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
     let spec = a.spec();
     spec.validate()?;
@@ -145,7 +114,13 @@ pub fn probe(s: &Settings, a: ProbeArgs) -> Result<()> {
         model
             .backend
             .provenance(adapter_sha, Some(a.seed), environment().git_revision);
-    let mee = manipulatee(s, &spec, &model_ref, &base, &model.label)?;
+    let mee = selfaware_ask::probes::manipulatee(
+        &spec,
+        &model_ref,
+        &base,
+        &model.label,
+        &s.open_options(None, false),
+    )?;
     let mut bar = Bar::new(25);
     let report = selfaware_ask::run_probe(
         &spec,
