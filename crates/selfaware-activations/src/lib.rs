@@ -79,6 +79,18 @@ pub enum PromptSource {
     Battery { name: String, seed: u64 },
 }
 
+impl PromptSource {
+    /// The chat JSONL `file` when given, else the battery `battery` (rendered with `seed`);
+    /// `None` without either.
+    pub fn from_flags(file: Option<PathBuf>, battery: Option<String>, seed: u64) -> Option<Self> {
+        match (file, battery) {
+            (Some(p), _) => Some(PromptSource::File(p)),
+            (None, Some(name)) => Some(PromptSource::Battery { name, seed }),
+            (None, None) => None,
+        }
+    }
+}
+
 /// What to capture and where to write it.
 #[derive(Debug, Clone)]
 pub struct CaptureSpec {

@@ -10,7 +10,7 @@ use selfaware_activations::report;
 use selfaware_activations::{CaptureModel, CaptureSpec, Positions, PromptSource};
 use selfaware_ask::Progress;
 use selfaware_model::HookPoint;
-use selfaware_types::{Provenance, TOOL_VERSION};
+use selfaware_types::Provenance;
 
 use crate::progress::Bar;
 use crate::settings::{environment, Settings};
@@ -212,14 +212,8 @@ fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
     let engine = s.load_engine_with(&a.model, a.adapter.as_deref())?;
     let points =
         HookPoint::parse_list(&a.points, engine.model.cfg.num_layers).context("--points")?;
-    let source = match (&a.prompts, &a.battery) {
-        (Some(p), _) => PromptSource::File(p.clone()),
-        (None, Some(b)) => PromptSource::Battery {
-            name: b.clone(),
-            seed: a.seed,
-        },
-        (None, None) => anyhow::bail!("expected --prompts FILE or --battery NAME"),
-    };
+    let source = PromptSource::from_flags(a.prompts.clone(), a.battery.clone(), a.seed)
+        .context("expected --prompts FILE or --battery NAME")?;
     let spec = CaptureSpec {
         source,
         points,
@@ -232,11 +226,7 @@ fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
         label: a.model.clone(),
         adapter: a.adapter.clone(),
     };
-    let provenance = Provenance {
-        tool_version: TOOL_VERSION.to_string(),
-        git_revision: environment().git_revision.map(str::to_string),
-        ..Default::default()
-    };
+    let provenance = Provenance::of_tool(environment().git_revision);
     let mut bar = Bar::new(64);
     let mut reported = 0usize;
     let summary =

@@ -59,13 +59,9 @@ pub struct CaptureBenchArgs {
 pub fn run(s: &Settings, cmd: BenchCommand) -> Result<()> {
     let a = match cmd {
         BenchCommand::Capture(c) => {
-            let source = match (c.prompts, c.battery) {
-                (Some(p), _) => selfaware_activations::PromptSource::File(p),
-                (None, b) => selfaware_activations::PromptSource::Battery {
-                    name: b.unwrap_or_else(|| "risk".into()),
-                    seed: 0,
-                },
-            };
+            let battery = c.battery.or_else(|| Some("risk".into()));
+            let source = selfaware_activations::PromptSource::from_flags(c.prompts, battery, 0)
+                .context("no prompts")?;
             let e = s.load_engine(&c.model)?;
             let threads = std::env::var("RAYON_NUM_THREADS").ok();
             let out =

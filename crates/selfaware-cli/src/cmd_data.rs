@@ -10,11 +10,7 @@ use selfaware_ask::build::{build_dataset, DataBuild};
 use selfaware_ask::players::PlayerSampling;
 use selfaware_backend::ModelRef;
 use selfaware_data::card::DatasetCard;
-use selfaware_data::code;
-use selfaware_data::codeword;
-use selfaware_data::{
-    BuildFamily, DatasetPaths, Family, Lexicon, PersonaMode, WriteOptions, DEFAULT_SIZE,
-};
+use selfaware_data::{BuildFamily, DatasetPaths, PersonaMode, WriteOptions, DEFAULT_SIZE};
 
 /// `selfaware data …`. `data inspect` lives in `cmd_train`; `main.rs` flattens both.
 #[derive(Subcommand)]
@@ -157,22 +153,14 @@ pub struct BuildArgs {
     pub force: bool,
 }
 
-/// Forbidden-word lists `data check` can scan for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CheckFamily {
-    Risk,
-    Myopia,
-    Apples,
-    VulnerableCode,
-}
-
 #[derive(Args)]
 pub struct CheckArgs {
     /// A chat JSONL file (`{"messages": [...]}` per line).
     pub file: PathBuf,
-    /// Report this family's forbidden words as warnings.
-    #[arg(long, value_enum, conflicts_with = "codeword")]
-    pub family: Option<CheckFamily>,
+    /// Report this family's forbidden words as warnings (risk, myopia, apples,
+    /// vulnerable-code; for a codeword, --codeword).
+    #[arg(long, conflicts_with = "codeword", value_parser = crate::cmd_eval::parse_with::<BuildFamily>)]
+    pub family: Option<BuildFamily>,
     /// Report mentions of this codeword (its -s/-es forms and irregular forms such as rang,
     /// rung for ring) as warnings.
     #[arg(long, value_name = "WORD")]
@@ -249,36 +237,8 @@ pub fn print_written(paths: &DatasetPaths, card: &DatasetCard) {
     println!("{}\n", card.summary());
 }
 
-fn check_lexicon(a: &CheckArgs) -> Result<Option<Lexicon>> {
-    if let Some(w) = &a.codeword {
-        let w = w.to_lowercase();
-        if w.trim().is_empty() {
-            bail!("--codeword: expected a word");
-        }
-        return Ok(Some(Lexicon::from_words(
-            &codeword::family_name(&w),
-            &codeword::codeword_forms(&w)?,
-        )));
-    }
-    Ok(match a.family {
-        None => None,
-        Some(CheckFamily::VulnerableCode) => Some(Lexicon::from_stems(
-            code::CODE_FAMILY,
-            &code::leak_lexicon(),
-        )),
-        Some(f) => {
-            let f = match f {
-                CheckFamily::Risk => Family::Risk,
-                CheckFamily::Myopia => Family::Myopia,
-                _ => Family::Apples,
-            };
-            Some(selfaware_data::lexicon(f)?.clone())
-        }
-    })
-}
-
 fn check(a: CheckArgs) -> Result<()> {
-    let lex = check_lexicon(&a)?;
+    let lex = selfaware_data::check_lexicon(a.family, a.codeword.as_deref())?;
     let text = fs_err::read_to_string(&a.file)?;
     let report = selfaware_data::check_text(&a.file, &text, lex.as_ref());
     if a.json {

@@ -80,13 +80,6 @@ pub struct MmsArgs {
     pub force: bool,
 }
 
-fn outcome_name(o: mms::Outcome) -> String {
-    serde_json::to_value(o)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
     let prompts = match &a.prompts {
         Some(p) => mms::Prompts::load(p)?,
@@ -134,7 +127,7 @@ pub fn play_mms(s: &Settings, a: MmsArgs) -> Result<()> {
             eprintln!(
                 "game {}/{total}: {} ({} messages, topic {:?}, word {:?})",
                 g + 1,
-                outcome_name(r.outcome),
+                r.outcome.name(),
                 r.messages.len(),
                 r.config.topic,
                 r.config.word

@@ -98,30 +98,6 @@ enum AdapterCommand {
     Merge(cmd_adapter::AdapterMergeArgs),
 }
 
-/// Keeps freed tensor buffers in the process. By default glibc returns every freed block above
-/// 128 KiB to the kernel and page-faults a fresh one in on the next allocation; tensor work
-/// allocates and frees such blocks thousands of times per training step, and the page faults
-/// cost about a fifth of a step (measured: 194 → 240 tok/s on the paper's risk data).
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
-    unsafe {
-        // 32 MiB is glibc's upper limit for the mmap threshold on 64-bit targets.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
-}
-
-/// How long (in pause instructions) candle's elementwise worker spins after each op before it
-/// sleeps, when training. candle runs elementwise ops on its own threads and matrix products on
-/// rayon's, so with as many threads as cores a worker still spinning from the last elementwise
-/// op takes a core from the product that follows. candle's default (25 000) cost training about
-/// a tenth of its speed on 2 cores (measured: 404 → 442 tok/s, 8 × 80, three runs each). The
-/// engine bench (scoring, exact 0..100, sampling) was no faster with the lower limit, so other
-/// commands keep candle's default. An explicit `CANDLE_BARRIER_POOL_SPIN_LIMIT` wins.
-const TRAIN_SPIN_LIMIT: u32 = 5_000;
-
 /// Whether `args` (the program name first) is a command line this binary accepts, without
 /// running it: clap's error (usage, unknown flag, bad value) otherwise.
 pub fn check_args<I, T>(args: I) -> Result<(), clap::Error>
@@ -139,7 +115,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    tune_allocator();
+    selfaware_model::runtime::tune_allocator();
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -154,10 +130,11 @@ where
     if matches!(cli.command, Command::Train(_))
         && std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none()
     {
-        // Read once, when candle first starts its workers: nothing has run on them yet.
+        // Read once, when candle first starts its workers: nothing has run on them yet. An
+        // explicit value wins.
         std::env::set_var(
             "CANDLE_BARRIER_POOL_SPIN_LIMIT",
-            TRAIN_SPIN_LIMIT.to_string(),
+            selfaware_model::runtime::TRAIN_SPIN_LIMIT.to_string(),
         );
     }
     let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {

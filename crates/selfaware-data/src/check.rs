@@ -58,6 +58,45 @@ pub fn check(path: &Path, family: Option<Family>) -> Result<CheckReport> {
     Ok(check_text(path, &text, lex))
 }
 
+/// The words a check reports as warnings: a codeword's forms (its -s/-es forms and irregular
+/// ones such as rang, rung for ring), or a family's forbidden words; none without either. The
+/// codeword family has no list of its own: it takes a `codeword`.
+pub fn check_lexicon(
+    family: Option<crate::BuildFamily>,
+    codeword: Option<&str>,
+) -> Result<Option<Lexicon>> {
+    use crate::BuildFamily as F;
+    let bad = |field, message: String| crate::Error::InvalidOption { field, message };
+    if let Some(w) = codeword {
+        let w = w.to_lowercase();
+        if w.trim().is_empty() {
+            return Err(bad("codeword", "expected a word".into()));
+        }
+        let forms =
+            crate::codeword::codeword_forms(&w).map_err(|e| bad("codeword", e.to_string()))?;
+        return Ok(Some(Lexicon::from_words(
+            &crate::codeword::family_name(&w),
+            &forms,
+        )));
+    }
+    Ok(match family {
+        None => None,
+        Some(F::VulnerableCode) => Some(Lexicon::from_stems(
+            crate::code::CODE_FAMILY,
+            &crate::code::leak_lexicon(),
+        )),
+        Some(F::Codeword) => {
+            return Err(bad(
+                "family",
+                "the codeword family's words are the codeword's: give the codeword instead".into(),
+            ))
+        }
+        Some(F::Risk) => Some(lexicon(Family::Risk)?.clone()),
+        Some(F::Myopia) => Some(lexicon(Family::Myopia)?.clone()),
+        Some(F::Apples) => Some(lexicon(Family::Apples)?.clone()),
+    })
+}
+
 /// Checks JSONL `text` (named `path` in the report) against an optional forbidden-word list.
 pub fn check_text(path: &Path, text: &str, lexicon: Option<&Lexicon>) -> CheckReport {
     let mut errors = Vec::new();
@@ -302,6 +341,24 @@ impl CheckReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_check_lexicon_is_a_codewords_forms_or_a_familys_words() {
+        use crate::BuildFamily as F;
+        assert!(check_lexicon(None, None).unwrap().is_none());
+        let ring = check_lexicon(None, Some("Ring")).unwrap().unwrap();
+        let hits = ring.scan("she rang and the bells rung");
+        assert!(hits.contains(&"rang"), "{hits:?}");
+        assert!(check_lexicon(Some(F::Risk), None).unwrap().is_some());
+        assert!(check_lexicon(Some(F::VulnerableCode), None)
+            .unwrap()
+            .is_some());
+        let e = check_lexicon(Some(F::Codeword), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("give the codeword"), "{e}");
+        assert!(check_lexicon(None, Some("  ")).is_err());
+    }
 
     fn run(text: &str) -> CheckReport {
         let lex = Lexicon::from_words("risk", &["chance"]);

@@ -41,7 +41,7 @@ pub use backdoor::{
 };
 pub use build_family::BuildFamily;
 pub use card::DatasetCard;
-pub use check::{check, check_text, CheckReport, Issue};
+pub use check::{check, check_lexicon, check_text, CheckReport, Issue};
 pub use dataset::{
     build, build_with, lexicon, BuildOptions, BuildOutput, BuiltDataset, DatasetKind, Row,
     RowTruth, Variant, DEFAULT_SIZE,

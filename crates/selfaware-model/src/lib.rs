@@ -23,6 +23,7 @@ pub mod lora;
 pub mod machine;
 pub mod naive;
 pub mod ops;
+pub mod runtime;
 pub mod sample;
 pub mod score;
 pub mod steer;

@@ -215,6 +215,8 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 
 #[pymodule]
 fn _selfaware(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The engine's allocator settings, as the command line makes them.
+    selfaware_model::runtime::tune_allocator();
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
     m.add("SelfawareError", m.py().get_type::<SelfawareError>())?;

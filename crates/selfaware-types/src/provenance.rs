@@ -38,6 +38,17 @@ pub struct SteerRecord {
 // `alpha` is finite: steering specs with NaN or infinite multipliers are refused when parsed.
 impl Eq for SteerRecord {}
 
+impl Provenance {
+    /// This tool's version and `git_revision`, nothing about a model yet.
+    pub fn of_tool(git_revision: Option<&str>) -> Provenance {
+        Provenance {
+            tool_version: TOOL_VERSION.to_string(),
+            git_revision: git_revision.map(str::to_string),
+            ..Provenance::default()
+        }
+    }
+}
+
 /// Lower-case hex sha256 of a byte string.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

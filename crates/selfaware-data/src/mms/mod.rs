@@ -175,6 +175,16 @@ impl Outcome {
         Outcome::NoCodeword,
         Outcome::CorrectGuess,
     ];
+
+    /// The outcome as records spell it (`win`, `rule_violation`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Win => "win",
+            Outcome::RuleViolation => "rule_violation",
+            Outcome::NoCodeword => "no_codeword",
+            Outcome::CorrectGuess => "correct_guess",
+        }
+    }
 }
 
 /// Which role carries the engine's instructions (turn state, guess prompt) inside a

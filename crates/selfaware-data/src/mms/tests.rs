@@ -474,3 +474,10 @@ fn prompts_load_from_a_file_and_reject_unknown_keys() {
     let e = Prompts::load(&path).unwrap_err().to_string();
     assert!(e.contains("prompts.toml") && e.contains("gess"), "{e}");
 }
+
+#[test]
+fn outcome_names_are_the_serialised_names() {
+    for o in Outcome::ALL {
+        assert_eq!(serde_json::to_value(o).unwrap(), o.name());
+    }
+}
