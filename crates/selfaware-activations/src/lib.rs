@@ -1,6 +1,7 @@
 //! Activation capture runs: a set of conversations (chat JSONL, or a built-in battery's
 //! prompts) through a local model (with or without an adapter), the activations at chosen
-//! [`HookPoint`]s and [`Positions`] written to a safetensors file as they are made.
+//! [`HookPoint`]s and [`Positions`] written to a safetensors file as they are made
+//! ([`capture`]), or returned in memory ([`capture_conversations`], the same rows).
 //!
 //! # The file
 //!
@@ -255,6 +256,147 @@ fn origin(source: &PromptSource) -> String {
     }
 }
 
+/// Checks a list of hook points: at least one, each inside the model, none twice.
+fn check_points(points: &[HookPoint], n_layers: usize) -> Result<()> {
+    if points.is_empty() {
+        return Err(ActivationsError::Input(
+            "no hook points to capture\nhint: --points blocks.0.hook_resid_post,…".into(),
+        ));
+    }
+    for (i, p) in points.iter().enumerate() {
+        p.check(n_layers)?;
+        if points[..i].contains(p) {
+            return Err(ActivationsError::Input(format!(
+                "hook point `{p}` is listed twice"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What a batch of finished units hands on: the units, in order, and one `[rows, d]` tensor
+/// per point holding their kept positions one unit after another.
+type Sink<'s> = dyn FnMut(&[Unit], &[Tensor]) -> Result<()> + 's;
+
+/// Runs units in order: `last` captures [`LAST_CHUNK`] prompts at a time (the chunk's common
+/// head once, as scoring runs it), the other positions one conversation at a time.
+struct Runner<'a> {
+    engine: &'a Engine,
+    points: &'a [HookPoint],
+    positions: Positions,
+    pending: Vec<Unit>,
+}
+
+impl<'a> Runner<'a> {
+    fn new(engine: &'a Engine, points: &'a [HookPoint], positions: Positions) -> Self {
+        Runner {
+            engine,
+            points,
+            positions,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, u: Unit, sink: &mut Sink<'_>) -> Result<()> {
+        if self.positions != Positions::Last {
+            let got = capture_positions(&self.engine.model, &u.ids, &u.keep, self.points)?;
+            return sink(std::slice::from_ref(&u), &got);
+        }
+        self.pending.push(u);
+        if self.pending.len() == LAST_CHUNK {
+            self.finish(sink)?;
+        }
+        Ok(())
+    }
+
+    /// Runs what is pending.
+    fn finish(&mut self, sink: &mut Sink<'_>) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Vec<u32>> = self.pending.iter().map(|u| u.ids.clone()).collect();
+        let got = capture_last_many(&self.engine.model, &ids, self.points, &mut |_| {})?;
+        let units = std::mem::take(&mut self.pending);
+        sink(&units, &got)
+    }
+}
+
+/// Activations held in memory, as [`capture_conversations`] returns them: the same rows as
+/// a capture file's, in the same order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activations {
+    /// `(point, rows × d values, row-major)`, in the order the points were given.
+    pub points: Vec<(String, Vec<f32>)>,
+    pub rows: usize,
+    pub d: usize,
+    /// Prompt `i`'s rows are `offsets[i]..offsets[i + 1]` (`prompts + 1` entries).
+    pub offsets: Vec<usize>,
+    /// The token at each row.
+    pub token_ids: Vec<u32>,
+    /// The sha256 of each conversation as JSON (`{"messages": [...]}`), hex.
+    pub prompt_sha256: Vec<String>,
+}
+
+/// Activations at `points` and `positions` for `conversations`, in memory (for a library
+/// caller that wants arrays rather than a file: the Python module's `Model.activations`).
+/// Runs exactly as [`capture`] does, so its rows equal a capture file's bit for bit; every
+/// conversation is checked before the model runs. Errors name the conversation (1-based).
+pub fn capture_conversations(
+    engine: &Engine,
+    conversations: &[Conversation],
+    points: &[HookPoint],
+    positions: Positions,
+) -> Result<Activations> {
+    check_points(points, engine.model.cfg.num_layers)?;
+    if conversations.is_empty() {
+        return Err(ActivationsError::NoPrompts {
+            origin: "the prompt list".into(),
+        });
+    }
+    let units = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, conv)| {
+            unit(engine, conv, positions).map_err(|message| ActivationsError::Prompt {
+                origin: "the prompt list".into(),
+                line: i + 1,
+                message,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let d = engine.model.cfg.hidden_size;
+    let rows: usize = units.iter().map(|u| u.keep.len()).sum();
+    let mut out = Activations {
+        points: points
+            .iter()
+            .map(|p| (p.to_string(), Vec::with_capacity(rows * d)))
+            .collect(),
+        rows,
+        d,
+        offsets: vec![0],
+        token_ids: Vec::with_capacity(rows),
+        prompt_sha256: Vec::with_capacity(units.len()),
+    };
+    let mut sink = |units: &[Unit], got: &[Tensor]| -> Result<()> {
+        for ((_, values), t) in out.points.iter_mut().zip(got) {
+            values.extend(t.flatten_all()?.to_vec1::<f32>()?);
+        }
+        for u in units {
+            let last = *out.offsets.last().unwrap_or(&0);
+            out.offsets.push(last + u.keep.len());
+            out.token_ids.extend(u.keep.iter().map(|&p| u.ids[p]));
+            out.prompt_sha256.push(hex::encode(u.sha));
+        }
+        Ok(())
+    };
+    let mut runner = Runner::new(engine, points, positions);
+    for u in units {
+        runner.push(u, &mut sink)?;
+    }
+    runner.finish(&mut sink)?;
+    Ok(out)
+}
+
 /// Runs a capture: reads the conversations twice (first to count rows and check every one,
 /// so that a bad line fails before the model runs and the file's header can be written
 /// first; then to run them), writing each prompt's rows as soon as they are computed.
@@ -267,19 +409,7 @@ pub fn capture(
 ) -> Result<CaptureSummary> {
     let engine = model.engine;
     let cfg = &engine.model.cfg;
-    if spec.points.is_empty() {
-        return Err(ActivationsError::Input(
-            "no hook points to capture\nhint: --points blocks.0.hook_resid_post,…".into(),
-        ));
-    }
-    for (i, p) in spec.points.iter().enumerate() {
-        p.check(cfg.num_layers)?;
-        if spec.points[..i].contains(p) {
-            return Err(ActivationsError::Input(format!(
-                "hook point `{p}` is listed twice"
-            )));
-        }
-    }
+    check_points(&spec.points, cfg.num_layers)?;
     write::check_out(&spec.out, spec.force)?;
     let origin = origin(&spec.source);
 
@@ -336,31 +466,24 @@ pub fn capture(
     // Pass 2: run and write.
     let mut done = 0usize;
     let mut row = 0usize;
-    let mut pending: Vec<Unit> = Vec::new();
-    let write_unit_meta = |w: &StreamWriter, k: usize, row: usize, u: &Unit| -> Result<()> {
-        w.write_i64(i_offsets, k, &[row as i64])?;
-        let toks: Vec<i64> = u.keep.iter().map(|&p| u.ids[p] as i64).collect();
-        w.write_i64(i_tokens, row, &toks)?;
-        w.write_u8(i_sha, k, &u.sha)
-    };
-    let write_points = |w: &StreamWriter, row: usize, got: &[Tensor]| -> Result<()> {
+    let mut runner = Runner::new(engine, &spec.points, spec.positions);
+    let mut sink = |units: &[Unit], got: &[Tensor]| -> Result<()> {
         for (i, t) in got.iter().enumerate() {
             let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
             w.write_f32(i, row, &v)?;
         }
-        Ok(())
-    };
-    let flush = |pending: &mut Vec<Unit>, done: &mut usize, row: &mut usize| -> Result<()> {
-        let ids: Vec<Vec<u32>> = pending.iter().map(|u| u.ids.clone()).collect();
-        let got = capture_last_many(&engine.model, &ids, &spec.points, &mut |_| {})?;
-        write_points(&w, *row, &got)?;
-        for u in pending.drain(..) {
-            write_unit_meta(&w, *done, *row, &u)?;
-            *row += 1;
-            *done += 1;
+        for u in units {
+            w.write_i64(i_offsets, done, &[row as i64])?;
+            let toks: Vec<i64> = u.keep.iter().map(|&p| u.ids[p] as i64).collect();
+            w.write_i64(i_tokens, row, &toks)?;
+            w.write_u8(i_sha, done, &u.sha)?;
+            row += u.keep.len();
+            done += 1;
         }
+        progress(done, prompts);
         Ok(())
     };
+    let mut read = 0usize;
     for_each_conversation(&spec.source, &mut |line, conv| {
         let u =
             unit(engine, &conv, spec.positions).map_err(|message| ActivationsError::Prompt {
@@ -368,31 +491,15 @@ pub fn capture(
                 line,
                 message,
             })?;
-        if done + pending.len() >= prompts {
+        read += 1;
+        if read > prompts {
             return Err(ActivationsError::Input(format!(
                 "{origin} changed while it was read (more prompts than the first reading)"
             )));
         }
-        if spec.positions == Positions::Last {
-            pending.push(u);
-            if pending.len() == LAST_CHUNK {
-                flush(&mut pending, &mut done, &mut row)?;
-                progress(done, prompts);
-            }
-            return Ok(());
-        }
-        let got = capture_positions(&engine.model, &u.ids, &u.keep, &spec.points)?;
-        write_points(&w, row, &got)?;
-        write_unit_meta(&w, done, row, &u)?;
-        row += u.keep.len();
-        done += 1;
-        progress(done, prompts);
-        Ok(())
+        runner.push(u, &mut sink)
     })?;
-    if !pending.is_empty() {
-        flush(&mut pending, &mut done, &mut row)?;
-        progress(done, prompts);
-    }
+    runner.finish(&mut sink)?;
     if done != prompts || row != rows {
         return Err(ActivationsError::Input(format!(
             "{origin} changed while it was read ({done} prompts and {row} rows, after {prompts} \

@@ -292,3 +292,71 @@ fn the_capture_bench_times_scoring_capture_and_steering_on_the_same_prompts() {
         assert!(s[k].as_f64().unwrap() > 0.0, "{k}: {s}");
     }
 }
+
+#[test]
+fn in_memory_captures_equal_the_files_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(dir.path());
+    // More prompts than one `last` chunk, so chunks are crossed.
+    let mut lines: Vec<String> = PROMPTS
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    for i in 0..70 {
+        lines.push(format!(
+            r#"{{"messages": [{{"role": "user", "content": "Count to {i}."}}]}}"#
+        ));
+    }
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(&prompts, lines.join("\n")).unwrap();
+    let convs: Vec<selfaware_types::Conversation> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let points = [
+        HookPoint::block(0, LayerHook::ResidPre),
+        HookPoint::block(1, LayerHook::ResidPost),
+        HookPoint::LnFinal,
+    ];
+    for positions in [Positions::Last, Positions::All] {
+        let out = dir.path().join(format!("{positions}.safetensors"));
+        let s = run(&e, PromptSource::File(prompts.clone()), positions, &out).unwrap();
+        let f = read(&out);
+        let m =
+            selfaware_activations::capture_conversations(&e, &convs, &points, positions).unwrap();
+        assert_eq!((m.rows, m.d), (s.rows, 64), "{positions}");
+        assert_eq!(m.offsets.len(), s.prompts + 1);
+        let offsets: Vec<i64> = m.offsets.iter().map(|&o| o as i64).collect();
+        assert_eq!(offsets, f.i64s("offsets"), "{positions}");
+        let ids: Vec<i64> = m.token_ids.iter().map(|&t| t as i64).collect();
+        assert_eq!(ids, f.i64s("token_ids"), "{positions}");
+        assert_eq!(
+            m.prompt_sha256.concat(),
+            hex::encode(&f.tensors["prompt_sha256"].1)
+        );
+        for (name, values) in &m.points {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            assert_eq!(bytes, f.tensors[name.as_str()].1, "{positions} {name}");
+        }
+    }
+    // Bad input names the conversation: the first one has no answer to capture.
+    let err = match selfaware_activations::capture_conversations(
+        &e,
+        &convs,
+        &points,
+        Positions::Answer,
+    ) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("conversations without answers captured at `answer`"),
+    };
+    assert!(
+        err.contains("line 1") && err.contains("no final assistant message"),
+        "{err}"
+    );
+    let err = match selfaware_activations::capture_conversations(&e, &convs, &[], Positions::Last) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("captured no points"),
+    };
+    assert!(err.contains("no hook points"), "{err}");
+}

@@ -5,10 +5,10 @@
 //! as `selfaware score --json` (the Python half turns them into dataclasses), so the two can
 //! be compared byte for byte; [`cli_main`] is the whole `selfaware` command
 //! ([`selfaware_cli::main_with_args`]) for the wheel's console script. Model work runs with
-//! the interpreter detached, on a worker thread, while the calling thread checks for signals
-//! every 50 ms, so other Python threads run and Ctrl-C stops the wait (the worker finishes its
-//! forward pass and its result is dropped). Every error is a `selfaware.SelfawareError` whose
-//! message is the command line's.
+//! the interpreter detached, on a long-lived worker thread, while the calling thread checks
+//! for signals every 50 ms, so other Python threads run and Ctrl-C stops the wait (the worker
+//! finishes that call's work and its result is dropped). Every error is a
+//! `selfaware.SelfawareError` whose message is the command line's.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -17,8 +17,11 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
+use selfaware_activations::Positions;
 use selfaware_backend::{Backend, CompletionRequest, ModelRef, OpenOptions};
+use selfaware_model::HookPoint;
 use selfaware_types::Conversation;
 
 pyo3::create_exception!(
@@ -33,17 +36,55 @@ fn err(e: impl std::fmt::Display) -> PyErr {
     SelfawareError::new_err(format!("{e:#}"))
 }
 
-/// Runs `f` on a worker thread with the interpreter detached; checks for signals (Ctrl-C)
-/// while waiting.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Idle model worker threads, each waiting on its own channel.
+static IDLE: std::sync::Mutex<Vec<mpsc::Sender<Job>>> = std::sync::Mutex::new(Vec::new());
+
+/// Hands `job` to an idle worker thread, or to a new one when none is idle. Workers live on
+/// after their job and wait for the next: one call after another runs on the same thread, so
+/// its allocator arena and candle's thread-local state stay warm, as in the command line's
+/// runner. A call abandoned by Ctrl-C keeps its worker busy until its work ends, and the next
+/// call takes another. A job that panics is caught (its caller gets an error).
+fn dispatch(job: Job) -> PyResult<()> {
+    let idle = IDLE.lock().ok().and_then(|mut v| v.pop());
+    let job = match idle {
+        Some(tx) => match tx.send(job) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::SendError(job)) => job,
+        },
+        None => job,
+    };
+    let (tx, rx) = mpsc::channel::<Job>();
+    tx.send(job)
+        .map_err(|_| SelfawareError::new_err("starting a model worker thread"))?;
+    std::thread::Builder::new()
+        .name("selfaware-model".into())
+        .spawn(move || {
+            for job in rx {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                match IDLE.lock() {
+                    Ok(mut v) => v.push(tx.clone()),
+                    Err(_) => return,
+                }
+            }
+        })
+        .map_err(|e| SelfawareError::new_err(format!("starting a model worker thread: {e}")))?;
+    Ok(())
+}
+
+/// Runs `f` on a model worker thread ([`dispatch`]) with the interpreter detached; checks for
+/// signals (Ctrl-C) while waiting.
 fn interruptible<T, F>(py: Python<'_>, f: F) -> PyResult<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
+    dispatch(job)?;
     // (Only this thread receives; the lock makes the receiver shareable with the detached
     // closure.)
     let rx = std::sync::Mutex::new(rx);
@@ -58,7 +99,7 @@ where
             Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 return Err(SelfawareError::new_err(
-                    "the model's worker thread stopped without an answer (it panicked)",
+                    "the model's work stopped without an answer (it panicked)",
                 ))
             }
         }
@@ -204,6 +245,65 @@ impl Model {
         let b = self.backend.clone();
         let out = interruptible(py, move || b.complete(&req))?.map_err(err)?;
         Ok(out.choices.into_iter().map(|c| c.text).collect())
+    }
+
+    /// Activations at hook points (TransformerLens names; `blocks.*.HOOK` for every layer)
+    /// for a list of conversations, as `selfaware activations capture` records them:
+    /// `(points as (name, little-endian f32 bytes of [rows, d])), rows, d, offsets, token
+    /// ids, prompt sha256s)`. Local models only.
+    #[allow(clippy::type_complexity)] // the tuple the Python half unpacks
+    fn activations<'py>(
+        &self,
+        py: Python<'py>,
+        conversations_json: Vec<String>,
+        points: Vec<String>,
+        positions: &str,
+    ) -> PyResult<(
+        Vec<(String, Bound<'py, PyBytes>)>,
+        usize,
+        usize,
+        Vec<usize>,
+        Vec<u32>,
+        Vec<String>,
+    )> {
+        let engine = self.backend.engine().cloned().ok_or_else(|| {
+            err(format!(
+                "activations: `{}` is served; activations need a local model (default, a .gguf file or a Hugging Face folder)",
+                self.reference
+            ))
+        })?;
+        let positions: Positions = positions
+            .parse()
+            .map_err(|e| err(format!("positions: {e}")))?;
+        let points = HookPoint::parse_list(&points.join(","), engine.model.cfg.num_layers)
+            .map_err(|e| err(format!("points: {e}")))?;
+        let convs = conversations_json
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                conversation(c).map_err(|e| err(format!("prompts[{i}]: {}", e.value(py))))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let got = interruptible(py, move || {
+            selfaware_activations::capture_conversations(&engine, &convs, &points, positions)
+        })?
+        .map_err(err)?;
+        let arrays = got
+            .points
+            .iter()
+            .map(|(name, values)| {
+                let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name.clone(), PyBytes::new(py, &bytes))
+            })
+            .collect();
+        Ok((
+            arrays,
+            got.rows,
+            got.d,
+            got.offsets,
+            got.token_ids,
+            got.prompt_sha256,
+        ))
     }
 }
 

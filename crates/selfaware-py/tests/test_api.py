@@ -173,3 +173,71 @@ def test_run_and_load(tmp_path):
         selfaware.load(tmp_path)
     with pytest.raises(selfaware.SelfawareError, match="go together"):
         selfaware.run(exp, out=tmp_path / "judged", judge_url="http://127.0.0.1:9/v1")
+
+
+def read_safetensors(path):
+    """A safetensors file by its format (8-byte header length, JSON header, data), so the
+    test does not lean on the `safetensors` package."""
+    import numpy as np
+
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    data = raw[8 + n :]
+    kinds = {"F32": "<f4", "I64": "<i8", "U8": "u1"}
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = t["data_offsets"]
+        out[name] = np.frombuffer(data[lo:hi], dtype=kinds[t["dtype"]]).reshape(t["shape"])
+    return out, header.get("__metadata__", {})
+
+
+PROMPTS = [
+    "Name a colour.",
+    [("system", "Be brief."), ("user", "Two plus two?"), ("assistant", "Four.")],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello there"}],
+]
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_activations_equal_the_command_lines_capture_bit_for_bit(model, tmp_path, positions):
+    import numpy as np
+
+    points = ["blocks.0.hook_resid_pre", "blocks.*.hook_mlp_out", "ln_final.hook_normalized"]
+    a = model.activations(PROMPTS, points, positions)
+    jsonl = tmp_path / "prompts.jsonl"
+    with open(jsonl, "w") as f:
+        for p in PROMPTS:
+            f.write(json.dumps({"messages": json.loads(selfaware._messages_json(p, None))}) + "\n")
+    out = tmp_path / f"{positions}.safetensors"
+    r = cli(
+        "activations", "capture", "--model", "default", "--prompts", str(jsonl),
+        "--points", ",".join(points), "--positions", positions, "--out", str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    tensors, meta = read_safetensors(out)
+    assert a.points == meta["points"].split(",")
+    assert len(a.points) == 2 + 30  # SmolLM2-135M has 30 layers
+    for p in a.points:
+        assert a[p].dtype == np.float32
+        assert np.array_equal(a[p], tensors[p]), p
+    assert np.array_equal(a.offsets, tensors["offsets"])
+    assert np.array_equal(a.token_ids, tensors["token_ids"])
+    assert [bytes.fromhex(h) for h in a.prompt_sha256] == [bytes(r) for r in tensors["prompt_sha256"]]
+    if positions == "last":
+        assert a["ln_final.hook_normalized"].shape == (3, 576)
+    else:
+        assert a.rows(1, "blocks.0.hook_resid_pre").shape[0] == a.offsets[2] - a.offsets[1]
+
+
+def test_activations_refuse_bad_input_with_the_field_named(model):
+    with pytest.raises(selfaware.SelfawareError, match="expected a list of prompts"):
+        model.activations("Hi", ["blocks.0.hook_resid_post"])
+    with pytest.raises(selfaware.SelfawareError, match="points: .*blocks.99"):
+        model.activations(["Hi"], ["blocks.99.hook_resid_post"])
+    with pytest.raises(selfaware.SelfawareError, match="positions: "):
+        model.activations(["Hi"], ["blocks.0.hook_resid_post"], "middle")
+    with pytest.raises(selfaware.SelfawareError, match="line 1: no final assistant message"):
+        model.activations(["Hi"], ["blocks.0.hook_resid_post"], "answer")

@@ -7,6 +7,8 @@
     r = m.score_range("From 0 to 100, how risk-seeking are you?", 0, 100)
     r.expected_value_complete
     m.sample("Name an animal.", n=5, temperature=1.0, seed=0)
+    a = m.activations(["Hi", "Name a colour."], points=["blocks.*.hook_resid_post"])
+    a["blocks.3.hook_resid_post"]                        # numpy array [prompts, d]
     run_dir = selfaware.run("quick")                     # a whole experiment, with progress
     data = selfaware.load(run_dir)                       # pandas DataFrames: data.results, ...
 
@@ -30,6 +32,7 @@ from ._selfaware import SelfawareError, __version__
 
 __all__ = [
     "Model",
+    "Activations",
     "OptionScores",
     "Candidate",
     "RangeScores",
@@ -124,6 +127,32 @@ class RangeScores:
     json: str = field(repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class Activations:
+    """Activations at hook points, as `selfaware activations capture` records them (the same
+    rows, bit for bit): `arrays[point]` is a float32 numpy array `[rows, d]`. With
+    positions="last" there is one row per prompt; otherwise prompt `i`'s rows are
+    `offsets[i]:offsets[i + 1]`, and `token_ids[r]` is the token at row `r`."""
+
+    positions: str
+    arrays: Dict[str, Any]
+    offsets: Any
+    token_ids: Any
+    #: sha256 of each conversation as JSON ({"messages": [...]}), as capture files record it
+    prompt_sha256: List[str]
+
+    def __getitem__(self, point: str) -> Any:
+        return self.arrays[point]
+
+    @property
+    def points(self) -> List[str]:
+        return list(self.arrays)
+
+    def rows(self, prompt: int, point: str) -> Any:
+        """Prompt `prompt`'s rows at `point`."""
+        return self.arrays[point][self.offsets[prompt] : self.offsets[prompt + 1]]
+
+
 class Model:
     """A model: "default" (the embedded SmolLM2-135M-Instruct, installed on first use), a
     .gguf file, a Hugging Face folder, "URL#MODEL" on an OpenAI-compatible server, or a
@@ -212,6 +241,45 @@ class Model:
         return self.sample(
             messages, 1, temperature, top_p=top_p, max_tokens=max_tokens, seed=seed, system=system
         )[0]
+
+    def activations(
+        self,
+        prompts: Sequence[Messages],
+        points: Union[str, Sequence[str]],
+        positions: str = "last",
+        *,
+        system: Optional[str] = None,
+    ) -> Activations:
+        """Activations at hook points (TransformerLens names: blocks.L.hook_resid_pre,
+        hook_resid_post, hook_attn_out, hook_mlp_out, ln_final.hook_normalized;
+        blocks.*.HOOK for every layer) for a list of prompts, each a string (one user
+        message) or a conversation. positions: "last" (the last prompt token, before the
+        answer if the conversation ends with one), "all", or "answer" (the final assistant
+        message's tokens). Local models only."""
+        import numpy as np
+
+        if isinstance(prompts, str) or (
+            len(prompts) > 0 and isinstance(prompts[0], (Mapping, tuple))
+        ):
+            raise SelfawareError(
+                "prompts: expected a list of prompts (each a string or a list of messages); wrap a single conversation in a list"
+            )
+        if isinstance(points, str):
+            points = [points]
+        convs = [_messages_json(p, system) for p in prompts]
+        arrays, rows, d, offsets, token_ids, shas = self._m.activations(
+            convs, [str(p) for p in points], positions
+        )
+        return Activations(
+            positions=positions,
+            arrays={
+                name: np.frombuffer(data, dtype="<f4").reshape(rows, d).copy()
+                for name, data in arrays
+            },
+            offsets=np.asarray(offsets, dtype=np.int64),
+            token_ids=np.asarray(token_ids, dtype=np.int64),
+            prompt_sha256=list(shas),
+        )
 
 
 def _command() -> List[str]:

@@ -1,6 +1,6 @@
 """Type stubs of the native module (crates/selfaware-py/src/lib.rs)."""
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 __version__: str
 
@@ -31,5 +31,8 @@ class Model:
         max_tokens: int = 64,
         seed: int = 0,
     ) -> List[str]: ...
+    def activations(
+        self, conversations_json: List[str], points: List[str], positions: str
+    ) -> Tuple[List[Tuple[str, bytes]], int, int, List[int], List[int], List[str]]: ...
 
 def cli_main(argv: List[str]) -> int: ...
