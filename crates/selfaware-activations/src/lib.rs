@@ -23,6 +23,7 @@
 
 pub mod bench;
 mod error;
+pub mod inject;
 pub mod probe;
 pub mod readout;
 pub mod report;

@@ -49,6 +49,29 @@ impl fmt::Display for CosineTable {
 pub struct LensReport(pub Vec<(String, Lens)>);
 
 impl LensReport {
+    /// The lens of `points` (a comma-separated list; every direction of the file when None)
+    /// of `d`, read from `path`, `k` tokens each way.
+    pub fn of(
+        engine: &selfaware_model::Engine,
+        d: &crate::readout::Directions,
+        path: &std::path::Path,
+        points: Option<&str>,
+        k: usize,
+    ) -> crate::Result<Self> {
+        let wanted: Vec<String> = match points {
+            Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
+            None => d.points.iter().map(|p| p.0.clone()).collect(),
+        };
+        let mut out = Vec::new();
+        for p in wanted {
+            let v = d.get(&p).ok_or_else(|| {
+                crate::ActivationsError::Input(format!("{} has no direction `{p}`", path.display()))
+            })?;
+            out.push((p.clone(), crate::readout::logit_lens(engine, v, k)?));
+        }
+        Ok(LensReport(out))
+    }
+
     pub fn to_json(&self) -> Value {
         let tok = |t: &LensToken| json!({"id": t.id, "text": t.text, "logit": t.logit});
         Value::Array(
@@ -221,3 +244,16 @@ mod tests {
         assert_eq!(r.to_json()["seed"], 3);
     }
 }
+
+/// Each report serialises as its `to_json()` (what `--json` prints).
+macro_rules! serialize_as_json {
+    ($($t:ty),*) => {$(
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.to_json().serialize(s)
+            }
+        }
+    )*};
+}
+
+serialize_as_json!(CosineTable, LensReport, ProbeReport<'_>);

@@ -30,7 +30,7 @@ pub mod progress;
 pub use error::{AskError, Result};
 pub use eval::{run_eval, AskedModel, EvalOutcome};
 pub use probes::{run_probe, ProbeReport};
-pub use progress::{Progress, Silent};
+pub use progress::{counter, Progress, Silent};
 
 /// What the runners need from the process that calls them (this library reads no
 /// environment variables itself).

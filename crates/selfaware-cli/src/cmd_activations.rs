@@ -4,15 +4,16 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use selfaware_activations::inject::{self, InjectSpec, InjectionBattery};
 use selfaware_activations::probe::ProbeConfig;
 use selfaware_activations::readout::{self, Capture, Directions};
 use selfaware_activations::report;
 use selfaware_activations::{CaptureModel, CaptureSpec, Positions, PromptSource};
-use selfaware_ask::Progress;
-use selfaware_model::HookPoint;
+use selfaware_ask::counter;
+use selfaware_model::{Engine, HookPoint};
 use selfaware_types::Provenance;
 
-use crate::progress::Bar;
+use crate::progress::{emit, Bar};
 use crate::settings::{environment, Settings};
 
 #[derive(Subcommand)]
@@ -33,6 +34,9 @@ pub enum ActivationsCommand {
     /// A seeded, cross-validated logistic-regression probe per point telling A's prompts from
     /// B's, with accuracy and a Wilson interval.
     Probe(ProbeArgs),
+    /// Concept injection (Lindsey 2025): concept vectors added while the model is asked
+    /// whether it notices an injected thought and what it is about, scored exactly.
+    Inject(InjectArgs),
 }
 
 #[derive(Args)]
@@ -99,13 +103,62 @@ pub struct ProbeArgs {
 }
 
 #[derive(Args)]
-pub struct CaptureArgs {
+pub struct LocalModel {
     /// `default`, a .gguf file or a Hugging Face model directory (a local model).
     #[arg(long, default_value = "default")]
     pub model: String,
     /// A PEFT LoRA adapter directory to attach to the model.
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+}
+
+impl LocalModel {
+    fn open<'e>(&self, s: &Settings, engine: &'e mut Option<Engine>) -> Result<CaptureModel<'e>> {
+        let e = engine.insert(s.load_engine_with(&self.model, self.adapter.as_deref())?);
+        Ok(CaptureModel {
+            engine: e,
+            label: self.model.clone(),
+            adapter: self.adapter.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct InjectArgs {
+    #[command(flatten)]
+    pub model: LocalModel,
+    /// The hook point where concepts are read and injected, e.g. blocks.20.hook_resid_post.
+    #[arg(long)]
+    pub point: HookPoint,
+    /// Injection strengths, comma-separated (0, the trials without injection, always runs).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "2,4,8",
+        allow_hyphen_values = true
+    )]
+    pub alphas: Vec<f32>,
+    /// A battery file with the built-in one's fields (default: the built-in battery).
+    #[arg(long, value_name = "FILE")]
+    pub battery: Option<PathBuf>,
+    /// Control words scored beside each concept's own word.
+    #[arg(long, default_value_t = 9)]
+    pub controls: usize,
+    /// Seed of the control words' draw and of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder: injection.json, injection.csv, vectors/ (one steering file per concept).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace an earlier run's results in --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub model: LocalModel,
     /// Chat JSONL, `{"messages": [...]}` per line (as for training). A final assistant message
     /// is the answer; without one the prompt ends with the generation header, as for scoring.
     #[arg(long, value_name = "FILE", required_unless_present = "battery")]
@@ -140,6 +193,7 @@ pub fn run(s: &Settings, cmd: ActivationsCommand) -> Result<()> {
         ActivationsCommand::Cosine(a) => cosine(a),
         ActivationsCommand::Lens(a) => lens(s, a),
         ActivationsCommand::Probe(a) => probe(a),
+        ActivationsCommand::Inject(a) => inject(s, a),
     }
 }
 
@@ -152,16 +206,6 @@ fn diff(a: DiffArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prints `json` pretty with `--json`, else `text`.
-fn print(json: bool, value: serde_json::Value, text: impl std::fmt::Display) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        print!("{text}");
-    }
-    Ok(())
-}
-
 fn cosine(a: CosineArgs) -> Result<()> {
     let da = Directions::open(&a.a)?;
     let db = match &a.b {
@@ -169,25 +213,14 @@ fn cosine(a: CosineArgs) -> Result<()> {
         None => da.clone(),
     };
     let table = report::CosineTable::new(&da, &db);
-    print(a.json, table.to_json(), &table)
+    emit(a.json, &table)
 }
 
 fn lens(s: &Settings, a: LensArgs) -> Result<()> {
     let d = Directions::open(&a.directions)?;
-    let wanted: Vec<String> = match &a.points {
-        Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
-        None => d.points.iter().map(|p| p.0.clone()).collect(),
-    };
     let engine = s.load_engine(&a.model)?;
-    let mut out = Vec::new();
-    for p in &wanted {
-        let v = d
-            .get(p)
-            .with_context(|| format!("{} has no direction `{p}`", a.directions.display()))?;
-        out.push((p.clone(), readout::logit_lens(&engine, v, a.top)?));
-    }
-    let lens = report::LensReport(out);
-    print(a.json, lens.to_json(), &lens)
+    let lens = report::LensReport::of(&engine, &d, &a.directions, a.points.as_deref(), a.top)?;
+    emit(a.json, &lens)
 }
 
 fn probe(a: ProbeArgs) -> Result<()> {
@@ -203,15 +236,16 @@ fn probe(a: ProbeArgs) -> Result<()> {
         config: &config,
         results: &results,
     };
-    print(a.json, r.to_json(), &r)
+    emit(a.json, &r)
 }
 
 fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
     // Refuse an existing output before the model loads.
     selfaware_activations::write::check_out(&a.out, a.force)?;
-    let engine = s.load_engine_with(&a.model, a.adapter.as_deref())?;
+    let mut engine = None;
+    let model = a.model.open(s, &mut engine)?;
     let points =
-        HookPoint::parse_list(&a.points, engine.model.cfg.num_layers).context("--points")?;
+        HookPoint::parse_list(&a.points, model.engine.model.cfg.num_layers).context("--points")?;
     let source = PromptSource::from_flags(a.prompts.clone(), a.battery.clone(), a.seed)
         .context("expected --prompts FILE or --battery NAME")?;
     let spec = CaptureSpec {
@@ -221,25 +255,27 @@ fn capture(s: &Settings, a: CaptureArgs) -> Result<()> {
         out: a.out.clone(),
         force: a.force,
     };
-    let model = CaptureModel {
-        engine: &engine,
-        label: a.model.clone(),
-        adapter: a.adapter.clone(),
-    };
     let provenance = Provenance::of_tool(environment().git_revision);
     let mut bar = Bar::new(64);
-    let mut reported = 0usize;
-    let summary =
-        selfaware_activations::capture(&model, &spec, &provenance, &mut |done, total| {
-            if reported == 0 {
-                bar.start(total, "prompts");
-            }
-            while reported < done {
-                reported += 1;
-                bar.step("captured");
-            }
-        })?;
-    bar.finish();
+    let mut progress = counter(&mut bar, "prompts", "captured");
+    let summary = selfaware_activations::capture(&model, &spec, &provenance, &mut progress)?;
     println!("{summary}");
+    Ok(())
+}
+
+fn inject(s: &Settings, a: InjectArgs) -> Result<()> {
+    inject::check_out_dir(&a.out, a.force)?;
+    let battery = InjectionBattery::load(a.battery.as_deref())?;
+    let mut engine = None;
+    let model = a.model.open(s, &mut engine)?;
+    let spec = InjectSpec::new(a.point, a.alphas, a.controls, a.seed);
+    let mut bar = Bar::new(25);
+    let mut progress = counter(&mut bar, "trials", "injected");
+    let r = inject::run(model.engine, &battery, &spec, &mut progress)?;
+    print!("{}", r.table());
+    let tool = Provenance::of_tool(environment().git_revision);
+    for f in r.write(&a.out, a.force, &model, &tool)? {
+        println!("wrote {}", f.display());
+    }
     Ok(())
 }

@@ -71,18 +71,10 @@ pub fn run(s: &Settings, cmd: BenchCommand) -> Result<()> {
         }
         BenchCommand::Engine(a) => a,
         BenchCommand::Machine(m) => {
-            let machine = selfaware_model::machine::Machine::detect();
-            if m.json {
-                println!("{}", serde_json::to_string_pretty(&machine)?);
-            } else {
-                println!("{}", machine.render());
-            }
-            return Ok(());
+            return crate::progress::emit(m.json, &selfaware_model::machine::Machine::detect())
         }
     };
-    let text = fs_err::read_to_string(&a.workload)?;
-    let w: Workload = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a valid workload file", a.workload.display()))?;
+    let w = Workload::read(&a.workload)?;
     let e = s.load_engine(&a.model)?;
     let threads = std::env::var("RAYON_NUM_THREADS").ok();
     let out = selfaware_model::bench::run_workload(&e, &w, threads)?;

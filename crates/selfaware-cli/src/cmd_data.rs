@@ -246,21 +246,8 @@ fn check(a: CheckArgs) -> Result<()> {
     } else {
         print!("{}", report.render(a.all));
     }
-    if !report.is_ok() {
-        bail!(
-            "{}: {} in {} lines",
-            a.file.display(),
-            plural(report.errors.len(), "error"),
-            report.lines
-        );
+    if let Some(failure) = report.failure() {
+        bail!(failure);
     }
     Ok(())
-}
-
-pub fn plural(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
 }

@@ -34,12 +34,7 @@ pub fn run(s: &Settings, cmd: ModelCommand) -> Result<()> {
         }
         ModelCommand::Info { model, json } => {
             let e = s.load_engine(&model)?;
-            let i = &e.info;
-            if json {
-                println!("{}", serde_json::to_string_pretty(i)?);
-                return Ok(());
-            }
-            print!("{i}");
+            crate::progress::emit(json, &e.info)?;
         }
     }
     Ok(())

@@ -59,21 +59,13 @@ pub fn score(s: &Settings, a: ScoreArgs) -> Result<()> {
                  scores whole answers: --options with the numbers)"
             )
         })?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-            return Ok(());
-        }
-        print!("{r}");
+        crate::progress::emit(a.json, &r)?;
     } else if let Some(opts) = options {
         let r = e.score_options(&conv, &opts).context(
             "scoring candidates exactly\nhint: exact scores need a local model or a server that \
              returns prompt log-probabilities (vLLM, `selfaware serve`)",
         )?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&r)?);
-            return Ok(());
-        }
-        print!("{r}");
+        crate::progress::emit(a.json, &r)?;
     }
     Ok(())
 }

@@ -127,15 +127,8 @@ where
         // candle's CPU kernels read their thread count from rayon's variable.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    if matches!(cli.command, Command::Train(_))
-        && std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none()
-    {
-        // Read once, when candle first starts its workers: nothing has run on them yet. An
-        // explicit value wins.
-        std::env::set_var(
-            "CANDLE_BARRIER_POOL_SPIN_LIMIT",
-            selfaware_model::runtime::TRAIN_SPIN_LIMIT.to_string(),
-        );
+    if matches!(cli.command, Command::Train(_)) {
+        selfaware_model::runtime::set_training_spin_limit();
     }
     let result = settings::Settings::resolve(cli.home).and_then(|s| match cli.command {
         Command::Model(c) => cmd_model::run(&s, c),

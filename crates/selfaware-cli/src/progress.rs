@@ -4,6 +4,15 @@ use std::io::IsTerminal;
 
 use selfaware_ask::Progress;
 
+/// Prints `v` as pretty JSON with `json`, else as text.
+pub fn emit<T: serde::Serialize + std::fmt::Display>(json: bool, v: &T) -> anyhow::Result<()> {
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(v)?),
+        false => print!("{v}"),
+    }
+    Ok(())
+}
+
 pub struct Bar {
     bar: Option<indicatif::ProgressBar>,
     total: usize,

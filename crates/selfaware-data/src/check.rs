@@ -48,6 +48,19 @@ impl CheckReport {
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
     }
+
+    /// `FILE: N error(s) in L lines` when the file has errors.
+    pub fn failure(&self) -> Option<String> {
+        let n = self.errors.len();
+        (n > 0).then(|| {
+            format!(
+                "{}: {n} error{} in {} lines",
+                self.path.display(),
+                if n == 1 { "" } else { "s" },
+                self.lines
+            )
+        })
+    }
 }
 
 /// Checks the chat JSONL file at `path`, reporting leaks of `family`'s forbidden words.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use selfaware_types::Conversation;
 use serde::Deserialize;
 
-use crate::{Engine, Result, SampleConfig};
+use crate::{Engine, ModelError, Result, SampleConfig};
 
 /// A workload written by `bench/engine_bench.py`.
 #[derive(Deserialize)]
@@ -22,6 +22,20 @@ pub struct Workload {
     pub samples_per_prompt: usize,
     pub sample_max_tokens: usize,
     pub reps: usize,
+}
+
+impl Workload {
+    /// Reads a workload file; errors name the file.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let text = fs_err::read_to_string(path)
+            .map_err(|e| ModelError::Input(format!("{}: {e}", path.display())))?;
+        serde_json::from_str(&text).map_err(|e| {
+            ModelError::Input(format!(
+                "{}: not a valid workload file: {e}",
+                path.display()
+            ))
+        })
+    }
 }
 
 /// The best wall time of `reps` runs of `f`, and the last run's value.

@@ -208,6 +208,12 @@ fn gemm_kernel(flags: &[String]) -> String {
     }
 }
 
+impl std::fmt::Display for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.render())
+    }
+}
+
 impl Machine {
     /// Reads this machine.
     pub fn detect() -> Machine {
@@ -237,7 +243,8 @@ impl Machine {
         }
     }
 
-    /// A few lines for the top of a benchmark table.
+    /// A few lines for the top of a benchmark table (what `Display` prints, with a final
+    /// newline).
     pub fn render(&self) -> String {
         let unknown = || "unknown".to_string();
         let cores = match (self.cores, self.threads_per_core) {

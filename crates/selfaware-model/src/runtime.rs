@@ -26,3 +26,16 @@ pub fn tune_allocator() {
 /// engine bench (scoring, exact 0..100, sampling) was no faster with the lower limit, so other
 /// work keeps candle's default.
 pub const TRAIN_SPIN_LIMIT: u32 = 5_000;
+
+/// Sets `CANDLE_BARRIER_POOL_SPIN_LIMIT` to [`TRAIN_SPIN_LIMIT`] for a process that trains,
+/// unless the variable is set (an explicit value wins). Call it before any tensor work: candle
+/// reads it once, when it first starts its workers. (A program's own setting, at its start,
+/// like [`tune_allocator`]: the libraries never read or write the environment.)
+pub fn set_training_spin_limit() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        std::env::set_var(
+            "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+            TRAIN_SPIN_LIMIT.to_string(),
+        );
+    }
+}
