@@ -390,7 +390,10 @@ impl SteerVar {
             let names: Vec<String> = s
                 .records()
                 .iter()
-                .map(|r| format!("{}:{}:{}", r.file, r.point, r.alpha))
+                .map(|r| match r.file.as_str() {
+                    "" => format!("{} × {}", r.alpha, r.point),
+                    file => format!("{file}:{}:{}", r.point, r.alpha),
+                })
                 .collect();
             return Err(ModelError::Steer {
                 spec: self.point.to_string(),

@@ -393,7 +393,10 @@ fn settings_that_do_not_fit_a_steering_vector_are_refused() {
         )
         .unwrap();
     let twice = err(&steered.model, steer_cfg(point));
-    assert!(twice.contains("already steered"), "{twice}");
+    assert!(
+        twice.contains("already steered (2 × blocks.1.hook_resid_post)"),
+        "{twice}"
+    );
     let adapter =
         selfaware_model::Adapter::init(&e.model.cfg, &TrainConfig::default().lora_spec(), 0)
             .unwrap();
