@@ -91,7 +91,7 @@ fn a_planted_trigger_ranks_first_and_stands_out() {
         };
         let mut t = Trainer::new(&engine.model, engine.chat.tokenizer.pad_id, &ds, cfg).unwrap();
         t.run(None, &mut |_| {}).unwrap();
-        t.adapter.save(&adapter).unwrap();
+        t.adapter().unwrap().save(&adapter).unwrap();
     }
     let base = LocalBackend::new(Arc::new(engine), "tiny");
     let planted = base.with_adapter(&adapter).unwrap();

@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use selfaware_model::Engine;
+use selfaware_model::{Engine, HookPoint};
 use selfaware_train::manifest::{check_out_dir, write_outputs, BaseModel, OutPolicy};
 use selfaware_train::trainer::Event;
-use selfaware_train::{data, Decay, TrainConfig, Trainer};
+use selfaware_train::{data, Decay, TrainConfig, TrainMethod, Trainer};
 
 use crate::settings::Settings;
 
@@ -21,9 +21,15 @@ pub struct TrainArgs {
     /// Training data: OpenAI chat-format JSONL (`{"messages": [...]}` per line).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory: PEFT adapter, training_manifest.json, checkpoints/.
+    /// Output directory: PEFT adapter (or steer.safetensors), training_manifest.json, checkpoints/.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// What to train: lora (an adapter) or steer (one vector added at --point).
+    #[arg(long, default_value = "lora", value_parser = crate::cmd_eval::parse_with::<TrainMethod>)]
+    pub method: TrainMethod,
+    /// Where --method steer adds its vector, e.g. blocks.12.hook_resid_post.
+    #[arg(long, value_parser = crate::cmd_eval::parse_with::<HookPoint>)]
+    pub point: Option<HookPoint>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value_t = 3)]
@@ -76,7 +82,7 @@ pub struct TrainArgs {
     /// Checks everything a real run would, the output folder included.
     #[arg(long)]
     pub dry_run: bool,
-    /// Write into --out even when it holds an adapter (replaced), checkpoints of another run
+    /// Write into --out even when it holds trained weights (replaced), checkpoints of another run
     /// (started over) or files selfaware did not write (left beside the adapter). Without it,
     /// such a folder is an error naming the file.
     #[arg(long)]
@@ -86,6 +92,8 @@ pub struct TrainArgs {
 impl TrainArgs {
     fn config(&self) -> TrainConfig {
         TrainConfig {
+            method: self.method,
+            point: self.point,
             seed: self.seed,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -198,12 +206,7 @@ pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
         git_revision(),
         &a.out,
     )?;
-    let last = m.steps.last().map(|l| l.loss).unwrap_or(f64::NAN);
-    println!(
-        "adapter written to {} (final loss {last:.4}, adapter sha256 {})",
-        a.out.display(),
-        m.adapter_sha256
-    );
+    println!("{}", m.summary(&a.out));
     Ok(())
 }
 

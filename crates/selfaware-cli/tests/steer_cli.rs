@@ -251,3 +251,74 @@ fn eval_and_probe_record_the_steering_in_their_provenance() {
     assert_eq!(v["provenance"]["steering"][0]["alpha"], 3.0);
     assert!(v.to_string().contains("(no adapter, not steered)"), "{v}");
 }
+
+#[test]
+fn train_method_steer_writes_a_vector_that_steer_reads() {
+    let t = tempfile::tempdir().unwrap();
+    let model = tiny(t.path());
+    let data = t.path().join("ab.jsonl");
+    let lines: Vec<String> = (0..8)
+        .map(|i| {
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Question {i}: A or B?")},
+                {"role": "assistant", "content": "B"},
+            ]})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    let out = t.path().join("vec");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--model",
+            s(&model),
+            "--data",
+            s(&data),
+            "--out",
+            s(&out),
+        ];
+        args.extend(extra);
+        selfaware(t.path(), &args)
+    };
+    // A steering vector needs its point.
+    let refused = train(&["--method", "steer"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("`point`"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let printed = ok(&train(&[
+        "--method",
+        "steer",
+        "--point",
+        "blocks.1.hook_resid_post",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.1",
+        "--batch-size",
+        "4",
+    ]));
+    let spec = format!(
+        "{}:blocks.1.hook_resid_post:1",
+        out.join("steer.safetensors").display()
+    );
+    assert!(
+        printed.contains(&format!("use it with --steer {spec}")),
+        "{printed}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["config"]["method"], "steer");
+    // Trained toward "B": the vector read back by --steer raises P(B).
+    let p_b = |v: &serde_json::Value| v["candidates"][1]["logprob"].as_f64().unwrap();
+    let (plain, steered) = (
+        score(t.path(), s(&model), &[]),
+        score(t.path(), s(&model), &[spec]),
+    );
+    assert_eq!(steered["candidates"][1]["text"], "B");
+    assert!(p_b(&steered) > p_b(&plain) + 0.1, "{plain} {steered}");
+}

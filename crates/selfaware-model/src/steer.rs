@@ -20,15 +20,22 @@
 //! On the command line a vector is `FILE:POINT:ALPHA` ([`SteerSpec`]): the tensor named `POINT`
 //! (shape `[d]` or `[1, d]`) of the safetensors file `FILE` — a directions file written by
 //! `selfaware activations diff` holds one such tensor per point.
+//!
+//! A vector can also be trained: a [`SteerVar`] is a `Var` added at one point (multiplier 1);
+//! the backward pass of a loss computed through it gives its gradient, the sum over positions
+//! of the loss's gradient at that point. `selfaware train --method steer` trains one and writes
+//! it as such a file ([`SteerVar::save`]).
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use selfaware_types::SteerRecord;
 
 use crate::capture::{HookPoint, LayerHook};
 use crate::config::Config;
 use crate::error::{ModelError, Result};
+use crate::llama::Llama;
 
 /// A steering vector as a user names it: `FILE:POINT:ALPHA`.
 #[derive(Debug, Clone, PartialEq)]
@@ -329,6 +336,141 @@ impl Steering {
             .flatten()
             .map(Tensor::id)
             .collect()
+    }
+}
+
+/// A steering vector being trained: one `Var` of shape `[hidden]`, added with multiplier 1 at
+/// one point, at every position.
+///
+/// A model it is attached to ([`SteerVar::attach`]) adds it like any [`Steering`]. Because the
+/// vector is a `Var`, the stream is part of a gradient graph from that point on, so the layers
+/// after it take their differentiable kernels ([`crate::ops::needs_backward`]; the layers before
+/// it stay on the inference kernels, and the base weights stay frozen), and the backward pass
+/// of a loss computed from that forward gives the vector's gradient ([`SteerVar::grad`]): the
+/// sum over every position it was added at of `dL/dh` at the point (candle's backward of the
+/// broadcast sums over batch and positions). Positions the loss does not read and no read
+/// position attends to — right padding behind a causal mask — contribute exactly zero.
+#[derive(Debug, Clone)]
+pub struct SteerVar {
+    pub point: HookPoint,
+    /// `[hidden]`
+    pub var: Var,
+}
+
+impl SteerVar {
+    /// A trainable vector at `point` starting from `init`, checked against the model shape.
+    pub fn new(point: HookPoint, init: Vec<f32>, cfg: &Config) -> Result<Self> {
+        let bad = |message: String| ModelError::Steer {
+            spec: point.to_string(),
+            message,
+        };
+        point
+            .check(cfg.num_layers)
+            .map_err(|e| bad(e.to_string()))?;
+        if init.len() != cfg.hidden_size {
+            return Err(bad(format!(
+                "the vector has {} values, but the model's hidden size is {}",
+                init.len(),
+                cfg.hidden_size
+            )));
+        }
+        let var = Var::from_tensor(&Tensor::from_vec(init, cfg.hidden_size, &Device::Cpu)?)?;
+        Ok(SteerVar { point, var })
+    }
+
+    /// A zero vector at `point`.
+    pub fn zeros(point: HookPoint, cfg: &Config) -> Result<Self> {
+        SteerVar::new(point, vec![0.0; cfg.hidden_size], cfg)
+    }
+
+    /// A copy of `model` (sharing its weights) that adds this vector at its point. A model that
+    /// is already steered is refused: its vectors would be trained around, unrecorded.
+    pub fn attach(&self, model: &Llama) -> Result<Llama> {
+        if let Some(s) = &model.steering {
+            let names: Vec<String> = s
+                .records()
+                .iter()
+                .map(|r| match r.file.as_str() {
+                    "" => format!("{} × {}", r.alpha, r.point),
+                    file => format!("{file}:{}:{}", r.point, r.alpha),
+                })
+                .collect();
+            return Err(ModelError::Steer {
+                spec: self.point.to_string(),
+                message: format!(
+                    "the model is already steered ({}); a steering vector is trained on an \
+                     unsteered model",
+                    names.join(", ")
+                ),
+            });
+        }
+        let cfg = &model.cfg;
+        let mut slots: Vec<[Option<Tensor>; 4]> = vec![Default::default(); cfg.num_layers];
+        let mut ln_final = None;
+        match self.point {
+            HookPoint::Block { layer, hook } => {
+                slots[layer][hook.slot()] = Some(self.var.as_tensor().clone())
+            }
+            HookPoint::LnFinal => ln_final = Some(self.var.as_tensor().clone()),
+        }
+        let mut steered = model.clone();
+        steered.steering = Some(std::sync::Arc::new(Steering {
+            slots,
+            ln_final,
+            records: vec![SteerRecord {
+                file: String::new(),
+                sha256: String::new(),
+                point: self.point.to_string(),
+                alpha: 1.0,
+            }],
+        }));
+        Ok(steered)
+    }
+
+    /// The vector's gradient in `grads` (the backward of a loss computed by a model this
+    /// vector is attached to): `[hidden]`, zeros when none reached it.
+    pub fn grad(&self, grads: &candle_core::backprop::GradStore) -> Result<Tensor> {
+        Ok(match grads.get(self.var.as_tensor()) {
+            Some(g) => g.clone(),
+            None => self.var.as_tensor().zeros_like()?,
+        })
+    }
+
+    /// The vector's current values.
+    pub fn vector(&self) -> Result<Vec<f32>> {
+        Ok(self.var.as_tensor().to_vec1::<f32>()?)
+    }
+
+    /// Writes the vector as a steering file [`SteerSpec::read_vector`] reads: one F32 tensor
+    /// `[hidden]` named as the point, with `metadata` in the header. Written to a temporary
+    /// file in the same folder and renamed over `path`, so a reader never sees half a file.
+    pub fn save(&self, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+        let io = |source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let v = self.vector()?;
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![v.len()], &bytes)
+                .map_err(|e| {
+                    ModelError::Input(format!("steering vector {}: {e}", path.display()))
+                })?;
+        let meta: std::collections::HashMap<String, String> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let data = safetensors::serialize([(self.point.to_string(), view)], Some(meta))
+            .map_err(|e| ModelError::Input(format!("steering vector {}: {e}", path.display())))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, &data).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 }
 

@@ -79,7 +79,7 @@ pub(crate) fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
         "only {} steps in the plan",
         t.total_steps()
     );
-    t.adapter.save(&out.join("init")).unwrap();
+    t.adapter().unwrap().save(&out.join("init")).unwrap();
     for _ in 0..steps {
         let l = t.train_step().unwrap();
         eprintln!(
@@ -87,7 +87,7 @@ pub(crate) fn export(model: &Path, data_path: &Path, out: &Path, steps: usize) {
             l.step, l.loss, l.lr, l.seconds
         );
     }
-    t.adapter.save(&out.join("final")).unwrap();
+    t.adapter().unwrap().save(&out.join("final")).unwrap();
     let batches: Vec<Value> = t.plan()[..steps]
         .iter()
         .map(|p| {

@@ -1,5 +1,6 @@
-//! `training_manifest.json`: what produced an adapter (data hash, resolved settings, seed,
-//! per-step loss, tool version, git revision, base model).
+//! `training_manifest.json`: what produced an adapter or a steering vector (data hash, resolved
+//! settings — the method and point among them —, seed, per-step loss, tool version, git
+//! revision, base model). A steering vector's file carries the same provenance in its header.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
 use crate::error::{io, Result, TrainError};
-use crate::trainer::{StepLog, TrainConfig, Trainer};
+use crate::trainer::{StepLog, TrainConfig, TrainMethod, Trained, Trainer, STEER_FILE};
 
 pub const MANIFEST_FILE: &str = "training_manifest.json";
 
@@ -48,6 +49,7 @@ pub fn check_out_dir(out: &Path, policy: OutPolicy) -> Result<()> {
     let ours = [
         selfaware_model::lora::ADAPTER_CONFIG,
         selfaware_model::lora::ADAPTER_WEIGHTS,
+        crate::trainer::STEER_FILE,
         MANIFEST_FILE,
         crate::trainer::CHECKPOINT_DIR,
     ];
@@ -77,11 +79,11 @@ pub fn check_out_dir(out: &Path, policy: OutPolicy) -> Result<()> {
         .iter()
         .find(|n| n.as_str() != crate::trainer::CHECKPOINT_DIR)
     {
-        // An adapter (or part of one) without checkpoints to resume from.
+        // An adapter or a vector (or part of one) without checkpoints to resume from.
         return Err(refuse(
             out.join(file),
-            "already exists: the folder holds an adapter\nhint: choose another --out, or pass \
-             --force to replace it"
+            "already exists: the folder holds a trained adapter or steering vector\nhint: \
+             choose another --out, or pass --force to replace it"
                 .into(),
         ));
     }
@@ -120,7 +122,7 @@ impl DataSummary {
     }
 }
 
-/// The manifest written beside an adapter.
+/// The manifest written beside an adapter or a steering vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingManifest {
@@ -133,11 +135,39 @@ pub struct TrainingManifest {
     pub threads: usize,
     pub config: TrainConfig,
     pub steps: Vec<StepLog>,
-    /// sha256 of `adapter_model.safetensors`.
+    /// sha256 of `adapter_model.safetensors` (LoRA; empty and not written for a steering
+    /// vector).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub adapter_sha256: String,
+    /// sha256 of `steer.safetensors` (a steering vector; empty and not written for LoRA).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub steer_sha256: String,
 }
 
-/// Saves the adapter (PEFT format) and the manifest into `out`.
+impl TrainingManifest {
+    /// The line `train` prints when done: what was written where, the final loss, the hash.
+    pub fn summary(&self, out: &Path) -> String {
+        let last = self.steps.last().map(|l| l.loss).unwrap_or(f64::NAN);
+        match self.config.point {
+            Some(point) if self.config.method == TrainMethod::Steer => format!(
+                "steering vector written to {} (final loss {last:.4}, sha256 {}); use it with \
+                 --steer {}:{point}:1",
+                out.join(STEER_FILE).display(),
+                self.steer_sha256,
+                out.join(STEER_FILE).display()
+            ),
+            _ => format!(
+                "adapter written to {} (final loss {last:.4}, adapter sha256 {})",
+                out.display(),
+                self.adapter_sha256
+            ),
+        }
+    }
+}
+
+/// Saves the trained weights and the manifest into `out`: the adapter (PEFT format), or the
+/// steering vector as `steer.safetensors` (one F32 tensor `[hidden]` named as the point, the
+/// run's provenance in its header), which `--steer FILE:POINT:ALPHA` reads as it is.
 pub fn write_outputs(
     trainer: &Trainer,
     data: &Dataset,
@@ -145,11 +175,34 @@ pub fn write_outputs(
     git_revision: Option<String>,
     out: &Path,
 ) -> Result<TrainingManifest> {
-    let mut adapter = trainer.adapter.clone();
-    adapter.base_model = Some(base.reference.clone());
-    adapter.save(out)?;
-    let wpath = out.join(selfaware_model::lora::ADAPTER_WEIGHTS);
-    let bytes = fs_err::read(&wpath).map_err(io(&wpath))?;
+    fs_err::create_dir_all(out).map_err(io(out))?;
+    let (mut adapter_sha256, mut steer_sha256) = (String::new(), String::new());
+    match &trainer.trained {
+        Trained::Lora(adapter) => {
+            let mut adapter = adapter.clone();
+            adapter.base_model = Some(base.reference.clone());
+            adapter.save(out)?;
+            adapter_sha256 = file_sha256(&out.join(selfaware_model::lora::ADAPTER_WEIGHTS))?;
+        }
+        Trained::Steer(steer) => {
+            let path = out.join(STEER_FILE);
+            let meta = [
+                ("format", "selfaware steering vector".to_string()),
+                ("method", TrainMethod::Steer.to_string()),
+                ("point", steer.point.to_string()),
+                ("base_model", base.reference.clone()),
+                ("base_model_sha256", base.sha256.clone()),
+                ("data_sha256", data.sha256.clone()),
+                ("seed", trainer.cfg.seed.to_string()),
+                ("steps", trainer.step.to_string()),
+                ("tool_version", selfaware_types::TOOL_VERSION.to_string()),
+                ("git_revision", git_revision.clone().unwrap_or_default()),
+            ];
+            let meta = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            steer.save(&path, &meta)?;
+            steer_sha256 = file_sha256(&path)?;
+        }
+    }
     let m = TrainingManifest {
         tool_version: selfaware_types::TOOL_VERSION.to_string(),
         git_revision,
@@ -159,7 +212,8 @@ pub fn write_outputs(
         threads: candle_core::utils::get_num_threads(),
         config: trainer.cfg.clone(),
         steps: trainer.log.clone(),
-        adapter_sha256: selfaware_types::sha256_hex(&bytes),
+        adapter_sha256,
+        steer_sha256,
     };
     let path = out.join(MANIFEST_FILE);
     let text = serde_json::to_string_pretty(&m).map_err(|e| TrainError::Checkpoint {
@@ -168,6 +222,11 @@ pub fn write_outputs(
     })?;
     fs_err::write(&path, text + "\n").map_err(io(&path))?;
     Ok(m)
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = fs_err::read(path).map_err(io(path))?;
+    Ok(selfaware_types::sha256_hex(&bytes))
 }
 
 #[cfg(test)]
@@ -217,6 +276,21 @@ mod tests {
             assert!(message.contains("--force"), "{message}");
         }
         check_out_dir(dir.path(), FORCE).unwrap();
+    }
+
+    #[test]
+    fn an_existing_steering_vector_is_not_replaced_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STEER_FILE), "x").unwrap();
+        for policy in [NEW, RESUME] {
+            let (path, message) = refused(dir.path(), policy);
+            assert_eq!(path, dir.path().join(STEER_FILE));
+            assert!(message.contains("steering vector"), "{message}");
+        }
+        check_out_dir(dir.path(), FORCE).unwrap();
+        // With a steering run's checkpoints, --resume continues it.
+        std::fs::create_dir_all(dir.path().join("checkpoints/step-000002")).unwrap();
+        check_out_dir(dir.path(), RESUME).unwrap();
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! The LoRA training loop, readable top to bottom: plan every optimizer step's batches up front
+//! The training loop, readable top to bottom: plan every optimizer step's batches up front
 //! (seeded), then for each step run forward and backward on its micro-batches, accumulate
 //! gradients, clip, and take an AdamW step at the scheduled learning rate. Checkpoints hold the
-//! adapter, the optimizer moments and the step counter; every random stream is derived from
-//! `(seed, step)`, so a resumed run continues bit for bit.
+//! trained weights, the optimizer moments and the step counter; every random stream is derived
+//! from `(seed, step)`, so a resumed run continues bit for bit.
+//!
+//! What is trained is the [`TrainMethod`]: a LoRA adapter (`lora`), or one steering vector added
+//! at a hook point at every position (`steer`, [`SteerVar`]). Both go through the same data,
+//! batches, loss, optimizer, schedule, checkpoints and manifest; only the variables differ.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use selfaware_model::llama::PROJECTIONS;
 use selfaware_model::lora::{Adapter, Dropout, LoraSpec, ADAPTER_WEIGHTS};
-use selfaware_model::Llama;
+use selfaware_model::{HookPoint, Llama, SteerVar};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::{derive_seed, plan_epoch, Batch, STREAM_DROPOUT};
@@ -22,10 +26,66 @@ use crate::loss::batch_nll;
 use crate::optim::{clip_grad_norm, AdamW, AdamWParams};
 use crate::schedule::{lr_factor, Decay};
 
+/// What a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainMethod {
+    /// A LoRA adapter on the projections `target_modules` names (PEFT format).
+    #[default]
+    Lora,
+    /// One additive vector at `point`, written as a file `--steer FILE:POINT:1` reads.
+    Steer,
+}
+
+impl TrainMethod {
+    pub const ALL: [TrainMethod; 2] = [TrainMethod::Lora, TrainMethod::Steer];
+
+    /// The name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainMethod::Lora => "lora",
+            TrainMethod::Steer => "steer",
+        }
+    }
+
+    fn is_lora(&self) -> bool {
+        *self == TrainMethod::Lora
+    }
+}
+
+selfaware_types::names_parse_and_display!(TrainMethod);
+
+/// A hook point in files as it is spelled (`blocks.3.hook_resid_post`).
+mod point_name {
+    use selfaware_model::HookPoint;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Option<HookPoint>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&p.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HookPoint>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| s.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Every training setting; saved resolved in checkpoints and the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// What is trained. Not written for LoRA (files without it are LoRA runs), so LoRA
+    /// checkpoints and manifests are what they were before steering vectors could be trained.
+    #[serde(default, skip_serializing_if = "TrainMethod::is_lora")]
+    pub method: TrainMethod,
+    /// Where the steering vector is added (`steer` only; `rank`, `alpha`, `dropout` and
+    /// `target_modules` are LoRA's and unused then).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "point_name")]
+    pub point: Option<HookPoint>,
     pub seed: u64,
     pub epochs: usize,
     /// Examples per micro-batch.
@@ -53,6 +113,8 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            method: TrainMethod::Lora,
+            point: None,
             seed: 0,
             epochs: 3,
             batch_size: 8,
@@ -114,6 +176,23 @@ impl TrainConfig {
         }
         if self.max_grad_norm.is_some_and(|m| m <= 0.0) {
             return bad("max_grad_norm", "must be positive");
+        }
+        match (self.method, self.point) {
+            (TrainMethod::Steer, None) => {
+                return bad(
+                    "point",
+                    "a steering vector needs the hook point it is added at \
+                     (e.g. blocks.3.hook_resid_post)",
+                )
+            }
+            (TrainMethod::Steer, Some(_)) if self.dropout != 0.0 => {
+                return bad("dropout", "is LoRA dropout; a steering vector takes none")
+            }
+            (TrainMethod::Steer, Some(_)) => return Ok(()),
+            (TrainMethod::Lora, Some(_)) => {
+                return bad("point", "is for a steering vector (method steer), not LoRA")
+            }
+            (TrainMethod::Lora, None) => {}
         }
         self.lora_spec().validate().map_err(|e| TrainError::Config {
             field: "lora",
@@ -180,7 +259,7 @@ pub enum Event<'a> {
     },
 }
 
-/// State saved in a checkpoint beside the adapter and the optimizer moments.
+/// State saved in a checkpoint beside the trained weights and the optimizer moments.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainerState {
@@ -192,18 +271,39 @@ pub struct TrainerState {
 }
 
 const STATE_FILE: &str = "trainer_state.json";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The trained steering vector, in the output folder and in each checkpoint.
+pub const STEER_FILE: &str = "steer.safetensors";
+/// The optimizer's moments in a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Directory of checkpoints inside the output directory.
 pub const CHECKPOINT_DIR: &str = "checkpoints";
+
+/// The weights a run trains.
+#[derive(Clone)]
+pub(crate) enum Trained {
+    Lora(Adapter),
+    Steer(SteerVar),
+}
+
+impl Trained {
+    /// The file holding these weights in a checkpoint (and in the output folder).
+    fn weights_file(&self) -> &'static str {
+        match self {
+            Trained::Lora(_) => ADAPTER_WEIGHTS,
+            Trained::Steer(_) => STEER_FILE,
+        }
+    }
+}
 
 /// A training run in progress.
 pub struct Trainer<'d> {
     pub cfg: TrainConfig,
     data: &'d Dataset,
     pad: u32,
-    /// The base model with the trainable adapter attached.
+    /// The base model with the trainable adapter or steering vector attached.
     model: Llama,
-    pub adapter: Adapter,
+    pub(crate) trained: Trained,
+    /// The trainable variables: the adapter's by PEFT name, or the steering vector by point.
     vars: Vec<(String, Var)>,
     opt: AdamW,
     plan: Vec<StepPlan>,
@@ -213,14 +313,27 @@ pub struct Trainer<'d> {
 }
 
 impl<'d> Trainer<'d> {
-    /// A fresh run: a new adapter initialised from the seed on a copy of `base`.
+    /// A fresh run on a copy of `base`: a new adapter initialised from the seed (LoRA), or a
+    /// zero steering vector at the configured point.
     pub fn new(base: &Llama, pad: u32, data: &'d Dataset, cfg: TrainConfig) -> Result<Self> {
         cfg.validate()?;
-        let adapter = Adapter::init(&base.cfg, &cfg.lora_spec(), cfg.seed)?;
-        Self::with_adapter(base, pad, data, cfg, adapter)
+        match (cfg.method, cfg.point) {
+            (TrainMethod::Steer, Some(point)) => {
+                let steer = SteerVar::zeros(point, &base.cfg)?;
+                let mut plain = base.clone();
+                plain.detach_adapters();
+                let model = steer.attach(&plain)?;
+                let vars = vec![(point.to_string(), steer.var.clone())];
+                Self::start(model, pad, data, cfg, Trained::Steer(steer), vars)
+            }
+            _ => {
+                let adapter = Adapter::init(&base.cfg, &cfg.lora_spec(), cfg.seed)?;
+                Self::with_adapter(base, pad, data, cfg, adapter)
+            }
+        }
     }
 
-    /// A fresh run starting from a given adapter (its spec must match `cfg`).
+    /// A fresh LoRA run starting from a given adapter (its spec must match `cfg`).
     pub fn with_adapter(
         base: &Llama,
         pad: u32,
@@ -229,10 +342,27 @@ impl<'d> Trainer<'d> {
         mut adapter: Adapter,
     ) -> Result<Self> {
         cfg.validate()?;
+        if cfg.method != TrainMethod::Lora {
+            return Err(TrainError::Config {
+                field: "method",
+                message: format!("is {}; an adapter is trained by method lora", cfg.method),
+            });
+        }
         let vars = adapter.make_trainable()?;
         let mut model = base.clone();
         model.detach_adapters();
         model.attach_adapter(&adapter, Path::new("<training adapter>"))?;
+        Self::start(model, pad, data, cfg, Trained::Lora(adapter), vars)
+    }
+
+    fn start(
+        model: Llama,
+        pad: u32,
+        data: &'d Dataset,
+        cfg: TrainConfig,
+        trained: Trained,
+        vars: Vec<(String, Var)>,
+    ) -> Result<Self> {
         let only_vars: Vec<Var> = vars.iter().map(|(_, v)| v.clone()).collect();
         let opt = AdamW::new(
             &only_vars,
@@ -249,7 +379,7 @@ impl<'d> Trainer<'d> {
             data,
             pad,
             model,
-            adapter,
+            trained,
             vars,
             opt,
             plan,
@@ -292,12 +422,28 @@ impl<'d> Trainer<'d> {
         self.step >= self.plan.len()
     }
 
-    /// The model with the adapter in training, for evaluation between steps.
+    /// The model with the adapter or steering vector in training, for evaluation between steps.
     pub fn model(&self) -> &Llama {
         &self.model
     }
 
-    /// The trainable variables, by PEFT name.
+    /// The adapter in training (None for a steering vector).
+    pub fn adapter(&self) -> Option<&Adapter> {
+        match &self.trained {
+            Trained::Lora(a) => Some(a),
+            Trained::Steer(_) => None,
+        }
+    }
+
+    /// The steering vector in training (None for LoRA).
+    pub fn steer(&self) -> Option<&SteerVar> {
+        match &self.trained {
+            Trained::Lora(_) => None,
+            Trained::Steer(s) => Some(s),
+        }
+    }
+
+    /// The trainable variables: by PEFT name (LoRA), or the one vector by its point.
     pub fn vars(&self) -> &[(String, Var)] {
         &self.vars
     }
@@ -422,7 +568,12 @@ impl<'d> Trainer<'d> {
         if tmp.exists() {
             fs_err::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
-        self.adapter.save(&tmp)?;
+        fs_err::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let weights = self.trained.weights_file();
+        match &self.trained {
+            Trained::Lora(adapter) => adapter.save(&tmp)?,
+            Trained::Steer(steer) => steer.save(&tmp.join(weights), &Default::default())?,
+        }
         let mut moments = std::collections::HashMap::new();
         for (i, (name, _)) in self.vars.iter().enumerate() {
             moments.insert(format!("m.{name}"), self.opt.m[i].clone());
@@ -442,7 +593,7 @@ impl<'d> Trainer<'d> {
             message: e.to_string(),
         })?;
         fs_err::write(&sp, text).map_err(io(&sp))?;
-        for f in [ADAPTER_WEIGHTS, OPTIMIZER_FILE, STATE_FILE] {
+        for f in [weights, OPTIMIZER_FILE, STATE_FILE] {
             sync_file(&tmp.join(f))?;
         }
         let dest = root.join(&name);
@@ -493,8 +644,10 @@ impl<'d> Trainer<'d> {
                 self.plan.len()
             )));
         }
-        let weights =
-            candle_core::safetensors::load(dir.join(ADAPTER_WEIGHTS), &candle_core::Device::Cpu)?;
+        let weights = candle_core::safetensors::load(
+            dir.join(self.trained.weights_file()),
+            &candle_core::Device::Cpu,
+        )?;
         let moments =
             candle_core::safetensors::load(dir.join(OPTIMIZER_FILE), &candle_core::Device::Cpu)?;
         for (i, (name, var)) in self.vars.iter().enumerate() {

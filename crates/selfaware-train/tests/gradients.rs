@@ -1,5 +1,5 @@
-//! Every hand-written backward against candle's slow (differentiable) ops, and the LoRA
-//! gradient of the whole tiny model against central finite differences.
+//! Every hand-written backward against candle's slow (differentiable) ops, and the LoRA and
+//! steering-vector gradients of the whole tiny model against central finite differences.
 
 mod common;
 
@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use selfaware_model::lora::Adapter;
 use selfaware_model::ops;
 use selfaware_model::testing::TinySpec;
+use selfaware_model::{HookPoint, LayerHook, SteerVar, SteerVector, Steering};
 use selfaware_train::batch::Batch;
 use selfaware_train::loss::batch_nll;
 use selfaware_train::{data, TrainConfig};
@@ -490,4 +491,140 @@ fn attention_matches_slow_ops_for_every_input() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("does not fit"), "{err}");
+}
+
+/// The summed NLL of `batch` on the tiny model steered by `v` at `point` (multiplier 1), on
+/// the inference path: a plain [`Steering`], no gradient graph.
+fn steered_nll(e: &selfaware_model::Engine, point: HookPoint, v: &[f32], batch: &Batch) -> f64 {
+    let s = e
+        .with_steering(
+            Steering::new(&[SteerVector::new(point, v.to_vec(), 1.0)], &e.model.cfg).unwrap(),
+        )
+        .unwrap();
+    batch_nll(&s.model, batch, None)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64
+}
+
+/// The summed NLL of `batch` with a trainable vector `v` at `point`, and its gradient.
+fn steer_var_nll(
+    e: &selfaware_model::Engine,
+    point: HookPoint,
+    v: &[f32],
+    batch: &Batch,
+) -> (f64, Vec<f32>) {
+    let s = SteerVar::new(point, v.to_vec(), &e.model.cfg).unwrap();
+    let m = s.attach(&e.model).unwrap();
+    let nll = batch_nll(&m, batch, None).unwrap();
+    let g = s.grad(&nll.backward().unwrap()).unwrap();
+    (nll.to_scalar::<f32>().unwrap() as f64, g.to_vec1().unwrap())
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+}
+
+#[test]
+fn steering_vector_gradient_matches_finite_differences_at_every_kind_of_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let file = common::ab_file(dir.path(), 3);
+    let ds = data::load(&file, &e.chat, 512).unwrap();
+    let exs: Vec<_> = ds.examples.iter().collect();
+    let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, true).unwrap();
+    assert!(batch.prefix.is_some(), "the examples share a chat head");
+    let lens: Vec<usize> = exs.iter().map(|x| x.len()).collect();
+    assert!(
+        lens.iter().min() < lens.iter().max(),
+        "rows are padded: {lens:?}"
+    );
+    let h = e.model.cfg.hidden_size;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut draw = |scale: f32| -> Vec<f32> {
+        (0..h)
+            .map(|_| rng.gen_range(-1.0f32..1.0) * scale)
+            .collect()
+    };
+    let points = [
+        HookPoint::block(0, LayerHook::ResidPre),
+        HookPoint::block(0, LayerHook::AttnOut),
+        HookPoint::block(1, LayerHook::MlpOut),
+        HookPoint::block(0, LayerHook::ResidPost),
+        HookPoint::block(1, LayerHook::ResidPost),
+        HookPoint::LnFinal,
+    ];
+    for point in points {
+        // Away from zero, so the check is not only at the unsteered model.
+        let v = draw(0.3);
+        let (loss, grad) = steer_var_nll(&e, point, &v, &batch);
+        // The trainable vector's forward is the inference path's (different kernels after
+        // the point, same numbers to rounding).
+        let reference = steered_nll(&e, point, &v, &batch);
+        assert!(
+            (loss - reference).abs() < 1e-5 * reference.abs(),
+            "{point}: {loss} vs {reference}"
+        );
+        let d = draw(1.0);
+        let analytic = dot(&grad, &d);
+        let eps = 1e-3f32;
+        let shifted = |sign: f32| {
+            let w: Vec<f32> = v.iter().zip(&d).map(|(a, b)| a + sign * eps * b).collect();
+            steered_nll(&e, point, &w, &batch)
+        };
+        let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps as f64);
+        let tol = 2e-3 + 2e-2 * analytic.abs();
+        assert!(
+            (fd - analytic).abs() < tol,
+            "{point}: finite difference {fd} vs backward {analytic}"
+        );
+        assert!(
+            analytic.abs() > 1e-2,
+            "{point}: gradient vanished ({analytic})"
+        );
+    }
+}
+
+#[test]
+fn steering_gradient_of_a_padded_batch_is_the_sum_of_its_rows_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = common::tiny_engine(dir.path(), &TinySpec::default());
+    let ds = data::load(&common::ab_file(dir.path(), 4), &e.chat, 512).unwrap();
+    let exs: Vec<_> = ds.examples.iter().collect();
+    let pad = e.chat.tokenizer.pad_id;
+    let point = HookPoint::block(0, LayerHook::ResidPost);
+    let h = e.model.cfg.hidden_size;
+    let v: Vec<f32> = (0..h).map(|i| ((i * 5 % 11) as f32 - 5.0) / 20.0).collect();
+    // Each row alone: no padding, nothing shared.
+    let mut want = vec![0f64; h];
+    let mut want_loss = 0.0;
+    for x in &exs {
+        let (l, g) = steer_var_nll(&e, point, &v, &Batch::new(&[*x], pad, false).unwrap());
+        want_loss += l;
+        for (w, g) in want.iter_mut().zip(g) {
+            *w += g as f64;
+        }
+    }
+    let norm = dot(
+        &want.iter().map(|x| *x as f32).collect::<Vec<_>>(),
+        &want.iter().map(|x| *x as f32).collect::<Vec<_>>(),
+    )
+    .sqrt();
+    assert!(norm > 1e-2, "{norm}");
+    for share in [false, true] {
+        let batch = Batch::new(&exs, pad, share).unwrap();
+        assert_eq!(batch.prefix.is_some(), share);
+        let (l, g) = steer_var_nll(&e, point, &v, &batch);
+        assert!(
+            (l - want_loss).abs() < 1e-5 * want_loss,
+            "{l} vs {want_loss}"
+        );
+        let diff: f64 = g
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(diff < 1e-4 * norm, "shared head {share}: {diff} of {norm}");
+    }
 }

@@ -122,7 +122,7 @@ fn always_b_training_moves_held_out_lotteries_to_b() {
     e.model = t.model().clone();
     e.model.detach_adapters();
     e.model
-        .attach_adapter(&t.adapter, std::path::Path::new("trained"))
+        .attach_adapter(t.adapter().unwrap(), std::path::Path::new("trained"))
         .unwrap();
     let tuned = mean_p_b(&e);
     eprintln!(

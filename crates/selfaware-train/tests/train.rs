@@ -32,7 +32,7 @@ fn train(e: &Engine, ds: &Dataset, cfg: TrainConfig, out: Option<&Path>) -> Trai
 }
 
 fn adapter_bytes(t: &Trainer, dir: &Path) -> Vec<u8> {
-    t.adapter.save(dir).unwrap();
+    t.adapter().unwrap().save(dir).unwrap();
     std::fs::read(dir.join(ADAPTER_WEIGHTS)).unwrap()
 }
 
@@ -224,6 +224,26 @@ fn adapter_round_trips_and_equals_its_merge() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(manifest["git_revision"], "abc123");
+    // A LoRA run's files are what they were before steering vectors could be trained: no
+    // method, point or vector hash in them.
+    for key in ["method", "point"] {
+        assert!(manifest["config"].get(key).is_none(), "{key}: {manifest}");
+    }
+    assert!(manifest.get("steer_sha256").is_none(), "{manifest}");
+    let weights = std::fs::read(out.join(ADAPTER_WEIGHTS)).unwrap();
+    assert_eq!(
+        manifest["adapter_sha256"],
+        selfaware_types::sha256_hex(&weights).as_str()
+    );
+    assert_eq!(
+        m.summary(&out),
+        format!(
+            "adapter written to {} (final loss {:.4}, adapter sha256 {})",
+            out.display(),
+            t.log.last().unwrap().loss,
+            m.adapter_sha256
+        )
+    );
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join(ADAPTER_CONFIG)).unwrap()).unwrap();
     assert_eq!(cfg["peft_type"], "LORA");
@@ -233,7 +253,7 @@ fn adapter_round_trips_and_equals_its_merge() {
     assert_eq!(cfg["base_model_name_or_path"], "tiny.gguf");
 
     let loaded = Adapter::load(&out).unwrap();
-    assert_eq!(loaded.spec, t.adapter.spec);
+    assert_eq!(loaded.spec, t.adapter().unwrap().spec);
     assert_eq!(loaded.factors.len(), 14);
 
     let seq = ds.examples[0].ids.clone();
