@@ -155,6 +155,7 @@ pub fn render_html(r: &Results) -> String {
         }
     }
     control_section(&mut out, r);
+    crate::steering::html_section(&mut out, r, &mut fig_no);
     if !r.scatters.is_empty() {
         out.push_str("<section id=\"scatters\">\n<h2>Self-report against behaviour</h2>\n");
         for (i, s) in r.scatters.iter().enumerate() {

@@ -31,6 +31,7 @@ pub mod format;
 mod html;
 mod markdown;
 pub mod results;
+mod steering;
 pub mod svg;
 
 use std::io::Write as _;
@@ -44,7 +45,8 @@ pub use error::ReportError;
 pub use html::{render_html, CSS, MAX_METRICS_PER_FIGURE};
 pub use markdown::{render_markdown, render_summary_text};
 pub use results::{
-    Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, RESULTS_VERSION,
+    Cell, Comparison, Condition, Fit, Metric, Point, Results, Scatter, SeedValue, Steered,
+    RESULTS_VERSION,
 };
 pub use svg::{bar_geometry, BarGeometry};
 

@@ -56,6 +56,26 @@ pub struct Condition {
     /// enact; the report reads each question's power to detect it against the baselines.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub positive_control: bool,
+    /// One multiplier of a steered condition: the report draws the group's conditions against
+    /// their α.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steer: Option<Steered>,
+}
+
+/// Where a steered condition sits in its group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Steered {
+    /// The experiment's condition before it became one condition per multiplier.
+    pub group: String,
+    /// That condition's label.
+    pub group_label: String,
+    /// The steering vector's file name, as the experiment names it.
+    pub vector: String,
+    /// The hook point the vector is added at.
+    pub point: String,
+    /// The multiplier.
+    pub alpha: f64,
 }
 
 /// One measured quantity (a question or a probe) across conditions.

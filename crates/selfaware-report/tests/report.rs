@@ -547,6 +547,7 @@ fn single_finetuned_condition_with_one_seed_has_no_whiskers() {
         baseline: false,
         n_seeds: 1,
         positive_control: false,
+        steer: None,
     }];
     for m in r.probes.iter_mut().chain(r.questions.iter_mut()) {
         m.cells.retain(|c| c.condition == "risky");

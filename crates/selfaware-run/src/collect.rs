@@ -164,6 +164,19 @@ fn columns(plan: &Plan) -> Vec<Column> {
             baseline: c.is_baseline(),
             n_seeds: plan.variants.iter().filter(|v| v.condition == c.id).count(),
             positive_control: c.positive_control,
+            steer: c.steer.as_ref().map(|st| selfaware_report::Steered {
+                group: c.cluster.clone().unwrap_or_else(|| c.id.clone()),
+                group_label: match c.label.rsplit_once(" (α = ") {
+                    Some((label, _)) => label.to_string(),
+                    None => c.label.clone(),
+                },
+                vector: st.vector.file_name().map_or_else(
+                    || st.vector.display().to_string(),
+                    |f| f.to_string_lossy().into_owned(),
+                ),
+                point: st.point.clone(),
+                alpha: f64::from(st.alphas.first().copied().unwrap_or(0.0)),
+            }),
         };
         if contexts.len() <= 1 {
             out.push(Column {
@@ -1173,6 +1186,59 @@ mod tests {
             (a.len(), b.len()),
             false,
         )
+    }
+
+    #[test]
+    fn steered_conditions_carry_their_group_and_alpha() {
+        let e = crate::Experiment::from_toml_str(
+            r#"
+name = "s"
+title = "S"
+seeds = []
+
+[[condition]]
+id = "base"
+label = "base"
+
+[[condition]]
+id = "push"
+label = "pushed"
+steer = { vector = "/dirs/bark-ring.safetensors", point = "blocks.12.hook_resid_post", alphas = [-4, 0.5] }
+
+[[probe]]
+kind = "lotteries"
+n = 4
+"#,
+            "s.toml",
+        )
+        .unwrap();
+        let batteries = crate::battery_inputs(&e).unwrap();
+        let p = crate::plan::plan(
+            &e,
+            &crate::plan::PlanInputs {
+                model: crate::plan::ModelIdentity {
+                    reference: "default".into(),
+                    sha256: "1".repeat(64),
+                },
+                batteries: &batteries,
+                data_files: &BTreeMap::new(),
+                steer_files: &BTreeMap::new(),
+            },
+        )
+        .unwrap();
+        let cols = columns(&p);
+        assert_eq!(cols[0].condition.steer, None);
+        let st: Vec<_> = cols[1..]
+            .iter()
+            .map(|c| c.condition.steer.clone().unwrap())
+            .collect();
+        assert_eq!(st.iter().map(|s| s.alpha).collect::<Vec<_>>(), [-4.0, 0.5]);
+        for s in &st {
+            assert_eq!(s.group, "push");
+            assert_eq!(s.group_label, "pushed");
+            assert_eq!(s.vector, "bark-ring.safetensors");
+            assert_eq!(s.point, "blocks.12.hook_resid_post");
+        }
     }
 
     #[test]
