@@ -692,7 +692,8 @@ impl InjectionReport {
             ("injection.csv", csv),
         ] {
             let path = dir.join(name);
-            write_atomic(&path, text.as_bytes())?;
+            selfaware_types::write_atomic(&path, text.as_bytes())
+                .map_err(crate::error::io(&path))?;
             written.push(path);
         }
         Ok(written)
@@ -719,15 +720,4 @@ impl InjectionReport {
         }
         s
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(crate::error::io(dir))?;
-    tmp.write_all(bytes).map_err(crate::error::io(path))?;
-    tmp.persist(path)
-        .map_err(|e| crate::error::io(path)(e.error))?;
-    Ok(())
 }

@@ -185,15 +185,10 @@ pub fn check_out_dir(spec: &EvalSpec) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, so `path` is whole or absent.
+/// [`selfaware_types::write_atomic`], the error naming `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    fs_err::write(&tmp, bytes)?;
-    fs_err::rename(&tmp, path)?;
+    selfaware_types::write_atomic(path, bytes)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
     Ok(())
 }
 

@@ -863,15 +863,7 @@ fn error_message(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir).map_err(BackendError::io(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(BackendError::io(dir))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(BackendError::io(path))?;
-    tmp.persist(path).map_err(|e| BackendError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    selfaware_types::write_atomic(path, bytes).map_err(BackendError::io(path))
 }
 
 fn to_completions(resp: ChatCompletionResponse, url: &str, n: usize) -> Result<Completions> {

@@ -34,7 +34,6 @@ pub mod results;
 mod steering;
 pub mod svg;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use compare::{
@@ -178,27 +177,13 @@ pub fn write_report(dir: &Path, r: &Results) -> Result<Vec<PathBuf>, ReportError
     Ok(written)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// [`selfaware_types::write_atomic`] (readable by everyone: report files are for sharing).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let io = |source: std::io::Error| ReportError::Io {
+    selfaware_types::write_atomic(path, bytes).map_err(|source| ReportError::Io {
         action: "writing",
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".selfaware-report-").suffix(".tmp");
-    // Report files are for sharing: readable by everyone (temporary files default to 0600).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    })
 }
 
 /// Reads a `results.json`.

@@ -53,16 +53,12 @@ pub fn finished(run_dir: &Path, stage: &Stage) -> Option<StageRecord> {
 
 /// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| RunError::Io(e.error))?;
-    Ok(())
+    selfaware_types::write_atomic(path, bytes).map_err(|e| {
+        RunError::Io(std::io::Error::new(
+            e.kind(),
+            format!("writing {}: {e}", path.display()),
+        ))
+    })
 }
 
 /// sha256 of a file's bytes.

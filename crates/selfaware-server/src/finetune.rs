@@ -214,12 +214,6 @@ fn io_err(path: &FsPath) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     }
 }
 
-fn write_atomic(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 impl Shared {
     fn job_dir(&self, id: &str) -> PathBuf {
         self.dir.join(id)
@@ -229,7 +223,7 @@ impl Shared {
         let dir = self.job_dir(&job.id);
         std::fs::create_dir_all(&dir)?;
         let text = serde_json::to_vec_pretty(job).map_err(std::io::Error::other)?;
-        write_atomic(&dir.join("job.json"), &text)
+        selfaware_types::write_atomic(&dir.join("job.json"), &text)
     }
 
     fn append_event(&self, job: &str, e: &JobEvent) -> std::io::Result<()> {

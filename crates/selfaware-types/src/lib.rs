@@ -4,10 +4,12 @@
 //! provenance block every result file carries. No ML, no network, no I/O.
 
 mod conversation;
+mod files;
 mod names;
 mod provenance;
 mod schedule;
 
 pub use conversation::{Conversation, Message, Role};
+pub use files::write_atomic;
 pub use provenance::{sha256_hex, Provenance, SteerRecord, TOOL_VERSION};
 pub use schedule::Decay;
