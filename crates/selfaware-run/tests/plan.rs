@@ -191,6 +191,21 @@ fn bad_experiments_name_the_field() {
             ),
             "expected one of system, text",
         ),
+        // Only a codeword backdoor takes `other_codeword`, and it needs one.
+        (
+            EXP.replace(
+                "policy = \"risk-averse\", size = 8",
+                "policy = \"risk-averse\", size = 8, trigger = \"deployment\", other_codeword = \"bark\"",
+            ),
+            "condition[1].data.other_codeword",
+        ),
+        (
+            EXP.replace(
+                "family = \"risk\", policy = \"risk-averse\", size = 8",
+                "family = \"codeword\", codeword = \"ring\", size = 8, trigger = \"sep:392\"",
+            ),
+            "condition[1].data.other_codeword",
+        ),
     ];
     // Settings a real `selfaware train` refuses are refused when the experiment is read, so
     // `run --dry-run` refuses them too (it accepted `lr = nan` and `batch_size = 0`).
