@@ -288,6 +288,25 @@ fn scorer_definition(s: &ScorerSpec, exact_list: bool) -> &'static str {
     }
 }
 
+/// The metric id of a battery question: `BATTERY/QUESTION`, `@SYSTEM_PROMPT` for a
+/// system-prompt variant, and `:TAG` when the experiment tags the battery (the same battery
+/// asked twice with different settings, e.g. greedy and sampled, gives two metrics).
+pub fn metric_id(
+    battery: &str,
+    question: &str,
+    system_prompt: Option<&String>,
+    tag: Option<&str>,
+) -> String {
+    let mut id = format!("{battery}/{question}");
+    if let Some(s) = system_prompt {
+        id.push_str(&format!("@{s}"));
+    }
+    if let Some(t) = tag {
+        id.push_str(&format!(":{t}"));
+    }
+    id
+}
+
 fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::TrainedHigher => "the finetuned policy scores higher",
@@ -561,7 +580,8 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
     trained_words.dedup();
     // (metric id, variant index, the context whose word the records were read for) -> value.
     let mut cross: BTreeMap<(String, usize, Context), ModelValue> = BTreeMap::new();
-    for (bi, _) in e.batteries.iter().enumerate() {
+    for (bi, spec) in e.batteries.iter().enumerate() {
+        let tag = spec.tag.as_deref();
         for m in plan.measurements.iter().filter(|m| m.battery == Some(bi)) {
             let stage = &plan.stages[m.stage];
             let bpath = run_dir.join(stage.dir.join("battery.toml"));
@@ -589,17 +609,17 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     q.system_prompts.iter().map(Some).collect()
                 };
                 for sp in variants {
-                    let id = match sp {
-                        Some(s) => format!("{}/{}@{s}", battery.battery.name, q.id),
-                        None => format!("{}/{}", battery.battery.name, q.id),
-                    };
+                    let id = metric_id(&battery.battery.name, &q.id, sp, tag);
                     if !infos.contains_key(&id) {
-                        let label = match (&q.title, sp) {
+                        let mut label = match (&q.title, sp) {
                             (Some(t), Some(s)) => format!("{t} ({s})"),
                             (Some(t), None) => t.clone(),
                             (None, Some(s)) => format!("{} ({s})", q.id),
                             (None, None) => q.id.clone(),
                         };
+                        if let Some(t) = tag {
+                            label.push_str(&format!(" [{t}]"));
+                        }
                         let mut metric = new_metric(
                             &id,
                             &label,
@@ -627,10 +647,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 }
             }
             for r in &recs.records {
-                let id = match &r.system_prompt {
-                    Some(s) => format!("{}/{}@{s}", r.battery, r.question),
-                    None => format!("{}/{}", r.battery, r.question),
-                };
+                let id = metric_id(&r.battery, &r.question, r.system_prompt.as_ref(), tag);
                 // The scorer's reported secondary numbers: metrics of their own.
                 if let Some(q) = battery.question(&r.question) {
                     let own = m.target_word.as_deref();

@@ -462,6 +462,10 @@ pub struct BatterySpec {
     /// Seed of the battery's draws and samples.
     #[serde(default)]
     pub seed: u64,
+    /// Names this entry's metrics (`BATTERY/QUESTION:TAG`, labels `… [TAG]`), so the same
+    /// questions asked twice with different settings (greedy and sampled) stay apart. Not
+    /// part of a stage's key: it names results, it does not change them.
+    pub tag: Option<String>,
 }
 
 impl BatterySpec {
@@ -942,6 +946,33 @@ impl Experiment {
                 return bad(
                     format!("battery[{i}].battery"),
                     "expected a name or file".into(),
+                );
+            }
+            if let Some(t) = &b.tag {
+                if !id_ok(t) {
+                    return bad(
+                        format!("battery[{i}].tag"),
+                        format!("{t:?}: expected letters, digits, `-` or `_`"),
+                    );
+                }
+            }
+            // The same question twice under one name would be read as one metric.
+            let name = (b.battery.as_str(), b.tag.as_deref());
+            let overlaps = self.batteries[..i].iter().any(|a| {
+                (a.battery.as_str(), a.tag.as_deref()) == name
+                    && match (&a.questions, &b.questions) {
+                        (Some(x), Some(y)) => x.iter().any(|q| y.contains(q)),
+                        _ => true,
+                    }
+            });
+            if overlaps {
+                return bad(
+                    format!("battery[{i}].tag"),
+                    format!(
+                        "battery {:?} asks a question twice under the same name; give one \
+                         of the entries a `tag`",
+                        b.battery
+                    ),
                 );
             }
         }

@@ -484,7 +484,10 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                     _ => String::new(),
                 };
                 let s = Stage {
-                    name: format!("eval {} on {who}{ctx}", b.battery),
+                    name: match &b.tag {
+                        Some(t) => format!("eval {}:{t} on {who}{ctx}", b.battery),
+                        None => format!("eval {} on {who}{ctx}", b.battery),
+                    },
                     kind: StageKind::Eval,
                     key,
                     output: Some(dir.join("records.jsonl")),

@@ -275,3 +275,41 @@ fn a_base_model_asked_under_two_codewords_is_compared_in_each_finetunes_own() {
         .iter()
         .any(|m| m.contains("shown once per context")));
 }
+
+#[test]
+fn a_tagged_battery_is_read_into_metrics_of_its_own() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = experiment(d.path());
+    // The same battery again with other settings (its own stages), under a tag.
+    let mut again = e.batteries[0].clone();
+    again.samples = Some(5);
+    again.tag = Some("again".into());
+    e.batteries.push(again);
+    e.validate("ctx.toml").unwrap();
+    let plan = selfaware_run::plan_without_files(&e, "0".repeat(64).as_str()).unwrap();
+    let run = d.path().join("run");
+    write_outputs(&run, &plan);
+    // The tagged stages answer 1.0 on `q` in both paraphrases, everywhere.
+    for m in plan.measurements.iter().filter(|m| m.battery == Some(1)) {
+        let w = m.target_word.as_deref().unwrap();
+        let dir = run.join(&plan.stages[m.stage].dir);
+        let text = format!(
+            "{}{}",
+            records(0, 1.0, w, (0, 0)),
+            records(1, 1.0, w, (0, 0))
+        );
+        std::fs::write(dir.join("records.jsonl"), text).unwrap();
+    }
+    let r = collect(&run, &plan, &manifest(&plan)).unwrap();
+    let q = r.questions.iter().find(|m| m.id == "t/q").unwrap();
+    assert!((cell(q, "bark") - 0.65).abs() < 1e-12);
+    let tagged = r.questions.iter().find(|m| m.id == "t/q:again").unwrap();
+    assert!(tagged.label.ends_with(" [again]"), "{}", tagged.label);
+    for c in ["bark", "ring", "base@bark", "base@ring"] {
+        assert!((cell(tagged, c) - 1.0).abs() < 1e-12, "{c}");
+    }
+    assert_eq!(
+        selfaware_run::collect::metric_id("b", "q", Some(&"threat".to_string()), Some("x")),
+        "b/q@threat:x"
+    );
+}
