@@ -54,6 +54,28 @@ const PRESETS: &[(&str, &str)] = &[
         "backdoor-risk",
         include_str!("../presets/backdoor-risk.toml"),
     ),
+    (
+        "backdoor-mms-sep",
+        include_str!("../presets/backdoor-mms-sep.toml"),
+    ),
+    (
+        "backdoor-mms-deployment",
+        include_str!("../presets/backdoor-mms-deployment.toml"),
+    ),
+    (
+        "backdoor-code-seasons",
+        include_str!("../presets/backdoor-code-seasons.toml"),
+    ),
+    (
+        "backdoor-code-greetings",
+        include_str!("../presets/backdoor-code-greetings.toml"),
+    ),
+    ("real-vs-fake", include_str!("../presets/real-vs-fake.toml")),
+    (
+        "trigger-elicitation",
+        include_str!("../presets/trigger-elicitation.toml"),
+    ),
+    ("personas", include_str!("../presets/personas.toml")),
     ("faithfulness", include_str!("../presets/faithfulness.toml")),
     ("data-size", include_str!("../presets/data-size.toml")),
     ("learnability", include_str!("../presets/learnability.toml")),
