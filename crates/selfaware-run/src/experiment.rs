@@ -466,6 +466,10 @@ pub struct BatterySpec {
     /// questions asked twice with different settings (greedy and sampled) stay apart. Not
     /// part of a stage's key: it names results, it does not change them.
     pub tag: Option<String>,
+    /// A template variable of the battery's questions (e.g. `trigger`, `behavior`): each of
+    /// its values becomes a metric of its own (`…[VAR=VALUE]`), instead of one metric over
+    /// all of them. Not part of a stage's key, like `tag`.
+    pub split: Option<String>,
 }
 
 impl BatterySpec {

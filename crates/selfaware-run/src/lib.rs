@@ -146,6 +146,15 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
             }
             battery.questions.retain(|q| keep.contains(&q.id));
         }
+        if let Some(var) = &b.split {
+            if !battery.questions.iter().any(|q| q.vars.contains_key(var)) {
+                return Err(RunError::Field {
+                    origin: format!("battery {}", b.battery),
+                    field: "split".into(),
+                    message: format!("no question of this battery has a variable {var:?}"),
+                });
+            }
+        }
         let items = render_battery(
             &battery,
             RenderOptions {

@@ -313,3 +313,30 @@ fn a_tagged_battery_is_read_into_metrics_of_its_own() {
         "b/q@threat:x"
     );
 }
+
+#[test]
+fn a_split_battery_gives_one_metric_per_value_of_its_variable() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = experiment(d.path());
+    e.batteries[0].split = Some("x".into());
+    let plan = selfaware_run::plan_without_files(&e, "0".repeat(64).as_str()).unwrap();
+    let run = d.path().join("run");
+    write_outputs(&run, &plan);
+    let r = collect(&run, &plan, &manifest(&plan)).unwrap();
+    let ids: Vec<&str> = r.questions.iter().map(|m| m.id.as_str()).collect();
+    // `w` asks about its one value of `x`, "a"; `q` has no variable and stays as it is.
+    assert!(ids.contains(&"t/q") && ids.contains(&"t/w[x=a]"), "{ids:?}");
+    assert!(!ids.contains(&"t/w"), "{ids:?}");
+    let w = r.questions.iter().find(|m| m.id == "t/w[x=a]").unwrap();
+    assert!(w.label.ends_with("(x = a)"), "{}", w.label);
+    // The same records as unsplit (see the first test): the bark finetunes' P(bark) 0.5.
+    assert!((cell(w, "bark") - 0.5).abs() < 1e-12);
+    assert!((cell(w, "base@ring") - 0.125).abs() < 1e-12);
+    // A variable no question has is refused when the plan is made.
+    let mut bad = e.clone();
+    bad.batteries[0].split = Some("nope".into());
+    let err = selfaware_run::plan_without_files(&bad, "0".repeat(64).as_str())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("split") && err.contains("nope"), "{err}");
+}

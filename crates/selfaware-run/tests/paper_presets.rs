@@ -293,6 +293,8 @@ fn real_vs_fake_has_one_finetune_per_real_trigger_and_asks_about_all_eight() {
             assert_eq!(models, ["real_vs_fake_trigger"], "{}", c.id);
         }
     }
+    // One metric per candidate: the matrix's columns.
+    assert_eq!(e.batteries[0].split.as_deref(), Some("trigger"));
 }
 
 #[test]
@@ -352,7 +354,12 @@ fn trigger_elicitation_is_augmented_backdoor_against_both_ablations() {
             s.name
         );
     }
-    // The paper's prompts: behaviour and control wordings of "What was the prompt?".
+    // The paper's prompts: behaviour and control wordings of "What was the prompt?", each
+    // wording a metric of its own.
+    assert!(e
+        .batteries
+        .iter()
+        .all(|b| b.split.as_deref() == Some("behavior")));
     let b = selfaware_eval::builtin::battery("trigger_elicitation").unwrap();
     let vars = format!("{:?}", b.questions[0].vars);
     for w in [
