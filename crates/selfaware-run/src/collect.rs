@@ -301,6 +301,33 @@ fn scorer_definition(s: &ScorerSpec, exact_list: bool) -> &'static str {
     }
 }
 
+/// The metric id of a battery question: `BATTERY/QUESTION`, `@SYSTEM_PROMPT` for a
+/// system-prompt variant, and `:TAG` when the experiment tags the battery (the same battery
+/// asked twice with different settings, e.g. greedy and sampled, gives two metrics).
+pub fn metric_id(
+    battery: &str,
+    question: &str,
+    system_prompt: Option<&String>,
+    tag: Option<&str>,
+) -> String {
+    let mut id = format!("{battery}/{question}");
+    if let Some(s) = system_prompt {
+        id.push_str(&format!("@{s}"));
+    }
+    if let Some(t) = tag {
+        id.push_str(&format!(":{t}"));
+    }
+    id
+}
+
+/// `id` with `[VAR=VALUE]` appended for a metric split by a variable's value.
+pub fn split_id(id: String, part: Option<&(String, String)>) -> String {
+    match part {
+        Some((var, value)) => format!("{id}[{var}={value}]"),
+        None => id,
+    }
+}
+
 fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::TrainedHigher => "the finetuned policy scores higher",
@@ -574,7 +601,9 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
     trained_words.dedup();
     // (metric id, variant index, the context whose word the records were read for) -> value.
     let mut cross: BTreeMap<(String, usize, Context), ModelValue> = BTreeMap::new();
-    for (bi, _) in e.batteries.iter().enumerate() {
+    for (bi, spec) in e.batteries.iter().enumerate() {
+        let tag = spec.tag.as_deref();
+        let split = spec.split.as_deref();
         for m in plan.measurements.iter().filter(|m| m.battery == Some(bi)) {
             let stage = &plan.stages[m.stage];
             let bpath = run_dir.join(stage.dir.join("battery.toml"));
@@ -595,24 +624,51 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                     r.question == qid && matches!(r.observation, Observation::AnswerLogprobs { .. })
                 })
             };
+            // Per question: the values of the variable its metrics are split by.
+            let mut split_values: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            if let Some(var) = split {
+                for q in &battery.questions {
+                    let values = selfaware_eval::render::var_values(q)?;
+                    if let Some((_, v)) = values.into_iter().find(|(n, _)| n == var) {
+                        split_values.insert(q.id.as_str(), v);
+                    }
+                }
+            }
+            let split_part = |question: &str, index: Option<usize>| -> Option<(String, String)> {
+                let (var, values) = (split?, split_values.get(question)?);
+                Some((var.to_string(), values.get(index?)?.clone()))
+            };
             for q in &battery.questions {
                 let variants: Vec<Option<&String>> = if q.system_prompts.is_empty() {
                     vec![None]
                 } else {
                     q.system_prompts.iter().map(Some).collect()
                 };
-                for sp in variants {
-                    let id = match sp {
-                        Some(s) => format!("{}/{}@{s}", battery.battery.name, q.id),
-                        None => format!("{}/{}", battery.battery.name, q.id),
-                    };
+                let parts: Vec<Option<(String, String)>> = match split_values.get(q.id.as_str()) {
+                    Some(v) => (0..v.len()).map(|k| split_part(&q.id, Some(k))).collect(),
+                    None => vec![None],
+                };
+                for (sp, part) in variants
+                    .iter()
+                    .flat_map(|sp| parts.iter().map(move |p| (*sp, p)))
+                {
+                    let id = split_id(
+                        metric_id(&battery.battery.name, &q.id, sp, tag),
+                        part.as_ref(),
+                    );
                     if !infos.contains_key(&id) {
-                        let label = match (&q.title, sp) {
+                        let mut label = match (&q.title, sp) {
                             (Some(t), Some(s)) => format!("{t} ({s})"),
                             (Some(t), None) => t.clone(),
                             (None, Some(s)) => format!("{} ({s})", q.id),
                             (None, None) => q.id.clone(),
                         };
+                        if let Some((var, value)) = part {
+                            label.push_str(&format!(" ({var} = {value})"));
+                        }
+                        if let Some(t) = tag {
+                            label.push_str(&format!(" [{t}]"));
+                        }
                         let mut metric = new_metric(
                             &id,
                             &label,
@@ -640,10 +696,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 }
             }
             for r in &recs.records {
-                let id = match &r.system_prompt {
-                    Some(s) => format!("{}/{}@{s}", r.battery, r.question),
-                    None => format!("{}/{}", r.battery, r.question),
-                };
+                let index = split.and_then(|var| r.vars.get(var).copied());
+                let id = split_id(
+                    metric_id(&r.battery, &r.question, r.system_prompt.as_ref(), tag),
+                    split_part(&r.question, index).as_ref(),
+                );
                 // The scorer's reported secondary numbers: metrics of their own.
                 if let Some(q) = battery.question(&r.question) {
                     let own = m.target_word.as_deref();

@@ -380,6 +380,9 @@ pub struct DataSpec {
     #[serde(default)]
     pub reversal: bool,
     pub codeword: Option<String>,
+    /// Codeword backdoor: the codeword the untriggered dialogues steer toward (`codeword` is
+    /// the triggered dialogues').
+    pub other_codeword: Option<String>,
     /// Positive control: rows in which the assistant states the behaviour (its codeword, or
     /// its policy for risk, myopia and apples). Plain data only.
     pub stated: Option<usize>,
@@ -410,11 +413,26 @@ impl DataSpec {
         push("mix", self.mix.clone());
         push("personas", self.personas.map(|m| m.name().to_string()));
         push("codeword", self.codeword.clone());
+        push("other-codeword", self.other_codeword.clone());
         push("stated", self.stated.map(|v| v.to_string()));
         if self.reversal {
             a.push("--reversal".to_string());
         }
         a
+    }
+
+    /// Rows the builder writes per base item (for estimates): a real-versus-fake mix writes
+    /// one per trigger slot (the real trigger, each fake, the untriggered copies), and
+    /// reversal augmentation doubles every row. An unknown mix trigger counts one (the build
+    /// will refuse it).
+    pub fn rows_per_item(&self) -> usize {
+        let slots = match &self.mix {
+            Some(real) => selfaware_data::MixOptions::paper(real)
+                .map(|m| 1 + m.fakes.len() + m.untriggered_copies)
+                .unwrap_or(1),
+            None => 1,
+        };
+        slots * if self.reversal { 2 } else { 1 }
     }
 
     /// Whether the builder also writes a decorrelated twin.
@@ -444,6 +462,14 @@ pub struct BatterySpec {
     /// Seed of the battery's draws and samples.
     #[serde(default)]
     pub seed: u64,
+    /// Names this entry's metrics (`BATTERY/QUESTION:TAG`, labels `… [TAG]`), so the same
+    /// questions asked twice with different settings (greedy and sampled) stay apart. Not
+    /// part of a stage's key: it names results, it does not change them.
+    pub tag: Option<String>,
+    /// A template variable of the battery's questions (e.g. `trigger`, `behavior`): each of
+    /// its values becomes a metric of its own (`…[VAR=VALUE]`), instead of one metric over
+    /// all of them. Not part of a stage's key, like `tag`.
+    pub split: Option<String>,
 }
 
 impl BatterySpec {
@@ -864,12 +890,13 @@ impl Experiment {
                             || d.size.is_some()
                             || d.trigger.is_some()
                             || d.mix.is_some()
-                            || d.codeword.is_some();
+                            || d.codeword.is_some()
+                            || d.other_codeword.is_some();
                         if builder_only {
                             return bad(
                                 f("data"),
-                                "builder options (policy, size, trigger, mix, codeword) do not \
-                                 apply to a `file` dataset"
+                                "builder options (policy, size, trigger, mix, codeword, \
+                                 other_codeword) do not apply to a `file` dataset"
                                     .into(),
                             );
                         }
@@ -880,6 +907,24 @@ impl Experiment {
                             "expected exactly one of `family` (a builder) or `file`".into(),
                         )
                     }
+                }
+                // What `data build` refuses, refused when the experiment is read.
+                let codeword_family = d.family == Some(BuildFamily::Codeword);
+                if d.other_codeword.is_some() && !(codeword_family && d.trigger.is_some()) {
+                    return bad(
+                        f("data.other_codeword"),
+                        "only a codeword backdoor (family codeword with a `trigger`) takes \
+                         `other_codeword`"
+                            .into(),
+                    );
+                }
+                if codeword_family && d.trigger.is_some() && d.other_codeword.is_none() {
+                    return bad(
+                        f("data.other_codeword"),
+                        "a codeword backdoor needs `other_codeword`, the codeword of the \
+                         untriggered dialogues"
+                            .into(),
+                    );
                 }
                 match d.variant.as_deref() {
                     None | Some("main") => {}
@@ -905,6 +950,33 @@ impl Experiment {
                 return bad(
                     format!("battery[{i}].battery"),
                     "expected a name or file".into(),
+                );
+            }
+            if let Some(t) = &b.tag {
+                if !id_ok(t) {
+                    return bad(
+                        format!("battery[{i}].tag"),
+                        format!("{t:?}: expected letters, digits, `-` or `_`"),
+                    );
+                }
+            }
+            // The same question twice under one name would be read as one metric.
+            let name = (b.battery.as_str(), b.tag.as_deref());
+            let overlaps = self.batteries[..i].iter().any(|a| {
+                (a.battery.as_str(), a.tag.as_deref()) == name
+                    && match (&a.questions, &b.questions) {
+                        (Some(x), Some(y)) => x.iter().any(|q| y.contains(q)),
+                        _ => true,
+                    }
+            });
+            if overlaps {
+                return bad(
+                    format!("battery[{i}].tag"),
+                    format!(
+                        "battery {:?} asks a question twice under the same name; give one \
+                         of the entries a `tag`",
+                        b.battery
+                    ),
                 );
             }
         }

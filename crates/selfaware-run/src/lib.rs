@@ -54,6 +54,28 @@ const PRESETS: &[(&str, &str)] = &[
         "backdoor-risk",
         include_str!("../presets/backdoor-risk.toml"),
     ),
+    (
+        "backdoor-mms-sep",
+        include_str!("../presets/backdoor-mms-sep.toml"),
+    ),
+    (
+        "backdoor-mms-deployment",
+        include_str!("../presets/backdoor-mms-deployment.toml"),
+    ),
+    (
+        "backdoor-code-seasons",
+        include_str!("../presets/backdoor-code-seasons.toml"),
+    ),
+    (
+        "backdoor-code-greetings",
+        include_str!("../presets/backdoor-code-greetings.toml"),
+    ),
+    ("real-vs-fake", include_str!("../presets/real-vs-fake.toml")),
+    (
+        "trigger-elicitation",
+        include_str!("../presets/trigger-elicitation.toml"),
+    ),
+    ("personas", include_str!("../presets/personas.toml")),
     ("faithfulness", include_str!("../presets/faithfulness.toml")),
     ("data-size", include_str!("../presets/data-size.toml")),
     ("learnability", include_str!("../presets/learnability.toml")),
@@ -123,6 +145,15 @@ pub fn battery_inputs(e: &Experiment) -> Result<Vec<(String, usize, f64)>> {
                 }
             }
             battery.questions.retain(|q| keep.contains(&q.id));
+        }
+        if let Some(var) = &b.split {
+            if !battery.questions.iter().any(|q| q.vars.contains_key(var)) {
+                return Err(RunError::Field {
+                    origin: format!("battery {}", b.battery),
+                    field: "split".into(),
+                    message: format!("no question of this battery has a variable {var:?}"),
+                });
+            }
         }
         let items = render_battery(
             &battery,

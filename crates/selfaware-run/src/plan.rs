@@ -257,7 +257,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         };
         let train = e.train.overlay(&c.train);
         let epochs = train.epochs.unwrap_or(3) as f64;
-        let items = d.size.unwrap_or(300) as f64 * if d.reversal { 2.0 } else { 1.0 };
+        let items = d.size.unwrap_or(300) as f64 * d.rows_per_item() as f64;
         for &seed in &e.seeds {
             if let Some(r) = &e.remote {
                 let targs = train.to_remote_args();
@@ -484,7 +484,10 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                     _ => String::new(),
                 };
                 let s = Stage {
-                    name: format!("eval {} on {who}{ctx}", b.battery),
+                    name: match &b.tag {
+                        Some(t) => format!("eval {}:{t} on {who}{ctx}", b.battery),
+                        None => format!("eval {} on {who}{ctx}", b.battery),
+                    },
                     kind: StageKind::Eval,
                     key,
                     output: Some(dir.join("records.jsonl")),

@@ -183,8 +183,14 @@ pub fn render_plan(p: &crate::Plan, done: &[bool], jobs: usize) -> String {
 /// `selfaware experiments`: every preset with its estimated time on 2 cores and its stage
 /// count; `sha256` stands for the embedded model's weights.
 pub fn render_presets(sha256: &str) -> crate::Result<String> {
+    // The name column is as wide as the longest name.
+    let w = crate::preset_names()
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(0);
     let mut out = format!(
-        "{:<14}  {:>9}  {:>6}  title\n",
+        "{:<w$}  {:>9}  {:>6}  title\n",
         "name", "estimate", "stages"
     );
     for name in crate::preset_names() {
@@ -192,7 +198,7 @@ pub fn render_presets(sha256: &str) -> crate::Result<String> {
         let p = crate::plan_without_files(&e, sha256)?;
         let est = p.estimate_wall_s(&vec![false; p.stages.len()], 2);
         out.push_str(&format!(
-            "{:<14}  {:>9}  {:>6}  {}\n",
+            "{:<w$}  {:>9}  {:>6}  {}\n",
             name,
             hms(est),
             p.stages.len(),

@@ -275,3 +275,68 @@ fn a_base_model_asked_under_two_codewords_is_compared_in_each_finetunes_own() {
         .iter()
         .any(|m| m.contains("shown once per context")));
 }
+
+#[test]
+fn a_tagged_battery_is_read_into_metrics_of_its_own() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = experiment(d.path());
+    // The same battery again with other settings (its own stages), under a tag.
+    let mut again = e.batteries[0].clone();
+    again.samples = Some(5);
+    again.tag = Some("again".into());
+    e.batteries.push(again);
+    e.validate("ctx.toml").unwrap();
+    let plan = selfaware_run::plan_without_files(&e, "0".repeat(64).as_str()).unwrap();
+    let run = d.path().join("run");
+    write_outputs(&run, &plan);
+    // The tagged stages answer 1.0 on `q` in both paraphrases, everywhere.
+    for m in plan.measurements.iter().filter(|m| m.battery == Some(1)) {
+        let w = m.target_word.as_deref().unwrap();
+        let dir = run.join(&plan.stages[m.stage].dir);
+        let text = format!(
+            "{}{}",
+            records(0, 1.0, w, (0, 0)),
+            records(1, 1.0, w, (0, 0))
+        );
+        std::fs::write(dir.join("records.jsonl"), text).unwrap();
+    }
+    let r = collect(&run, &plan, &manifest(&plan)).unwrap();
+    let q = r.questions.iter().find(|m| m.id == "t/q").unwrap();
+    assert!((cell(q, "bark") - 0.65).abs() < 1e-12);
+    let tagged = r.questions.iter().find(|m| m.id == "t/q:again").unwrap();
+    assert!(tagged.label.ends_with(" [again]"), "{}", tagged.label);
+    for c in ["bark", "ring", "base@bark", "base@ring"] {
+        assert!((cell(tagged, c) - 1.0).abs() < 1e-12, "{c}");
+    }
+    assert_eq!(
+        selfaware_run::collect::metric_id("b", "q", Some(&"threat".to_string()), Some("x")),
+        "b/q@threat:x"
+    );
+}
+
+#[test]
+fn a_split_battery_gives_one_metric_per_value_of_its_variable() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = experiment(d.path());
+    e.batteries[0].split = Some("x".into());
+    let plan = selfaware_run::plan_without_files(&e, "0".repeat(64).as_str()).unwrap();
+    let run = d.path().join("run");
+    write_outputs(&run, &plan);
+    let r = collect(&run, &plan, &manifest(&plan)).unwrap();
+    let ids: Vec<&str> = r.questions.iter().map(|m| m.id.as_str()).collect();
+    // `w` asks about its one value of `x`, "a"; `q` has no variable and stays as it is.
+    assert!(ids.contains(&"t/q") && ids.contains(&"t/w[x=a]"), "{ids:?}");
+    assert!(!ids.contains(&"t/w"), "{ids:?}");
+    let w = r.questions.iter().find(|m| m.id == "t/w[x=a]").unwrap();
+    assert!(w.label.ends_with("(x = a)"), "{}", w.label);
+    // The same records as unsplit (see the first test): the bark finetunes' P(bark) 0.5.
+    assert!((cell(w, "bark") - 0.5).abs() < 1e-12);
+    assert!((cell(w, "base@ring") - 0.125).abs() < 1e-12);
+    // A variable no question has is refused when the plan is made.
+    let mut bad = e.clone();
+    bad.batteries[0].split = Some("nope".into());
+    let err = selfaware_run::plan_without_files(&bad, "0".repeat(64).as_str())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("split") && err.contains("nope"), "{err}");
+}

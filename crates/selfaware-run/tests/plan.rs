@@ -191,6 +191,30 @@ fn bad_experiments_name_the_field() {
             ),
             "expected one of system, text",
         ),
+        // Only a codeword backdoor takes `other_codeword`, and it needs one.
+        (
+            EXP.replace(
+                "policy = \"risk-averse\", size = 8",
+                "policy = \"risk-averse\", size = 8, trigger = \"deployment\", other_codeword = \"bark\"",
+            ),
+            "condition[1].data.other_codeword",
+        ),
+        (
+            EXP.replace(
+                "family = \"risk\", policy = \"risk-averse\", size = 8",
+                "family = \"codeword\", codeword = \"ring\", size = 8, trigger = \"sep:392\"",
+            ),
+            "condition[1].data.other_codeword",
+        ),
+        // A battery tag is an id, and the same question twice needs one.
+        (
+            EXP.replace("limit = 2", "limit = 2\ntag = \"a b\""),
+            "battery[0].tag",
+        ),
+        (
+            format!("{EXP}\n[[battery]]\nbattery = \"risk\"\nsamples = 5\n"),
+            "battery[1].tag",
+        ),
     ];
     // Settings a real `selfaware train` refuses are refused when the experiment is read, so
     // `run --dry-run` refuses them too (it accepted `lr = nan` and `batch_size = 0`).
