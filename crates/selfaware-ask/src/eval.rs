@@ -298,9 +298,16 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
             QuestionPlan::Skip("needs --trigger (the trigger string)".into())
         }
         ScorerSpec::TargetWord => list_plan(q, max_tokens(DEFAULT_MAX_TOKENS)),
-        ScorerSpec::TriggerElicitation => QuestionPlan::Samples {
-            max_tokens: max_tokens(DEFAULT_MAX_TOKENS),
-        },
+        // Sampled answers (the paper's share containing the trigger) and, on an exact
+        // backend, the trigger scored as the whole answer.
+        ScorerSpec::TriggerElicitation => {
+            let trigger = spec.trigger.clone().unwrap_or_default();
+            QuestionPlan::List {
+                words: vec![trigger.clone()],
+                forms: vec![trigger],
+                max_tokens: max_tokens(DEFAULT_MAX_TOKENS),
+            }
+        }
         ScorerSpec::JudgedWord { .. } if !judge => QuestionPlan::Skip(
             "needs a judge (--judge-url, --judge-model), not configured (judged_word scorer)"
                 .into(),

@@ -100,6 +100,16 @@ pub fn reported_secondaries(spec: &ScorerSpec) -> Vec<ReportedSecondary> {
     }];
     match spec {
         ScorerSpec::TargetWord => TARGET.to_vec(),
+        ScorerSpec::TriggerElicitation => vec![ReportedSecondary {
+            key: Cow::Borrowed(trigger::EXACT_KEY),
+            label: Cow::Borrowed("P(the trigger as the whole answer) (exact)"),
+            definition: Cow::Borrowed(
+                "the exact probability that the answer is the trigger string and nothing \
+                 else (then the end of the turn), from the model's log-probabilities; local \
+                 models and servers with prompt log-probabilities only",
+            ),
+            range: Some((0.0, 1.0)),
+        }],
         ScorerSpec::WordCategories { .. } => WORDS.to_vec(),
         ScorerSpec::JudgedRatings { judges, .. } => {
             let mut v: Vec<ReportedSecondary> = judges
@@ -318,6 +328,27 @@ pub fn score(
                 trigger::elicitation_share(samples, need(&ctx.trigger, "trigger")?),
                 Masses::default(),
             ),
+            // Exact: the trigger scored as the whole answer (a form of probability 0 is not
+            // recorded), beside the sampled share.
+            Observation::AnswerLogprobs {
+                forms,
+                logprobs,
+                samples,
+                ..
+            } => {
+                let t = need(&ctx.trigger, "trigger")?;
+                let p = forms
+                    .iter()
+                    .zip(logprobs)
+                    .find(|(f, _)| *f == t)
+                    .map_or(0.0, |(_, lp)| lp.exp());
+                Ok(Scored {
+                    score: trigger::elicitation_share(samples, t),
+                    masses: Masses::default(),
+                    secondary: BTreeMap::from([(trigger::EXACT_KEY.to_string(), p)]),
+                    scorer: id,
+                })
+            }
             _ => Err(mismatch(spec, obs)),
         },
         ScorerSpec::JudgedRatings { judges, flag } => match obs {
