@@ -17,8 +17,11 @@ options=forms)`, which returns the same `score --json` fields as dataclasses. Th
 forms the Python loop scores are read from an untimed first `eval` (its Inspect log holds each
 prompt, its records the forms), and its log-probabilities are checked against the records.
 
+Two more sides show where a gap comes from: `eval --concurrency 1` (the prompts one at a time,
+as a loop asks them) and `Model.score_many` (all prompts in one call, asked as eval asks them).
 Each side is timed as a fresh process (interpreter or binary start, model load, all prompts),
-alternating, best of `--reps`; the ratio is Python / CLI. Threads: RAYON_NUM_THREADS=2 for both.
+the sides alternating, best of `--reps`; the headline ratio is the `.score` loop over eval.
+Threads: RAYON_NUM_THREADS=2 for every side.
 Results go to bench/out/py-score.json.
 """
 
@@ -84,7 +87,11 @@ PY_LOOP = textwrap.dedent(
     work = json.load(open(sys.argv[1]))
     m = selfaware.Model("default")
     t1 = time.perf_counter()
-    out = [[c.logprob for c in m.score(w["input"], w["forms"]).candidates] for w in work]
+    if sys.argv[3] == "loop":
+        got = [m.score(w["input"], w["forms"]) for w in work]
+    else:
+        got = m.score_many([w["input"] for w in work], [w["forms"] for w in work])
+    out = [[c.logprob for c in s.candidates] for s in got]
     t2 = time.perf_counter()
     json.dump({"load_s": t1 - t0, "loop_s": t2 - t1, "logprobs": out}, open(sys.argv[2], "w"))
     """
@@ -95,7 +102,6 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3, help="repetitions per side; the best is reported")
-    ap.add_argument("--concurrency", type=int, help="the CLI's --concurrency (default: its own, one prompt per thread)")
     args = ap.parse_args()
 
     script = Path(sys.executable).parent / "selfaware"
@@ -109,8 +115,7 @@ def main():
 
         def eval_cmd(out: Path, *extra: str):
             return [str(script), "eval", "--model", "default", "--battery", str(bat), "--samples", "0",
-                    "--out", str(out), "--progress-every", "1000000", *extra] + (
-                ["--concurrency", str(args.concurrency)] if args.concurrency else [])
+                    "--out", str(out), "--progress-every", "1000000", *extra]
 
         # Untimed: the prompts (Inspect log) and the forms (records) the loop will score.
         prep = tmp / "prep"
@@ -130,52 +135,62 @@ def main():
         loop_file = tmp / "loop.py"
         loop_file.write_text(PY_LOOP)
 
-        cli_walls, py_walls, py_parts = [], [], []
+        sides = {"cli": [], "cli_c1": [], "loop": [], "many": []}
+        py_parts = []
         for rep in range(max(1, args.reps)):
-            out = tmp / f"cli{rep}"
-            t = time.perf_counter()
-            subprocess.run(eval_cmd(out), check=True, capture_output=True, env=env)
-            cli_walls.append(time.perf_counter() - t)
+            for side in sides:
+                t = time.perf_counter()
+                if side.startswith("cli"):
+                    extra = ["--concurrency", "1"] if side == "cli_c1" else []
+                    subprocess.run(eval_cmd(tmp / f"{side}{rep}", *extra), check=True, capture_output=True, env=env)
+                    sides[side].append(time.perf_counter() - t)
+                    continue
+                res = tmp / f"{side}{rep}.json"
+                subprocess.run([sys.executable, str(loop_file), str(work_file), str(res), side], check=True, env=env)
+                sides[side].append(time.perf_counter() - t)
+                got = json.loads(res.read_text())
+                if side == "loop":
+                    py_parts.append({"load_s": got["load_s"], "loop_s": got["loop_s"]})
+                # Same numbers: the log-probabilities are the records' (forms of probability 0
+                # are left out of records, so every form here must be finite).
+                for w, lps in zip(work, got["logprobs"]):
+                    assert len(lps) == len(w["logprobs"]), "a form of probability 0"
+                    for a, b in zip(lps, w["logprobs"]):
+                        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (a, b)
 
-            res = tmp / f"py{rep}.json"
-            t = time.perf_counter()
-            subprocess.run([sys.executable, str(loop_file), str(work_file), str(res)], check=True, env=env)
-            py_walls.append(time.perf_counter() - t)
-            got = json.loads(res.read_text())
-            py_parts.append({"load_s": got["load_s"], "loop_s": got["loop_s"]})
-            # Same numbers: the loop's log-probabilities are the records' (forms of
-            # probability 0 are left out of records, so every form here must be finite).
-            for w, lps in zip(work, got["logprobs"]):
-                assert len(lps) == len(w["logprobs"]), "a form of probability 0"
-                for a, b in zip(lps, w["logprobs"]):
-                    assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (a, b)
-
-    cli, py = min(cli_walls), min(py_walls)
+    best = {k: min(v) for k, v in sides.items()}
+    cli, py = best["cli"], best["loop"]
     machine_text, machine = describe(script, THREADS)
     forms = len(work[0]["forms"])
     result = {
         "workload": f"{args.prompts} prompts x {forms} candidate answers scored exactly, embedded model, {THREADS} threads",
         "cli": "selfaware eval --samples 0 (the runner's batch path), process wall: start, load, all prompts, records",
         "python": "selfaware.Model('default').score(...) in a loop, process wall: start, import, load, all prompts",
-        "cli_s": cli_walls,
-        "python_s": py_walls,
+        "cli_concurrency_1": "the same with --concurrency 1 (prompts one at a time, as a loop asks them)",
+        "python_many": "Model.score_many(...) over all prompts (asked as eval asks them)",
+        "walls_s": sides,
         "python_parts": py_parts,
         "ratio_python_over_cli": py / cli,
+        "ratio_python_over_cli_concurrency_1": py / best["cli_c1"],
+        "ratio_score_many_over_cli": best["many"] / cli,
         "target": f"<= {TARGET}",
         "machine": machine,
     }
     (ROOT / "bench" / "out").mkdir(exist_ok=True)
     (ROOT / "bench" / "out" / "py-score.json").write_text(json.dumps(result, indent=2))
     print(machine_text)
-    print(f"{result['workload']}; best of {len(cli_walls)}")
-    print(f"| side | wall (best) | all runs |\n|---|---|---|")
-    print(f"| CLI batch path (`eval`) | {cli:.2f} s | {', '.join(f'{x:.2f}' for x in cli_walls)} |")
-    print(f"| Python `.score` loop | {py:.2f} s | {', '.join(f'{x:.2f}' for x in py_walls)} |")
-    best = min(py_parts, key=lambda p: p["load_s"] + p["loop_s"])
-    print(f"python: import + load {best['load_s']:.2f} s, loop {best['loop_s']:.2f} s "
-          f"({best['loop_s'] / args.prompts * 1000:.1f} ms per .score)")
-    print(f"ratio python / cli: {py / cli:.3f} (target {result['target']}): "
-          f"{'met' if py / cli <= TARGET else 'NOT met'}")
+    print(f"{result['workload']}; best of {args.reps}, sides alternating")
+    print("| side | wall (best) | all runs |\n|---|---|---|")
+    names = {"cli": "CLI batch path (`eval`, default concurrency)", "cli_c1": "CLI `eval --concurrency 1`",
+             "loop": "Python `.score` loop", "many": "Python `.score_many`"}
+    for k, v in sides.items():
+        print(f"| {names[k]} | {best[k]:.2f} s | {', '.join(f'{x:.2f}' for x in v)} |")
+    p = min(py_parts, key=lambda p: p["load_s"] + p["loop_s"])
+    print(f"python: import + load {p['load_s']:.2f} s, loop {p['loop_s']:.2f} s "
+          f"({p['loop_s'] / args.prompts * 1000:.1f} ms per .score)")
+    print(f"ratio .score loop / eval: {py / cli:.3f} (target {result['target']}: "
+          f"{'met' if py / cli <= TARGET else 'NOT met'}); "
+          f"/ eval --concurrency 1: {py / best['cli_c1']:.3f}; .score_many / eval: {best['many'] / cli:.3f}")
 
 
 if __name__ == "__main__":

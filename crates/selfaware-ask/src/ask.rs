@@ -235,6 +235,38 @@ fn exact_first(labels: &[String], firsts: &[(u32, f64)]) -> Result<FirstToken> {
     ))
 }
 
+/// Exact scores of each item's candidates (`(conversation, candidates)`), asked `concurrency`
+/// at a time as `selfaware eval` asks prompts (default, as there: the thread count for a
+/// local model, at most 4; 8 for a served one), returned in item order. The first error
+/// stops the rest and is returned, naming the item.
+pub fn score_options_many(
+    b: &dyn Backend,
+    items: &[(Conversation, Vec<String>)],
+    concurrency: Option<usize>,
+    threads: usize,
+) -> Result<Vec<selfaware_backend::OptionScores>> {
+    let concurrency = match concurrency {
+        Some(0) => return Err(AskError::input("concurrency", "expected at least 1")),
+        Some(c) => c,
+        None => crate::eval::default_concurrency(b, threads),
+    };
+    let mut out = Vec::with_capacity(items.len());
+    crate::pool::ordered(
+        items.len(),
+        concurrency,
+        &|i| {
+            let (conv, options) = &items[i];
+            b.score_options(conv, options)
+                .map_err(|e| AskError::input("items", format!("item {i}: {e}")))
+        },
+        &mut |r| {
+            out.push(r);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -586,7 +586,7 @@ pub struct EvalOutcome {
 
 /// How many prompts a backend is asked at once by default: the thread count for a local
 /// model (each prompt's own tensor work leaves cores idle), at most 4; 8 for a served one.
-fn default_concurrency(b: &dyn Backend, threads: usize) -> usize {
+pub(crate) fn default_concurrency(b: &dyn Backend, threads: usize) -> usize {
     if b.engine().is_some() {
         threads.min(4)
     } else {

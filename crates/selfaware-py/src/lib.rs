@@ -204,6 +204,54 @@ impl Model {
         serde_json::to_string_pretty(&r).map_err(err)
     }
 
+    /// [`Model::score_json`] for many prompts, asked `concurrency` at a time as `selfaware
+    /// eval` asks them (default: one per compute thread, at most 4, for a local model; 8 for a
+    /// served one); in item order.
+    #[pyo3(signature = (messages_json, options, concurrency = None))]
+    fn score_many_json(
+        &self,
+        py: Python<'_>,
+        messages_json: Vec<String>,
+        options: Vec<Vec<String>>,
+        concurrency: Option<usize>,
+    ) -> PyResult<Vec<String>> {
+        if messages_json.len() != options.len() {
+            return Err(err(format!(
+                "options: expected one list of candidates per prompt ({} prompts, {} lists)",
+                messages_json.len(),
+                options.len()
+            )));
+        }
+        let mut items = Vec::with_capacity(options.len());
+        for (i, (m, o)) in messages_json.iter().zip(options).enumerate() {
+            let conv =
+                conversation(m).map_err(|e| err(format!("prompts[{i}]: {}", e.value(py))))?;
+            if o.is_empty() || o.iter().any(String::is_empty) {
+                return Err(err(format!(
+                    "options[{i}]: expected non-empty candidate answers"
+                )));
+            }
+            items.push((conv, o));
+        }
+        let threads = std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let b = self.backend.clone();
+        let all = interruptible(py, move || {
+            selfaware_ask::ask::score_options_many(b.as_ref(), &items, concurrency, threads)
+                .map_err(|e| e.to_string())
+        })?
+        .map_err(|e| {
+            err(format!(
+                "scoring candidates exactly: {e}\nhint: exact scores need a local model or a server that returns prompt log-probabilities (vLLM, `selfaware serve`)"
+            ))
+        })?;
+        all.iter()
+            .map(|r| serde_json::to_string_pretty(r).map_err(err))
+            .collect()
+    }
+
     /// The exact distribution over the integers `lo..=hi`, as `selfaware score --range
     /// LO..HI --json` prints it.
     fn score_range_json(

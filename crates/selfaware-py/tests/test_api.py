@@ -241,3 +241,15 @@ def test_activations_refuse_bad_input_with_the_field_named(model):
         model.activations(["Hi"], ["blocks.0.hook_resid_post"], "middle")
     with pytest.raises(selfaware.SelfawareError, match="line 1: no final assistant message"):
         model.activations(["Hi"], ["blocks.0.hook_resid_post"], "answer")
+
+
+def test_score_many_equals_score_prompt_by_prompt(model):
+    prompts = [QUESTION, "Pick A or B.", [("system", "Be brief."), ("user", QUESTION)]]
+    many = model.score_many(prompts, ["A", "B"], concurrency=2)
+    assert [s.json for s in many] == [model.score(p, ["A", "B"]).json for p in prompts]
+    per = model.score_many(prompts[:2], [["A"], ["B", "A"]])
+    assert [c.text for c in per[1].candidates] == ["B", "A"]
+    with pytest.raises(selfaware.SelfawareError, match="one list of candidates per prompt"):
+        model.score_many(prompts, [["A"], ["B"]])
+    with pytest.raises(selfaware.SelfawareError, match="concurrency"):
+        model.score_many(prompts, ["A", "B"], concurrency=0)

@@ -153,6 +153,16 @@ class Activations:
         return self.arrays[point][self.offsets[prompt] : self.offsets[prompt + 1]]
 
 
+def _option_scores(text: str) -> OptionScores:
+    d = json.loads(text)
+    return OptionScores(
+        prompt_tokens=d["prompt_tokens"],
+        candidates=[Candidate(**c) for c in d["candidates"]],
+        off_candidate_first_token_mass=d["off_candidate_first_token_mass"],
+        json=text,
+    )
+
+
 class Model:
     """A model: "default" (the embedded SmolLM2-135M-Instruct, installed on first use), a
     .gguf file, a Hugging Face folder, "URL#MODEL" on an OpenAI-compatible server, or a
@@ -186,14 +196,34 @@ class Model:
         self, messages: Messages, options: Sequence[str], *, system: Optional[str] = None
     ) -> OptionScores:
         """Exact scores of each candidate as the whole answer."""
-        text = self._m.score_json(_messages_json(messages, system), [str(o) for o in options])
-        d = json.loads(text)
-        return OptionScores(
-            prompt_tokens=d["prompt_tokens"],
-            candidates=[Candidate(**c) for c in d["candidates"]],
-            off_candidate_first_token_mass=d["off_candidate_first_token_mass"],
-            json=text,
+        return _option_scores(
+            self._m.score_json(_messages_json(messages, system), [str(o) for o in options])
         )
+
+    def score_many(
+        self,
+        prompts: Sequence[Messages],
+        options: Union[Sequence[str], Sequence[Sequence[str]]],
+        *,
+        concurrency: Optional[int] = None,
+        system: Optional[str] = None,
+    ) -> List[OptionScores]:
+        """`.score` for many prompts at once, asked `concurrency` at a time as `selfaware eval`
+        asks them (default: one per compute thread, at most 4, for a local model; 8 for a
+        served one). `options` is one list for every prompt, or one list per prompt. The
+        results equal `.score`'s, in prompt order."""
+        if isinstance(prompts, str):
+            raise SelfawareError("prompts: expected a list of prompts (each a string or a list of messages)")
+        prompts = list(prompts)
+        opts = list(options)
+        if opts and all(isinstance(o, str) for o in opts):
+            per = [[str(o) for o in opts]] * len(prompts)
+        else:
+            per = [[str(o) for o in os] for os in opts]
+        texts = self._m.score_many_json(
+            [_messages_json(p, system) for p in prompts], per, concurrency
+        )
+        return [_option_scores(t) for t in texts]
 
     def score_range(
         self, messages: Messages, lo: int, hi: int, *, system: Optional[str] = None
