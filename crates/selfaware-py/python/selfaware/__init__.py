@@ -4,6 +4,7 @@
     m = selfaware.Model("default")                       # or a .gguf, an HF folder, "URL#MODEL"
     s = m.score("Pick A or B. Answer with one letter.", options=["A", "B"])
     s.probability("A")                                   # exact, from the model's logits
+    m.score_many(["Pick A or B.", "A or B?"], options=["A", "B"])   # many prompts at once
     r = m.score_range("From 0 to 100, how risk-seeking are you?", 0, 100)
     r.expected_value_complete
     m.sample("Name an animal.", n=5, temperature=1.0, seed=0)
