@@ -80,17 +80,19 @@ fn run_prompt(
     Ok((last, cache))
 }
 
-/// Prompts run side by side in one forward by [`next_logprobs_many`], at least (the last
-/// batch excepted)...
+/// The fewest prompts [`next_logprobs_many`] runs side by side in one forward (its last batch
+/// may have fewer).
 pub const PROMPTS_PER_FORWARD: usize = 8;
-/// ...and at most, as long as the batch holds at most [`TOKENS_PER_FORWARD`] tokens after its
-/// common opening: short prompts (a behaviour scan's) fill a forward as 8 long ones do.
+/// The most: a batch grows past [`PROMPTS_PER_FORWARD`] only while it holds at most
+/// [`TOKENS_PER_FORWARD`] tokens after its common opening, so short prompts (a behaviour
+/// scan's) fill a forward as 8 long ones do.
 pub const MAX_PROMPTS_PER_FORWARD: usize = 32;
 /// The batch size (8 × 80 tokens) at which scoring was measured at its fastest (engine notes).
 pub const TOKENS_PER_FORWARD: usize = 640;
 /// A head (or the part of one not kept from the last batch) runs as its own forward only when
-/// that saves the batch's other rows at least this many tokens: a forward of a few rows costs
-/// reading every weight once, as much as about this many rows of a full batch.
+/// that saves the batch's other rows at least this many tokens: a forward of a few rows reads
+/// every weight once, the time of some tens of rows in a full batch (a round figure, not
+/// tuned).
 const HEAD_MIN_SAVED: usize = 64;
 
 /// `order` (indices into `prompts`, in token order) cut into batches: each takes prompts while
