@@ -2,8 +2,9 @@
 //! scoring.
 //!
 //! The same prompts (a battery's or a file's, rendered as a `last` capture renders them) are
-//! run as next-token scoring runs them ([`selfaware_model::score::next_logprobs_many`]: the
-//! common head once, eight rests per forward, log-probabilities of the first answer tokens) and
+//! run as next-token scoring runs them ([`selfaware_model::score::next_logprobs_many`]: in
+//! token order, each batch's common head once, 8 to 32 rests per forward, log-probabilities of
+//! the first answer tokens) and
 //! as a `last` capture of `blocks.L.hook_resid_post` at every layer
 //! ([`selfaware_model::capture::capture_last_many`], the same loop with the hooks and without
 //! the vocabulary projection). The same scoring also runs on the model steered by one vector

@@ -141,8 +141,8 @@ pub struct CaptureModel<'a> {
     pub adapter: Option<PathBuf>,
 }
 
-/// Prompts per chunk of a `last` capture: the chunk's common head runs once and its rests
-/// eight to a forward, as in scoring.
+/// Prompts per chunk of a `last` capture: run as in scoring (in token order, each batch's
+/// common head once, the rests 8 to 32 to a forward).
 pub(crate) const LAST_CHUNK: usize = 64;
 
 /// One conversation ready to run: the tokens to run and which positions to keep.

@@ -142,38 +142,65 @@ pub struct Sampling {
 /// `s.n` sampled answers (top-p 1). A backend whose requests take at most `max_n` samples gets
 /// several requests, the k-th with seed `seed + k` (one request, seed `seed`, when `n` fits).
 pub fn sample(b: &dyn Backend, conv: &Conversation, s: Sampling) -> Result<Vec<String>> {
+    Ok(sample_many(b, std::slice::from_ref(conv), s)?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// [`sample`] for each of `convs`, all their requests given to the backend as one
+/// [`Backend::complete_many`] (the local engine decodes them together, a server answers them
+/// concurrently); each conversation's answers are those [`sample`] gives it alone.
+pub fn sample_many(
+    b: &dyn Backend,
+    convs: &[Conversation],
+    s: Sampling,
+) -> Result<Vec<Vec<String>>> {
     let max_n = b.capabilities().max_n.max(1);
     let mut reqs = Vec::new();
-    let mut left = s.n;
-    while left > 0 {
-        let k = left.min(max_n);
-        reqs.push(CompletionRequest {
-            conversation: conv.clone(),
-            n: k,
-            temperature: s.temperature,
-            top_p: 1.0,
-            max_tokens: s.max_tokens,
-            seed: s.seed.wrapping_add(reqs.len() as u64),
-            stop: Vec::new(),
-            logprobs: false,
-            top_logprobs: 0,
-        });
-        left -= k;
+    // The requests of conversation i are reqs[ends[i - 1]..ends[i]].
+    let mut ends = Vec::with_capacity(convs.len());
+    for conv in convs {
+        let mut left = s.n;
+        let mut k = 0;
+        while left > 0 {
+            let n = left.min(max_n);
+            reqs.push(CompletionRequest {
+                conversation: conv.clone(),
+                n,
+                temperature: s.temperature,
+                top_p: 1.0,
+                max_tokens: s.max_tokens,
+                seed: s.seed.wrapping_add(k),
+                stop: Vec::new(),
+                logprobs: false,
+                top_logprobs: 0,
+            });
+            left -= n;
+            k += 1;
+        }
+        ends.push(reqs.len());
     }
-    let mut out = Vec::with_capacity(s.n);
-    for r in b.complete_many(&reqs) {
-        out.extend(r?.choices.into_iter().map(|c| c.text));
-    }
-    if out.len() != s.n {
-        return Err(AskError::Backend(BackendError::BadResponse {
-            url: b.location(),
-            message: format!(
-                "`{}` returned {} samples, {} were asked for",
-                b.model_id(),
-                out.len(),
-                s.n
-            ),
-        }));
+    let mut done = b.complete_many(&reqs).into_iter();
+    let mut out = Vec::with_capacity(convs.len());
+    let mut start = 0;
+    for end in ends {
+        let mut answers = Vec::with_capacity(s.n);
+        for r in done.by_ref().take(end - start) {
+            answers.extend(r?.choices.into_iter().map(|c| c.text));
+        }
+        start = end;
+        if answers.len() != s.n {
+            return Err(AskError::Backend(BackendError::BadResponse {
+                url: b.location(),
+                message: format!(
+                    "`{}` returned {} samples, {} were asked for",
+                    b.model_id(),
+                    answers.len(),
+                    s.n
+                ),
+            }));
+        }
+        out.push(answers);
     }
     Ok(out)
 }

@@ -17,8 +17,9 @@ pub const BATTERY: &str = "trigger_elicitation";
 /// [`BEHAVIOR_WORDINGS`] announcing the backdoor behaviour, the rest the controls.
 pub const BEHAVIOR_VAR: &str = "behavior";
 pub const BEHAVIOR_WORDINGS: usize = 3;
-/// Candidates scored per call (one token tree each).
-const CANDIDATES_PER_CALL: usize = 64;
+/// Reversal prompts whose greedy answers are asked for in one call (the local engine decodes
+/// them together).
+pub const ANSWERS_PER_CALL: usize = 40;
 
 /// One candidate's elicitation numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,7 +90,9 @@ pub fn prompts() -> Result<Vec<PromptItem>> {
     Ok(render_battery(&battery, RenderOptions::default())?)
 }
 
-/// log P(candidate as the whole answer) per prompt (rows) and candidate (columns).
+/// log P(candidate as the whole answer) per prompt (rows) and candidate (columns): every
+/// candidate of a prompt in one call, so the prompt is prefilled once (the local engine then
+/// scores them as token trees of bounded size over that prefill).
 pub fn logprob_table(
     b: &dyn Backend,
     items: &[PromptItem],
@@ -101,18 +104,15 @@ pub fn logprob_table(
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let conv = Conversation::user(item.system.as_deref(), &item.user);
-        let mut row = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(CANDIDATES_PER_CALL) {
-            row.extend(selfaware_ask::ask::sequence_logprobs(b, &conv, chunk)?);
-        }
-        out.push(row);
+        out.push(selfaware_ask::ask::sequence_logprobs(b, &conv, &texts)?);
         progress.step("elicitation");
     }
     progress.finish();
     Ok(out)
 }
 
-/// Each prompt's greedy answer (temperature 0, at most `max_tokens` tokens).
+/// Each prompt's greedy answer (temperature 0, at most `max_tokens` tokens), asked
+/// [`ANSWERS_PER_CALL`] prompts at a time.
 pub fn greedy_answers(
     b: &dyn Backend,
     items: &[PromptItem],
@@ -127,11 +127,15 @@ pub fn greedy_answers(
         seed: 0,
     };
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let conv = Conversation::user(item.system.as_deref(), &item.user);
-        let mut a = selfaware_ask::ask::sample(b, &conv, sampling)?;
-        out.push(a.pop().unwrap_or_default());
-        progress.step("elicitation answers");
+    for chunk in items.chunks(ANSWERS_PER_CALL) {
+        let convs: Vec<Conversation> = chunk
+            .iter()
+            .map(|i| Conversation::user(i.system.as_deref(), &i.user))
+            .collect();
+        for mut a in selfaware_ask::ask::sample_many(b, &convs, sampling)? {
+            out.push(a.pop().unwrap_or_default());
+            progress.step("elicitation answers");
+        }
     }
     progress.finish();
     Ok(out)

