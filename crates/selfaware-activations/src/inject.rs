@@ -397,49 +397,48 @@ pub fn run(
         .iter()
         .map(|q| Conversation::user(None, q))
         .collect();
-    let yes_no = ["Yes".to_string(), "No".to_string()];
 
     let mut steered = engine.with_steering(None)?;
+    // Without injection the answers do not depend on the concept: the detect prompts once, and
+    // every concept's word once per identify wording (a word's probability as the whole answer
+    // does not depend on which other words are scored beside it).
+    let all: Vec<&String> = battery.concepts.iter().collect();
+    let detect0 = detections(&steered, &detect)?;
+    let probs0: Vec<Vec<f64>> = identify
+        .iter()
+        .map(|conv| word_probs(&steered, conv, &all))
+        .collect::<Result<_>>()?;
     let total = alphas.len() * battery.concepts.len();
     let mut done = 0;
     let mut trials = Vec::with_capacity(total);
     for &alpha in &alphas {
         for (i, concept) in battery.concepts.iter().enumerate() {
-            let steering = if alpha == 0.0 {
-                None
+            let words: Vec<&String> = std::iter::once(concept).chain(&controls[i]).collect();
+            let (detect, identify) = if alpha == 0.0 {
+                let index = |w: &String| battery.concepts.iter().position(|c| c == w);
+                let identify = probs0
+                    .iter()
+                    .map(|p| {
+                        let probs: Vec<f64> = words
+                            .iter()
+                            .filter_map(|w| index(w))
+                            .map(|k| p[k])
+                            .collect();
+                        Identification::of(&probs)
+                    })
+                    .collect();
+                (detect0.clone(), identify)
             } else {
-                Steering::new(
+                steered.set_steering(Steering::new(
                     &[SteerVector::new(spec.point, cv.vectors[i].clone(), alpha)],
                     &engine.model.cfg,
-                )?
+                )?);
+                let identify = identify
+                    .iter()
+                    .map(|conv| Ok(Identification::of(&word_probs(&steered, conv, &words)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                (detections(&steered, &detect)?, identify)
             };
-            steered.set_steering(steering);
-            let firsts = steered.first_token_logprobs_many(&detect, &yes_no, &mut |_| {})?;
-            let detect = firsts
-                .iter()
-                .map(|f| Detection::of(f[0].1.exp(), f[1].1.exp()))
-                .collect();
-            let words: Vec<&String> = std::iter::once(concept).chain(&controls[i]).collect();
-            let cands: Vec<String> = words.iter().flat_map(|w| forms(w)).collect();
-            let identify = identify
-                .iter()
-                .map(|conv| {
-                    let scores = steered.score_options(conv, &cands)?;
-                    let mut probs = Vec::with_capacity(words.len());
-                    let mut k = 0;
-                    for w in &words {
-                        let n = forms(w).len();
-                        probs.push(
-                            scores.candidates[k..k + n]
-                                .iter()
-                                .map(|c| c.logprob.exp())
-                                .sum::<f64>(),
-                        );
-                        k += n;
-                    }
-                    Ok(Identification::of(&probs))
-                })
-                .collect::<Result<Vec<_>>>()?;
             trials.push(Trial {
                 concept: concept.clone(),
                 alpha,
@@ -470,6 +469,35 @@ pub fn run(
         trials,
         vectors: cv,
     })
+}
+
+/// The detect wordings' answers: P(Yes) against P(No) on the first answer token.
+fn detections(engine: &Engine, convs: &[Conversation]) -> Result<Vec<Detection>> {
+    let yes_no = ["Yes".to_string(), "No".to_string()];
+    Ok(engine
+        .first_token_logprobs_many(convs, &yes_no, &mut |_| {})?
+        .iter()
+        .map(|f| Detection::of(f[0].1.exp(), f[1].1.exp()))
+        .collect())
+}
+
+/// Each word's probability as the whole answer to `conv`, its [`forms`] summed.
+fn word_probs(engine: &Engine, conv: &Conversation, words: &[&String]) -> Result<Vec<f64>> {
+    let cands: Vec<String> = words.iter().flat_map(|w| forms(w)).collect();
+    let scores = engine.score_options(conv, &cands)?;
+    let mut out = Vec::with_capacity(words.len());
+    let mut k = 0;
+    for w in words {
+        let n = forms(w).len();
+        out.push(
+            scores.candidates[k..k + n]
+                .iter()
+                .map(|c| c.logprob.exp())
+                .sum(),
+        );
+        k += n;
+    }
+    Ok(out)
 }
 
 /// The metrics of every alpha (see the module's account).

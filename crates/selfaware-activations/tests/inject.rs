@@ -138,6 +138,19 @@ fn a_run_is_what_the_engine_says_with_and_without_the_vectors() {
             assert!((d.p_yes - p_yes(&e, q)).abs() < 1e-6 * d.p_yes.max(1e-3));
         }
     }
+    // ... and its identification: the concept's word against its controls, unsteered (scored
+    // once for all concepts in the run; the same numbers up to rounding).
+    for (i, t) in r.trials.iter().filter(|t| t.alpha == 0.0).enumerate() {
+        let words = [b.concepts[i].clone(), controls[i][0].clone()];
+        let cands: Vec<String> = words.iter().flat_map(|w| forms(w)).collect();
+        let s = e
+            .score_options(&Conversation::user(None, &b.identify[0]), &cands)
+            .unwrap();
+        let p: Vec<f64> = s.candidates.iter().map(|c| c.logprob.exp()).collect();
+        let want = Identification::of(&[p[0] + p[1], p[2] + p[3]]);
+        assert!((t.identify[0].p_own - want.p_own).abs() < 1e-6 * want.p_own.max(1e-3));
+        assert_eq!(t.identify[0].rank, want.rank);
+    }
     // With injection: the engine steered by 3 × the concept's vector.
     for (i, concept) in b.concepts.iter().enumerate() {
         let steered = e
