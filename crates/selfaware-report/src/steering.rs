@@ -9,7 +9,9 @@ use crate::format::{
     escape, escape_markdown as esc, fixed, format_mean_ci, markdown_code as code, MISSING,
 };
 use crate::results::{Cell, Condition, Metric, Results};
-use crate::svg::{condition_color, nice_ticks, normalize_range, y_position};
+use crate::svg::{
+    condition_color, normalize_range, svg_open, y_axis, y_position, Area, AXIS, TEXT,
+};
 
 macro_rules! w {
     ($out:expr, $($arg:tt)*) => {{
@@ -90,10 +92,11 @@ pub(crate) fn figure(r: &Results, g: &SteerGroup<'_>, metrics: &[&Metric]) -> St
         .first()
         .map_or("#0072B2", |(_, c)| condition_color(&r.conditions, &c.id));
     let mut out = String::new();
-    w!(
-        out,
-        r##"<svg class="figure" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="{} against the steering multiplier" font-family="DejaVu Sans, Helvetica, Arial, sans-serif"><rect x="0" y="0" width="{width:.0}" height="{height:.0}" fill="#FFFFFF"/>"##,
-        escape(g.label)
+    svg_open(
+        &mut out,
+        width,
+        height,
+        &format!("{} against the steering multiplier", g.label),
     );
     for (k, m) in metrics.iter().enumerate() {
         let (ox, oy) = (
@@ -104,27 +107,21 @@ pub(crate) fn figure(r: &Results, g: &SteerGroup<'_>, metrics: &[&Metric]) -> St
         let label: String = m.label.chars().take(40).collect();
         w!(
             out,
-            r##"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="#1A1A1A">{}</text>"##,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle" fill="{TEXT}">{}</text>"#,
             ox + PANEL_W / 2.0,
             oy - 12.0,
             escape(&label)
         );
-        let (ticks, decimals) = nice_ticks(range, 4);
-        for t in ticks {
-            let ty = oy + y_position(t, range, PANEL_H);
-            w!(
-                out,
-                r##"<line x1="{ox:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#E3E3E3"/><text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end" fill="#1A1A1A">{}</text>"##,
-                ox + PANEL_W,
-                ox - 4.0,
-                ty + 3.5,
-                fixed(t, decimals)
-            );
-        }
+        let area = Area {
+            x: ox,
+            y: oy,
+            w: PANEL_W,
+            h: PANEL_H,
+        };
+        y_axis(&mut out, area, range, 4, None);
         w!(
             out,
-            r##"<line x1="{ox:.1}" y1="{oy:.1}" x2="{ox:.1}" y2="{:.1}" stroke="#333333"/><line x1="{ox:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333333"/>"##,
-            oy + PANEL_H,
+            r#"<line x1="{ox:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{AXIS}"/>"#,
             oy + PANEL_H,
             ox + PANEL_W,
             oy + PANEL_H
@@ -133,13 +130,13 @@ pub(crate) fn figure(r: &Results, g: &SteerGroup<'_>, metrics: &[&Metric]) -> St
             let x = ox + alpha_x(*alpha, lo, hi, PANEL_W);
             w!(
                 out,
-                r##"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="#1A1A1A">{alpha}</text>"##,
+                r#"<text x="{x:.1}" y="{:.1}" font-size="10" text-anchor="middle" fill="{TEXT}">{alpha}</text>"#,
                 oy + PANEL_H + 14.0
             );
         }
         w!(
             out,
-            r##"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="#1A1A1A">α</text>"##,
+            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle" fill="{TEXT}">α</text>"#,
             ox + PANEL_W / 2.0,
             oy + PANEL_H + 28.0
         );

@@ -34,9 +34,9 @@ pub const PALETTE: [&str; 8] = [
 /// Fill colours of baseline conditions, in order of appearance among baselines.
 pub const BASELINE_GREYS: [&str; 3] = ["#7A7A7A", "#A3A3A3", "#555555"];
 
-const TEXT: &str = "#1A1A1A";
-const GRID: &str = "#E3E3E3";
-const AXIS: &str = "#333333";
+pub(crate) const TEXT: &str = "#1A1A1A";
+pub(crate) const GRID: &str = "#E3E3E3";
+pub(crate) const AXIS: &str = "#333333";
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 /// Average glyph width of the 11–12 px labels, for wrapping and legend layout.
 const CHAR_W: f64 = 6.4;
@@ -304,7 +304,7 @@ fn legend_height(max_width: f64, items: &[LegendItem]) -> f64 {
     legend(&mut scratch, 0.0, 0.0, max_width, items)
 }
 
-fn svg_open(out: &mut String, width: f64, height: f64, label: &str) {
+pub(crate) fn svg_open(out: &mut String, width: f64, height: f64, label: &str) {
     w!(
         out,
         r#"<svg class="figure" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" role="img" aria-label="{}" font-family="{FONT}">"#,
@@ -318,15 +318,21 @@ fn svg_open(out: &mut String, width: f64, height: f64, label: &str) {
 
 /// A rectangle in SVG coordinates (a plot area).
 #[derive(Debug, Clone, Copy)]
-struct Area {
-    x: f64,
-    y: f64,
-    w: f64,
-    h: f64,
+pub(crate) struct Area {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
 }
 
 /// Draws y gridlines, ticks and tick labels for a plot area; `label` (rotated) left of it.
-fn y_axis(out: &mut String, area: Area, range: (f64, f64), n_ticks: usize, label: Option<&str>) {
+pub(crate) fn y_axis(
+    out: &mut String,
+    area: Area,
+    range: (f64, f64),
+    n_ticks: usize,
+    label: Option<&str>,
+) {
     let Area { x, y, w, h } = area;
     let (ticks, decimals) = nice_ticks(range, n_ticks);
     for t in ticks {
