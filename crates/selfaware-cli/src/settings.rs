@@ -26,18 +26,7 @@ fn log_line(line: &str) {
     eprintln!("selfaware: {line}");
 }
 
-/// Threads of the tensor work: `RAYON_NUM_THREADS` (what `--threads` sets), else the cores.
-pub fn threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
-}
+pub use selfaware_model::runtime::threads;
 
 /// What the runners of `selfaware-ask` need from this process.
 pub fn environment() -> Environment<'static> {

@@ -17,6 +17,21 @@ pub fn tune_allocator() {
     }
 }
 
+/// Threads of the tensor work: `RAYON_NUM_THREADS` (what `--threads` sets; candle's CPU
+/// kernels read it), else the cores. (A program's setting, read where a program starts, like
+/// [`tune_allocator`].)
+pub fn threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
 /// How long (in pause instructions) candle's elementwise worker should spin after each op
 /// before it sleeps, when training (`CANDLE_BARRIER_POOL_SPIN_LIMIT`, read once when candle
 /// starts its workers). candle runs elementwise ops on its own threads and matrix products on

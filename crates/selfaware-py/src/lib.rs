@@ -233,10 +233,7 @@ impl Model {
             }
             items.push((conv, o));
         }
-        let threads = std::env::var("RAYON_NUM_THREADS")
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let threads = selfaware_model::runtime::threads();
         let b = self.backend.clone();
         let all = interruptible(py, move || {
             selfaware_ask::ask::score_options_many(b.as_ref(), &items, concurrency, threads)
