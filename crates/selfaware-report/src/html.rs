@@ -156,6 +156,7 @@ pub fn render_html(r: &Results) -> String {
     }
     control_section(&mut out, r);
     crate::steering::html_section(&mut out, r, &mut fig_no);
+    crate::inside::html_section(&mut out, r);
     if !r.scatters.is_empty() {
         out.push_str("<section id=\"scatters\">\n<h2>Self-report against behaviour</h2>\n");
         for (i, s) in r.scatters.iter().enumerate() {

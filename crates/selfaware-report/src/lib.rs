@@ -29,6 +29,7 @@ mod csv;
 mod error;
 pub mod format;
 mod html;
+pub mod inside;
 mod markdown;
 pub mod results;
 mod steering;

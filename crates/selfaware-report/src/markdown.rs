@@ -91,6 +91,7 @@ pub fn render_markdown(r: &Results) -> String {
         out.push('\n');
     }
     crate::steering::markdown_section(&mut out, r);
+    crate::inside::markdown_section(&mut out, r);
     if r.scatters.iter().any(|s| !s.fits.is_empty()) {
         out.push_str("## Self-report against behaviour\n\n");
         for s in &r.scatters {

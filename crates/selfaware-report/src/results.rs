@@ -38,6 +38,10 @@ pub struct Results {
     /// Warnings a reader must see (e.g. "behaviour not learned: self-reports are not
     /// interpretable", questions skipped and why).
     pub warnings: Vec<String>,
+    /// What the run saw inside the models (activation probes, directions, injection), when it
+    /// looked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inside: Option<crate::inside::Inside>,
 }
 
 /// One compared model family: the base model, or finetunes of one dataset over seeds.

@@ -235,6 +235,7 @@ pub fn sample() -> Results {
             "Differences: bootstrap interval of the difference of means; two-sided permutation test.".to_string(),
         ],
         warnings: vec!["2 of 1000 answers to `risk/score_risk_safe` were not numbers and were dropped.".to_string()],
+        inside: None,
     }
 }
 
