@@ -46,7 +46,7 @@ pub use llama::{KvCache, Llama};
 pub use lora::{Adapter, LoraSpec};
 pub use sample::{FinishReason, Generated, Sample, SampleConfig, TokenLogprob};
 pub use score::{CandidateScore, NumberScore, OptionScores, RangeScores};
-pub use steer::{SteerSpec, SteerVar, SteerVector, Steering};
+pub use steer::{SteerArg, SteerSpec, SteerVar, SteerVector, Steering};
 
 /// What a model reference points at.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -48,36 +48,137 @@ pub struct SteerSpec {
 impl std::str::FromStr for SteerSpec {
     type Err = ModelError;
 
-    /// `FILE:POINT:ALPHA`, split at the last two colons (so a file name may hold colons).
+    /// `FILE:POINT:ALPHA`, split at the last two colons (so a file name may hold colons); or
+    /// the short form `FILE:ALPHA` when FILE holds exactly one tensor, whose name is the point
+    /// (the file is read to find it: a file of several tensors, or of one whose name is not a
+    /// hook point, is an error naming them).
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |message: String| ModelError::Steer {
-            spec: s.to_string(),
-            message,
-        };
-        let mut parts = s.rsplitn(3, ':');
-        let (Some(alpha), Some(point), Some(file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad("expected FILE:POINT:ALPHA, e.g. \
-                 directions.safetensors:blocks.12.hook_resid_post:4"
-                .into()));
-        };
-        if file.is_empty() {
-            return Err(bad(
-                "the file name is empty (expected FILE:POINT:ALPHA)".into()
-            ));
+        match parse_syntax(s)? {
+            Written::Long(spec) => Ok(spec),
+            Written::Short { file, alpha } => Ok(SteerSpec {
+                point: only_tensor(&file).map_err(|message| ModelError::Steer {
+                    spec: s.to_string(),
+                    message,
+                })?,
+                file,
+                alpha,
+            }),
         }
-        let point = point.parse::<HookPoint>().map_err(bad)?;
-        let alpha = alpha
-            .trim()
-            .parse::<f32>()
-            .ok()
-            .filter(|a| a.is_finite())
-            .ok_or_else(|| bad(format!("alpha {alpha:?} is not a finite number")))?;
-        Ok(SteerSpec {
-            file: PathBuf::from(file),
-            point,
+    }
+}
+
+/// A `--steer` value as written: its syntax checked when parsed, its file read only by
+/// [`SteerArg::resolve`] (the short form `FILE:ALPHA` finds its point in the file, which may
+/// not exist yet when a command line is checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteerArg(String);
+
+impl std::str::FromStr for SteerArg {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        parse_syntax(s)?;
+        Ok(SteerArg(s.to_string()))
+    }
+}
+
+impl SteerArg {
+    /// The vector it names (see [`SteerSpec`]'s `FromStr`).
+    pub fn resolve(&self) -> Result<SteerSpec> {
+        self.0.parse()
+    }
+
+    /// Every vector of `args`, in order.
+    pub fn resolve_all(args: &[SteerArg]) -> Result<Vec<SteerSpec>> {
+        args.iter().map(SteerArg::resolve).collect()
+    }
+}
+
+/// A steering value's two written forms.
+enum Written {
+    Long(SteerSpec),
+    Short { file: PathBuf, alpha: f32 },
+}
+
+/// `FILE:POINT:ALPHA` when the part before the alpha ends in a hook point (or is not an
+/// existing file, so that a misspelt point is reported as one), else `FILE:ALPHA`.
+fn parse_syntax(s: &str) -> Result<Written> {
+    let bad = |message: String| ModelError::Steer {
+        spec: s.to_string(),
+        message,
+    };
+    let Some((rest, alpha)) = s.rsplit_once(':') else {
+        return Err(bad("expected FILE:POINT:ALPHA, e.g. \
+             directions.safetensors:blocks.12.hook_resid_post:4, or FILE:ALPHA for a file of \
+             one tensor"
+            .into()));
+    };
+    let alpha = alpha
+        .trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|a| a.is_finite())
+        .ok_or_else(|| bad(format!("alpha {alpha:?} is not a finite number")))?;
+    match rest.rsplit_once(':') {
+        Some((file, point)) if point.parse::<HookPoint>().is_ok() || !Path::new(rest).exists() => {
+            let point = point.parse::<HookPoint>().map_err(bad)?;
+            if file.is_empty() {
+                return Err(bad(
+                    "the file name is empty (expected FILE:POINT:ALPHA)".into()
+                ));
+            }
+            Ok(Written::Long(SteerSpec {
+                file: PathBuf::from(file),
+                point,
+                alpha,
+            }))
+        }
+        _ if rest.is_empty() => Err(bad(
+            "the file name is empty (expected FILE:POINT:ALPHA or FILE:ALPHA)".into(),
+        )),
+        _ => Ok(Written::Short {
+            file: PathBuf::from(rest),
             alpha,
-        })
+        }),
+    }
+}
+
+/// The point a one-tensor steering file names (its tensor's name), for `FILE:ALPHA`.
+fn only_tensor(path: &Path) -> std::result::Result<HookPoint, String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (expected FILE:POINT:ALPHA, or FILE:ALPHA for a file of one \
+             tensor)",
+            path.display()
+        )
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| format!("{} is not a safetensors file ({e})", path.display()))?;
+    let mut names = st.names();
+    names.sort();
+    match names.as_slice() {
+        [one] => one.parse::<HookPoint>().map_err(|e| {
+            format!(
+                "{}'s one tensor is named `{one}`, not a hook point ({e}); name the point: \
+                 FILE:POINT:ALPHA",
+                path.display()
+            )
+        }),
+        _ => {
+            let shown: Vec<&str> = names.iter().take(6).map(|s| &s[..]).collect();
+            Err(format!(
+                "FILE:ALPHA needs a file of exactly one tensor; {} holds {} ({}{})\nhint: name \
+                 the point: FILE:POINT:ALPHA",
+                path.display(),
+                names.len(),
+                shown.join(", "),
+                if names.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ))
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use selfaware_model::capture::capture_positions;
 use selfaware_model::llama::{build_mask, u32_matrix, Step};
 use selfaware_model::testing::{write_tiny_gguf, TinySpec, IM_END};
 use selfaware_model::{
-    Engine, HookPoint, LayerHook, ModelSource, SampleConfig, SteerSpec, SteerVector, Steering,
+    Engine, HookPoint, LayerHook, ModelSource, SampleConfig, SteerArg, SteerSpec, SteerVector,
+    Steering,
 };
 use selfaware_types::Conversation;
 
@@ -534,5 +535,83 @@ fn forward_rows_is_steered_as_the_full_forward_is() {
                 .map(|&r| hidden(&e, &ids)[r as usize].clone())
                 .collect::<Vec<_>>()
         ) > 0.1
+    );
+}
+
+#[test]
+fn the_short_form_file_alpha_takes_the_point_from_a_file_of_one_tensor_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vector(64, 3);
+    let one = dir.path().join("one.safetensors");
+    save(
+        &one,
+        &[(
+            "blocks.1.hook_resid_post",
+            Tensor::new(v.clone(), &Device::Cpu).unwrap(),
+        )],
+    );
+    let s: SteerSpec = format!("{}:-2.5", one.display()).parse().unwrap();
+    assert_eq!(s.file, one);
+    assert_eq!(s.point.to_string(), "blocks.1.hook_resid_post");
+    assert_eq!(s.alpha, -2.5);
+    assert_eq!(s.read_vector().unwrap(), v);
+    // The long form of the same vector is the same spec.
+    let long: SteerSpec = format!("{}:blocks.1.hook_resid_post:-2.5", one.display())
+        .parse()
+        .unwrap();
+    assert_eq!(s, long);
+    let err = |s: String| s.parse::<SteerSpec>().unwrap_err().to_string();
+    // Two tensors: the point is ambiguous; the error names the count and the tensors.
+    let two = dir.path().join("two.safetensors");
+    save(
+        &two,
+        &[
+            (
+                "blocks.0.hook_resid_post",
+                Tensor::new(v.clone(), &Device::Cpu).unwrap(),
+            ),
+            (
+                "blocks.1.hook_resid_post",
+                Tensor::new(v.clone(), &Device::Cpu).unwrap(),
+            ),
+        ],
+    );
+    let e = err(format!("{}:1", two.display()));
+    assert!(
+        e.contains("exactly one tensor")
+            && e.contains("holds 2 (blocks.0.hook_resid_post, blocks.1.hook_resid_post)")
+            && e.contains("FILE:POINT:ALPHA"),
+        "{e}"
+    );
+    // One tensor whose name is not a hook point.
+    let odd = dir.path().join("odd.safetensors");
+    save(
+        &odd,
+        &[("direction", Tensor::new(v, &Device::Cpu).unwrap())],
+    );
+    let e = err(format!("{}:1", odd.display()));
+    assert!(e.contains("`direction`, not a hook point"), "{e}");
+    // A missing file says so.
+    let missing = format!("{}:1", dir.path().join("none.safetensors").display());
+    let e = err(missing.clone());
+    assert!(e.contains("cannot read"), "{e}");
+    // A command line is checked before the file exists: `--steer` parses its syntax and reads
+    // the file when the model opens.
+    let arg: SteerArg = missing.parse().unwrap();
+    assert!(arg
+        .resolve()
+        .unwrap_err()
+        .to_string()
+        .contains("cannot read"));
+    assert!("x.safetensors:nan".parse::<SteerArg>().is_err());
+    assert!(":1"
+        .parse::<SteerArg>()
+        .unwrap_err()
+        .to_string()
+        .contains("file name is empty"));
+    let ok: SteerArg = format!("{}:3", one.display()).parse().unwrap();
+    assert_eq!(
+        SteerArg::resolve_all(&[ok]).unwrap()[0].point.to_string(),
+        "blocks.1.hook_resid_post"
     );
 }
