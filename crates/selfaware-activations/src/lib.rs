@@ -24,6 +24,7 @@
 pub mod bench;
 mod error;
 pub mod inject;
+pub mod pick;
 pub mod probe;
 pub mod readout;
 pub mod report;

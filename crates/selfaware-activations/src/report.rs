@@ -7,6 +7,14 @@ use serde_json::{json, Value};
 use crate::probe::{ProbeConfig, ProbeResult};
 use crate::readout::{cosine_matrix, Capture, Directions, Lens, LensToken};
 
+/// Writes `value` as pretty JSON to `out` (atomically), when there is an `out`.
+pub fn write_json(out: Option<&std::path::Path>, value: &Value) -> crate::Result<()> {
+    let Some(out) = out else { return Ok(()) };
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::ActivationsError::Input(e.to_string()))?;
+    selfaware_types::write_atomic(out, (text + "\n").as_bytes()).map_err(crate::error::io(out))
+}
+
 /// Cosine similarity of every direction of `a` with every direction of `b`.
 pub struct CosineTable {
     pub rows: Vec<String>,
@@ -16,6 +24,16 @@ pub struct CosineTable {
 }
 
 impl CosineTable {
+    /// The table of the directions files `a` and `b` (of `a` with itself without `b`).
+    pub fn of_files(a: &std::path::Path, b: Option<&std::path::Path>) -> crate::Result<Self> {
+        let da = Directions::open(a)?;
+        let db = match b {
+            Some(b) => Directions::open(b)?,
+            None => da.clone(),
+        };
+        Ok(CosineTable::new(&da, &db))
+    }
+
     pub fn new(a: &Directions, b: &Directions) -> Self {
         let names = |d: &Directions| d.points.iter().map(|p| p.0.clone()).collect();
         CosineTable {
@@ -153,6 +171,21 @@ impl fmt::Display for ProbeReport<'_> {
         }
         Ok(())
     }
+}
+
+/// `activations diff`: the directions of captures `a` − `b` written to `out` (an existing
+/// file only with `force`, refused before anything is read); returns [`diff_summary`].
+pub fn diff_files(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    out: &std::path::Path,
+    force: bool,
+) -> crate::Result<String> {
+    crate::write::check_out(out, force)?;
+    let (ca, cb) = (Capture::open(a)?, Capture::open(b)?);
+    let d = crate::readout::mean_difference(&ca, &cb)?;
+    d.write(out, force)?;
+    Ok(diff_summary(&d, &ca, &cb, out))
 }
 
 /// What `activations diff` wrote: each direction's norm, then a summary line.

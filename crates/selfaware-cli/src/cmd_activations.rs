@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use selfaware_activations::inject::{self, InjectSpec, InjectionBattery};
+use selfaware_activations::pick;
 use selfaware_activations::probe::ProbeConfig;
-use selfaware_activations::readout::{self, Capture, Directions};
+use selfaware_activations::readout::{Capture, Directions};
 use selfaware_activations::report;
 use selfaware_activations::{CaptureModel, CaptureSpec, Positions, PromptSource};
 use selfaware_ask::counter;
@@ -37,6 +38,21 @@ pub enum ActivationsCommand {
     /// Concept injection (Lindsey 2025): concept vectors added while the model is asked
     /// whether it notices an injected thought and what it is about, scored exactly.
     Inject(InjectArgs),
+    /// The direction at the point a probe (`probe --out`) separates best, as a one-tensor
+    /// steering file DIR/best.safetensors (`--steer FILE:ALPHA`), and why, in DIR/pick.json.
+    Pick(PickArgs),
+}
+
+#[derive(Args)]
+pub struct PickArgs {
+    /// A directions file (`activations diff`).
+    #[arg(long)]
+    pub directions: PathBuf,
+    /// A probe's results (`activations probe --out FILE`).
+    #[arg(long)]
+    pub probe: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]
@@ -62,6 +78,9 @@ pub struct CosineArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -100,6 +119,9 @@ pub struct ProbeArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON to FILE (what `activations pick` reads).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -194,25 +216,22 @@ pub fn run(s: &Settings, cmd: ActivationsCommand) -> Result<()> {
         ActivationsCommand::Lens(a) => lens(s, a),
         ActivationsCommand::Probe(a) => probe(a),
         ActivationsCommand::Inject(a) => inject(s, a),
+        ActivationsCommand::Pick(a) => {
+            let tool = Provenance::of_tool(environment().git_revision);
+            print!("{}", pick::run(&a.directions, &a.probe, &a.out, &tool)?);
+            Ok(())
+        }
     }
 }
 
 fn diff(a: DiffArgs) -> Result<()> {
-    selfaware_activations::write::check_out(&a.out, a.force)?;
-    let (ca, cb) = (Capture::open(&a.a)?, Capture::open(&a.b)?);
-    let d = readout::mean_difference(&ca, &cb)?;
-    d.write(&a.out, a.force)?;
-    println!("{}", report::diff_summary(&d, &ca, &cb, &a.out));
+    println!("{}", report::diff_files(&a.a, &a.b, &a.out, a.force)?);
     Ok(())
 }
 
 fn cosine(a: CosineArgs) -> Result<()> {
-    let da = Directions::open(&a.a)?;
-    let db = match &a.b {
-        Some(b) => Directions::open(b)?,
-        None => da.clone(),
-    };
-    let table = report::CosineTable::new(&da, &db);
+    let table = report::CosineTable::of_files(&a.a, a.b.as_deref())?;
+    report::write_json(a.out.as_deref(), &table.to_json())?;
     emit(a.json, &table)
 }
 
@@ -236,6 +255,7 @@ fn probe(a: ProbeArgs) -> Result<()> {
         config: &config,
         results: &results,
     };
+    report::write_json(a.out.as_deref(), &r.to_json())?;
     emit(a.json, &r)
 }
 

@@ -1,17 +1,17 @@
 //! `selfaware train`, `selfaware data inspect` and `selfaware adapter merge`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use selfaware_model::{Engine, HookPoint};
+use selfaware_model::HookPoint;
 use selfaware_train::manifest::{check_out_dir, write_outputs, BaseModel, OutPolicy};
 use selfaware_train::trainer::Event;
 use selfaware_train::{data, Decay, TrainConfig, TrainMethod, Trainer};
 
-use crate::settings::Settings;
+use crate::settings::{environment, Settings};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -115,24 +115,6 @@ impl TrainArgs {
     }
 }
 
-/// The source revision, when the binary runs from a git checkout.
-fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
-fn load_data(e: &Engine, path: &Path, max_length: Option<usize>) -> Result<data::Dataset> {
-    let ctx = e.model.cfg.max_position;
-    let max_len = max_length.unwrap_or(ctx).min(ctx);
-    Ok(data::load(path, &e.chat, max_len)?)
-}
-
 pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
     let cfg = a.config();
     cfg.validate()?;
@@ -144,7 +126,7 @@ pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
         },
     )?;
     let e = s.load_engine(&a.model)?;
-    let ds = load_data(&e, &a.data, a.max_length)?;
+    let ds = data::load_for(&e, &a.data, a.max_length)?;
     let mut trainer = Trainer::new(&e.model, e.chat.tokenizer.pad_id, &ds, cfg)?;
     let total = trainer.total_steps();
     eprintln!(
@@ -203,7 +185,7 @@ pub fn train(s: &Settings, a: TrainArgs) -> Result<()> {
             reference: a.model.clone(),
             sha256: e.info.sha256.clone(),
         },
-        git_revision(),
+        environment().git_revision.map(str::to_string),
         &a.out,
     )?;
     println!("{}", m.summary(&a.out));
@@ -226,7 +208,7 @@ pub struct InspectArgs {
 
 pub fn inspect(s: &Settings, a: InspectArgs) -> Result<()> {
     let e = s.load_engine(&a.model)?;
-    let ds = load_data(&e, &a.file, a.max_length)?;
+    let ds = data::load_for(&e, &a.file, a.max_length)?;
     println!("{}", ds.summary());
     if a.show_mask {
         for ex in &ds.examples {

@@ -8,7 +8,7 @@ use selfaware_ask::AskedModel;
 use std::sync::Arc;
 
 use selfaware_backend::{Backend, ModelRef};
-use selfaware_model::SteerSpec;
+use selfaware_model::SteerArg;
 
 use crate::settings::Settings;
 
@@ -41,8 +41,9 @@ pub struct SteerArgs {
     /// Steer a local model: add ALPHA times the tensor named POINT ([d] or [1, d]) of the
     /// safetensors FILE at the hook point POINT (e.g. blocks.12.hook_resid_post), at every
     /// position. Repeatable; vectors add up. `selfaware activations diff` writes such files.
-    #[arg(long, value_name = "FILE:POINT:ALPHA", value_parser = crate::cmd_eval::parse_with::<SteerSpec>)]
-    pub steer: Vec<SteerSpec>,
+    /// FILE:ALPHA when FILE holds one tensor: its name is the point.
+    #[arg(long, value_name = "FILE:POINT:ALPHA", value_parser = crate::cmd_eval::parse_with::<SteerArg>)]
+    pub steer: Vec<SteerArg>,
 }
 
 impl ModelArgs {
@@ -58,7 +59,9 @@ impl ModelArgs {
 
     /// Opens the model (without adapter) and names it as records do.
     pub fn open(&self, s: &Settings) -> Result<(ModelRef, AskedModel)> {
-        let r = self.model_ref()?.with_steering(&self.steer.steer);
+        let r = self
+            .model_ref()?
+            .with_steering(&SteerArg::resolve_all(&self.steer.steer)?);
         let backend = s.open(&r, self.api_key_env.as_deref(), self.estimate)?;
         let label = r.label()?;
         Ok((r, AskedModel { label, backend }))
@@ -82,7 +85,7 @@ pub struct OneModelArgs {
 pub fn open_one(s: &Settings, model: &str, a: &OneModelArgs) -> Result<Arc<dyn Backend>> {
     let r = ModelRef::parse(model)?
         .with_adapter(a.adapter.as_deref())?
-        .with_steering(&a.steer.steer);
+        .with_steering(&SteerArg::resolve_all(&a.steer.steer)?);
     s.open(&r, a.api_key_env.as_deref(), false)
 }
 

@@ -21,8 +21,9 @@ fn every_stage_of_every_built_in_experiment_parses_locally_and_remotely() {
         let mut steered = local.clone();
         for c in &mut steered.conditions {
             c.steer = Some(selfaware_run::experiment::SteerCondition {
-                vector: "d.safetensors".into(),
-                point: "blocks.3.hook_resid_post".into(),
+                vector: Some("d.safetensors".into()),
+                point: Some("blocks.3.hook_resid_post".into()),
+                from: None,
                 alphas: vec![-0.5],
             });
         }

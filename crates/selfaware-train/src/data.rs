@@ -152,6 +152,16 @@ pub fn encode(chat: &ChatFormat, conv: &Conversation, line: usize) -> Result<Exa
     })
 }
 
+/// [`load`] for `engine`: sequences up to `max_length` tokens, never past the model's context.
+pub fn load_for(
+    engine: &selfaware_model::Engine,
+    path: &Path,
+    max_length: Option<usize>,
+) -> Result<Dataset> {
+    let ctx = engine.model.cfg.max_position;
+    load(path, &engine.chat, max_length.unwrap_or(ctx).min(ctx))
+}
+
 /// Reads, validates and encodes a JSONL training file. `max_len` is the longest sequence the
 /// model may see (its context length or a user limit).
 pub fn load(path: &Path, chat: &ChatFormat, max_len: usize) -> Result<Dataset> {
