@@ -147,7 +147,7 @@ fn context_text(c: &Context) -> String {
 
 /// The results' columns: each condition in experiment order, split into one column per context
 /// when its batteries were asked under several.
-fn columns(plan: &Plan) -> Vec<Column> {
+fn columns(run_dir: &Path, plan: &Plan) -> Vec<Column> {
     let mut out = Vec::new();
     for c in &plan.experiment.conditions {
         let mut contexts: Vec<Context> = plan
@@ -170,11 +170,13 @@ fn columns(plan: &Plan) -> Vec<Column> {
                     Some((label, _)) => label.to_string(),
                     None => c.label.clone(),
                 },
-                vector: st.vector.file_name().map_or_else(
-                    || st.vector.display().to_string(),
-                    |f| f.to_string_lossy().into_owned(),
-                ),
-                point: st.point.clone(),
+                vector: st.source_name(),
+                point: match (&st.point, &st.from) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(f)) => crate::inside::chosen_point(run_dir, plan, f)
+                        .unwrap_or_else(|| format!("the point pick {f} chose")),
+                    (None, None) => String::new(),
+                },
                 alpha: f64::from(st.alphas.first().copied().unwrap_or(0.0)),
             }),
         };
@@ -919,7 +921,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         resamples: e.stats.permutations,
         seed: e.stats.seed,
     };
-    let columns = columns(plan);
+    let columns = columns(run_dir, plan);
     let conditions: Vec<Condition> = columns.iter().map(|c| c.condition.clone()).collect();
     // (metric id, column id, variant index) -> the value that column shows: a probe in every
     // column of its condition, a battery in the column of its context.
@@ -1331,6 +1333,10 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         provenance.push((format!("dataset {name} sha256"), sha.clone()));
     }
 
+    let inside = crate::inside::collect(run_dir, plan)?.map(|mut ins| {
+        ins.compare = crate::inside::columns_of(e, &ins.compare, &conditions);
+        ins
+    });
     Ok(Results {
         results_version: RESULTS_VERSION,
         experiment: e.name.clone(),
@@ -1343,6 +1349,7 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
         scatters,
         methods,
         warnings,
+        inside,
     })
 }
 
@@ -1403,7 +1410,7 @@ n = 4
             },
         )
         .unwrap();
-        let cols = columns(&p);
+        let cols = columns(Path::new("/nonexistent"), &p);
         assert_eq!(cols[0].condition.steer, None);
         let st: Vec<_> = cols[1..]
             .iter()

@@ -15,6 +15,10 @@ use selfaware_eval::spec::{push_flag, EvalSpec, JudgeSpec, NumericMode, ProbeKin
 use selfaware_types::Decay;
 
 use crate::error::{Result, RunError};
+pub use crate::inside::{
+    CapturePrompts, CaptureSection, CosineSection, DirectionsSection, InjectSection,
+    LayerProbeSection, PickSection,
+};
 
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +56,24 @@ pub struct Experiment {
     /// Self-report vs behaviour scatter plots (paper Figure 4).
     #[serde(default, rename = "scatter")]
     pub scatters: Vec<ScatterSpec>,
+    /// Activation captures of a condition's model (see [`crate::inside`]).
+    #[serde(default, rename = "capture", skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<CaptureSection>,
+    /// Difference-in-means directions between two captures.
+    #[serde(default, rename = "directions", skip_serializing_if = "Vec::is_empty")]
+    pub directions: Vec<DirectionsSection>,
+    /// Cross-validated linear probes per point between two captures.
+    #[serde(default, rename = "layer_probe", skip_serializing_if = "Vec::is_empty")]
+    pub layer_probes: Vec<LayerProbeSection>,
+    /// The direction of the point a layer probe separates best (a steering file).
+    #[serde(default, rename = "pick", skip_serializing_if = "Vec::is_empty")]
+    pub picks: Vec<PickSection>,
+    /// Cosines between vectors at the same points.
+    #[serde(default, rename = "cosine", skip_serializing_if = "Vec::is_empty")]
+    pub cosines: Vec<CosineSection>,
+    /// Concept-injection batteries.
+    #[serde(default, rename = "inject", skip_serializing_if = "Vec::is_empty")]
+    pub injections: Vec<InjectSection>,
     /// Statistics settings.
     #[serde(default)]
     pub stats: StatsSpec,
@@ -131,6 +153,11 @@ pub struct TrainSettings {
     pub checkpoint_every: Option<usize>,
     /// Remote finetuning only: the server's learning-rate multiplier.
     pub lr_multiplier: Option<f64>,
+    /// `lora` (default) or `steer`: one additive vector at `point` (local runs only); its
+    /// condition's stages run with `--steer VECTOR:1` instead of an adapter.
+    pub method: Option<TrainMethod>,
+    /// Where a `steer` method adds its vector, e.g. `blocks.12.hook_resid_post`.
+    pub point: Option<String>,
 }
 
 /// The LoRA projections `train.target_modules` may name (the trainer's own list; this crate
@@ -218,8 +245,15 @@ impl TrainSettings {
             max_grad_norm,
             max_length,
             checkpoint_every,
-            lr_multiplier
+            lr_multiplier,
+            method,
+            point
         )
+    }
+
+    /// Whether these settings train a steering vector.
+    pub fn is_steer(&self) -> bool {
+        self.method == Some(TrainMethod::Steer)
     }
 
     /// The `selfaware train` arguments for the set fields, in a fixed order.
@@ -246,6 +280,11 @@ impl TrainSettings {
             "checkpoint-every",
             self.checkpoint_every.map(|v| v.to_string()),
         );
+        // LoRA is the default: its keys stay as they were without these.
+        if self.is_steer() {
+            push("method", Some("steer".to_string()));
+        }
+        push("point", self.point.clone());
         a
     }
 
@@ -285,7 +324,9 @@ impl TrainSettings {
             weight_decay,
             max_grad_norm,
             max_length,
-            checkpoint_every
+            checkpoint_every,
+            method,
+            point
         );
         v
     }
@@ -334,19 +375,77 @@ pub struct ConditionSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SteerCondition {
-    pub vector: PathBuf,
+    /// A safetensors file (with `point`); or, instead, `from`.
+    pub vector: Option<PathBuf>,
     /// A hook point, `blocks.L.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post` or
     /// `ln_final.hook_normalized` (checked against the model by the stages' `--steer`).
-    pub point: String,
+    pub point: Option<String>,
+    /// Instead of `vector` and `point`: the id of a `[[pick]]` of the same experiment, whose
+    /// one-tensor file (the chosen layer's direction, named by its point) the run makes before
+    /// the condition's stages (`--steer FILE:ALPHA`).
+    pub from: Option<String>,
     pub alphas: Vec<f32>,
 }
 
 impl SteerCondition {
-    /// The `--steer` value of the first (after expansion: the only) multiplier.
+    /// The `--steer` value of the first (after expansion: the only) multiplier of a condition
+    /// with `vector` and `point` (a `from` condition's file is a stage output: see the plan).
     pub fn arg(&self) -> String {
         let alpha = self.alphas.first().copied().unwrap_or(0.0);
-        format!("{}:{}:{alpha}", self.vector.display(), self.point)
+        let file = self.vector.as_deref().unwrap_or(Path::new(""));
+        match &self.point {
+            Some(p) => format!("{}:{p}:{alpha}", file.display()),
+            None => format!("{}:{alpha}", file.display()),
+        }
     }
+
+    /// What names the vector, for the report: the file's name, or `pick ID`.
+    pub fn source_name(&self) -> String {
+        match (&self.vector, &self.from) {
+            (Some(v), _) => v.file_name().map_or_else(
+                || v.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            ),
+            (None, Some(f)) => format!("pick {f}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// What `selfaware train` trains: a LoRA adapter, or one steering vector at `point`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainMethod {
+    #[default]
+    Lora,
+    Steer,
+}
+
+/// Whether `point` names a TransformerLens hook point (`blocks.L.HOOK` or
+/// `ln_final.hook_normalized`); the layer is checked against the model by the stages.
+pub fn point_ok(point: &str) -> bool {
+    point == "ln_final.hook_normalized"
+        || point.strip_prefix("blocks.").is_some_and(|r| {
+            r.split_once('.').is_some_and(|(l, h)| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) && HOOKS.contains(&h)
+            })
+        })
+}
+
+/// The per-block hooks of [`point_ok`].
+pub const HOOKS: [&str; 4] = [
+    "hook_resid_pre",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "hook_resid_post",
+];
+
+/// The error text of a bad hook point.
+pub fn point_expected(point: &str) -> String {
+    format!(
+        "{point:?}: expected blocks.LAYER.HOOK (HOOK one of {}) or ln_final.hook_normalized",
+        HOOKS.join(", ")
+    )
 }
 
 impl ConditionSpec {
@@ -658,28 +757,23 @@ impl Experiment {
                 field: format!("condition[{i}].steer.{field}"),
                 message,
             };
-            let hooks = [
-                "hook_resid_pre",
-                "hook_attn_out",
-                "hook_mlp_out",
-                "hook_resid_post",
-            ];
-            let point_ok = st.point == "ln_final.hook_normalized"
-                || st.point.strip_prefix("blocks.").is_some_and(|r| {
-                    r.split_once('.').is_some_and(|(l, h)| {
-                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) && hooks.contains(&h)
-                    })
-                });
-            if !point_ok {
-                return Err(bad(
-                    "point",
-                    format!(
-                        "{:?}: expected blocks.LAYER.HOOK (HOOK one of {}) or \
-                         ln_final.hook_normalized",
-                        st.point,
-                        hooks.join(", ")
-                    ),
-                ));
+            match (&st.vector, &st.point, &st.from) {
+                (Some(_), Some(p), None) => {
+                    if !point_ok(p) {
+                        return Err(bad("point", point_expected(p)));
+                    }
+                }
+                (None, None, Some(f)) => {
+                    if !self.picks.iter().any(|p| &p.id == f) {
+                        return Err(bad("from", format!("{f:?} is not the id of a [[pick]]")));
+                    }
+                }
+                _ => {
+                    return Err(bad(
+                        "vector",
+                        "expected `vector` and `point`, or `from` (a [[pick]] id) alone".into(),
+                    ))
+                }
             }
             if st.alphas.is_empty() {
                 return Err(bad("alphas", "expected at least one multiplier".into()));
@@ -725,8 +819,8 @@ impl Experiment {
                     *f = std::path::absolute(dir.join(&*f))?;
                 }
             }
-            if let Some(st) = &mut c.steer {
-                st.vector = std::path::absolute(dir.join(&st.vector))?;
+            if let Some(v) = c.steer.as_mut().and_then(|st| st.vector.as_mut()) {
+                *v = std::path::absolute(dir.join(&*v))?;
             }
         }
         for b in &mut e.batteries {
@@ -833,6 +927,29 @@ impl Experiment {
             }
             if let Err((field, message)) = c.train.check() {
                 return bad(f(&format!("train.{field}")), message);
+            }
+            let t = self.train.overlay(&c.train);
+            match (t.is_steer(), &t.point) {
+                (true, None) => {
+                    return bad(
+                        f("train.point"),
+                        "the steer method needs a hook point".into(),
+                    )
+                }
+                (false, Some(_)) => {
+                    return bad(
+                        f("train.point"),
+                        "only the steer method takes a point".into(),
+                    )
+                }
+                (true, Some(p)) if !point_ok(p) => return bad(f("train.point"), point_expected(p)),
+                _ => {}
+            }
+            if t.is_steer() && c.data.is_none() {
+                return bad(
+                    f("train.method"),
+                    "the steer method trains on the condition's `data`; it has none".into(),
+                );
             }
             if self.remote.is_some() {
                 if let Some(field) = c.train.local_only_fields().first() {
@@ -1009,6 +1126,7 @@ impl Experiment {
                 return bad(f("kind"), format!("probe {} appears twice", p.id()));
             }
         }
+        crate::inside::validate(self, origin)?;
         if !["seeds", "hierarchical"].contains(&self.stats.interval.as_str()) {
             return bad(
                 "stats.interval".into(),

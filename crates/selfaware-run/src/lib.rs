@@ -19,6 +19,7 @@ pub mod collect;
 pub mod error;
 pub mod exec;
 pub mod experiment;
+pub mod inside;
 pub mod manifest;
 pub mod plan;
 pub mod progress;
@@ -79,6 +80,7 @@ const PRESETS: &[(&str, &str)] = &[
     ("faithfulness", include_str!("../presets/faithfulness.toml")),
     ("data-size", include_str!("../presets/data-size.toml")),
     ("learnability", include_str!("../presets/learnability.toml")),
+    ("inside", include_str!("../presets/inside.toml")),
 ];
 
 /// Names of the built-in experiments.
@@ -216,12 +218,12 @@ pub fn plan_with_model(e: &Experiment, model: plan::ModelIdentity) -> Result<Pla
             })?;
             data_files.insert(c.id.clone(), sha);
         }
-        if let Some(st) = &c.steer {
-            let sha = exec::file_sha256(&st.vector).map_err(|err| RunError::BadFile {
-                path: st.vector.clone(),
+        if let Some(v) = c.steer.as_ref().and_then(|st| st.vector.as_ref()) {
+            let sha = exec::file_sha256(v).map_err(|err| RunError::BadFile {
+                path: v.clone(),
                 message: format!("condition {}: cannot read the steering vector: {err}", c.id),
             })?;
-            steer_files.insert(st.vector.clone(), sha);
+            steer_files.insert(v.clone(), sha);
         }
     }
     plan::plan(

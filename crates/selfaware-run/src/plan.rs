@@ -19,6 +19,7 @@ use selfaware_types::{sha256_hex, TOOL_VERSION};
 
 use crate::error::{Result, RunError};
 use crate::experiment::{ConditionSpec, Experiment, RemoteSpec};
+use crate::inside::{InsideStages, SectionInputs};
 
 /// Versions of the stage kinds: bump one when its outputs change, in meaning or in their
 /// numbers (rounding included), which invalidates its cached results (and, through keys,
@@ -41,6 +42,18 @@ pub enum StageKind {
     Train,
     Eval,
     Probe,
+    /// Activations of a model on prompts (`[[capture]]`, see [`crate::inside`]).
+    Capture,
+    /// Difference-in-means directions of two captures.
+    Directions,
+    /// A linear probe per point between two captures.
+    LayerProbe,
+    /// The best point's direction, by a layer probe.
+    Pick,
+    /// Cosines between two vector files.
+    Cosine,
+    /// The concept-injection battery.
+    Inject,
 }
 
 impl StageKind {
@@ -50,6 +63,12 @@ impl StageKind {
             StageKind::Train => "train",
             StageKind::Eval => "eval",
             StageKind::Probe => "probe",
+            StageKind::Capture => "capture",
+            StageKind::Directions => "directions",
+            StageKind::LayerProbe => "layer-probe",
+            StageKind::Pick => "pick",
+            StageKind::Cosine => "cosine",
+            StageKind::Inject => "inject",
         }
     }
 }
@@ -96,6 +115,13 @@ pub struct Stage {
     pub estimate_s: f64,
 }
 
+impl Stage {
+    /// The output file (relative to the run folder); empty for a stage that only checks.
+    pub fn output_path(&self) -> PathBuf {
+        self.output.clone().unwrap_or_default()
+    }
+}
+
 /// A model the batteries and probes are asked: the base model or one finetune.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +161,9 @@ pub struct Plan {
     /// every question needs a judge, in a run without one); the report repeats it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<String>,
+    /// The stages of the sections that look inside the models, by section id.
+    #[serde(default, skip_serializing_if = "InsideStages::is_empty")]
+    pub inside: InsideStages,
 }
 
 fn key_of(value: &serde_json::Value) -> String {
@@ -329,11 +358,16 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 "--resume".into(),
             ];
             args.extend(targs);
+            let weights = if train.is_steer() {
+                "steer.safetensors"
+            } else {
+                "adapter_model.safetensors"
+            };
             let s = Stage {
                 name: format!("train {} seed {seed}", c.id),
                 kind: StageKind::Train,
                 key,
-                output: Some(dir.join("adapter").join("adapter_model.safetensors")),
+                output: Some(dir.join("adapter").join(weights)),
                 dir,
                 deps: vec![data_stage],
                 args,
@@ -347,6 +381,17 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             });
         }
     }
+
+    let inside = crate::inside::plan_sections(
+        e,
+        &SectionInputs {
+            model_reference: &inputs.model.reference,
+            model_sha256: &inputs.model.sha256,
+            variants: &variants,
+        },
+        &mut stages,
+        &mut add,
+    )?;
 
     // The contexts (target word, trigger) under which each variant is asked.
     let trained_contexts: Vec<(Option<String>, Option<String>)> = {
@@ -392,13 +437,29 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             .ok_or_else(|| RunError::Plan {
                 message: format!("internal: variant of unknown condition {}", v.condition),
             })?;
+        // A steering vector trained in place of a LoRA is added with multiplier 1.
+        let trained_steer = e.train.overlay(&c.train).is_steer();
         let (adapter_key, adapter_dir) = match v.train {
+            Some(t) if trained_steer => (Some(stages[t].key.clone()), None),
             Some(t) => (
                 Some(stages[t].key.clone()),
                 Some(stages[t].dir.join("adapter")),
             ),
             None => (None, None),
         };
+        let trained_vector = v
+            .train
+            .filter(|_| trained_steer)
+            .map(|t| format!("{}:1", stages[t].output_path().display()));
+        // A steered condition whose vector a [[pick]] stage makes.
+        let pick = match c.steer.as_ref().and_then(|st| st.from.as_ref()) {
+            Some(f) => Some(*inside.picks.get(f).ok_or_else(|| RunError::Plan {
+                message: format!("condition {}: no pick {f:?}", c.id),
+            })?),
+            None => None,
+        };
+        let mut deps: Vec<usize> = v.train.into_iter().chain(pick).collect();
+        deps.sort();
         // A remote condition's own model (an existing finetune) enters the keys by name.
         let own_model = match (&e.remote, &c.model) {
             (Some(r), Some(m)) => Some(remote_model_ref(r, m)),
@@ -406,12 +467,27 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         };
         let finetune_file = v.train.and_then(|t| stages[t].output.clone());
         // A steered condition's vector enters its measurements' keys (theirs only).
-        let steer_key = c.steer.as_ref().map(|st| {
-            json!({
-                "file": inputs.steer_files.get(&st.vector).cloned()
-                    .unwrap_or_else(|| st.vector.display().to_string()),
-                "point": st.point, "alpha": st.alphas.first(),
-            })
+        let steer_key = c.steer.as_ref().map(|st| match (pick, &st.vector) {
+            (Some(p), _) => json!({"pick": stages[p].key, "alpha": st.alphas.first()}),
+            (None, v) => {
+                let v = v.clone().unwrap_or_default();
+                json!({
+                    "file": inputs.steer_files.get(&v).cloned()
+                        .unwrap_or_else(|| v.display().to_string()),
+                    "point": st.point, "alpha": st.alphas.first(),
+                })
+            }
+        });
+        let steer_arg = c.steer.as_ref().map(|st| match pick {
+            Some(p) => format!(
+                "{}:{}",
+                stages[p]
+                    .dir
+                    .join(crate::inside::PICK_VECTOR_FILE)
+                    .display(),
+                st.alphas.first().copied().unwrap_or(0.0)
+            ),
+            None => st.arg(),
         });
         let model_args = |args: &mut Vec<String>| match &e.remote {
             None => {
@@ -419,8 +495,8 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 if let Some(a) = &adapter_dir {
                     args.extend(["--adapter".into(), rel(a)]);
                 }
-                if let Some(st) = &c.steer {
-                    args.extend(["--steer".into(), st.arg()]);
+                for st in steer_arg.iter().chain(&trained_vector) {
+                    args.extend(["--steer".into(), st.clone()]);
                 }
             }
             Some(r) => {
@@ -492,7 +568,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                     key,
                     output: Some(dir.join("records.jsonl")),
                     dir,
-                    deps: v.train.into_iter().collect(),
+                    deps: deps.clone(),
                     args,
                     estimate_s: 3.0 + cost,
                 };
@@ -551,7 +627,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 key,
                 output: Some(out),
                 dir,
-                deps: v.train.into_iter().collect(),
+                deps: deps.clone(),
                 args,
                 estimate_s: 3.0 + estimate,
             };
@@ -586,6 +662,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         variants,
         measurements,
         left_out,
+        inside,
     })
 }
 
