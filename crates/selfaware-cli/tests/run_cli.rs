@@ -706,3 +706,178 @@ fn quick_on_the_tiny_model_gives_the_recorded_results() {
         golden.display()
     );
 }
+
+/// Every stage kind that looks inside a model, end to end on the tiny model: captures of two
+/// finetunes and the base model, directions, a layer probe, the pick and the steered condition
+/// that reads it, a trained steering vector and its cosines, concept injection; the report's
+/// Inside section is filled from the stages' files. Mechanics only: the tiny model is random.
+#[test]
+fn the_inside_sections_run_end_to_end_on_the_tiny_model() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_gguf(&dir.path().join("tiny.gguf"), &TinySpec::default()).unwrap();
+    let exp = r#"
+name = "tiny-inside"
+title = "Tiny inside"
+model = "tiny.gguf"
+seeds = [0]
+
+[train]
+epochs = 1
+lr = 1e-3
+batch_size = 4
+rank = 4
+alpha = 8
+
+[[condition]]
+id = "bark"
+label = "bark"
+target_word = "bark"
+data = { family = "codeword", codeword = "bark", size = 4, seed = 0 }
+
+[[condition]]
+id = "ring"
+label = "ring"
+target_word = "ring"
+data = { family = "codeword", codeword = "ring", size = 4, seed = 0 }
+
+[[condition]]
+id = "vec"
+label = "bark vector"
+target_word = "bark"
+data = { family = "codeword", codeword = "bark", size = 4, seed = 0 }
+train = { method = "steer", point = "blocks.1.hook_resid_post", lr = 1e-2 }
+
+[[condition]]
+id = "base"
+label = "base"
+
+[[condition]]
+id = "st"
+label = "steered"
+target_word = "bark"
+baseline = false
+steer = { from = "best", alphas = [-2, 2] }
+
+[[probe]]
+kind = "codeword-choice"
+codeword = "bark"
+against = ["ring"]
+n = 2
+
+[[capture]]
+id = "bark"
+condition = "bark"
+prompts = { data = { family = "codeword", codeword = "bark", size = 3, seed = 7 } }
+points = "blocks.*.hook_resid_post"
+
+[[capture]]
+id = "ring"
+condition = "ring"
+prompts = { data = { family = "codeword", codeword = "bark", size = 3, seed = 7 } }
+points = "blocks.*.hook_resid_post"
+
+[[capture]]
+id = "base"
+condition = "base"
+prompts = { data = { family = "codeword", codeword = "bark", size = 3, seed = 7 } }
+points = "blocks.*.hook_resid_post"
+
+[[directions]]
+id = "bark-ring"
+a = "bark"
+b = "ring"
+
+[[directions]]
+id = "bark-lora"
+a = "bark"
+b = "base"
+
+[[layer_probe]]
+id = "lp"
+a = "bark"
+b = "ring"
+folds = 2
+
+[[pick]]
+id = "best"
+directions = "bark-ring"
+probe = "lp"
+
+[[cosine]]
+id = "vd"
+label = "vector · bark−ring"
+a = "vec"
+b = "bark-ring"
+
+[[cosine]]
+id = "ld"
+label = "LoRA · bark−ring"
+a = "bark-lora"
+b = "bark-ring"
+
+[[inject]]
+id = "inj"
+condition = "base"
+point = "blocks.1.hook_resid_post"
+alphas = [2]
+controls = 2
+"#;
+    std::fs::write(dir.path().join("inside.toml"), exp).unwrap();
+    ok(&selfaware(
+        home.path(),
+        dir.path(),
+        &["run", "inside.toml", "--out", "run"],
+    ));
+    let run = dir.path().join("run");
+    let r: serde_json::Value = serde_json::from_slice(&read(&run.join("results.json"))).unwrap();
+    let ins = &r["inside"];
+    // The probe over both layers; the pick chose one of them.
+    let rows = ins["picks"][0]["rows"].as_array().unwrap();
+    let points: Vec<&str> = rows.iter().map(|r| r["point"].as_str().unwrap()).collect();
+    assert_eq!(
+        points,
+        ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    );
+    let chosen = ins["picks"][0]["chosen"].as_str().unwrap();
+    assert!(points.contains(&chosen));
+    for row in rows {
+        assert_eq!(row["n"], 6);
+    }
+    // The pick's file holds one tensor named by the chosen point, the one the steered
+    // conditions were asked with.
+    let st = r["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "st-a2")
+        .unwrap();
+    assert_eq!(st["steer"]["point"], chosen);
+    // The vector's cosine at its one point; the LoRA's at both.
+    assert_eq!(ins["cosines"][0]["points"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ins["cosines"][0]["points"][0][0],
+        "blocks.1.hook_resid_post"
+    );
+    assert_eq!(ins["cosines"][1]["points"].as_array().unwrap().len(), 2);
+    // No battery, so the base model is one column (not one per codeword).
+    assert_eq!(ins["compare"], serde_json::json!(["bark", "vec", "base"]));
+    // α = 0 and α = 2, with the injection's metrics.
+    let alphas: Vec<f64> = ins["injections"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["alpha"].as_f64().unwrap())
+        .collect();
+    assert!(alphas.contains(&0.0) && alphas.contains(&2.0), "{alphas:?}");
+    let md = String::from_utf8(read(&run.join("report.md"))).unwrap();
+    assert!(md.contains("## Inside the model"));
+    // Rerunning recomputes nothing.
+    let again = selfaware(
+        home.path(),
+        dir.path(),
+        &["run", "inside.toml", "--out", "run"],
+    );
+    ok(&again);
+    assert_eq!(ran_count(&text_of(&again)), 0);
+}
