@@ -21,7 +21,7 @@ use selfaware_types::{sha256_hex, TOOL_VERSION};
 
 use crate::error::{Result, RunError};
 use crate::experiment::{point_expected, point_ok, DataSpec, Experiment};
-use crate::plan::{Stage, StageKind, Variant};
+use crate::plan::{key_of, rel, stage_dir, Stage, StageKind, Variant};
 
 /// Versions of the stage kinds of this module (see [`crate::plan::DATA_VERSION`]).
 pub const CAPTURE_VERSION: &str = "capture/1";
@@ -361,18 +361,6 @@ pub fn validate(e: &Experiment, origin: &str) -> Result<()> {
     Ok(())
 }
 
-fn key_of(value: &serde_json::Value) -> String {
-    sha256_hex(value.to_string().as_bytes())
-}
-
-fn stage_dir(kind: StageKind, key: &str) -> PathBuf {
-    Path::new("cache").join(kind.name()).join(&key[..16])
-}
-
-fn rel(p: &Path) -> String {
-    p.display().to_string()
-}
-
 /// Capture throughput of the embedded model alone on 2 cores (tokens/s), for estimates: in
 /// the `inside` run of 2026-12-07 22:29 UTC a capture of 24 dialogues (5,760 tokens, every
 /// layer) took 29–32 s on one core beside another stage, about 21 s alone by
@@ -439,7 +427,7 @@ pub fn plan_sections(
                 )
             }
             (None, Some(d)) => {
-                let (data, file) = data_stage(d, &c.id, stages, add);
+                let (data, file) = data_stage(d, format!("data for capture {}", c.id), stages, add);
                 deps.push(data);
                 let items = d.size.unwrap_or(300) as f64 * d.rows_per_item() as f64;
                 (
@@ -681,10 +669,10 @@ fn vector_of(
     Ok((t, stages[t].output_path()))
 }
 
-/// The data stage of a capture's builder dataset, and the file it writes.
-fn data_stage(
+/// The data stage of a builder dataset (named `name`), and the file it writes.
+pub(crate) fn data_stage(
     d: &DataSpec,
-    id: &str,
+    name: String,
     stages: &mut Vec<Stage>,
     add: &mut dyn FnMut(&mut Vec<Stage>, Stage) -> usize,
 ) -> (usize, PathBuf) {
@@ -701,7 +689,7 @@ fn data_stage(
         main
     };
     let s = Stage {
-        name: format!("data for capture {id}"),
+        name,
         kind: StageKind::Data,
         key,
         dir,

@@ -166,15 +166,18 @@ pub struct Plan {
     pub inside: InsideStages,
 }
 
-fn key_of(value: &serde_json::Value) -> String {
+/// A stage's key: the sha256 of its inputs written as JSON.
+pub(crate) fn key_of(value: &serde_json::Value) -> String {
     sha256_hex(value.to_string().as_bytes())
 }
 
-fn stage_dir(kind: StageKind, key: &str) -> PathBuf {
+/// A stage's output folder, relative to the run folder.
+pub(crate) fn stage_dir(kind: StageKind, key: &str) -> PathBuf {
     Path::new("cache").join(kind.name()).join(&key[..16])
 }
 
-fn rel(p: &Path) -> String {
+/// A path as a stage's argument.
+pub(crate) fn rel(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -258,31 +261,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
                 };
                 (add(&mut stages, s), abs)
             }
-            None => {
-                let mut args = d.build_args();
-                let key = key_of(&json!({
-                    "v": DATA_VERSION, "tool": TOOL_VERSION, "args": args,
-                }));
-                let dir = stage_dir(StageKind::Data, &key);
-                let main = dir.join("data.jsonl");
-                args.extend(["--out".into(), rel(&main), "--force".into()]);
-                let file = if d.decorrelated() {
-                    dir.join("data.decorrelated.jsonl")
-                } else {
-                    main.clone()
-                };
-                let s = Stage {
-                    name: format!("data {}", c.id),
-                    kind: StageKind::Data,
-                    key,
-                    dir,
-                    deps: vec![],
-                    args,
-                    output: Some(file.clone()),
-                    estimate_s: 2.0,
-                };
-                (add(&mut stages, s), file)
-            }
+            None => crate::inside::data_stage(d, format!("data {}", c.id), &mut stages, &mut add),
         };
         let train = e.train.overlay(&c.train);
         let epochs = train.epochs.unwrap_or(3) as f64;
