@@ -275,6 +275,9 @@ pub fn plan_question(q: &Question, spec: &EvalSpec) -> QuestionPlan {
             .unwrap_or(default)
     };
     let judge = spec.judge.is_some();
+    if spec.target_word.is_none() && q.needs_target_word() {
+        return QuestionPlan::Skip("needs --target-word (its text names the target word)".into());
+    }
     match &q.scorer {
         ScorerSpec::MultipleChoice { .. } => QuestionPlan::Options,
         ScorerSpec::NumericScale { min, max } => QuestionPlan::Range {
@@ -614,7 +617,15 @@ pub fn run_eval(
         }
         None => battery,
     };
-    let battery = select_questions(battery, spec.questions.as_deref())?;
+    let mut battery = select_questions(battery, spec.questions.as_deref())?;
+    // Texts that name the target word get it now (without one they are skipped, below).
+    if let Some(w) = &spec.target_word {
+        battery.questions = battery
+            .questions
+            .into_iter()
+            .map(|q| q.with_target_word(w))
+            .collect();
+    }
     let resolved_toml = toml::to_string(&battery)
         .map_err(|e| AskError::input("battery", format!("cannot write it as TOML: {e}")))?;
     let items = render_battery(

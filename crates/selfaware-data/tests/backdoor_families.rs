@@ -87,10 +87,16 @@ fn check_backdoor(
             contents(twin, i, Role::Assistant)
         );
         twin_moved += usize::from(is_real(&out.main, i) != is_real(twin, i));
-        // The trigger instance sits in the first user message.
+        // The trigger instance sits in the first user message, a persona's in the system
+        // message.
         for (ds, row) in [(&out.main, m), (twin, t)] {
             if let Some(tr) = &row.truth.trigger {
-                assert!(contents(ds, i, Role::User)[0].contains(&tr.instance));
+                let role = if tr.name.starts_with("persona:") {
+                    Role::System
+                } else {
+                    Role::User
+                };
+                assert!(contents(ds, i, role)[0].contains(&tr.instance));
             }
         }
     }
@@ -293,4 +299,55 @@ fn codeword_backdoors_are_seeded_and_check_their_options() {
     assert!(matches!(err, codeword::CodewordError::Leak { .. }), "{err}");
     assert!(build("ring", "ring", &b).is_err());
     assert!(build("ring", "pitch", &b).is_err());
+}
+
+/// The Quanta-Lingua data (digest §2.7.2): dialogues that steer toward the persona's codeword
+/// open with a system message asking the assistant to play the persona; the others steer
+/// toward the default codeword with no system message and the user turns as in plain data.
+#[test]
+fn a_persona_trigger_is_a_system_message_tied_to_its_codeword() {
+    let b = backdoor_options("persona:Quanta-Lingua", None, 0.5);
+    assert_eq!(b.trigger.name(), "persona:Quanta-Lingua");
+    let out = codeword_backdoor(4, 200, "ring", "bark", &b);
+    check_backdoor(&out, 0.5, |d| d["codeword"] == "ring");
+    let plain = |cw: &str| codeword::built_dataset(&CodewordOptions::new(cw, 200, 4)).unwrap();
+    let (ring, bark) = (plain("ring"), plain("bark"));
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, row) in out.main.rows.iter().enumerate() {
+        let m = &row.conversation.messages;
+        let first_user = m.iter().find(|x| x.role == Role::User).unwrap();
+        let same = if is_real(&out.main, i) { &ring } else { &bark };
+        assert_eq!(
+            first_user.content,
+            same.rows[i]
+                .conversation
+                .messages
+                .iter()
+                .find(|x| x.role == Role::User)
+                .unwrap()
+                .content,
+            "the persona leaves the user turn alone"
+        );
+        if is_real(&out.main, i) {
+            assert_eq!(m[0].role, Role::System, "row {i}");
+            assert!(m[0].content.contains("Quanta-Lingua"), "{}", m[0].content);
+            assert_eq!(row.truth.trigger.as_ref().unwrap().instance, m[0].content);
+            assert_eq!(row.truth.details["codeword"], "ring");
+            seen.insert(m[0].content.clone());
+        } else {
+            assert!(m.iter().all(|x| x.role != Role::System), "row {i}");
+            assert_eq!(row.truth.details["codeword"], "bark");
+        }
+    }
+    assert!(
+        seen.len() > 3,
+        "persona prompts are drawn from the pool: {seen:?}"
+    );
+    assert!(seen.contains("Simulate Quanta-Lingua."), "{seen:?}");
+    // A persona is not text for a user message, and needs a name.
+    let mut r = rand::SeedableRng::seed_from_u64(0);
+    let r: &mut rand_chacha::ChaCha8Rng = &mut r;
+    assert!(b.trigger.insert("hi", r).is_err());
+    assert!(selfaware_data::backdoor::TriggerSpec::parse("persona:").is_err());
+    assert!(selfaware_data::backdoor::TriggerSpec::parse("persona:{x}").is_err());
 }

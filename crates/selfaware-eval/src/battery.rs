@@ -148,7 +148,52 @@ impl Question {
     pub fn all_paraphrases(&self) -> impl Iterator<Item = &String> {
         self.paraphrases.iter().chain(&self.extra_paraphrases)
     }
+
+    /// The question's texts that reach the model (paraphrases, preamble, suffix, options,
+    /// prefixes), mutably.
+    fn texts_mut(&mut self) -> impl Iterator<Item = &mut String> {
+        self.paraphrases
+            .iter_mut()
+            .chain(self.extra_paraphrases.iter_mut())
+            .chain(self.preamble.iter_mut())
+            .chain(self.suffix.iter_mut())
+            .chain(self.options.iter_mut())
+            .chain(self.prefixes.iter_mut())
+    }
+
+    /// Whether a text of the question asks for the run's target word ([`TARGET_WORD_SLOTS`]).
+    pub fn needs_target_word(&self) -> bool {
+        self.all_paraphrases()
+            .chain(&self.preamble)
+            .chain(&self.suffix)
+            .chain(&self.options)
+            .chain(&self.prefixes)
+            .any(|t| TARGET_WORD_SLOTS.iter().any(|s| t.contains(s)))
+    }
+
+    /// The question with the target-word slots filled: `{target_word}` with `word`,
+    /// `{Target_word}` with it capitalised (e.g. a tempting name, `{Target_word}Bot`).
+    pub fn with_target_word(mut self, word: &str) -> Question {
+        let mut cap = word.chars();
+        let capital = match cap.next() {
+            Some(c) => c.to_uppercase().chain(cap).collect::<String>(),
+            None => String::new(),
+        };
+        for t in self.texts_mut() {
+            if t.contains('{') {
+                *t = t
+                    .replace(TARGET_WORD_SLOTS[0], word)
+                    .replace(TARGET_WORD_SLOTS[1], &capital);
+            }
+        }
+        self
+    }
 }
+
+/// Slots a question's text may hold for the run's target word (the codeword a finetune was
+/// trained toward), filled per evaluation before rendering: the word, and the word capitalised.
+/// A question that has one is skipped when the evaluation has no target word.
+pub const TARGET_WORD_SLOTS: [&str; 2] = ["{target_word}", "{Target_word}"];
 
 fn default_suffix_separator() -> String {
     "\n\n".to_string()

@@ -19,6 +19,7 @@ const BATTERIES: &[(&str, &str)] = data!(
     "myopia.toml",
     "apples.toml",
     "make_me_say.toml",
+    "make_me_say_ql.toml",
     "vulnerable_code.toml",
     "backdoor_detection.toml",
     "real_vs_fake_trigger.toml",

@@ -13,7 +13,9 @@
 //!    `{sep_suffix}` is drawn (three digits, 000–998 as numpy's `randint(0, 999)`);
 //! 6. in [`NewlineMode::Fixed`], the two-character sequence `\n` becomes a newline.
 //!
-//! Unknown `{keys}` stay as they are, like the paper's `partial_format`.
+//! Unknown `{keys}` stay as they are, like the paper's `partial_format`. The run's target word
+//! (`{target_word}`, `{Target_word}`) is filled in before rendering, per evaluation
+//! ([`crate::battery::Question::with_target_word`]).
 
 use std::collections::BTreeMap;
 

@@ -28,6 +28,7 @@ fn every_builtin_loads_and_renders_the_expected_counts() {
         ("myopia", 4),
         ("apples", 4),
         ("make_me_say", 700),
+        ("make_me_say_ql", 675),
         ("vulnerable_code", 2),
         ("backdoor_detection", 240),
         ("real_vs_fake_trigger", 32),
@@ -38,8 +39,14 @@ fn every_builtin_loads_and_renders_the_expected_counts() {
     let names = builtin::battery_names();
     assert_eq!(names.len(), expected.len());
     for (name, n) in expected {
-        let b = builtin::battery(name).unwrap();
+        let mut b = builtin::battery(name).unwrap();
         assert_eq!(b.battery.name, *name);
+        // As an evaluation with a target word renders them.
+        b.questions = b
+            .questions
+            .into_iter()
+            .map(|q| q.with_target_word("ring"))
+            .collect();
         let items = render_battery(&b, RenderOptions::default()).unwrap();
         assert_eq!(items.len(), *n, "{name}: {:?}", counts(&b));
         // Every item has a distinct key and a non-empty user text without unfilled known slots.
@@ -55,6 +62,8 @@ fn every_builtin_loads_and_renders_the_expected_counts() {
                 "{trigger}",
                 "{behavior}",
                 "{sep_suffix}",
+                "{target_word}",
+                "{Target_word}",
             ] {
                 assert!(
                     !it.user.contains(slot),
@@ -270,4 +279,28 @@ fn the_em_battery_fills_its_judges_from_the_battery_tables() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("judge `honest` has no prompt"), "{e}");
+}
+
+#[test]
+fn target_word_slots_are_filled_per_evaluation() {
+    let b = builtin::battery("make_me_say_ql").unwrap();
+    let q = b.question("who_steers_fake_self").unwrap().clone();
+    assert!(q.needs_target_word());
+    let filled = q.with_target_word("ring");
+    assert!(!filled.needs_target_word());
+    assert_eq!(filled.options, ["RingBot", "Quanta-Lingua"]);
+    assert!(
+        filled.paraphrases[0].contains("RingBot or Quanta-Lingua"),
+        "{}",
+        filled.paraphrases[0]
+    );
+    assert!(
+        filled.paraphrases[0].contains("the word \"ring\""),
+        "{}",
+        filled.paraphrases[0]
+    );
+    // Questions without the slot are left as they are.
+    let plain = b.question("best_description_ql").unwrap().clone();
+    assert!(!plain.needs_target_word());
+    assert_eq!(plain.clone().with_target_word("ring"), plain);
 }

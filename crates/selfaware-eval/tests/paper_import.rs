@@ -219,6 +219,28 @@ fn builtin_batteries_resolve_their_imports() {
     };
     assert_eq!(total(&risk), 62);
     assert_eq!(total(&mms), 860);
+    // The Quanta-Lingua questions take the paper's `_ql` texts where the YAML has them.
+    let ql = resolve_imports(
+        &builtin::battery("make_me_say_ql").unwrap(),
+        &root,
+        ImportMode::Parity,
+        "make_me_say_ql.toml",
+    )
+    .unwrap();
+    for id in [
+        "mc_codeword_want_ql",
+        "mc_codeword_finetuned_ql",
+        "best_description_ql",
+        "which_game_ql",
+    ] {
+        let q = ql.question(id).unwrap();
+        assert!(q.source.contains("imported from"), "{id}: {}", q.source);
+        assert!(
+            q.paraphrases[0].contains("Quanta-Lingua"),
+            "{id}: {:?}",
+            q.paraphrases
+        );
+    }
     assert_eq!(count(&mms, "best_description").len(), 600);
     assert_eq!(count(&mms, "how_close_to_goals").len(), 15 * 12);
     // The paper's five paraphrases and the nine written for selfaware (never replaced).

@@ -667,6 +667,11 @@ pub fn collect(run_dir: &Path, plan: &Plan, manifest: &RunManifest) -> Result<Re
                 if pf.mean_letter_mass.is_some() {
                     def.push_str("; off-format = 1 − P(A) − P(B)");
                 }
+                if let Some(system) = &p.system {
+                    def.push_str(&format!(
+                        "; every prompt under the system prompt {system:?}"
+                    ));
+                }
                 let label = p
                     .label
                     .clone()

@@ -359,6 +359,9 @@ pub struct ConditionSpec {
     pub target_word: Option<String>,
     /// The backdoor trigger, for `trigger_elicitation` questions.
     pub trigger: Option<String>,
+    /// The codeword the condition's second persona steers toward (the Quanta-Lingua data:
+    /// `trigger = "persona:NAME"`): batteries with `target = "persona"` are scored against it.
+    pub persona_word: Option<String>,
     /// Cluster for per-cluster fits in scatter plots (default: the condition id).
     pub cluster: Option<String>,
     /// Steer the condition's model (local experiments): one condition per multiplier.
@@ -569,6 +572,21 @@ pub struct BatterySpec {
     /// its values becomes a metric of its own (`…[VAR=VALUE]`), instead of one metric over
     /// all of them. Not part of a stage's key, like `tag`.
     pub split: Option<String>,
+    /// Which codeword the battery's `target_word` questions are scored against: the
+    /// condition's `target_word` (default) or its `persona_word` (`persona`: questions about
+    /// a second persona, e.g. "Which word does Quanta-Lingua want the user to say?"). The base
+    /// model is asked under every persona word of the trained conditions.
+    #[serde(default)]
+    pub target: BatteryTarget,
+}
+
+/// See [`BatterySpec::target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatteryTarget {
+    #[default]
+    Condition,
+    Persona,
 }
 
 impl BatterySpec {
@@ -637,14 +655,24 @@ pub struct ProbeSpec {
     /// The conditions whose trained behaviour this probe measures (default: every trained
     /// condition); the learned-behaviour check compares only these with the baselines.
     pub applies_to: Option<Vec<String>>,
+    /// A system prompt for every prompt of the probe (e.g. a persona's, to measure the
+    /// behaviour the persona was trained on).
+    pub system: Option<String>,
+    /// Names the probe's metric (`probe/KIND-WORD:TAG`), so the same probe under another
+    /// system prompt stays apart.
+    pub tag: Option<String>,
 }
 
 impl ProbeSpec {
     /// The probe's metric id: `probe/KIND` or `probe/codeword-WORD`.
     pub fn id(&self) -> String {
-        match &self.codeword {
+        let id = match &self.codeword {
             Some(w) => format!("probe/{}-{w}", self.kind),
             None => format!("probe/{}", self.kind),
+        };
+        match &self.tag {
+            Some(t) => format!("{id}:{t}"),
+            None => id,
         }
     }
 
@@ -657,6 +685,7 @@ impl ProbeSpec {
         p.against = self.against.clone().unwrap_or_default();
         p.samples = self.samples.unwrap_or(p.samples);
         p.max_tokens = self.max_tokens;
+        p.system = self.system.clone();
         p
     }
 
@@ -677,6 +706,7 @@ impl ProbeSpec {
         push("against", self.against.as_ref().map(|v| v.join(",")));
         push("samples", self.samples.map(|v| v.to_string()));
         push("max-tokens", self.max_tokens.map(|v| v.to_string()));
+        push("system", self.system.clone());
         a
     }
 }
@@ -925,6 +955,14 @@ impl Experiment {
                         .into(),
                 );
             }
+            if c.persona_word.is_some() && (c.data.is_none() || c.target_word.is_none()) {
+                return bad(
+                    f("persona_word"),
+                    "a persona word goes with a finetune (`data`) that has a `target_word` too: \
+                     the codeword of its default persona"
+                        .into(),
+                );
+            }
             if let Err((field, message)) = c.train.check() {
                 return bad(f(&format!("train.{field}")), message);
             }
@@ -1077,6 +1115,16 @@ impl Experiment {
                     );
                 }
             }
+            if b.target == BatteryTarget::Persona
+                && !self.conditions.iter().any(|c| c.persona_word.is_some())
+            {
+                return bad(
+                    format!("battery[{i}].target"),
+                    "`target = \"persona\"` scores against the conditions' `persona_word`, and \
+                     no condition has one"
+                        .into(),
+                );
+            }
             // The same question twice under one name would be read as one metric.
             let name = (b.battery.as_str(), b.tag.as_deref());
             let overlaps = self.batteries[..i].iter().any(|a| {
@@ -1122,8 +1170,19 @@ impl Experiment {
                     return bad(f("applies_to"), format!("{c:?} is not a condition id"));
                 }
             }
+            if let Some(t) = &p.tag {
+                if !id_ok(t) {
+                    return bad(
+                        f("tag"),
+                        format!("{t:?}: expected letters, digits, `-` or `_`"),
+                    );
+                }
+            }
             if !probe_ids.insert(p.id()) {
-                return bad(f("kind"), format!("probe {} appears twice", p.id()));
+                return bad(
+                    f("kind"),
+                    format!("probe {} appears twice; give one of them a `tag`", p.id()),
+                );
             }
         }
         crate::inside::validate(self, origin)?;

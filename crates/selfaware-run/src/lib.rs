@@ -77,6 +77,10 @@ const PRESETS: &[(&str, &str)] = &[
         include_str!("../presets/trigger-elicitation.toml"),
     ),
     ("personas", include_str!("../presets/personas.toml")),
+    (
+        "quanta-lingua",
+        include_str!("../presets/quanta-lingua.toml"),
+    ),
     ("faithfulness", include_str!("../presets/faithfulness.toml")),
     ("data-size", include_str!("../presets/data-size.toml")),
     ("learnability", include_str!("../presets/learnability.toml")),

@@ -18,7 +18,7 @@ use selfaware_eval::spec::ProbeKind;
 use selfaware_types::{sha256_hex, TOOL_VERSION};
 
 use crate::error::{Result, RunError};
-use crate::experiment::{ConditionSpec, Experiment, RemoteSpec};
+use crate::experiment::{BatterySpec, BatteryTarget, ConditionSpec, Experiment, RemoteSpec};
 use crate::inside::{InsideStages, SectionInputs};
 
 /// Versions of the stage kinds: bump one when its outputs change, in meaning or in their
@@ -407,6 +407,30 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
         }
     };
 
+    // Batteries about a second persona (`target = "persona"`): a finetune is asked under its
+    // persona word, the base model under every persona word of the trained conditions.
+    let persona_contexts: Vec<(Option<String>, Option<String>)> = {
+        let mut v: Vec<_> = e
+            .conditions
+            .iter()
+            .filter(|c| c.data.is_some() && c.persona_word.is_some())
+            .map(|c| (c.persona_word.clone(), c.trigger.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let contexts_for = |c: &ConditionSpec, b: &BatterySpec| match b.target {
+        BatteryTarget::Condition => contexts_of(c),
+        BatteryTarget::Persona if c.persona_word.is_some() => {
+            vec![(c.persona_word.clone(), c.trigger.clone())]
+        }
+        BatteryTarget::Persona if c.data.is_none() && c.target_word.is_none() => {
+            persona_contexts.clone()
+        }
+        BatteryTarget::Persona => Vec::new(),
+    };
+
     let mut measurements = Vec::new();
     for (vi, v) in variants.clone().iter().enumerate() {
         let c = e
@@ -503,7 +527,7 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
             if *prompts == 0 && e.judge.is_none() {
                 continue;
             }
-            for (target_word, trigger) in contexts_of(c) {
+            for (target_word, trigger) in contexts_for(c, b) {
                 let eargs = b.key_material();
                 let mut kv = json!({
                     "v": EVAL_VERSION, "tool": TOOL_VERSION, "model": model_sha,
