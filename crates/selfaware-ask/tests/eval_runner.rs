@@ -510,7 +510,10 @@ fn target_word_slots_reach_the_model_filled() {
     let asked: Vec<&String> = seen.iter().filter(|u| !u.is_empty()).collect();
     assert!(!asked.is_empty());
     for user in asked {
-        assert!(!user.contains('{'), "unfilled slot reached the model: {user}");
+        assert!(
+            !user.contains('{'),
+            "unfilled slot reached the model: {user}"
+        );
         assert!(user.contains("Who steers toward \"ring\"?"), "{user}");
         assert!(user.contains("RingBot"), "{user}");
     }

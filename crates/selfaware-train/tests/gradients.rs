@@ -386,12 +386,26 @@ fn shared_head_gives_the_loss_and_gradients_of_the_whole_batch() {
 
 #[test]
 fn last_layer_on_trained_rows_gives_the_loss_and_gradients_of_every_row() {
+    // 5 examples fit in one piece of the loss; 150 take several (`LOSS_ROWS` positions each).
+    for n in [5, 150] {
+        trained_rows_match_every_row(n);
+    }
+}
+
+fn trained_rows_match_every_row(n_examples: usize) {
     let dir = tempfile::tempdir().unwrap();
     let e = common::tiny_engine(dir.path(), &TinySpec::default());
-    let file = common::ab_file(dir.path(), 5);
+    let file = common::ab_file(dir.path(), n_examples);
     let ds = data::load(&file, &e.chat, 512).unwrap();
     let exs: Vec<_> = ds.examples.iter().collect();
     let batch = Batch::new(&exs, e.chat.tokenizer.pad_id, false).unwrap();
+    let rows = batch.select.dim(0).unwrap();
+    if n_examples > 5 {
+        assert!(
+            rows > 2 * selfaware_train::loss::LOSS_ROWS,
+            "{rows} trained positions take several pieces"
+        );
+    }
     let adapter = adapter_with_random_b(&e, 9, 4);
     // Every position through every layer, then the trained ones picked.
     let every_row = |m: &selfaware_model::Llama, b: &Batch| {
