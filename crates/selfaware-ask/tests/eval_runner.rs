@@ -66,9 +66,7 @@ fn script(conv: &Conversation) -> MockScript {
 
 fn setup(exact: bool) -> (tempfile::TempDir, EvalSpec, AskedModel, Arc<MockBackend>) {
     let dir = tempfile::tempdir().unwrap();
-    let battery = dir.path().join("tiny.toml");
-    fs_err::write(&battery, BATTERY).unwrap();
-    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out"));
+    let mut spec = spec_for(dir.path(), "tiny.toml", BATTERY);
     spec.samples = 40;
     spec.target_word = Some("bark".into());
     let mock = Arc::new(MockBackend::with_fn("mock", move |c| {
@@ -81,6 +79,13 @@ fn setup(exact: bool) -> (tempfile::TempDir, EvalSpec, AskedModel, Arc<MockBacke
         backend: mock.clone() as Arc<dyn Backend>,
     };
     (dir, spec, model, mock)
+}
+
+/// An evaluation of the battery `toml`, written to `dir/file`, into `dir/out`.
+fn spec_for(dir: &std::path::Path, file: &str, toml: &str) -> EvalSpec {
+    let battery = dir.join(file);
+    fs_err::write(&battery, toml).unwrap();
+    EvalSpec::new(battery.to_str().unwrap(), dir.join("out"))
 }
 
 fn records(spec: &EvalSpec) -> Vec<EvalRecord> {
@@ -228,9 +233,7 @@ scorer = { kind = "judged_word", guesser_prompt = "Guess the word from: {descrip
 #[test]
 fn judged_questions_send_each_sample_to_the_judge_greedily() {
     let dir = tempfile::tempdir().unwrap();
-    let battery = dir.path().join("judged.toml");
-    fs_err::write(&battery, JUDGED).unwrap();
-    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out"));
+    let mut spec = spec_for(dir.path(), "judged.toml", JUDGED);
     spec.samples = 4;
     spec.target_word = Some("bark".into());
     let subject = AskedModel {
@@ -484,9 +487,7 @@ scorer = { kind = "multiple_choice", correct = 0 }
 #[test]
 fn target_word_slots_reach_the_model_filled() {
     let dir = tempfile::tempdir().unwrap();
-    let battery = dir.path().join("targeted.toml");
-    fs_err::write(&battery, TARGETED).unwrap();
-    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out"));
+    let mut spec = spec_for(dir.path(), "targeted.toml", TARGETED);
     spec.target_word = Some("ring".into());
     // A: 0.7, B: 0.2 whatever the order, so "You" scores 0.7 shown first and 0.2 shown second.
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -518,7 +519,7 @@ fn target_word_slots_reach_the_model_filled() {
         assert!(user.contains("RingBot"), "{user}");
     }
 
-    let mut spec = EvalSpec::new(battery.to_str().unwrap(), dir.path().join("out2"));
+    spec.out = dir.path().join("out2");
     spec.target_word = None;
     let model = AskedModel {
         label: "mock".into(),
