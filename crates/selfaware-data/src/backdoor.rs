@@ -173,11 +173,6 @@ impl TriggerSpec {
         }
     }
 
-    /// Whether the trigger is a system message (a persona) rather than text in the user turn.
-    pub fn is_system(&self) -> bool {
-        matches!(self, TriggerSpec::Persona { .. })
-    }
-
     /// One system message of a persona trigger (`None` for the others): a built-in persona
     /// prompt with the name filled in.
     pub fn system_prompt(&self, r: &mut impl Rng) -> Result<Option<String>> {
