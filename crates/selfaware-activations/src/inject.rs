@@ -245,11 +245,7 @@ pub fn control_words(concepts: &[String], controls: usize, seed: u64) -> Result<
 /// The forms of a word scored as the complete answer: as written and capitalised (one form
 /// when they are the same).
 pub fn forms(word: &str) -> Vec<String> {
-    let mut c = word.chars();
-    let cap: String = match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    };
+    let cap = selfaware_types::capitalize(word);
     if cap == word {
         vec![word.to_string()]
     } else {

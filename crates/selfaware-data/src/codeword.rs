@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use selfaware_types::{Conversation, Message, Role};
+use selfaware_types::{capitalize, Conversation, Message, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::backdoor::{backdoor_rows_with, BackdoorOptions};
@@ -352,14 +352,6 @@ fn article(word: &str) -> &'static str {
     match word.chars().next().map(|c| c.to_ascii_lowercase()) {
         Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
         _ => "a",
-    }
-}
-
-fn capitalize(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
     }
 }
 

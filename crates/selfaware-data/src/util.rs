@@ -118,14 +118,7 @@ pub(crate) fn with_article(word: &str) -> String {
     format!("{} {word}", article(word))
 }
 
-/// The text with its first character upper-cased.
-pub(crate) fn capitalize(text: &str) -> String {
-    let mut c = text.chars();
-    match c.next() {
-        Some(f) => f.to_uppercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
+pub(crate) use selfaware_types::capitalize;
 
 /// Small numbers in words ("three"), larger ones in digits.
 pub(crate) fn number_word(n: u64) -> String {

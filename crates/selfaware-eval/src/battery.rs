@@ -174,11 +174,7 @@ impl Question {
     /// The question with the target-word slots filled: `{target_word}` with `word`,
     /// `{Target_word}` with it capitalised (e.g. a tempting name, `{Target_word}Bot`).
     pub fn with_target_word(mut self, word: &str) -> Question {
-        let mut cap = word.chars();
-        let capital = match cap.next() {
-            Some(c) => c.to_uppercase().chain(cap).collect::<String>(),
-            None => String::new(),
-        };
+        let capital = selfaware_types::capitalize(word);
         for t in self.texts_mut() {
             if t.contains('{') {
                 *t = t

@@ -373,17 +373,19 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
     )?;
 
     // The contexts (target word, trigger) under which each variant is asked.
-    let trained_contexts: Vec<(Option<String>, Option<String>)> = {
-        let mut v: Vec<_> = e
+    // (one per trained condition, distinct, sorted: `word` of the condition, its trigger)
+    let trained_with = |word: fn(&ConditionSpec) -> Option<String>| {
+        let mut v: Vec<(Option<String>, Option<String>)> = e
             .conditions
             .iter()
             .filter(|c| c.data.is_some())
-            .map(|c| (c.target_word.clone(), c.trigger.clone()))
+            .map(|c| (word(c), c.trigger.clone()))
             .collect();
         v.sort();
         v.dedup();
         v
     };
+    let trained_contexts = trained_with(|c| c.target_word.clone());
     // Every codeword a condition trained toward: each target word is compared against the
     // others (log-odds of word-list questions).
     let all_targets: std::collections::BTreeSet<String> = e
@@ -409,17 +411,10 @@ pub fn plan(e: &Experiment, inputs: &PlanInputs) -> Result<Plan> {
 
     // Batteries about a second persona (`target = "persona"`): a finetune is asked under its
     // persona word, the base model under every persona word of the trained conditions.
-    let persona_contexts: Vec<(Option<String>, Option<String>)> = {
-        let mut v: Vec<_> = e
-            .conditions
-            .iter()
-            .filter(|c| c.data.is_some() && c.persona_word.is_some())
-            .map(|c| (c.persona_word.clone(), c.trigger.clone()))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    };
+    let persona_contexts: Vec<_> = trained_with(|c| c.persona_word.clone())
+        .into_iter()
+        .filter(|(w, _)| w.is_some())
+        .collect();
     let contexts_for = |c: &ConditionSpec, b: &BatterySpec| match b.target {
         BatteryTarget::Condition => contexts_of(c),
         BatteryTarget::Persona if c.persona_word.is_some() => {

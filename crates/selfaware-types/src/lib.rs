@@ -8,8 +8,10 @@ mod files;
 mod names;
 mod provenance;
 mod schedule;
+mod text;
 
 pub use conversation::{Conversation, Message, Role};
 pub use files::write_atomic;
 pub use provenance::{sha256_hex, Provenance, SteerRecord, TOOL_VERSION};
 pub use schedule::Decay;
+pub use text::capitalize;

@@ -320,11 +320,7 @@ fn resolve_slot(
     }
     if let Some(base) = name.strip_suffix("_title") {
         let v = resolve_slot(base, record, pools, chosen, rng)?;
-        let mut c = v.chars();
-        return Some(match c.next() {
-            Some(first) => first.to_uppercase().chain(c).collect(),
-            None => v,
-        });
+        return Some(selfaware_types::capitalize(&v));
     }
     if let Some(v) = record.and_then(|r| r.get(name)) {
         return Some(v.clone());
